@@ -1,0 +1,462 @@
+//! The live stream: one [`Envelope`] per message, carrying a sequence number, the server's
+//! timestamp, the design's event name as `topic`, and a typed `payload`.
+//!
+//! ```json
+//! {"seq":42,"ts":"2026-11-23T18:00:00Z","topic":"system:status","payload":{...}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker,
+    Stage, SystemMetrics, SystemStage, SystemStatus, Timestamp,
+};
+
+/// One message on the live stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Strictly increasing per server process; a client resumes after the last one it saw.
+    pub seq: u64,
+    /// When the server published it.
+    pub ts: Timestamp,
+    #[serde(flatten)]
+    pub event: LiveEvent,
+}
+
+/// Every event of the live stream, tagged with the design's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "topic", content = "payload")]
+pub enum LiveEvent {
+    #[serde(rename = "system:status")]
+    SystemStatus(SystemStatus),
+    #[serde(rename = "system:metrics")]
+    SystemMetrics(SystemMetrics),
+    #[serde(rename = "request:new")]
+    RequestNew(RequestTracker),
+    #[serde(rename = "request:progress")]
+    RequestProgress(RequestProgress),
+    #[serde(rename = "request:complete")]
+    RequestComplete(RequestComplete),
+    #[serde(rename = "request:failed")]
+    RequestFailed(RequestFailed),
+    #[serde(rename = "component:status")]
+    ComponentStatus(ComponentStatus),
+    #[serde(rename = "component:metrics")]
+    ComponentMetrics(ComponentMetrics),
+    #[serde(rename = "queue:job:added")]
+    QueueJobAdded(QueueJobAdded),
+    #[serde(rename = "queue:job:processing")]
+    QueueJobProcessing(QueueJobProcessing),
+    #[serde(rename = "queue:job:completed")]
+    QueueJobCompleted(QueueJobCompleted),
+    #[serde(rename = "queue:job:failed")]
+    QueueJobFailed(QueueJobFailed),
+    #[serde(rename = "queue:job:retry")]
+    QueueJobRetry(QueueJobRetry),
+    #[serde(rename = "worker:processing")]
+    WorkerProcessing(WorkerProcessing),
+    #[serde(rename = "worker:idle")]
+    WorkerIdle(WorkerIdle),
+    #[serde(rename = "notification:email:sent")]
+    EmailSent(EmailSent),
+    #[serde(rename = "notification:inapp:delivered")]
+    InAppDelivered(InAppDelivered),
+    #[serde(rename = "controls:changed")]
+    ControlsChanged(ControlSettings),
+}
+
+impl LiveEvent {
+    /// The design's name of this event, as it appears in `topic`.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Self::SystemStatus(_) => "system:status",
+            Self::SystemMetrics(_) => "system:metrics",
+            Self::RequestNew(_) => "request:new",
+            Self::RequestProgress(_) => "request:progress",
+            Self::RequestComplete(_) => "request:complete",
+            Self::RequestFailed(_) => "request:failed",
+            Self::ComponentStatus(_) => "component:status",
+            Self::ComponentMetrics(_) => "component:metrics",
+            Self::QueueJobAdded(_) => "queue:job:added",
+            Self::QueueJobProcessing(_) => "queue:job:processing",
+            Self::QueueJobCompleted(_) => "queue:job:completed",
+            Self::QueueJobFailed(_) => "queue:job:failed",
+            Self::QueueJobRetry(_) => "queue:job:retry",
+            Self::WorkerProcessing(_) => "worker:processing",
+            Self::WorkerIdle(_) => "worker:idle",
+            Self::EmailSent(_) => "notification:email:sent",
+            Self::InAppDelivered(_) => "notification:inapp:delivered",
+            Self::ControlsChanged(_) => "controls:changed",
+        }
+    }
+}
+
+/// `request:progress`: one stage started or ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestProgress {
+    pub request_id: String,
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    pub current_stage: SystemStage,
+    pub stage: Stage,
+}
+
+/// `request:complete`: every stage of the request has ended well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestComplete {
+    pub request_id: String,
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    pub end_time: Timestamp,
+    /// Milliseconds.
+    pub total_duration: f64,
+}
+
+/// `request:failed`: a stage failed for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestFailed {
+    pub request_id: String,
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    pub stage: SystemStage,
+    /// What went wrong, for people; never internals or secrets.
+    pub error: String,
+    pub total_duration: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJobAdded {
+    pub queue: String,
+    pub job_id: String,
+    pub notification_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub flow: Flow,
+    /// Set when the job waits for a retry tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJobProcessing {
+    pub queue: String,
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub worker_id: String,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJobCompleted {
+    pub queue: String,
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Milliseconds the worker spent on it.
+    pub duration: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJobFailed {
+    pub queue: String,
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub attempt: u32,
+    pub error: String,
+    /// True when the job went to a dead-letter queue.
+    pub dead_lettered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJobRetry {
+    /// The queue the attempt failed on.
+    pub queue: String,
+    /// The retry tier it moved to.
+    pub next_queue: String,
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub attempt: u32,
+    pub due_at: Timestamp,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerKind {
+    Mail,
+    Inapp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerProcessing {
+    pub worker_id: String,
+    pub kind: WorkerKind,
+    pub queue: String,
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerIdle {
+    pub worker_id: String,
+    pub kind: WorkerKind,
+}
+
+/// `notification:email:sent`: the SMTP server accepted the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSent {
+    pub notification_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Masked: `a***@example.com`.
+    pub to: String,
+    pub smtp_code: u16,
+}
+
+/// `notification:inapp:delivered`: the end user's client acknowledged the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InAppDelivered {
+    pub notification_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub user_id: String,
+    /// The app server whose socket carried it.
+    pub server: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{
+        ComponentHealth, ComponentKind, OverallHealth, RequestTracker, SystemStage,
+        test_support::{at, round_trip},
+    };
+
+    fn sample_stage() -> Stage {
+        Stage {
+            stage: SystemStage::QueueAdd,
+            component: "notification-service".into(),
+            start_time: at(1),
+            end_time: Some(at(2)),
+            duration: Some(1000.0),
+            status: crate::wire::StageStatus::Completed,
+            metadata: Default::default(),
+        }
+    }
+
+    /// One of every event, with the topic each must carry on the wire.
+    fn every_event() -> Vec<(LiveEvent, &'static str)> {
+        let status = SystemStatus {
+            status: OverallHealth::Healthy,
+            version: "0.1.0".into(),
+            started_at: at(0),
+            uptime_seconds: 1,
+            uptime: "1s".into(),
+            timestamp: at(1),
+            components: vec![ComponentStatus {
+                id: "database".into(),
+                name: "Database".into(),
+                kind: ComponentKind::Database,
+                health: ComponentHealth::Healthy,
+                address: "sqlite://data/liveview.db".into(),
+                figure: "SELECT 1 in 0.1 ms".into(),
+                latency_ms: Some(0.1),
+                detail: None,
+            }],
+        };
+        let request = Some("req-9".to_string());
+        let mut events = vec![
+            (LiveEvent::SystemStatus(status.clone()), "system:status"),
+            (
+                LiveEvent::SystemMetrics(SystemMetrics {
+                    system_status: OverallHealth::Degraded,
+                    active_requests: 1,
+                    requests_per_second: 2.0,
+                    average_latency: 3.0,
+                    error_rate: 0.0,
+                    uptime: "1s".into(),
+                    timestamp: at(1),
+                }),
+                "system:metrics",
+            ),
+            (
+                LiveEvent::RequestNew(RequestTracker {
+                    request_id: "req-9".into(),
+                    kind: NotificationType::Signup,
+                    current_stage: SystemStage::LbReceived,
+                    start_time: at(0),
+                    stages: vec![sample_stage()],
+                    total_duration: 0.0,
+                }),
+                "request:new",
+            ),
+            (
+                LiveEvent::RequestProgress(RequestProgress {
+                    request_id: "req-9".into(),
+                    kind: NotificationType::Signup,
+                    current_stage: SystemStage::QueueAdd,
+                    stage: sample_stage(),
+                }),
+                "request:progress",
+            ),
+            (
+                LiveEvent::RequestComplete(RequestComplete {
+                    request_id: "req-9".into(),
+                    kind: NotificationType::Signup,
+                    end_time: at(3),
+                    total_duration: 3000.0,
+                }),
+                "request:complete",
+            ),
+            (
+                LiveEvent::RequestFailed(RequestFailed {
+                    request_id: "req-9".into(),
+                    kind: NotificationType::Login,
+                    stage: SystemStage::DeadLetter,
+                    error: "550 mailbox unavailable".into(),
+                    total_duration: 5.0,
+                }),
+                "request:failed",
+            ),
+            (LiveEvent::ComponentStatus(status.components[0].clone()), "component:status"),
+            (
+                LiveEvent::QueueJobAdded(QueueJobAdded {
+                    queue: "mail".into(),
+                    job_id: "job-1".into(),
+                    notification_id: "n-1".into(),
+                    request_id: request.clone(),
+                    flow: Flow::Email,
+                    run_at: None,
+                }),
+                "queue:job:added",
+            ),
+            (
+                LiveEvent::QueueJobProcessing(QueueJobProcessing {
+                    queue: "mail".into(),
+                    job_id: "job-1".into(),
+                    request_id: request.clone(),
+                    worker_id: "mail-worker-1".into(),
+                    attempt: 1,
+                }),
+                "queue:job:processing",
+            ),
+            (
+                LiveEvent::QueueJobCompleted(QueueJobCompleted {
+                    queue: "mail".into(),
+                    job_id: "job-1".into(),
+                    request_id: request.clone(),
+                    duration: 12.0,
+                }),
+                "queue:job:completed",
+            ),
+            (
+                LiveEvent::QueueJobFailed(QueueJobFailed {
+                    queue: "mail-retry-2".into(),
+                    job_id: "job-1".into(),
+                    request_id: None,
+                    attempt: 3,
+                    error: "451 try later".into(),
+                    dead_lettered: true,
+                }),
+                "queue:job:failed",
+            ),
+            (
+                LiveEvent::QueueJobRetry(QueueJobRetry {
+                    queue: "mail".into(),
+                    next_queue: "mail-retry-1".into(),
+                    job_id: "job-1".into(),
+                    request_id: request.clone(),
+                    attempt: 1,
+                    due_at: at(300),
+                    reason: "451 try later".into(),
+                }),
+                "queue:job:retry",
+            ),
+            (
+                LiveEvent::WorkerProcessing(WorkerProcessing {
+                    worker_id: "inapp-worker-2".into(),
+                    kind: WorkerKind::Inapp,
+                    queue: "inapp".into(),
+                    job_id: "job-2".into(),
+                    request_id: request.clone(),
+                }),
+                "worker:processing",
+            ),
+            (
+                LiveEvent::WorkerIdle(WorkerIdle { worker_id: "mail-worker-1".into(), kind: WorkerKind::Mail }),
+                "worker:idle",
+            ),
+            (
+                LiveEvent::EmailSent(EmailSent {
+                    notification_id: "n-1".into(),
+                    request_id: request.clone(),
+                    to: "a***@example.com".into(),
+                    smtp_code: 250,
+                }),
+                "notification:email:sent",
+            ),
+            (
+                LiveEvent::InAppDelivered(InAppDelivered {
+                    notification_id: "n-2".into(),
+                    request_id: request,
+                    user_id: "u-1".into(),
+                    server: "server-3".into(),
+                }),
+                "notification:inapp:delivered",
+            ),
+            (LiveEvent::ControlsChanged(ControlSettings::default()), "controls:changed"),
+        ];
+        for metric in crate::wire::components::tests::every_component_metric() {
+            events.push((LiveEvent::ComponentMetrics(metric), "component:metrics"));
+        }
+        events
+    }
+
+    #[test]
+    fn every_event_round_trips_in_an_envelope_with_the_design_topic() {
+        for (seq, (event, topic)) in every_event().into_iter().enumerate() {
+            assert_eq!(event.topic(), topic);
+            let envelope = Envelope { seq: seq as u64 + 1, ts: at(10), event };
+            let json = round_trip(&envelope);
+            assert_eq!(json["topic"], topic);
+            assert_eq!(json["seq"], seq as u64 + 1);
+            assert!(json["ts"].is_string(), "ts is RFC 3339: {json}");
+            assert!(json["payload"].is_object(), "payload is an object: {json}");
+        }
+    }
+
+    #[test]
+    fn envelope_is_flat_on_the_wire() {
+        let envelope = Envelope {
+            seq: 7,
+            ts: at(0),
+            event: LiveEvent::WorkerIdle(WorkerIdle { worker_id: "w".into(), kind: WorkerKind::Mail }),
+        };
+        let json = serde_json::to_value(&envelope).expect("json");
+        let keys: Vec<_> = json.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(keys, ["payload", "seq", "topic", "ts"]);
+        assert_eq!(json["payload"]["workerId"], "w");
+    }
+
+    #[test]
+    fn unknown_topic_is_rejected() {
+        let text = r#"{"seq":1,"ts":"2026-01-01T00:00:00Z","topic":"system:nope","payload":{}}"#;
+        assert!(serde_json::from_str::<Envelope>(text).is_err());
+    }
+}

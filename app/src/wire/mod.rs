@@ -1,0 +1,42 @@
+//! Types that cross the wire: the live-stream envelope and every payload it carries.
+//!
+//! JSON names follow the design's interfaces: camelCase fields and the design's event
+//! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
+//! change for both the server and the SPA, and the round-trip tests prove both still read it.
+
+mod components;
+mod controls;
+mod events;
+mod journey;
+mod status;
+
+pub use components::*;
+pub use controls::*;
+pub use events::*;
+pub use journey::*;
+pub use status::*;
+
+/// Timestamps on the wire: RFC 3339 in UTC.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::fmt::Debug;
+
+    /// Serializes to JSON and back, asserting nothing was lost; returns the JSON value so a
+    /// test can also pin the exact wire names.
+    pub fn round_trip<T>(value: &T) -> serde_json::Value
+    where
+        T: Serialize + DeserializeOwned + PartialEq + Debug,
+    {
+        let text = serde_json::to_string(value).expect("serializes");
+        let back: T = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(&back, value, "round trip changed the value: {text}");
+        serde_json::from_str(&text).expect("is JSON")
+    }
+
+    pub fn at(secs: i64) -> super::Timestamp {
+        chrono::DateTime::from_timestamp(1_790_000_000 + secs, 250_000_000).expect("valid time")
+    }
+}

@@ -1,0 +1,127 @@
+//! Command-line flags, each with a `LIVEVIEW_*` environment fallback.
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
+};
+
+use clap::Parser;
+
+/// Live View: a real notification system and a live window onto it.
+///
+/// With no arguments it starts, in one process, the dashboard, the load balancer and
+/// three app servers on the embedded defaults (an SQLite file under ./data). Every
+/// address takes port 0 to mean "pick a free one"; bound addresses are logged.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "liveview", version, about, long_about = None, max_term_width = 100)]
+pub struct Config {
+    /// Where the dashboard listens (SPA, /status, live-view API).
+    #[arg(long, env = "LIVEVIEW_DASHBOARD", value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
+    pub dashboard: SocketAddr,
+
+    /// Where the load balancer listens for end users.
+    #[arg(long, env = "LIVEVIEW_LB", value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_addr)]
+    pub lb: SocketAddr,
+
+    /// How many app servers to run behind the load balancer.
+    #[arg(long, env = "LIVEVIEW_SERVERS", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub servers: u16,
+
+    /// Port of the first app server; the others take the next ports. 0 gives each an
+    /// ephemeral port.
+    #[arg(long, env = "LIVEVIEW_SERVER_PORT_BASE", value_name = "PORT", default_value_t = 5001)]
+    pub server_port_base: u16,
+
+    /// The IP address the app servers bind to.
+    #[arg(long, env = "LIVEVIEW_SERVER_HOST", value_name = "IP", default_value = "127.0.0.1")]
+    pub server_host: std::net::IpAddr,
+
+    /// Data directory, created if absent; holds the SQLite file.
+    #[arg(long, env = "LIVEVIEW_DATA", value_name = "DIR", default_value = "./data")]
+    pub data: PathBuf,
+
+    /// Database URL (`sqlite://path/to/file.db`); overrides --data.
+    #[arg(long, env = "LIVEVIEW_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory holding the built SPA (Trunk's output).
+    #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
+    pub site: PathBuf,
+}
+
+impl Config {
+    /// The addresses the app servers ask for: consecutive ports from the base, or all
+    /// ephemeral when the base is 0.
+    pub fn server_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        (0..self.servers)
+            .map(|index| {
+                let port = if self.server_port_base == 0 {
+                    Some(0)
+                } else {
+                    self.server_port_base.checked_add(index)
+                };
+                port.map(|port| SocketAddr::new(self.server_host, port)).ok_or_else(|| {
+                    format!(
+                        "--server-port-base {} with --servers {} runs past port 65535",
+                        self.server_port_base, self.servers
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Accepts `IP:PORT` or `HOST:PORT` (resolved once, first address wins).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|error| format!("expected HOST:PORT ({error})"))?
+        .next()
+        .ok_or_else(|| "resolves to no address".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("liveview").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = parse(&[]).expect("defaults parse");
+        assert_eq!(config.dashboard.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.lb.to_string(), "127.0.0.1:8000");
+        let servers: Vec<String> = config.server_addrs().expect("fits").iter().map(|a| a.to_string()).collect();
+        assert_eq!(servers, ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]);
+    }
+
+    #[test]
+    fn port_base_zero_makes_every_server_ephemeral() {
+        let config = parse(&["--servers", "2", "--server-port-base", "0"]).expect("parses");
+        assert!(config.server_addrs().expect("fits").iter().all(|addr| addr.port() == 0));
+    }
+
+    #[test]
+    fn port_range_overflow_is_an_error_not_a_wrap() {
+        let config = parse(&["--servers", "3", "--server-port-base", "65534"]).expect("parses");
+        assert!(config.server_addrs().expect_err("overflows").contains("65535"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["--servers", "0"]).is_err());
+        assert!(parse(&["--servers", "many"]).is_err());
+        assert!(parse(&["--dashboard", "not an address"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn host_names_resolve() {
+        let config = parse(&["--lb", "localhost:0"]).expect("localhost resolves");
+        assert!(config.lb.ip().is_loopback());
+    }
+}

@@ -1,0 +1,146 @@
+//! The dashboard listener: the SPA's files at `/`, the server-rendered `/status` page
+//! (HTML, or JSON on `Accept: application/json`), the live stream and `/healthz`.
+
+use std::{path::Path, sync::Arc};
+
+use app::components::StatusPage;
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use leptos::prelude::*;
+use serde_json::json;
+use tower_http::{
+    compression::CompressionLayer,
+    services::{ServeDir, ServeFile},
+};
+
+use crate::{
+    live::{self, LiveSocketState},
+    status::StatusProbe,
+};
+
+#[derive(Clone)]
+pub struct Dashboard {
+    pub probe: Arc<StatusProbe>,
+    pub live: LiveSocketState,
+}
+
+impl Dashboard {
+    /// The dashboard's routes; `site` is Trunk's output folder.
+    pub fn router(self, site: &Path) -> Router {
+        let api = Router::new()
+            .route("/api/live-view/ws", get(live::live_socket))
+            .with_state(self.live.clone());
+        Router::new()
+            .route("/status", get(status))
+            .route("/healthz", get(healthz))
+            .with_state(self)
+            .merge(api)
+            .fallback_service(spa(site))
+    }
+}
+
+/// Serves the SPA with long-lived caching for Trunk's content-hashed files and
+/// revalidation for everything else; unknown paths get `index.html` so client-side
+/// links work.
+fn spa(site: &Path) -> Router {
+    let index = site.join("index.html");
+    if !index.is_file() {
+        tracing::warn!(site = %site.display(), "the SPA is not built here; `/` will say so (run `make build`)");
+        return Router::new().fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+                "The Live View SPA is not built. Run `make build` (or `make run`), or point --site at Trunk's output.\n",
+            )
+        });
+    }
+    let files = ServeDir::new(site).fallback(ServeFile::new(index));
+    Router::new()
+        .fallback_service(files)
+        .layer(middleware::from_fn(cache_headers))
+        .layer(CompressionLayer::new())
+}
+
+async fn cache_headers(request: Request, next: Next) -> Response {
+    let policy = cache_policy(request.uri().path());
+    let mut response = next.run(request).await;
+    if response.status().is_success() {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    }
+    response
+}
+
+/// Trunk names built assets `name-<16 hex digits>[_bg].ext`; those never change and may
+/// be cached for a year. Everything else (index.html above all) is revalidated.
+fn cache_policy(path: &str) -> &'static str {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    let stem = file.split('.').next().unwrap_or_default().trim_end_matches("_bg");
+    let hashed = stem
+        .rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()));
+    if hashed { "public, max-age=31536000, immutable" } else { "no-cache" }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "component": "dashboard" }))
+}
+
+/// `GET /status`: the same facts as HTML for people and JSON for programs.
+async fn status(State(dashboard): State<Dashboard>, headers: HeaderMap, request: Request<Body>) -> Response {
+    let status = dashboard.probe.current().await;
+    if wants_json(&headers) {
+        return ([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response();
+    }
+    let render = leptos_axum::render_app_async_with_context(
+        || {},
+        move || view! { <StatusPage status=status.clone() /> },
+    );
+    let mut response = render(request).await.into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// JSON when the client asks for it and does not also prefer HTML (browsers send both).
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_trunk_assets_are_immutable_and_the_rest_revalidates() {
+        let immutable = "public, max-age=31536000, immutable";
+        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"), immutable);
+        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54.js"), immutable);
+        assert_eq!(cache_policy("/main-0123456789abcdef.css"), immutable);
+        assert_eq!(cache_policy("/"), "no-cache");
+        assert_eq!(cache_policy("/index.html"), "no-cache");
+        assert_eq!(cache_policy("/public/favicon.svg"), "no-cache");
+        assert_eq!(cache_policy("/live-view-dashboard.js"), "no-cache");
+    }
+
+    #[test]
+    fn json_only_when_asked_for_without_html() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_json(&headers));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(wants_json(&headers));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/json;q=0.9"));
+        assert!(!wants_json(&headers));
+    }
+}

@@ -1,0 +1,154 @@
+//! Live View's server: one process running the dashboard, the load balancer, the app
+//! servers and the database. [`start`] binds everything and returns a [`Running`]
+//! handle, so `main` and the integration tests start the system the same way.
+
+pub mod balancer;
+pub mod config;
+pub mod dashboard;
+pub mod live;
+pub mod servers;
+pub mod status;
+pub mod storage;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    balancer::Balancer,
+    config::Config,
+    dashboard::Dashboard,
+    live::{LiveHub, LiveSocketState},
+    servers::AppServer,
+    status::StatusProbe,
+    storage::{Database, StorageError},
+};
+
+/// How long shutdown waits for open connections before giving up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the process could not start. Each says what and where in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for the {role}: {reason}")]
+    Bind { role: String, addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A started system: its bound addresses and the means to stop it.
+pub struct Running {
+    pub dashboard: SocketAddr,
+    pub balancer: SocketAddr,
+    pub servers: Vec<(String, SocketAddr)>,
+    pub database: Database,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Stops every listener and task, waiting at most [`SHUTDOWN_GRACE`].
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
+        }
+        self.database.close().await;
+    }
+}
+
+/// Binds every listener, opens and migrates the database, and starts serving.
+/// Nothing is served unless everything could be bound and opened.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    // Leptos' server rendering spawns through this executor; a second call is harmless.
+    let _ = any_spawner::Executor::init_tokio();
+
+    let server_addrs = config.server_addrs().map_err(StartError::Config)?;
+    let dashboard_listener = bind("dashboard", config.dashboard).await?;
+    let balancer_listener = bind("load balancer", config.lb).await?;
+    let mut server_listeners = Vec::with_capacity(server_addrs.len());
+    for (index, addr) in server_addrs.into_iter().enumerate() {
+        let id = format!("server-{}", index + 1);
+        let listener = bind(&format!("app server {id}"), addr).await?;
+        server_listeners.push((id, listener));
+    }
+
+    let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
+    let database = Database::open(&url).await?;
+    tracing::info!(database = %database.display_url, "database ready (migrations applied)");
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let hub = Arc::new(LiveHub::new());
+
+    let mut servers = Vec::new();
+    for (id, listener) in server_listeners {
+        let addr = local_addr(&listener);
+        let server = AppServer { id: id.clone(), addr, started: Instant::now() };
+        serve(&tasks, &shutdown, &id, listener, server.router());
+        servers.push((id, addr));
+    }
+
+    let balancer_addr = local_addr(&balancer_listener);
+    let balancer = Balancer { addr: balancer_addr, backends: servers.clone() };
+    serve(&tasks, &shutdown, "load balancer", balancer_listener, balancer.router());
+
+    let dashboard_addr = local_addr(&dashboard_listener);
+    let probe = Arc::new(StatusProbe::new(
+        dashboard_addr,
+        balancer_addr,
+        servers.clone(),
+        database.clone(),
+        hub.clone(),
+    ));
+    let dashboard = Dashboard {
+        probe: probe.clone(),
+        live: LiveSocketState { hub, shutdown: shutdown.clone() },
+    };
+    serve(&tasks, &shutdown, "dashboard", dashboard_listener, dashboard.router(&config.site));
+    tasks.spawn(probe.run(shutdown.clone()));
+
+    Ok(Running { dashboard: dashboard_addr, balancer: balancer_addr, servers, database, shutdown, tasks })
+}
+
+async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|error| StartError::Bind {
+        role: role.to_string(),
+        addr,
+        reason: describe_io(&error),
+    })
+}
+
+/// `Address already in use` rather than `Address already in use (os error 98)`.
+fn describe_io(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_lowercase(),
+        None => text,
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // A bound TCP listener always has a local address.
+    listener.local_addr().expect("bound listener has an address")
+}
+
+fn serve(tasks: &TaskTracker, shutdown: &CancellationToken, role: &str, listener: TcpListener, router: Router) {
+    let addr = local_addr(&listener);
+    tracing::info!("{role} listening on http://{addr}");
+    let role = role.to_string();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "{role} stopped serving");
+        }
+    });
+}

@@ -1,0 +1,216 @@
+//! The system's health, checked for real once a second: an HTTP round trip to the load
+//! balancer's and every app server's `/healthz`, a query to the database. The result is
+//! the `/status` page and the `system:status` event.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use app::wire::{
+    ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, SystemStatus,
+    Timestamp, format_uptime,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{live::LiveHub, storage::Database};
+
+/// How often status is gathered and published.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe slower than this counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Everything the status check looks at.
+pub struct StatusProbe {
+    pub started_at: Timestamp,
+    pub started: Instant,
+    pub dashboard: SocketAddr,
+    pub balancer: SocketAddr,
+    pub servers: Vec<(String, SocketAddr)>,
+    pub database: Database,
+    pub hub: Arc<LiveHub>,
+    client: reqwest::Client,
+    latest: RwLock<Option<SystemStatus>>,
+}
+
+impl StatusProbe {
+    pub fn new(
+        dashboard: SocketAddr,
+        balancer: SocketAddr,
+        servers: Vec<(String, SocketAddr)>,
+        database: Database,
+        hub: Arc<LiveHub>,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(PROBE_TIMEOUT)
+            // Probes must measure our listeners, never a proxy from the environment.
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self {
+            started_at: chrono::Utc::now(),
+            started: Instant::now(),
+            dashboard,
+            balancer,
+            servers,
+            database,
+            hub,
+            client,
+            latest: RwLock::new(None),
+        }
+    }
+
+    /// The last gathered status, or a fresh one if none was gathered yet.
+    pub async fn current(&self) -> SystemStatus {
+        let cached = self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone();
+        match cached {
+            Some(status) => status,
+            None => self.refresh().await,
+        }
+    }
+
+    /// Checks every component now, keeps the result and publishes `system:status`.
+    pub async fn refresh(&self) -> SystemStatus {
+        let status = self.gather().await;
+        *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
+        self.hub.publish(LiveEvent::SystemStatus(status.clone()));
+        status
+    }
+
+    /// Refreshes every [`STATUS_INTERVAL`] until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => { self.refresh().await; }
+            }
+        }
+    }
+
+    async fn gather(&self) -> SystemStatus {
+        let dashboard = self.dashboard_status();
+        let balancer = self.http_status("load-balancer", "Load balancer", ComponentKind::LoadBalancer, self.balancer);
+        let servers = futures_util::future::join_all(self.servers.iter().map(|(id, addr)| {
+            let name = id.replacen("server-", "Server ", 1);
+            async move { self.http_status(id, &name, ComponentKind::Server, *addr).await }
+        }));
+        let (balancer, servers, database) = tokio::join!(balancer, servers, self.database_status());
+        let mut components = vec![dashboard, balancer];
+        components.extend(servers);
+        components.push(database);
+
+        let uptime_seconds = self.started.elapsed().as_secs();
+        SystemStatus {
+            status: OverallHealth::from_components(&components),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at,
+            uptime_seconds,
+            uptime: format_uptime(uptime_seconds),
+            timestamp: chrono::Utc::now(),
+            components,
+        }
+    }
+
+    fn dashboard_status(&self) -> ComponentStatus {
+        let viewers = self.hub.viewer_count();
+        ComponentStatus {
+            id: "dashboard".into(),
+            name: "Dashboard".into(),
+            kind: ComponentKind::Dashboard,
+            // It is answering this very check.
+            health: ComponentHealth::Healthy,
+            address: self.dashboard.to_string(),
+            figure: format!("{viewers} live viewer{}", if viewers == 1 { "" } else { "s" }),
+            latency_ms: None,
+            detail: None,
+        }
+    }
+
+    /// `GET http://ADDR/healthz`, timed.
+    async fn http_status(&self, id: &str, name: &str, kind: ComponentKind, addr: SocketAddr) -> ComponentStatus {
+        let url = format!("http://{}/healthz", reachable(addr));
+        let started = Instant::now();
+        let outcome = match self.client.get(&url).send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("healthz answered {}", response.status())),
+            Err(error) if error.is_timeout() => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+            Err(error) if error.is_connect() => Err("connection refused".to_string()),
+            Err(_) => Err("healthz request failed".to_string()),
+        };
+        let latency = millis(started.elapsed());
+        let (health, figure, latency_ms, detail) = match outcome {
+            Ok(()) => (ComponentHealth::Healthy, format!("healthz in {latency:.1} ms"), Some(latency), None),
+            Err(reason) => (ComponentHealth::Unhealthy, "not answering".to_string(), None, Some(reason)),
+        };
+        ComponentStatus {
+            id: id.into(),
+            name: name.into(),
+            kind,
+            health,
+            address: addr.to_string(),
+            figure,
+            latency_ms,
+            detail,
+        }
+    }
+
+    async fn database_status(&self) -> ComponentStatus {
+        let ping = tokio::time::timeout(PROBE_TIMEOUT, self.database.ping()).await;
+        let (health, figure, latency_ms, detail) = match ping {
+            Ok(Ok(elapsed)) => {
+                let latency = millis(elapsed);
+                let boots = self.database.boot_count().await.unwrap_or(0);
+                (ComponentHealth::Healthy, format!("SELECT 1 in {latency:.2} ms · start #{boots}"), Some(latency), None)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "database health check failed");
+                (ComponentHealth::Unhealthy, "not answering".into(), None, Some("query failed".into()))
+            }
+            Err(_) => (
+                ComponentHealth::Unhealthy,
+                "not answering".into(),
+                None,
+                Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+            ),
+        };
+        ComponentStatus {
+            id: "database".into(),
+            name: "Database".into(),
+            kind: ComponentKind::Database,
+            health,
+            address: self.database.display_url.clone(),
+            figure,
+            latency_ms,
+            detail,
+        }
+    }
+}
+
+/// A listener bound to 0.0.0.0 or [::] is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_are_probed_on_loopback() {
+        let any: SocketAddr = "0.0.0.0:5001".parse().expect("addr");
+        assert_eq!(reachable(any).to_string(), "127.0.0.1:5001");
+        let specific: SocketAddr = "10.1.2.3:5001".parse().expect("addr");
+        assert_eq!(reachable(specific), specific);
+    }
+}
