@@ -1,0 +1,18 @@
+// /status is complete as the server sends it: no JavaScript needed.
+import { test, expect } from '@playwright/test';
+
+test.use({ javaScriptEnabled: false });
+
+test('/status renders every component with JavaScript disabled', async ({ page }) => {
+  const response = await page.goto('/status');
+  expect(response?.status()).toBe(200);
+  expect(response?.headers()['content-type']).toContain('text/html');
+  await expect(page).toHaveTitle(/Live View status: (healthy|degraded|critical)/);
+  await expect(page.getByTestId('overall-status')).toHaveText('healthy');
+  for (const id of ['dashboard', 'load-balancer', 'server-1', 'server-2', 'server-3', 'database']) {
+    await expect(page.getByTestId(`component-${id}`)).toHaveAttribute('data-health', 'healthy');
+  }
+  await expect(page.getByTestId('component-database')).toContainText('SELECT 1 in');
+  // Nothing to download and run: leptos_axum's inline resource bootstrap is the only script.
+  expect(await page.locator('script[src]').count()).toBe(0);
+});

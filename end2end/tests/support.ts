@@ -1,0 +1,71 @@
+// Shared by the config and the specs: how to start `liveview` for a test, and the
+// Chromium flags this machine needs (root, no GPU, closed network).
+import { spawn, ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(__dirname, '..', '..');
+
+export const DASHBOARD_PORT = Number(process.env.E2E_PORT ?? 3901);
+export const BINARY = process.env.LIVEVIEW_BIN ?? path.join(root, 'target', 'release', 'liveview');
+export const SITE = process.env.LIVEVIEW_SITE ?? path.join(root, 'dist');
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+/** Every listener but the dashboard on an ephemeral port; a fresh data directory. */
+export function liveviewArgs(port: number, dataDir: string): string[] {
+  return [
+    '--dashboard', `127.0.0.1:${port}`,
+    '--lb', '127.0.0.1:0',
+    '--server-port-base', '0',
+    '--data', dataDir,
+    '--site', SITE,
+  ];
+}
+
+export function freshDataDir(): string {
+  return mkdtempSync(path.join(tmpdir(), 'liveview-e2e-'));
+}
+
+export function liveviewCommand(port: number): string {
+  return [BINARY, ...liveviewArgs(port, freshDataDir())].map((a) => JSON.stringify(a)).join(' ');
+}
+
+/** Starts `liveview` and resolves once its dashboard answers /healthz. */
+export async function startLiveview(port: number, dataDir: string): Promise<ChildProcess> {
+  const child = spawn(BINARY, liveviewArgs(port, dataDir), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`liveview exited early:\n${output}`);
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (response.ok) return child;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`liveview did not answer on port ${port}:\n${output}`);
+}
+
+/** Sends SIGTERM and waits for a clean exit. */
+export async function stopLiveview(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  return exited;
+}

@@ -1,0 +1,170 @@
+//! The `liveview` binary as a user runs it: flags, environment fallbacks, one-line
+//! errors with a non-zero exit, logged addresses, and graceful exit on SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
+
+/// Runs liveview to completion (it must fail fast in these cases).
+fn run_expecting_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("waits").is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("liveview {args:?} kept running; it should have exited");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn ephemeral(data: &str) -> Vec<String> {
+    ["--dashboard", "127.0.0.1:0", "--lb", "127.0.0.1:0", "--server-port-base", "0", "--data", data]
+        .map(String::from)
+        .to_vec()
+}
+
+fn assert_one_line_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line in:\n{stderr}");
+    assert!(errors[0].contains(needle), "{needle:?} named in {:?}", errors[0]);
+    assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
+}
+
+#[test]
+fn help_documents_every_flag_and_its_environment_variable() {
+    let output = run_expecting_exit(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, env) in [
+        ("--dashboard", "LIVEVIEW_DASHBOARD"),
+        ("--lb", "LIVEVIEW_LB"),
+        ("--servers", "LIVEVIEW_SERVERS"),
+        ("--server-port-base", "LIVEVIEW_SERVER_PORT_BASE"),
+        ("--data", "LIVEVIEW_DATA"),
+        ("--database-url", "LIVEVIEW_DATABASE_URL"),
+    ] {
+        assert!(help.contains(flag), "{flag} in --help");
+        assert!(help.contains(env), "{env} in --help");
+    }
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_code_2() {
+    let output = run_expecting_exit(&["--servers", "lots"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "--servers");
+    assert_eq!(String::from_utf8_lossy(&output.stderr).lines().count(), 1);
+
+    let output = run_expecting_exit(&["--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "--no-such-flag");
+}
+
+#[test]
+fn a_port_in_use_names_the_listener_and_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = ephemeral(dir.path().to_str().expect("utf-8"));
+    args[3] = addr.clone(); // --lb
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_expecting_exit(&args);
+    assert_one_line_error(&output, &format!("cannot listen on {addr} for the load balancer: address already in use"));
+}
+
+#[test]
+fn an_unusable_data_dir_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let data = blocker.join("data");
+    let args = ephemeral(data.to_str().expect("utf-8"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_expecting_exit(&args);
+    assert_one_line_error(&output, &format!("data directory {} is not usable", data.display()));
+}
+
+#[test]
+fn environment_variables_stand_in_for_flags() {
+    let output = Command::new(BINARY)
+        .env("LIVEVIEW_SERVERS", "none")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "--servers");
+}
+
+/// Starts liveview on ephemeral ports and reads the dashboard URL it prints.
+fn start_ephemeral(data: &str, extra_env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(BINARY)
+        .args(ephemeral(data))
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let url = first.strip_prefix("Live View dashboard: ").expect("prints the dashboard URL").to_string();
+    (child, url)
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "liveview did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let (mut child, url) = start_ephemeral(data.to_str().expect("utf-8"), &[("LIVEVIEW_SERVERS", "2")]);
+    assert!(url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"), "{url}");
+    let health: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("{url}healthz"))
+        .send()
+        .await
+        .expect("dashboard answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["component"], "dashboard");
+
+    let status = terminate(&mut child);
+    assert!(status.success(), "graceful exit: {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read");
+    for role in ["dashboard", "load balancer", "server-1", "server-2"] {
+        assert!(stderr.contains(&format!("{role} listening on http://127.0.0.1:")), "{role} logged:\n{stderr}");
+    }
+    assert!(!stderr.contains("server-3"), "LIVEVIEW_SERVERS=2 was honoured");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert!(data.join("liveview.db").is_file(), "the SQLite file is in the data dir");
+}
