@@ -11,7 +11,9 @@ pub const MAX_DELAY_MS: u32 = 10_000;
 /// step ("equal jitter"), so it always grows but never lines up across clients.
 pub fn delay_ms(attempt: u32, jitter: f64) -> u32 {
     let exponent = attempt.saturating_sub(1).min(16);
-    let step = BASE_DELAY_MS.saturating_mul(1 << exponent).min(MAX_DELAY_MS);
+    let step = BASE_DELAY_MS
+        .saturating_mul(1 << exponent)
+        .min(MAX_DELAY_MS);
     let half = step / 2;
     half + (f64::from(half) * jitter.clamp(0.0, 1.0)) as u32
 }
@@ -30,7 +32,10 @@ mod tests {
     #[test]
     fn is_capped() {
         assert_eq!(delay_ms(30, 1.0), MAX_DELAY_MS);
-        assert_eq!(delay_ms(u32::MAX, 0.999), MAX_DELAY_MS / 2 + (f64::from(MAX_DELAY_MS / 2) * 0.999) as u32);
+        assert_eq!(
+            delay_ms(u32::MAX, 0.999),
+            MAX_DELAY_MS / 2 + (f64::from(MAX_DELAY_MS / 2) * 0.999) as u32
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl Connection {
         match self {
             Self::Connecting => "Connecting…".into(),
             Self::Live => "Live".into(),
-            Self::Reconnecting { attempt, retry_in_ms } => format!(
+            Self::Reconnecting {
+                attempt,
+                retry_in_ms,
+            } => format!(
                 "Connection lost — reconnecting (attempt {attempt}, next try in {:.1} s)",
                 f64::from(retry_in_ms) / 1000.0
             ),
@@ -115,7 +118,10 @@ async fn stay_connected(live: LiveState) {
         }
         attempt = attempt.saturating_add(1);
         let retry_in_ms = backoff::delay_ms(attempt, js_sys::Math::random());
-        live.connection.set(Connection::Reconnecting { attempt, retry_in_ms });
+        live.connection.set(Connection::Reconnecting {
+            attempt,
+            retry_in_ms,
+        });
         TimeoutFuture::new(retry_in_ms).await;
     }
 }
@@ -135,7 +141,9 @@ async fn read_until_lost(url: &str, live: LiveState) -> bool {
             // Closed, failed, or silent for too long.
             _ => return received,
         };
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         match serde_json::from_str::<Envelope>(&text) {
             Ok(envelope) => {
                 if !received {

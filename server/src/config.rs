@@ -29,23 +29,48 @@ pub struct Config {
 
     /// Port of the first app server; the others take the next ports. 0 gives each an
     /// ephemeral port.
-    #[arg(long, env = "LIVEVIEW_SERVER_PORT_BASE", value_name = "PORT", default_value_t = 5001)]
+    #[arg(
+        long,
+        env = "LIVEVIEW_SERVER_PORT_BASE",
+        value_name = "PORT",
+        default_value_t = 5001
+    )]
     pub server_port_base: u16,
 
     /// The IP address the app servers bind to.
-    #[arg(long, env = "LIVEVIEW_SERVER_HOST", value_name = "IP", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        env = "LIVEVIEW_SERVER_HOST",
+        value_name = "IP",
+        default_value = "127.0.0.1"
+    )]
     pub server_host: std::net::IpAddr,
 
     /// Data directory, created if absent; holds the SQLite file.
-    #[arg(long, env = "LIVEVIEW_DATA", value_name = "DIR", default_value = "./data")]
+    #[arg(
+        long,
+        env = "LIVEVIEW_DATA",
+        value_name = "DIR",
+        default_value = "./data"
+    )]
     pub data: PathBuf,
 
     /// Database URL (`sqlite://path/to/file.db`); overrides --data.
-    #[arg(long, env = "LIVEVIEW_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LIVEVIEW_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Directory holding the built SPA (Trunk's output).
-    #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
+    #[arg(
+        long,
+        env = "LIVEVIEW_SITE",
+        value_name = "DIR",
+        default_value = "dist"
+    )]
     pub site: PathBuf,
 }
 
@@ -60,12 +85,13 @@ impl Config {
                 } else {
                     self.server_port_base.checked_add(index)
                 };
-                port.map(|port| SocketAddr::new(self.server_host, port)).ok_or_else(|| {
-                    format!(
-                        "--server-port-base {} with --servers {} runs past port 65535",
-                        self.server_port_base, self.servers
-                    )
-                })
+                port.map(|port| SocketAddr::new(self.server_host, port))
+                    .ok_or_else(|| {
+                        format!(
+                            "--server-port-base {} with --servers {} runs past port 65535",
+                            self.server_port_base, self.servers
+                        )
+                    })
             })
             .collect()
     }
@@ -95,20 +121,39 @@ mod tests {
         let config = parse(&[]).expect("defaults parse");
         assert_eq!(config.dashboard.to_string(), "127.0.0.1:3000");
         assert_eq!(config.lb.to_string(), "127.0.0.1:8000");
-        let servers: Vec<String> = config.server_addrs().expect("fits").iter().map(|a| a.to_string()).collect();
-        assert_eq!(servers, ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]);
+        let servers: Vec<String> = config
+            .server_addrs()
+            .expect("fits")
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            servers,
+            ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]
+        );
     }
 
     #[test]
     fn port_base_zero_makes_every_server_ephemeral() {
         let config = parse(&["--servers", "2", "--server-port-base", "0"]).expect("parses");
-        assert!(config.server_addrs().expect("fits").iter().all(|addr| addr.port() == 0));
+        assert!(
+            config
+                .server_addrs()
+                .expect("fits")
+                .iter()
+                .all(|addr| addr.port() == 0)
+        );
     }
 
     #[test]
     fn port_range_overflow_is_an_error_not_a_wrap() {
         let config = parse(&["--servers", "3", "--server-port-base", "65534"]).expect("parses");
-        assert!(config.server_addrs().expect_err("overflows").contains("65535"));
+        assert!(
+            config
+                .server_addrs()
+                .expect_err("overflows")
+                .contains("65535")
+        );
     }
 
     #[test]

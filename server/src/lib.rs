@@ -33,7 +33,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr} for the {role}: {reason}")]
-    Bind { role: String, addr: SocketAddr, reason: String },
+    Bind {
+        role: String,
+        addr: SocketAddr,
+        reason: String,
+    },
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
@@ -55,8 +59,13 @@ impl Running {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
-            tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway"
+            );
         }
         self.database.close().await;
     }
@@ -89,14 +98,27 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut servers = Vec::new();
     for (id, listener) in server_listeners {
         let addr = local_addr(&listener);
-        let server = AppServer { id: id.clone(), addr, started: Instant::now() };
+        let server = AppServer {
+            id: id.clone(),
+            addr,
+            started: Instant::now(),
+        };
         serve(&tasks, &shutdown, &id, listener, server.router());
         servers.push((id, addr));
     }
 
     let balancer_addr = local_addr(&balancer_listener);
-    let balancer = Balancer { addr: balancer_addr, backends: servers.clone() };
-    serve(&tasks, &shutdown, "load balancer", balancer_listener, balancer.router());
+    let balancer = Balancer {
+        addr: balancer_addr,
+        backends: servers.clone(),
+    };
+    serve(
+        &tasks,
+        &shutdown,
+        "load balancer",
+        balancer_listener,
+        balancer.router(),
+    );
 
     let dashboard_addr = local_addr(&dashboard_listener);
     let probe = Arc::new(StatusProbe::new(
@@ -108,20 +130,38 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ));
     let dashboard = Dashboard {
         probe: probe.clone(),
-        live: LiveSocketState { hub, shutdown: shutdown.clone() },
+        live: LiveSocketState {
+            hub,
+            shutdown: shutdown.clone(),
+        },
     };
-    serve(&tasks, &shutdown, "dashboard", dashboard_listener, dashboard.router(&config.site));
+    serve(
+        &tasks,
+        &shutdown,
+        "dashboard",
+        dashboard_listener,
+        dashboard.router(&config.site),
+    );
     tasks.spawn(probe.run(shutdown.clone()));
 
-    Ok(Running { dashboard: dashboard_addr, balancer: balancer_addr, servers, database, shutdown, tasks })
+    Ok(Running {
+        dashboard: dashboard_addr,
+        balancer: balancer_addr,
+        servers,
+        database,
+        shutdown,
+        tasks,
+    })
 }
 
 async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|error| StartError::Bind {
-        role: role.to_string(),
-        addr,
-        reason: describe_io(&error),
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Bind {
+            role: role.to_string(),
+            addr,
+            reason: describe_io(&error),
+        })
 }
 
 /// `Address already in use` rather than `Address already in use (os error 98)`.
@@ -135,10 +175,18 @@ fn describe_io(error: &std::io::Error) -> String {
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound TCP listener always has a local address.
-    listener.local_addr().expect("bound listener has an address")
+    listener
+        .local_addr()
+        .expect("bound listener has an address")
 }
 
-fn serve(tasks: &TaskTracker, shutdown: &CancellationToken, role: &str, listener: TcpListener, router: Router) {
+fn serve(
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    role: &str,
+    listener: TcpListener,
+    router: Router,
+) {
     let addr = local_addr(&listener);
     tracing::info!("{role} listening on http://{addr}");
     let role = role.to_string();

@@ -9,7 +9,12 @@ use liveview::config::Config;
 async fn main() -> ExitCode {
     let config = match Config::try_parse() {
         Ok(config) => config,
-        Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }

@@ -30,7 +30,10 @@ async fn start(data: &Path, site: &Path) -> Running {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 #[tokio::test]
@@ -38,10 +41,17 @@ async fn every_listener_answers_healthz_with_json() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir.path().join("data"), dir.path()).await;
     let http = client();
-    let mut targets = vec![("dashboard", running.dashboard), ("load-balancer", running.balancer)];
+    let mut targets = vec![
+        ("dashboard", running.dashboard),
+        ("load-balancer", running.balancer),
+    ];
     targets.extend(running.servers.iter().map(|(_, addr)| ("server", *addr)));
     for (component, addr) in targets {
-        let response = http.get(format!("http://{addr}/healthz")).send().await.expect("answers");
+        let response = http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("answers");
         assert_eq!(response.status(), 200, "{component} at {addr}");
         let body: serde_json::Value = response.json().await.expect("JSON body");
         assert_eq!(body["status"], "ok");
@@ -64,10 +74,28 @@ async fn status_json_reports_every_component_healthy() {
         .await
         .expect("a SystemStatus");
     let ids: Vec<&str> = status.components.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["dashboard", "load-balancer", "server-1", "server-2", "database"]);
+    assert_eq!(
+        ids,
+        [
+            "dashboard",
+            "load-balancer",
+            "server-1",
+            "server-2",
+            "database"
+        ]
+    );
     assert_eq!(status.status, OverallHealth::Healthy);
-    assert!(status.components.iter().all(|c| c.health == ComponentHealth::Healthy), "{status:?}");
-    assert_eq!(status.components[2].address, running.servers[0].1.to_string());
+    assert!(
+        status
+            .components
+            .iter()
+            .all(|c| c.health == ComponentHealth::Healthy),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.components[2].address,
+        running.servers[0].1.to_string()
+    );
     running.shutdown().await;
 }
 
@@ -82,16 +110,27 @@ async fn status_html_is_server_rendered_without_scripts() {
         .await
         .expect("answers");
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
     let html = response.text().await.expect("body");
     assert!(html.starts_with("<!DOCTYPE html>"), "{html:.200}");
     assert!(html.contains("<title>Live View status: healthy</title>"));
     for (id, addr) in &running.servers {
-        assert!(html.contains(&format!(r#"data-testid="component-{id}""#)), "{id} listed");
+        assert!(
+            html.contains(&format!(r#"data-testid="component-{id}""#)),
+            "{id} listed"
+        );
         assert!(html.contains(&addr.to_string()), "{id}'s address shown");
     }
     // Complete as sent: no script to fetch (leptos_axum only inlines its resource bootstrap).
-    assert!(!html.contains("<script src"), "the status page loads no JavaScript");
+    assert!(
+        !html.contains("<script src"),
+        "the status page loads no JavaScript"
+    );
     running.shutdown().await;
 }
 
@@ -99,12 +138,18 @@ async fn status_html_is_server_rendered_without_scripts() {
 async fn a_stopped_server_makes_the_system_degraded() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A listener that is bound and then dropped leaves a port nobody answers on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let running = start(&dir.path().join("data"), dir.path()).await;
     let probe = liveview::status::StatusProbe::new(
         running.dashboard,
         running.balancer,
-        vec![("server-1".into(), running.servers[0].1), ("server-2".into(), dead)],
+        vec![
+            ("server-1".into(), running.servers[0].1),
+            ("server-2".into(), dead),
+        ],
         running.database.clone(),
         std::sync::Arc::new(liveview::live::LiveHub::new()),
     );
@@ -121,7 +166,9 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir.path().join("data"), dir.path()).await;
     let url = format!("ws://{}/api/live-view/ws", running.dashboard);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     let mut seqs = Vec::new();
     while seqs.len() < 3 {
         let message = tokio::time::timeout(Duration::from_secs(3), socket.next())
@@ -129,7 +176,9 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
             .expect("a message within 3 s")
             .expect("stream open")
             .expect("frame");
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         let envelope: Envelope = serde_json::from_str(&text).expect("an envelope");
         let LiveEvent::SystemStatus(status) = envelope.event else {
             panic!("unexpected topic in {text}")
@@ -137,7 +186,10 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         assert!(status.components.iter().any(|c| c.id == "database"));
         seqs.push(envelope.seq);
     }
-    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "seq increases: {seqs:?}"
+    );
     running.shutdown().await;
 }
 
@@ -147,12 +199,16 @@ async fn shutdown_closes_live_sockets_with_going_away_and_frees_the_ports() {
     let running = start(&dir.path().join("data"), dir.path()).await;
     let dashboard = running.dashboard;
     let url = format!("ws://{dashboard}/api/live-view/ws");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     tokio::time::timeout(Duration::from_secs(5), running.shutdown())
         .await
         .expect("shutdown does not wait on an open viewer");
     let mut close_code = None;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(2), socket.next()).await
+    {
         if let Message::Close(frame) = message {
             close_code = frame.map(|frame| u16::from(frame.code));
             break;
@@ -168,7 +224,11 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
     let site = dir.path().join("site");
     std::fs::create_dir_all(&site).expect("site dir");
     std::fs::write(site.join("index.html"), "<!DOCTYPE html><title>spa</title>").expect("index");
-    std::fs::write(site.join("frontend-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").expect("wasm");
+    std::fs::write(
+        site.join("frontend-0123456789abcdef_bg.wasm"),
+        b"\0asm\x01\0\0\0",
+    )
+    .expect("wasm");
     let running = start(&dir.path().join("data"), &site).await;
     let http = client();
     let base = format!("http://{}", running.dashboard);
@@ -177,14 +237,30 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
     assert_eq!(index.headers()["content-type"], "text/html");
     assert_eq!(index.headers()["cache-control"], "no-cache");
 
-    let wasm = http.get(format!("{base}/frontend-0123456789abcdef_bg.wasm")).send().await.expect("wasm");
+    let wasm = http
+        .get(format!("{base}/frontend-0123456789abcdef_bg.wasm"))
+        .send()
+        .await
+        .expect("wasm");
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
-    assert_eq!(wasm.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        wasm.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
 
     // A client-side route falls back to the SPA's index.
-    let deep = http.get(format!("{base}/requests/abc")).send().await.expect("deep link");
+    let deep = http
+        .get(format!("{base}/requests/abc"))
+        .send()
+        .await
+        .expect("deep link");
     assert_eq!(deep.status(), 200);
-    assert!(deep.text().await.expect("body").contains("<title>spa</title>"));
+    assert!(
+        deep.text()
+            .await
+            .expect("body")
+            .contains("<title>spa</title>")
+    );
     running.shutdown().await;
 }
 
@@ -192,7 +268,11 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
 async fn without_a_built_spa_the_root_says_how_to_build_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir.path().join("data"), &dir.path().join("missing")).await;
-    let response = client().get(format!("http://{}/", running.dashboard)).send().await.expect("answers");
+    let response = client()
+        .get(format!("http://{}/", running.dashboard))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(response.status(), 503);
     assert!(response.text().await.expect("body").contains("make build"));
     running.shutdown().await;

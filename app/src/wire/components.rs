@@ -199,7 +199,10 @@ pub(crate) mod tests {
                     active_connections: 2,
                     requests_handled: 40,
                 }],
-                sticky_sessions: StickySessions { total: 2, by_server },
+                sticky_sessions: StickySessions {
+                    total: 2,
+                    by_server,
+                },
             }),
             ComponentMetrics::Server(ServerMetrics {
                 id: "server-1".into(),
@@ -217,7 +220,10 @@ pub(crate) mod tests {
                 total_connections: 5,
                 authenticated_users: 4,
                 messages_per_second: 1.5,
-                rooms: vec![Room { name: "live-view".into(), users: 2 }],
+                rooms: vec![Room {
+                    name: "live-view".into(),
+                    users: 2,
+                }],
                 recent_events: vec![SocketEvent {
                     kind: "connect".into(),
                     user_id: "u-1".into(),
@@ -237,14 +243,25 @@ pub(crate) mod tests {
                 failure_rate: 0.1,
                 sent: 9,
                 failed: 1,
-                last_reply: Some(SmtpReply { code: 250, message: "OK".into(), at: at(4) }),
+                last_reply: Some(SmtpReply {
+                    code: 250,
+                    message: "OK".into(),
+                    at: at(4),
+                }),
             }),
         ]
     }
 
     #[test]
     fn every_component_metric_round_trips_with_its_tag() {
-        let tags = ["load-balancer", "server", "queue", "websocket", "database", "smtp"];
+        let tags = [
+            "load-balancer",
+            "server",
+            "queue",
+            "websocket",
+            "database",
+            "smtp",
+        ];
         for (metric, tag) in every_component_metric().iter().zip(tags) {
             let json = round_trip(metric);
             assert_eq!(json["component"], tag);

@@ -83,7 +83,11 @@ mod tests {
             playback_speed: 0.25,
             step_mode: true,
             current_step: 3,
-            delays: Delays { database_operation: 250, email_delivery: 1000, ..Delays::default() },
+            delays: Delays {
+                database_operation: 250,
+                email_delivery: 1000,
+                ..Delays::default()
+            },
             filters: Filters {
                 show_email_flow: false,
                 show_in_app_flow: true,

@@ -334,7 +334,10 @@ mod tests {
                 }),
                 "request:failed",
             ),
-            (LiveEvent::ComponentStatus(status.components[0].clone()), "component:status"),
+            (
+                LiveEvent::ComponentStatus(status.components[0].clone()),
+                "component:status",
+            ),
             (
                 LiveEvent::QueueJobAdded(QueueJobAdded {
                     queue: "mail".into(),
@@ -399,7 +402,10 @@ mod tests {
                 "worker:processing",
             ),
             (
-                LiveEvent::WorkerIdle(WorkerIdle { worker_id: "mail-worker-1".into(), kind: WorkerKind::Mail }),
+                LiveEvent::WorkerIdle(WorkerIdle {
+                    worker_id: "mail-worker-1".into(),
+                    kind: WorkerKind::Mail,
+                }),
                 "worker:idle",
             ),
             (
@@ -420,7 +426,10 @@ mod tests {
                 }),
                 "notification:inapp:delivered",
             ),
-            (LiveEvent::ControlsChanged(ControlSettings::default()), "controls:changed"),
+            (
+                LiveEvent::ControlsChanged(ControlSettings::default()),
+                "controls:changed",
+            ),
         ];
         for metric in crate::wire::components::tests::every_component_metric() {
             events.push((LiveEvent::ComponentMetrics(metric), "component:metrics"));
@@ -432,7 +441,11 @@ mod tests {
     fn every_event_round_trips_in_an_envelope_with_the_design_topic() {
         for (seq, (event, topic)) in every_event().into_iter().enumerate() {
             assert_eq!(event.topic(), topic);
-            let envelope = Envelope { seq: seq as u64 + 1, ts: at(10), event };
+            let envelope = Envelope {
+                seq: seq as u64 + 1,
+                ts: at(10),
+                event,
+            };
             let json = round_trip(&envelope);
             assert_eq!(json["topic"], topic);
             assert_eq!(json["seq"], seq as u64 + 1);
@@ -446,7 +459,10 @@ mod tests {
         let envelope = Envelope {
             seq: 7,
             ts: at(0),
-            event: LiveEvent::WorkerIdle(WorkerIdle { worker_id: "w".into(), kind: WorkerKind::Mail }),
+            event: LiveEvent::WorkerIdle(WorkerIdle {
+                worker_id: "w".into(),
+                kind: WorkerKind::Mail,
+            }),
         };
         let json = serde_json::to_value(&envelope).expect("json");
         let keys: Vec<_> = json.as_object().expect("object").keys().cloned().collect();

@@ -146,7 +146,14 @@ mod tests {
     #[test]
     fn every_enum_value_round_trips() {
         use NotificationType as N;
-        for kind in [N::Signup, N::Login, N::ResetPassword, N::Purchase, N::FriendRequest, N::FriendAccept] {
+        for kind in [
+            N::Signup,
+            N::Login,
+            N::ResetPassword,
+            N::Purchase,
+            N::FriendRequest,
+            N::FriendAccept,
+        ] {
             round_trip(&kind);
         }
         for flow in [Flow::Email, Flow::InApp] {
@@ -155,13 +162,31 @@ mod tests {
         assert_eq!(serde_json::to_value(Flow::InApp).expect("json"), "in-app");
         use SystemStage as S;
         for stage in [
-            S::LbReceived, S::LbForwarded, S::ServerReceived, S::Middleware, S::Controller,
-            S::DbQuery, S::Response, S::NotificationFanout, S::QueueAdd, S::WorkerPickup,
-            S::SmtpAttempt, S::RetryScheduled, S::DeadLetter, S::InappPush, S::ClientAck, S::Read,
+            S::LbReceived,
+            S::LbForwarded,
+            S::ServerReceived,
+            S::Middleware,
+            S::Controller,
+            S::DbQuery,
+            S::Response,
+            S::NotificationFanout,
+            S::QueueAdd,
+            S::WorkerPickup,
+            S::SmtpAttempt,
+            S::RetryScheduled,
+            S::DeadLetter,
+            S::InappPush,
+            S::ClientAck,
+            S::Read,
         ] {
             round_trip(&stage);
         }
-        for status in [StageStatus::Pending, StageStatus::Processing, StageStatus::Completed, StageStatus::Failed] {
+        for status in [
+            StageStatus::Pending,
+            StageStatus::Processing,
+            StageStatus::Completed,
+            StageStatus::Failed,
+        ] {
             round_trip(&status);
         }
     }

@@ -183,24 +183,42 @@ mod tests {
 
     fn healthy_system() -> Vec<ComponentStatus> {
         vec![
-            component("dashboard", ComponentKind::Dashboard, ComponentHealth::Healthy),
-            component("load-balancer", ComponentKind::LoadBalancer, ComponentHealth::Healthy),
+            component(
+                "dashboard",
+                ComponentKind::Dashboard,
+                ComponentHealth::Healthy,
+            ),
+            component(
+                "load-balancer",
+                ComponentKind::LoadBalancer,
+                ComponentHealth::Healthy,
+            ),
             component("server-1", ComponentKind::Server, ComponentHealth::Healthy),
             component("server-2", ComponentKind::Server, ComponentHealth::Healthy),
-            component("database", ComponentKind::Database, ComponentHealth::Healthy),
+            component(
+                "database",
+                ComponentKind::Database,
+                ComponentHealth::Healthy,
+            ),
         ]
     }
 
     #[test]
     fn all_healthy_is_healthy() {
-        assert_eq!(OverallHealth::from_components(&healthy_system()), OverallHealth::Healthy);
+        assert_eq!(
+            OverallHealth::from_components(&healthy_system()),
+            OverallHealth::Healthy
+        );
     }
 
     #[test]
     fn one_server_down_is_degraded() {
         let mut system = healthy_system();
         system[2].health = ComponentHealth::Stopped;
-        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Degraded);
+        assert_eq!(
+            OverallHealth::from_components(&system),
+            OverallHealth::Degraded
+        );
     }
 
     #[test]
@@ -208,14 +226,20 @@ mod tests {
         let mut system = healthy_system();
         system[2].health = ComponentHealth::Unhealthy;
         system[3].health = ComponentHealth::Stopped;
-        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Critical);
+        assert_eq!(
+            OverallHealth::from_components(&system),
+            OverallHealth::Critical
+        );
     }
 
     #[test]
     fn database_down_is_critical() {
         let mut system = healthy_system();
         system[4].health = ComponentHealth::Unhealthy;
-        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Critical);
+        assert_eq!(
+            OverallHealth::from_components(&system),
+            OverallHealth::Critical
+        );
     }
 
     #[test]
@@ -223,7 +247,10 @@ mod tests {
         assert_eq!(format_uptime(0), "0s");
         assert_eq!(format_uptime(61), "1m 1s");
         assert_eq!(format_uptime(3_600), "1h 0m 0s");
-        assert_eq!(format_uptime(2 * 86_400 + 3 * 3_600 + 4 * 60 + 5), "2d 3h 4m 5s");
+        assert_eq!(
+            format_uptime(2 * 86_400 + 3 * 3_600 + 4 * 60 + 5),
+            "2d 3h 4m 5s"
+        );
     }
 
     #[test]
@@ -260,7 +287,14 @@ mod tests {
             timestamp: at(5),
         };
         let json = round_trip(&metrics);
-        for key in ["systemStatus", "activeRequests", "requestsPerSecond", "averageLatency", "errorRate", "uptime"] {
+        for key in [
+            "systemStatus",
+            "activeRequests",
+            "requestsPerSecond",
+            "averageLatency",
+            "errorRate",
+            "uptime",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
     }

@@ -16,7 +16,9 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn router(self) -> Router {
-        Router::new().route("/healthz", get(healthz)).with_state(self)
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(self)
     }
 }
 

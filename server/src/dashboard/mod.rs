@@ -72,7 +72,9 @@ async fn cache_headers(request: Request, next: Next) -> Response {
     let policy = cache_policy(request.uri().path());
     let mut response = next.run(request).await;
     if response.status().is_success() {
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
     }
     response
 }
@@ -81,11 +83,19 @@ async fn cache_headers(request: Request, next: Next) -> Response {
 /// be cached for a year. Everything else (index.html above all) is revalidated.
 fn cache_policy(path: &str) -> &'static str {
     let file = path.rsplit('/').next().unwrap_or_default();
-    let stem = file.split('.').next().unwrap_or_default().trim_end_matches("_bg");
+    let stem = file
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches("_bg");
     let hashed = stem
         .rsplit_once('-')
         .is_some_and(|(_, hash)| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()));
-    if hashed { "public, max-age=31536000, immutable" } else { "no-cache" }
+    if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -93,7 +103,11 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /status`: the same facts as HTML for people and JSON for programs.
-async fn status(State(dashboard): State<Dashboard>, headers: HeaderMap, request: Request<Body>) -> Response {
+async fn status(
+    State(dashboard): State<Dashboard>,
+    headers: HeaderMap,
+    request: Request<Body>,
+) -> Response {
     let status = dashboard.probe.current().await;
     if wants_json(&headers) {
         return ([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response();
@@ -125,7 +139,10 @@ mod tests {
     #[test]
     fn hashed_trunk_assets_are_immutable_and_the_rest_revalidates() {
         let immutable = "public, max-age=31536000, immutable";
-        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"), immutable);
+        assert_eq!(
+            cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"),
+            immutable
+        );
         assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54.js"), immutable);
         assert_eq!(cache_policy("/main-0123456789abcdef.css"), immutable);
         assert_eq!(cache_policy("/"), "no-cache");
@@ -140,7 +157,10 @@ mod tests {
         assert!(!wants_json(&headers));
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         assert!(wants_json(&headers));
-        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/json;q=0.9"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/json;q=0.9"),
+        );
         assert!(!wants_json(&headers));
     }
 }

@@ -54,9 +54,16 @@ impl LiveHub {
         let is_status = matches!(event, LiveEvent::SystemStatus(_));
         // Holding the lock across numbering and sending keeps seq order equal to send
         // order when two tasks publish at once.
-        let mut latest = self.latest_status.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut latest = self
+            .latest_status
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let envelope = Envelope { seq, ts: chrono::Utc::now(), event };
+        let envelope = Envelope {
+            seq,
+            ts: chrono::Utc::now(),
+            event,
+        };
         let json: Arc<str> = match serde_json::to_string(&envelope) {
             Ok(json) => json.into(),
             Err(error) => {
@@ -75,12 +82,18 @@ impl LiveHub {
 
     /// A new viewer's starting point: the latest status, then everything after it.
     pub fn subscribe(&self) -> (Option<Published>, broadcast::Receiver<Published>) {
-        let latest = self.latest_status.lock().unwrap_or_else(|poison| poison.into_inner());
+        let latest = self
+            .latest_status
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         (latest.clone(), self.sender.subscribe())
     }
 
     pub fn latest_status(&self) -> Option<Published> {
-        self.latest_status.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.latest_status
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
     pub fn viewer_count(&self) -> usize {
@@ -108,7 +121,10 @@ mod tests {
     use app::wire::{WorkerIdle, WorkerKind};
 
     fn idle() -> LiveEvent {
-        LiveEvent::WorkerIdle(WorkerIdle { worker_id: "w".into(), kind: WorkerKind::Mail })
+        LiveEvent::WorkerIdle(WorkerIdle {
+            worker_id: "w".into(),
+            kind: WorkerKind::Mail,
+        })
     }
 
     #[tokio::test]
@@ -131,6 +147,9 @@ mod tests {
         for _ in 0..(VIEWER_BACKLOG * 4) {
             hub.publish(idle());
         }
-        assert!(hub.latest_status().is_none(), "only system:status is kept as the snapshot");
+        assert!(
+            hub.latest_status().is_none(),
+            "only system:status is kept as the snapshot"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub struct AppServer {
 
 impl AppServer {
     pub fn router(self) -> Router {
-        Router::new().route("/healthz", get(healthz)).with_state(self)
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(self)
     }
 }
 

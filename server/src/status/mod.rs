@@ -63,7 +63,11 @@ impl StatusProbe {
 
     /// The last gathered status, or a fresh one if none was gathered yet.
     pub async fn current(&self) -> SystemStatus {
-        let cached = self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone();
+        let cached = self
+            .latest
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
         match cached {
             Some(status) => status,
             None => self.refresh().await,
@@ -73,7 +77,10 @@ impl StatusProbe {
     /// Checks every component now, keeps the result and publishes `system:status`.
     pub async fn refresh(&self) -> SystemStatus {
         let status = self.gather().await;
-        *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
+        *self
+            .latest
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
         self.hub.publish(LiveEvent::SystemStatus(status.clone()));
         status
     }
@@ -92,10 +99,18 @@ impl StatusProbe {
 
     async fn gather(&self) -> SystemStatus {
         let dashboard = self.dashboard_status();
-        let balancer = self.http_status("load-balancer", "Load balancer", ComponentKind::LoadBalancer, self.balancer);
+        let balancer = self.http_status(
+            "load-balancer",
+            "Load balancer",
+            ComponentKind::LoadBalancer,
+            self.balancer,
+        );
         let servers = futures_util::future::join_all(self.servers.iter().map(|(id, addr)| {
             let name = id.replacen("server-", "Server ", 1);
-            async move { self.http_status(id, &name, ComponentKind::Server, *addr).await }
+            async move {
+                self.http_status(id, &name, ComponentKind::Server, *addr)
+                    .await
+            }
         }));
         let (balancer, servers, database) = tokio::join!(balancer, servers, self.database_status());
         let mut components = vec![dashboard, balancer];
@@ -123,27 +138,48 @@ impl StatusProbe {
             // It is answering this very check.
             health: ComponentHealth::Healthy,
             address: self.dashboard.to_string(),
-            figure: format!("{viewers} live viewer{}", if viewers == 1 { "" } else { "s" }),
+            figure: format!(
+                "{viewers} live viewer{}",
+                if viewers == 1 { "" } else { "s" }
+            ),
             latency_ms: None,
             detail: None,
         }
     }
 
     /// `GET http://ADDR/healthz`, timed.
-    async fn http_status(&self, id: &str, name: &str, kind: ComponentKind, addr: SocketAddr) -> ComponentStatus {
+    async fn http_status(
+        &self,
+        id: &str,
+        name: &str,
+        kind: ComponentKind,
+        addr: SocketAddr,
+    ) -> ComponentStatus {
         let url = format!("http://{}/healthz", reachable(addr));
         let started = Instant::now();
         let outcome = match self.client.get(&url).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("healthz answered {}", response.status())),
-            Err(error) if error.is_timeout() => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+            Err(error) if error.is_timeout() => {
+                Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()))
+            }
             Err(error) if error.is_connect() => Err("connection refused".to_string()),
             Err(_) => Err("healthz request failed".to_string()),
         };
         let latency = millis(started.elapsed());
         let (health, figure, latency_ms, detail) = match outcome {
-            Ok(()) => (ComponentHealth::Healthy, format!("healthz in {latency:.1} ms"), Some(latency), None),
-            Err(reason) => (ComponentHealth::Unhealthy, "not answering".to_string(), None, Some(reason)),
+            Ok(()) => (
+                ComponentHealth::Healthy,
+                format!("healthz in {latency:.1} ms"),
+                Some(latency),
+                None,
+            ),
+            Err(reason) => (
+                ComponentHealth::Unhealthy,
+                "not answering".to_string(),
+                None,
+                Some(reason),
+            ),
         };
         ComponentStatus {
             id: id.into(),
@@ -163,11 +199,21 @@ impl StatusProbe {
             Ok(Ok(elapsed)) => {
                 let latency = millis(elapsed);
                 let boots = self.database.boot_count().await.unwrap_or(0);
-                (ComponentHealth::Healthy, format!("SELECT 1 in {latency:.2} ms · start #{boots}"), Some(latency), None)
+                (
+                    ComponentHealth::Healthy,
+                    format!("SELECT 1 in {latency:.2} ms · start #{boots}"),
+                    Some(latency),
+                    None,
+                )
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "database health check failed");
-                (ComponentHealth::Unhealthy, "not answering".into(), None, Some("query failed".into()))
+                (
+                    ComponentHealth::Unhealthy,
+                    "not answering".into(),
+                    None,
+                    Some("query failed".into()),
+                )
             }
             Err(_) => (
                 ComponentHealth::Unhealthy,
@@ -192,8 +238,12 @@ impl StatusProbe {
 /// A listener bound to 0.0.0.0 or [::] is reached through loopback.
 fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
         _ => addr,
     }
 }

@@ -17,13 +17,19 @@ use sqlx::{
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("data directory {path} is not usable: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unsupported database URL scheme in {url}: this version supports sqlite: URLs")]
     UnsupportedUrl { url: String },
     #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
     #[error("cannot migrate database {url}: {source}")]
-    Migrate { url: String, source: sqlx::migrate::MigrateError },
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("cannot write to database {url}: {source}")]
     Write { url: String, source: sqlx::Error },
 }
@@ -43,13 +49,19 @@ pub fn resolve_url(data_dir: &Path, database_url: Option<&str>) -> Result<String
         return Ok(url.to_string());
     }
     prepare_data_dir(data_dir)?;
-    Ok(format!("sqlite://{}", data_dir.join("liveview.db").display()))
+    Ok(format!(
+        "sqlite://{}",
+        data_dir.join("liveview.db").display()
+    ))
 }
 
 /// Creates the directory if absent and proves it is writable, so the error names the
 /// directory instead of surfacing later as an obscure SQLite failure.
 fn prepare_data_dir(dir: &Path) -> Result<(), StorageError> {
-    let fail = |source| StorageError::DataDir { path: dir.to_path_buf(), source };
+    let fail = |source| StorageError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"ok").map_err(fail)?;
@@ -63,7 +75,10 @@ impl Database {
         if !url.starts_with("sqlite:") {
             return Err(StorageError::UnsupportedUrl { url: display_url });
         }
-        let open_error = |source| StorageError::Open { url: display_url.clone(), source };
+        let open_error = |source| StorageError::Open {
+            url: display_url.clone(),
+            source,
+        };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(open_error)?
             .create_if_missing(true)
@@ -82,7 +97,10 @@ impl Database {
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|source| StorageError::Migrate { url: display_url.clone(), source })?;
+            .map_err(|source| StorageError::Migrate {
+                url: display_url.clone(),
+                source,
+            })?;
         let database = Self { pool, display_url };
         database.record_boot().await?;
         Ok(database)
@@ -95,12 +113,17 @@ impl Database {
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(|source| StorageError::Write { url: self.display_url.clone(), source })
+            .map_err(|source| StorageError::Write {
+                url: self.display_url.clone(),
+                source,
+            })
     }
 
     /// How many times a process has started on this database.
     pub async fn boot_count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM boots").fetch_one(&self.pool).await
+        sqlx::query_scalar("SELECT COUNT(*) FROM boots")
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// A round trip to the database; returns how long it took.
@@ -140,7 +163,10 @@ mod tests {
             redact_url("postgres://app:s3cret@db.internal:5432/live"),
             "postgres://app:***@db.internal:5432/live"
         );
-        assert_eq!(redact_url("sqlite://data/liveview.db"), "sqlite://data/liveview.db");
+        assert_eq!(
+            redact_url("sqlite://data/liveview.db"),
+            "sqlite://data/liveview.db"
+        );
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 
@@ -152,7 +178,11 @@ mod tests {
         assert_eq!(first.boot_count().await.expect("count"), 1);
         first.close().await;
         let second = Database::open(&url).await.expect("second open");
-        assert_eq!(second.boot_count().await.expect("count"), 2, "the file persisted");
+        assert_eq!(
+            second.boot_count().await.expect("count"),
+            2,
+            "the file persisted"
+        );
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&second.pool)
             .await
@@ -171,7 +201,10 @@ mod tests {
 
     #[tokio::test]
     async fn other_schemes_are_refused_by_name() {
-        let error = Database::open("postgres://u:pw@localhost/db").await.err().expect("refused");
+        let error = Database::open("postgres://u:pw@localhost/db")
+            .await
+            .err()
+            .expect("refused");
         let text = error.to_string();
         assert!(text.contains("unsupported database URL scheme"), "{text}");
         assert!(!text.contains("pw"), "password leaked: {text}");
