@@ -2,6 +2,7 @@
 //! servers and the database. [`start`] binds everything and returns a [`Running`]
 //! handle, so `main` and the integration tests start the system the same way.
 
+pub mod api_error;
 pub mod balancer;
 pub mod config;
 pub mod dashboard;
@@ -10,18 +11,18 @@ pub mod servers;
 pub mod status;
 pub mod storage;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    balancer::Balancer,
+    balancer::{Balancer, HealthPolicy},
     config::Config,
     dashboard::Dashboard,
     live::{LiveHub, LiveSocketState},
-    servers::AppServer,
+    servers::ServerPool,
     status::StatusProbe,
     storage::{Database, StorageError},
 };
@@ -49,6 +50,8 @@ pub struct Running {
     pub dashboard: SocketAddr,
     pub balancer: SocketAddr,
     pub servers: Vec<(String, SocketAddr)>,
+    pub pool: ServerPool,
+    pub balancer_state: Balancer,
     pub database: Database,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -95,36 +98,35 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let hub = Arc::new(LiveHub::new());
 
-    let mut servers = Vec::new();
-    for (id, listener) in server_listeners {
-        let addr = local_addr(&listener);
-        let server = AppServer {
-            id: id.clone(),
-            addr,
-            started: Instant::now(),
-        };
-        serve(&tasks, &shutdown, &id, listener, server.router());
-        servers.push((id, addr));
-    }
+    let pool = ServerPool::start_all(server_listeners, shutdown.clone(), tasks.clone());
+    let servers: Vec<(String, SocketAddr)> = pool
+        .list()
+        .into_iter()
+        .map(|info| (info.id, info.addr))
+        .collect();
 
     let balancer_addr = local_addr(&balancer_listener);
-    let balancer = Balancer {
-        addr: balancer_addr,
-        backends: servers.clone(),
-    };
+    let balancer = Balancer::new(
+        balancer_addr,
+        &servers,
+        HealthPolicy::default(),
+        shutdown.clone(),
+        tasks.clone(),
+    );
     serve(
         &tasks,
         &shutdown,
         "load balancer",
         balancer_listener,
-        balancer.router(),
+        balancer.clone().router(),
     );
+    tasks.spawn(balancer.clone().run_health_checks(shutdown.clone()));
 
     let dashboard_addr = local_addr(&dashboard_listener);
     let probe = Arc::new(StatusProbe::new(
         dashboard_addr,
         balancer_addr,
-        servers.clone(),
+        pool.clone(),
         database.clone(),
         hub.clone(),
     ));
@@ -134,6 +136,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             hub,
             shutdown: shutdown.clone(),
         },
+        balancer: balancer.clone(),
+        servers: pool.clone(),
     };
     serve(
         &tasks,
@@ -148,6 +152,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         dashboard: dashboard_addr,
         balancer: balancer_addr,
         servers,
+        pool,
+        balancer_state: balancer,
         database,
         shutdown,
         tasks,
@@ -173,20 +179,21 @@ fn describe_io(error: &std::io::Error) -> String {
     }
 }
 
-fn local_addr(listener: &TcpListener) -> SocketAddr {
+pub(crate) fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound TCP listener always has a local address.
     listener
         .local_addr()
         .expect("bound listener has an address")
 }
 
-fn serve(
+/// Serves `router` on `listener` until `shutdown` is cancelled; in-flight requests finish.
+pub(crate) fn serve(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
     role: &str,
     listener: TcpListener,
     router: Router,
-) {
+) -> JoinHandle<()> {
     let addr = local_addr(&listener);
     tracing::info!("{role} listening on http://{addr}");
     let role = role.to_string();
@@ -198,5 +205,5 @@ fn serve(
         if let Err(error) = served {
             tracing::error!(%error, "{role} stopped serving");
         }
-    });
+    })
 }

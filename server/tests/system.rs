@@ -135,30 +135,54 @@ async fn status_html_is_server_rendered_without_scripts() {
 }
 
 #[tokio::test]
-async fn a_stopped_server_makes_the_system_degraded() {
+async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // A listener that is bound and then dropped leaves a port nobody answers on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
     let running = start(&dir.path().join("data"), dir.path()).await;
-    let probe = liveview::status::StatusProbe::new(
-        running.dashboard,
-        running.balancer,
-        vec![
-            ("server-1".into(), running.servers[0].1),
-            ("server-2".into(), dead),
-        ],
-        running.database.clone(),
-        std::sync::Arc::new(liveview::live::LiveHub::new()),
-    );
-    let status = probe.refresh().await;
-    assert_eq!(status.status, OverallHealth::Degraded);
-    let down = &status.components[3];
-    assert_eq!(down.health, ComponentHealth::Unhealthy);
-    assert_eq!(down.detail.as_deref(), Some("connection refused"));
+    let http = client();
+    let status_url = format!("http://{}/status", running.dashboard);
+    let fetch = || async {
+        http.get(&status_url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("answers")
+            .json::<SystemStatus>()
+            .await
+            .expect("a SystemStatus")
+    };
+    let stop = http
+        .post(format!("http://{}/api/servers/2/stop", running.dashboard))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(stop.status(), 200);
+    let status = wait_for(fetch, |status| status.status == OverallHealth::Degraded).await;
+    assert_eq!(status.components[3].health, ComponentHealth::Stopped);
+
+    let start = http
+        .post(format!("http://{}/api/servers/2/start", running.dashboard))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(start.status(), 200);
+    wait_for(fetch, |status| status.status == OverallHealth::Healthy).await;
     running.shutdown().await;
+}
+
+/// Polls `fetch` until `done` holds (status is sampled once a second).
+async fn wait_for<T, F, Fut>(fetch: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..50 {
+        let value = fetch().await;
+        if done(&value) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not reached within 5 s");
 }
 
 #[tokio::test]

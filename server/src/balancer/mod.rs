@@ -1,37 +1,334 @@
-//! The load balancer in front of the app servers. For now it answers `GET /healthz`
-//! with the servers it balances over; proxying, sticky sessions and health checks mount
-//! here with the notification system.
+//! The load balancer: a reverse proxy for HTTP and WebSocket in front of the app
+//! servers. Round-robin or least-connections (switchable at runtime), sticky servers
+//! for WebSocket users, active health checks with failure and recovery thresholds, and
+//! passive ejection of a server that refuses a connection. Every proxied response
+//! carries `X-Served-By` and `X-Request-Id`.
 
-use std::net::SocketAddr;
+mod health;
+mod proxy;
+pub mod strategy;
 
-use axum::{Json, Router, extract::State, routing::get};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use app::wire::{
+    ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions,
+};
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::State,
+    routing::{any, get},
+};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use serde_json::{Value, json};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-#[derive(Clone)]
-pub struct Balancer {
+pub use health::HealthPolicy;
+use strategy::Candidate;
+
+/// A sticky user without an open socket keeps their server this long.
+const STICKY_IDLE_TTL: Duration = Duration::from_secs(600);
+
+/// One app server as the balancer sees it.
+pub struct Backend {
+    pub id: String,
     pub addr: SocketAddr,
-    /// The app servers it sends traffic to, in order.
-    pub backends: Vec<(String, SocketAddr)>,
+    healthy: AtomicBool,
+    active: AtomicU64,
+    handled: AtomicU64,
+    /// Consecutive failed checks while healthy, consecutive good ones while not.
+    streak: AtomicU32,
 }
 
-impl Balancer {
-    pub fn router(self) -> Router {
-        Router::new()
-            .route("/healthz", get(healthz))
-            .with_state(self)
+impl Backend {
+    fn new(id: String, addr: SocketAddr) -> Self {
+        Self {
+            id,
+            addr,
+            healthy: AtomicBool::new(true),
+            active: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            streak: AtomicU32::new(0),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection as active until the guard drops.
+    fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
     }
 }
 
-async fn healthz(State(balancer): State<Balancer>) -> Json<Value> {
-    let backends: Vec<Value> = balancer
+struct ActiveGuard(Arc<Backend>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct StickyEntry {
+    backend: usize,
+    open_sockets: u32,
+    last_seen: Instant,
+}
+
+pub struct BalancerState {
+    pub addr: SocketAddr,
+    algorithm: RwLock<BalancerAlgorithm>,
+    backends: Vec<Arc<Backend>>,
+    cursor: AtomicUsize,
+    sticky: Mutex<HashMap<String, StickyEntry>>,
+    client: Client<HttpConnector, Body>,
+    health: HealthPolicy,
+    shutdown: CancellationToken,
+    tunnels: TaskTracker,
+}
+
+/// The balancer's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Balancer(Arc<BalancerState>);
+
+impl std::ops::Deref for Balancer {
+    type Target = BalancerState;
+    fn deref(&self) -> &BalancerState {
+        &self.0
+    }
+}
+
+impl Balancer {
+    pub fn new(
+        addr: SocketAddr,
+        backends: &[(String, SocketAddr)],
+        health: HealthPolicy,
+        shutdown: CancellationToken,
+        tunnels: TaskTracker,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(health.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self(Arc::new(BalancerState {
+            addr,
+            algorithm: RwLock::new(BalancerAlgorithm::RoundRobin),
+            backends: backends
+                .iter()
+                .map(|(id, addr)| Arc::new(Backend::new(id.clone(), *addr)))
+                .collect(),
+            cursor: AtomicUsize::new(0),
+            sticky: Mutex::new(HashMap::new()),
+            client,
+            health,
+            shutdown,
+            tunnels,
+        }))
+    }
+
+    /// The balancer's listener: its own `/healthz`, and everything else proxied.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/healthz", get(own_health))
+            .route("/", any(proxy::proxy))
+            .route("/{*path}", any(proxy::proxy))
+            .with_state(self)
+    }
+
+    pub fn algorithm(&self) -> BalancerAlgorithm {
+        *self
+            .algorithm
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn set_algorithm(&self, algorithm: BalancerAlgorithm) {
+        *self
+            .algorithm
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = algorithm;
+        tracing::info!(?algorithm, "balancer algorithm changed");
+    }
+
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| Candidate {
+                index,
+                healthy: backend.is_healthy(),
+                active_connections: backend.active.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// The backend for a request: the sticky user's own server while it is healthy,
+    /// else one chosen by the algorithm (and remembered for a sticky user).
+    fn choose(&self, sticky_key: Option<&str>, exclude: &[usize]) -> Option<usize> {
+        let candidates = self.candidates();
+        let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let Some(key) = sticky_key else {
+            return strategy::pick(self.algorithm(), &candidates, cursor, exclude);
+        };
+        let mut sticky = self
+            .sticky
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let assigned = sticky.get(key).map(|entry| entry.backend);
+        let chosen = strategy::sticky(assigned, &candidates, exclude)
+            .or_else(|| strategy::pick(self.algorithm(), &candidates, cursor, exclude))?;
+        let entry = sticky.entry(key.to_string()).or_insert(StickyEntry {
+            backend: chosen,
+            open_sockets: 0,
+            last_seen: Instant::now(),
+        });
+        if entry.backend != chosen {
+            tracing::info!(
+                from = %self.backends[entry.backend].id,
+                to = %self.backends[chosen].id,
+                "sticky user moved to a healthy server"
+            );
+            entry.backend = chosen;
+        }
+        entry.last_seen = Instant::now();
+        Some(chosen)
+    }
+
+    /// Counts an open socket for a sticky user until the guard drops.
+    fn hold_sticky(&self, key: String) -> StickyGuard {
+        let mut sticky = self
+            .sticky
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(entry) = sticky.get_mut(&key) {
+            entry.open_sockets += 1;
+        }
+        StickyGuard {
+            balancer: self.clone(),
+            key,
+        }
+    }
+
+    /// A server that refused a connection gets no traffic until health checks see it recover.
+    fn eject(&self, index: usize) {
+        let backend = &self.backends[index];
+        if backend.healthy.swap(false, Ordering::Relaxed) {
+            backend.streak.store(0, Ordering::Relaxed);
+            tracing::warn!(server = %backend.id, "server refused a connection; marked unhealthy");
+        }
+    }
+
+    /// Forgets sticky users who have had no socket open for [`STICKY_IDLE_TTL`].
+    fn prune_sticky(&self) {
+        let mut sticky = self
+            .sticky
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        sticky.retain(|_, entry| {
+            entry.open_sockets > 0 || entry.last_seen.elapsed() < STICKY_IDLE_TTL
+        });
+    }
+
+    /// The design's `LoadBalancerMetrics`.
+    pub fn metrics(&self) -> LoadBalancerMetrics {
+        let mut by_server: BTreeMap<String, u64> = self
+            .backends
+            .iter()
+            .map(|backend| (backend.id.clone(), 0))
+            .collect();
+        let total = {
+            let sticky = self
+                .sticky
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for entry in sticky.values() {
+                *by_server
+                    .entry(self.backends[entry.backend].id.clone())
+                    .or_default() += 1;
+            }
+            sticky.len() as u64
+        };
+        LoadBalancerMetrics {
+            status: if self.shutdown.is_cancelled() {
+                ActiveState::Inactive
+            } else {
+                ActiveState::Active
+            },
+            algorithm: self.algorithm(),
+            servers: self
+                .backends
+                .iter()
+                .map(|backend| BalancedServer {
+                    id: backend.id.clone(),
+                    url: format!("http://{}", backend.addr),
+                    healthy: backend.is_healthy(),
+                    active_connections: backend.active.load(Ordering::Relaxed),
+                    requests_handled: backend.handled.load(Ordering::Relaxed),
+                })
+                .collect(),
+            sticky_sessions: StickySessions { total, by_server },
+        }
+    }
+}
+
+/// The balancer's own health, answered here rather than proxied: healthy while it can
+/// route, i.e. while at least one backend is healthy.
+async fn own_health(State(balancer): State<Balancer>) -> (axum::http::StatusCode, Json<Value>) {
+    let healthy = balancer
         .backends
         .iter()
-        .map(|(id, addr)| json!({ "id": id, "address": addr.to_string() }))
-        .collect();
-    Json(json!({
-        "status": "ok",
+        .filter(|backend| backend.is_healthy())
+        .count();
+    let status = if healthy > 0 {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if healthy > 0 { "ok" } else { "no healthy backend" },
         "component": "load-balancer",
         "address": balancer.addr.to_string(),
-        "backends": backends,
-    }))
+        "algorithm": balancer.algorithm(),
+        "backends": balancer.backends.len(),
+        "healthyBackends": healthy,
+    });
+    (status, Json(body))
+}
+
+struct StickyGuard {
+    balancer: Balancer,
+    key: String,
+}
+
+impl Drop for StickyGuard {
+    fn drop(&mut self) {
+        let mut sticky = self
+            .balancer
+            .sticky
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(entry) = sticky.get_mut(&self.key) {
+            entry.open_sockets = entry.open_sockets.saturating_sub(1);
+            entry.last_seen = Instant::now();
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The dashboard listener: the SPA's files at `/`, the server-rendered `/status` page
 //! (HTML, or JSON on `Accept: application/json`), the live stream and `/healthz`.
 
+mod control;
+
 use std::{path::Path, sync::Arc};
 
 use app::components::StatusPage;
@@ -11,7 +13,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use leptos::prelude::*;
 use serde_json::json;
@@ -21,7 +23,9 @@ use tower_http::{
 };
 
 use crate::{
+    balancer::Balancer,
     live::{self, LiveSocketState},
+    servers::ServerPool,
     status::StatusProbe,
 };
 
@@ -29,6 +33,8 @@ use crate::{
 pub struct Dashboard {
     pub probe: Arc<StatusProbe>,
     pub live: LiveSocketState,
+    pub balancer: Balancer,
+    pub servers: ServerPool,
 }
 
 impl Dashboard {
@@ -40,6 +46,16 @@ impl Dashboard {
         Router::new()
             .route("/status", get(status))
             .route("/healthz", get(healthz))
+            .route(
+                "/api/balancer",
+                get(control::balancer_metrics).put(control::update_balancer),
+            )
+            .route("/api/servers", get(control::list_servers))
+            .route(
+                "/api/servers/{number}/{action}",
+                post(control::server_action),
+            )
+            .route("/api/{*rest}", axum::routing::any(api_not_found))
             .with_state(self)
             .merge(api)
             .fallback_service(spa(site))
@@ -96,6 +112,15 @@ fn cache_policy(path: &str) -> &'static str {
     } else {
         "no-cache"
     }
+}
+
+/// Unknown API paths get a JSON 404, not the SPA's index.
+async fn api_not_found(request: Request) -> crate::api_error::ApiError {
+    crate::api_error::ApiError::not_found(format!(
+        "no endpoint {} {}",
+        request.method(),
+        request.uri().path()
+    ))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

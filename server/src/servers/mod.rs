@@ -1,11 +1,24 @@
-//! The app servers behind the load balancer. Each runs on its own listener; for now they
-//! answer `GET /healthz`, and the middleware and controllers of the notification system
-//! mount here.
+//! The app servers behind the load balancer. Each runs on its own listener and can be
+//! stopped and started again at runtime (on the same address), so failover can be
+//! watched for real. For now they answer `GET /healthz`; the middleware and
+//! controllers of the notification system mount here.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// How long a stopping server lets in-flight requests finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// One app server's identity, shared by its handlers.
 #[derive(Clone)]
@@ -14,12 +27,15 @@ pub struct AppServer {
     pub id: String,
     pub addr: SocketAddr,
     pub started: Instant,
+    /// Cancelled when this server stops; long-lived handlers (sockets) watch it.
+    pub stopping: CancellationToken,
 }
 
 impl AppServer {
     pub fn router(self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
+            .fallback(not_found)
             .with_state(self)
     }
 }
@@ -32,4 +48,226 @@ async fn healthz(State(server): State<AppServer>) -> Json<Value> {
         "address": server.addr.to_string(),
         "uptimeSeconds": server.started.elapsed().as_secs(),
     }))
+}
+
+/// Unknown routes and methods get the stable JSON error shape, never an empty 404.
+async fn not_found(request: axum::extract::Request) -> crate::api_error::ApiError {
+    crate::api_error::ApiError::not_found(format!(
+        "no route {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no app server named {0}")]
+    NotFound(String),
+    #[error("{0} is already running")]
+    AlreadyRunning(String),
+    #[error("{0} is already stopped")]
+    AlreadyStopped(String),
+    #[error("cannot listen on {addr} for {id}: {source}")]
+    Bind {
+        id: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server's means to stop it.
+struct Run {
+    stopping: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct ManagedServer {
+    id: String,
+    addr: SocketAddr,
+    run: tokio::sync::Mutex<Option<Run>>,
+    /// Mirrors `run.is_some()` for readers that must not wait on a stop in progress.
+    running: AtomicBool,
+}
+
+/// Every app server, running or stopped.
+#[derive(Clone)]
+pub struct ServerPool {
+    servers: Arc<Vec<ManagedServer>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What the pool reports about one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub running: bool,
+}
+
+impl ServerPool {
+    /// Starts a server on each bound listener.
+    pub fn start_all(
+        listeners: Vec<(String, TcpListener)>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let mut servers = Vec::with_capacity(listeners.len());
+        let mut runs = Vec::with_capacity(listeners.len());
+        for (id, listener) in listeners {
+            let addr = crate::local_addr(&listener);
+            runs.push(spawn_server(&tasks, &shutdown, &id, listener));
+            servers.push(ManagedServer {
+                id,
+                addr,
+                run: tokio::sync::Mutex::new(None),
+                running: AtomicBool::new(true),
+            });
+        }
+        for (server, run) in servers.iter_mut().zip(runs) {
+            *server.run.get_mut() = Some(run);
+        }
+        Self {
+            servers: Arc::new(servers),
+            shutdown,
+            tasks,
+        }
+    }
+
+    pub fn list(&self) -> Vec<ServerInfo> {
+        self.servers
+            .iter()
+            .map(|server| ServerInfo {
+                id: server.id.clone(),
+                addr: server.addr,
+                running: server.is_running(),
+            })
+            .collect()
+    }
+
+    /// Stops a server: it stops accepting, in-flight requests get [`STOP_GRACE`] to
+    /// finish, and its sockets close.
+    pub async fn stop(&self, id: &str) -> Result<(), PoolError> {
+        let server = self.find(id)?;
+        let mut run = server.run.lock().await;
+        let Some(Run { stopping, task }) = run.take() else {
+            return Err(PoolError::AlreadyStopped(id.to_string()));
+        };
+        stopping.cancel();
+        let mut task = task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
+        server.set_running(false);
+        tracing::info!(server = id, "app server stopped");
+        Ok(())
+    }
+
+    /// Starts a stopped server again on its address.
+    pub async fn start(&self, id: &str) -> Result<(), PoolError> {
+        let server = self.find(id)?;
+        let mut run = server.run.lock().await;
+        if run.is_some() {
+            return Err(PoolError::AlreadyRunning(id.to_string()));
+        }
+        let listener = TcpListener::bind(server.addr)
+            .await
+            .map_err(|source| PoolError::Bind {
+                id: id.to_string(),
+                addr: server.addr,
+                source,
+            })?;
+        *run = Some(spawn_server(&self.tasks, &self.shutdown, id, listener));
+        server.set_running(true);
+        tracing::info!(server = id, "app server started");
+        Ok(())
+    }
+
+    fn find(&self, id: &str) -> Result<&ManagedServer, PoolError> {
+        self.servers
+            .iter()
+            .find(|server| server.id == id)
+            .ok_or_else(|| PoolError::NotFound(id.to_string()))
+    }
+}
+
+impl ManagedServer {
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+}
+
+fn spawn_server(
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    id: &str,
+    listener: TcpListener,
+) -> Run {
+    let addr = crate::local_addr(&listener);
+    // A child token: process shutdown stops every server, stopping one stops only it.
+    let stopping = shutdown.child_token();
+    let server = AppServer {
+        id: id.to_string(),
+        addr,
+        started: Instant::now(),
+        stopping: stopping.clone(),
+    };
+    let task = crate::serve(tasks, &stopping, id, listener, server.router());
+    Run { stopping, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pool_of_one() -> (ServerPool, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let pool = ServerPool::start_all(
+            vec![("server-1".into(), listener)],
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        (pool, addr)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_refuses_connections_and_starts_again_on_its_address() {
+        let (pool, addr) = pool_of_one().await;
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("running server accepts");
+
+        pool.stop("server-1").await.expect("stops");
+        assert!(!pool.list()[0].running);
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "stopped server refuses"
+        );
+        assert!(matches!(
+            pool.stop("server-1").await,
+            Err(PoolError::AlreadyStopped(_))
+        ));
+
+        pool.start("server-1").await.expect("starts again");
+        assert!(pool.list()[0].running);
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("restarted server accepts");
+        assert!(matches!(
+            pool.start("server-1").await,
+            Err(PoolError::AlreadyRunning(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_servers_are_named_in_the_error() {
+        let (pool, _) = pool_of_one().await;
+        let error = pool.stop("server-9").await.expect_err("unknown");
+        assert_eq!(error.to_string(), "no app server named server-9");
+    }
 }

@@ -14,7 +14,7 @@ use app::wire::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{live::LiveHub, storage::Database};
+use crate::{live::LiveHub, servers::ServerPool, storage::Database};
 
 /// How often status is gathered and published.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,7 +27,7 @@ pub struct StatusProbe {
     pub started: Instant,
     pub dashboard: SocketAddr,
     pub balancer: SocketAddr,
-    pub servers: Vec<(String, SocketAddr)>,
+    pub servers: ServerPool,
     pub database: Database,
     pub hub: Arc<LiveHub>,
     client: reqwest::Client,
@@ -38,7 +38,7 @@ impl StatusProbe {
     pub fn new(
         dashboard: SocketAddr,
         balancer: SocketAddr,
-        servers: Vec<(String, SocketAddr)>,
+        servers: ServerPool,
         database: Database,
         hub: Arc<LiveHub>,
     ) -> Self {
@@ -105,13 +105,25 @@ impl StatusProbe {
             ComponentKind::LoadBalancer,
             self.balancer,
         );
-        let servers = futures_util::future::join_all(self.servers.iter().map(|(id, addr)| {
-            let name = id.replacen("server-", "Server ", 1);
-            async move {
-                self.http_status(id, &name, ComponentKind::Server, *addr)
+        let servers = futures_util::future::join_all(self.servers.list().into_iter().map(
+            |server| async move {
+                let name = server.id.replacen("server-", "Server ", 1);
+                if !server.running {
+                    return ComponentStatus {
+                        id: server.id,
+                        name,
+                        kind: ComponentKind::Server,
+                        health: ComponentHealth::Stopped,
+                        address: server.addr.to_string(),
+                        figure: "stopped from the dashboard".into(),
+                        latency_ms: None,
+                        detail: None,
+                    };
+                }
+                self.http_status(&server.id, &name, ComponentKind::Server, server.addr)
                     .await
-            }
-        }));
+            },
+        ));
         let (balancer, servers, database) = tokio::join!(balancer, servers, self.database_status());
         let mut components = vec![dashboard, balancer];
         components.extend(servers);

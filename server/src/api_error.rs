@@ -1,0 +1,73 @@
+//! The HTTP error every Live View endpoint answers with: a status and a stable JSON
+//! shape, `{"error": "...", "fields": {"field": "message"}}`. Internals never reach the
+//! body; the caller logs the detail before building one.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// A 400 naming each bad field.
+    pub fn invalid(fields: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid request".into(),
+            fields: fields
+                .into_iter()
+                .map(|(field, message)| (field.to_string(), message))
+                .collect(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, what)
+    }
+
+    pub fn conflict(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(&self)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_appear_only_when_there_are_some() {
+        let plain = serde_json::to_value(ApiError::not_found("no such server")).expect("json");
+        assert_eq!(plain, serde_json::json!({ "error": "no such server" }));
+        let invalid =
+            serde_json::to_value(ApiError::invalid([("algorithm", "unknown".to_string())]))
+                .expect("json");
+        assert_eq!(invalid["fields"]["algorithm"], "unknown");
+        assert_eq!(invalid["error"], "invalid request");
+    }
+}

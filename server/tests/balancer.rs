@@ -1,0 +1,344 @@
+//! The load balancer as a client sees it: real HTTP through the proxy to real app
+//! servers, failover when a server stops, algorithm switching, and sticky WebSocket
+//! tunnels.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Router,
+    extract::{State, WebSocketUpgrade, ws::Message as AxumMessage},
+    routing::get,
+};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use liveview::{
+    Running,
+    balancer::{Balancer, HealthPolicy},
+    config::Config,
+};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+async fn start(data: &std::path::Path, servers: u16) -> Running {
+    let servers = servers.to_string();
+    let config = Config::try_parse_from([
+        "liveview",
+        "--dashboard",
+        "127.0.0.1:0",
+        "--lb",
+        "127.0.0.1:0",
+        "--servers",
+        &servers,
+        "--server-port-base",
+        "0",
+        "--data",
+        data.to_str().expect("utf-8"),
+    ])
+    .expect("flags parse");
+    liveview::start(&config).await.expect("starts")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = http.get(url).send().await.expect("answers");
+    let server = response
+        .headers()
+        .get("x-served-by")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (response.status().as_u16(), server.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn round_robin_spreads_requests_and_marks_each_response() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(dir.path(), 3).await;
+    let http = client();
+    // No app route exists yet but the servers' own JSON 404: what matters is who answered.
+    let url = format!("http://{}/api/where", running.balancer);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let (status, server) = served_by(&http, &url).await;
+        assert_eq!(status, 404);
+        seen.push(server);
+    }
+    assert_eq!(seen[..3], seen[3..], "the same rotation repeats: {seen:?}");
+    let mut distinct = seen[..3].to_vec();
+    distinct.sort();
+    assert_eq!(distinct, ["server-1", "server-2", "server-3"]);
+
+    let response = http
+        .get(&url)
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "trace-me-1",
+        "a caller's id is kept"
+    );
+    let response = http.get(&url).send().await.expect("answers");
+    assert!(
+        !response.headers()["x-request-id"].is_empty(),
+        "an id is minted when absent"
+    );
+
+    let metrics: serde_json::Value = http
+        .get(format!("http://{}/api/balancer", running.dashboard))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let handled: u64 = metrics["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["requestsHandled"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(handled, 8);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(dir.path(), 2).await;
+    let http = client();
+    let url = format!("http://{}/api/where", running.balancer);
+    let dashboard = format!("http://{}", running.dashboard);
+    let stop = http
+        .post(format!("{dashboard}/api/servers/1/stop"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(stop.status(), 200);
+
+    for _ in 0..10 {
+        assert_eq!(served_by(&http, &url).await, (404, "server-2".to_string()));
+    }
+    let metrics: serde_json::Value = http
+        .get(format!("{dashboard}/api/balancer"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metrics["servers"][0]["healthy"], false);
+
+    let again = http
+        .post(format!("{dashboard}/api/servers/1/stop"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(again.status(), 409);
+    let unknown = http
+        .post(format!("{dashboard}/api/servers/9/start"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+
+    http.post(format!("{dashboard}/api/servers/1/start"))
+        .send()
+        .await
+        .expect("answers");
+    // Health checks (every second, two passes to recover) put it back.
+    let mut back = false;
+    for _ in 0..60 {
+        if served_by(&http, &url).await.1 == "server-1" {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "server-1 takes traffic again after recovering");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(dir.path(), 2).await;
+    let http = client();
+    let url = format!("http://{}/api/balancer", running.dashboard);
+    let response = http
+        .put(&url)
+        .json(&serde_json::json!({ "algorithm": "least-connections" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let metrics: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(metrics["algorithm"], "least-connections");
+
+    let response = http
+        .put(&url)
+        .json(&serde_json::json!({ "algorithm": "random" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().await.expect("json");
+    assert!(
+        error["fields"]["algorithm"]
+            .as_str()
+            .expect("message")
+            .contains("least-connections")
+    );
+
+    let response = http
+        .put(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .json::<serde_json::Value>()
+            .await
+            .expect("json error")["error"]
+            .is_string()
+    );
+    let metrics: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        metrics["algorithm"], "least-connections",
+        "refused updates change nothing"
+    );
+
+    let response = http
+        .get(format!("http://{}/api/nope", running.dashboard))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 404);
+    assert!(
+        response
+            .json::<serde_json::Value>()
+            .await
+            .expect("json error")["error"]
+            .is_string()
+    );
+    running.shutdown().await;
+}
+
+/// A backend that answers WebSocket messages with its own name.
+async fn echo_backend(name: &'static str) -> (SocketAddr, CancellationToken) {
+    async fn socket(
+        State(name): State<&'static str>,
+        upgrade: WebSocketUpgrade,
+    ) -> axum::response::Response {
+        upgrade.on_upgrade(move |mut socket| async move {
+            while let Some(Ok(AxumMessage::Text(text))) = socket.recv().await {
+                let reply = format!("{name}:{}", text.as_str());
+                if socket.send(AxumMessage::Text(reply.into())).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/ws", get(socket))
+        .with_state(name);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    });
+    (addr, stop)
+}
+
+async fn ask(url: &str) -> Option<String> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    socket.send(Message::text("hi")).await.ok()?;
+    let reply = tokio::time::timeout(Duration::from_secs(3), socket.next())
+        .await
+        .ok()??
+        .ok()?;
+    reply.into_text().ok().map(|text| text.to_string())
+}
+
+#[tokio::test]
+async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
+    let (a, stop_a) = echo_backend("server-1").await;
+    let (b, stop_b) = echo_backend("server-2").await;
+    let shutdown = CancellationToken::new();
+    let policy = HealthPolicy {
+        interval: Duration::from_millis(100),
+        ..HealthPolicy::default()
+    };
+    let balancer = Balancer::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        &[("server-1".into(), a), ("server-2".into(), b)],
+        policy,
+        shutdown.clone(),
+        TaskTracker::new(),
+    );
+    tokio::spawn(balancer.clone().run_health_checks(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let lb = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, balancer.clone().router()).await });
+
+    // Plain traffic alternates, but one user's sockets always land on the same server.
+    let user = format!("ws://{lb}/ws?token=u1.secret");
+    let first = ask(&user).await.expect("tunnel works");
+    let home = first.split(':').next().expect("server name").to_string();
+    assert_eq!(first, format!("{home}:hi"));
+    for _ in 0..5 {
+        assert_eq!(ask(&user).await.expect("tunnel works"), first, "sticky");
+    }
+    let mut homes = std::collections::BTreeSet::new();
+    for other in 2..6 {
+        let reply = ask(&format!("ws://{lb}/ws?token=u{other}.secret"))
+            .await
+            .expect("tunnel works");
+        homes.insert(reply.split(':').next().expect("server name").to_string());
+    }
+    assert_eq!(
+        homes.len(),
+        2,
+        "other users are spread over both servers: {homes:?}"
+    );
+
+    // The sticky server goes away: the user lands on the healthy one when reconnecting.
+    if home == "server-1" {
+        stop_a.cancel();
+    } else {
+        stop_b.cancel();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let moved = ask(&user).await.expect("reconnects");
+    assert_ne!(moved, first);
+    assert_eq!(
+        ask(&user).await.expect("reconnects"),
+        moved,
+        "and sticks to the new server"
+    );
+    shutdown.cancel();
+}
