@@ -48,6 +48,19 @@ impl ApiError {
     pub fn conflict(what: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, what)
     }
+
+    /// A failure that is ours, not the caller's: the detail goes to the log, the caller
+    /// gets a generic 500.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -64,6 +64,11 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
+    /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
+    /// 5-minute retry tier into 3 seconds.
+    #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub time_scale: f64,
+
     /// Directory holding the built SPA (Trunk's output).
     #[arg(
         long,
@@ -94,6 +99,13 @@ impl Config {
                     })
             })
             .collect()
+    }
+}
+
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale > 0.0 && scale <= 100.0 => Ok(scale),
+        _ => Err("expected a number above 0 and at most 100".into()),
     }
 }
 

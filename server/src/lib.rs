@@ -2,11 +2,15 @@
 //! servers and the database. [`start`] binds everything and returns a [`Running`]
 //! handle, so `main` and the integration tests start the system the same way.
 
+pub mod accounts;
 pub mod api_error;
 pub mod balancer;
 pub mod config;
+pub mod controllers;
 pub mod dashboard;
 pub mod live;
+pub mod notify;
+pub mod queue;
 pub mod servers;
 pub mod status;
 pub mod storage;
@@ -22,7 +26,8 @@ use crate::{
     config::Config,
     dashboard::Dashboard,
     live::{LiveHub, LiveSocketState},
-    servers::ServerPool,
+    queue::Queues,
+    servers::{ServerPool, Shared},
     status::StatusProbe,
     storage::{Database, StorageError},
 };
@@ -98,14 +103,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let hub = Arc::new(LiveHub::new());
 
-    let pool = ServerPool::start_all(server_listeners, shutdown.clone(), tasks.clone());
+    let queues = Queues::new(database.clone(), config.time_scale);
+    let balancer_addr = local_addr(&balancer_listener);
+    let shared = Shared {
+        db: database.clone(),
+        queues: queues.clone(),
+        public_url: format!("http://{balancer_addr}"),
+    };
+    let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());
     let servers: Vec<(String, SocketAddr)> = pool
         .list()
         .into_iter()
         .map(|info| (info.id, info.addr))
         .collect();
 
-    let balancer_addr = local_addr(&balancer_listener);
     let balancer = Balancer::new(
         balancer_addr,
         &servers,
@@ -206,4 +217,9 @@ pub(crate) fn serve(
             tracing::error!(%error, "{role} stopped serving");
         }
     })
+}
+
+/// Milliseconds since the Unix epoch: how every row stores time.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -1,7 +1,9 @@
-//! The app servers behind the load balancer. Each runs on its own listener and can be
-//! stopped and started again at runtime (on the same address), so failover can be
-//! watched for real. For now they answer `GET /healthz`; the middleware and
-//! controllers of the notification system mount here.
+//! The app servers behind the load balancer. Each runs on its own listener with the
+//! middleware pipeline and the controllers, and can be stopped and started again at
+//! runtime (on the same address), so failover can be watched for real.
+
+pub mod extract;
+pub mod middleware;
 
 use std::{
     net::SocketAddr,
@@ -12,7 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    routing::{get, post},
+};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -20,7 +26,19 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// How long a stopping server lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// One app server's identity, shared by its handlers.
+use crate::{controllers, queue::Queues, storage::Database};
+
+/// What every app server shares: the database, the queues, and the public address that
+/// links in emails point at.
+#[derive(Clone)]
+pub struct Shared {
+    pub db: Database,
+    pub queues: Arc<Queues>,
+    /// `http://<balancer address>`.
+    pub public_url: String,
+}
+
+/// One app server's identity and what its handlers need.
 #[derive(Clone)]
 pub struct AppServer {
     /// `server-1`, `server-2`, ... in port order.
@@ -29,14 +47,38 @@ pub struct AppServer {
     pub started: Instant,
     /// Cancelled when this server stops; long-lived handlers (sockets) watch it.
     pub stopping: CancellationToken,
+    pub shared: Shared,
 }
 
 impl AppServer {
     pub fn router(self) -> Router {
+        use controllers::{auth, friends, notifications, purchases};
         Router::new()
             .route("/healthz", get(healthz))
+            .route("/api/auth/signup", post(auth::signup))
+            .route("/api/auth/login", post(auth::login))
+            .route("/api/auth/reset-password", post(auth::reset_password))
+            .route(
+                "/api/auth/reset-password/confirm",
+                post(auth::confirm_reset),
+            )
+            .route("/api/purchases", post(purchases::create))
+            .route("/api/friend-requests", post(friends::create))
+            .route("/api/friend-requests/{id}/accept", post(friends::accept))
+            .route("/api/notifications", get(notifications::list))
+            .route(
+                "/api/notifications/{id}/read",
+                post(notifications::mark_read),
+            )
             .fallback(not_found)
             .with_state(self)
+            .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn(middleware::json_errors))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                middleware::panic_response,
+            ))
+            .layer(axum::middleware::from_fn(middleware::timeout))
+            .layer(axum::middleware::from_fn(middleware::request_id))
     }
 }
 
@@ -95,6 +137,7 @@ pub struct ServerPool {
     servers: Arc<Vec<ManagedServer>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    shared: Shared,
 }
 
 /// What the pool reports about one server.
@@ -109,6 +152,7 @@ impl ServerPool {
     /// Starts a server on each bound listener.
     pub fn start_all(
         listeners: Vec<(String, TcpListener)>,
+        shared: Shared,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
@@ -116,7 +160,7 @@ impl ServerPool {
         let mut runs = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners {
             let addr = crate::local_addr(&listener);
-            runs.push(spawn_server(&tasks, &shutdown, &id, listener));
+            runs.push(spawn_server(&tasks, &shutdown, &shared, &id, listener));
             servers.push(ManagedServer {
                 id,
                 addr,
@@ -131,6 +175,7 @@ impl ServerPool {
             servers: Arc::new(servers),
             shutdown,
             tasks,
+            shared,
         }
     }
 
@@ -177,7 +222,13 @@ impl ServerPool {
                 addr: server.addr,
                 source,
             })?;
-        *run = Some(spawn_server(&self.tasks, &self.shutdown, id, listener));
+        *run = Some(spawn_server(
+            &self.tasks,
+            &self.shutdown,
+            &self.shared,
+            id,
+            listener,
+        ));
         server.set_running(true);
         tracing::info!(server = id, "app server started");
         Ok(())
@@ -204,6 +255,7 @@ impl ManagedServer {
 fn spawn_server(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
+    shared: &Shared,
     id: &str,
     listener: TcpListener,
 ) -> Run {
@@ -215,6 +267,7 @@ fn spawn_server(
         addr,
         started: Instant::now(),
         stopping: stopping.clone(),
+        shared: shared.clone(),
     };
     let task = crate::serve(tasks, &stopping, id, listener, server.router());
     Run { stopping, task }
@@ -224,20 +277,29 @@ fn spawn_server(
 mod tests {
     use super::*;
 
-    async fn pool_of_one() -> (ServerPool, SocketAddr) {
+    async fn pool_of_one() -> (ServerPool, SocketAddr, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = crate::storage::resolve_url(dir.path(), None).expect("url");
+        let db = Database::open(&url).await.expect("db");
+        let shared = Shared {
+            queues: Queues::new(db.clone(), 1.0),
+            db,
+            public_url: "http://127.0.0.1:8000".into(),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let pool = ServerPool::start_all(
             vec![("server-1".into(), listener)],
+            shared,
             CancellationToken::new(),
             TaskTracker::new(),
         );
-        (pool, addr)
+        (pool, addr, dir)
     }
 
     #[tokio::test]
     async fn a_stopped_server_refuses_connections_and_starts_again_on_its_address() {
-        let (pool, addr) = pool_of_one().await;
+        let (pool, addr, _dir) = pool_of_one().await;
         tokio::net::TcpStream::connect(addr)
             .await
             .expect("running server accepts");
@@ -266,7 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_servers_are_named_in_the_error() {
-        let (pool, _) = pool_of_one().await;
+        let (pool, _, _dir) = pool_of_one().await;
         let error = pool.stop("server-9").await.expect_err("unknown");
         assert_eq!(error.to_string(), "no app server named server-9");
     }

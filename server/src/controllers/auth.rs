@@ -1,0 +1,269 @@
+//! Signup, login and password reset.
+
+use app::wire::NotificationType;
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{RequestId, commit_with_notices, valid_email};
+use crate::{
+    accounts::{self, User},
+    api_error::ApiError,
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
+    servers::{
+        AppServer,
+        extract::{FieldErrors, ValidJson, Validate},
+    },
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signup {
+    email: String,
+    name: String,
+    password: String,
+}
+
+fn check_email(errors: &mut FieldErrors, field: &str, email: &str) {
+    if !valid_email(email) {
+        errors.add(field, "must be an email address");
+    }
+}
+
+fn check_password(errors: &mut FieldErrors, field: &str, password: &str) {
+    errors.length(field, password, 8, 128);
+}
+
+impl Validate for Signup {
+    fn validate(&self, errors: &mut FieldErrors) {
+        check_email(errors, "email", &self.email);
+        errors.length("name", self.name.trim(), 1, 100);
+        check_password(errors, "password", &self.password);
+    }
+}
+
+/// `POST /api/auth/signup` → 201 with the user; a welcome email and in-app message.
+pub async fn signup(
+    State(server): State<AppServer>,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<Signup>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let email = body.email.to_lowercase();
+    let name = body.name.trim().to_string();
+    let hash = accounts::hash_password(body.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = User {
+        id: accounts::new_id(),
+        email,
+        name,
+        created_at_ms: now_ms(),
+    };
+    let mut tx = server.shared.db.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(&hash)
+    .bind(user.created_at_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(ApiError::conflict(
+            "an account with this email already exists",
+        ));
+    }
+    let notice = Notice {
+        kind: NotificationType::Signup,
+        user_id: Some(user.id.clone()),
+        email: Some(EmailDraft {
+            to: user.email.clone(),
+            subject: "Welcome to Live View".into(),
+            body: format!("Hello {},\n\nyour account is ready.\n", user.name),
+        }),
+        in_app: Some(InAppDraft {
+            title: "Welcome!".into(),
+            body: format!("Glad you are here, {}.", user.name),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    email: String,
+    password: String,
+}
+
+impl Validate for Login {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.length("email", &self.email, 1, 254);
+        errors.length("password", &self.password, 1, 128);
+    }
+}
+
+/// `POST /api/auth/login` → 200 `{token, user}`; a new-login email and in-app message.
+pub async fn login(
+    State(server): State<AppServer>,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<Login>,
+) -> Result<Json<Value>, ApiError> {
+    let found = accounts::find_by_email(&server.shared.db.pool, &body.email).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let verified = accounts::verify_password(body.password, hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| verified) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid email or password",
+        ));
+    };
+    let mut tx = server.shared.db.pool.begin().await?;
+    let token = accounts::create_session(&mut tx, &user.id).await?;
+    let notice = Notice {
+        kind: NotificationType::Login,
+        user_id: Some(user.id.clone()),
+        email: Some(EmailDraft {
+            to: user.email.clone(),
+            subject: "New sign-in to your account".into(),
+            body: format!(
+                "Hello {},\n\nyour account was just signed in to. If this was not you, reset your password.\n",
+                user.name
+            ),
+        }),
+        in_app: Some(InAppDraft {
+            title: "New sign-in".into(),
+            body: "Your account was just signed in to.".into(),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok(Json(json!({ "token": token, "user": user })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    email: String,
+}
+
+impl Validate for ResetRequest {
+    fn validate(&self, errors: &mut FieldErrors) {
+        check_email(errors, "email", &self.email);
+    }
+}
+
+/// `POST /api/auth/reset-password` → 202 whether or not the address has an account, so
+/// the answer reveals nothing; a reset email with a single-use link when it does.
+pub async fn reset_password(
+    State(server): State<AppServer>,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<ResetRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let accepted = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "if this address has an account, a reset email is on its way" })),
+    );
+    let Some((user, _)) = accounts::find_by_email(&server.shared.db.pool, &body.email).await?
+    else {
+        return Ok(accepted);
+    };
+    let token = accounts::new_secret();
+    let now = now_ms();
+    let mut tx = server.shared.db.pool.begin().await?;
+    sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
+        .bind(accounts::digest(&token))
+        .bind(&user.id)
+        .bind(now)
+        .bind(now + accounts::RESET_TTL_MS)
+        .execute(&mut *tx)
+        .await?;
+    let link = format!("{}/reset-password?token={token}", server.shared.public_url);
+    let notice = Notice {
+        kind: NotificationType::ResetPassword,
+        user_id: Some(user.id.clone()),
+        email: Some(EmailDraft {
+            to: user.email.clone(),
+            subject: "Reset your password".into(),
+            body: format!(
+                "Hello {},\n\nto choose a new password, open this link within 30 minutes:\n{link}\n\nIt works once. If you did not ask for it, ignore this email.\n",
+                user.name
+            ),
+        }),
+        in_app: None,
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok(accepted)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResetConfirm {
+    token: String,
+    new_password: String,
+}
+
+impl Validate for ResetConfirm {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.length("token", &self.token, 1, 128);
+        check_password(errors, "newPassword", &self.new_password);
+    }
+}
+
+/// `POST /api/auth/reset-password/confirm`: sets the new password, spends the token and
+/// ends every session of the account.
+pub async fn confirm_reset(
+    State(server): State<AppServer>,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<ResetConfirm>,
+) -> Result<Json<Value>, ApiError> {
+    let hash = accounts::hash_password(body.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    let now = now_ms();
+    let mut tx = server.shared.db.pool.begin().await?;
+    // Spending the token is the guard: only one confirm can flip used_at_ms from NULL.
+    let user_id: Option<String> = sqlx::query_scalar(
+        "UPDATE password_resets SET used_at_ms = ? WHERE token_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ? RETURNING user_id",
+    )
+    .bind(now)
+    .bind(accounts::digest(&body.token))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(user_id) = user_id else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "reset token is invalid, expired or already used",
+        ));
+    };
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(&hash)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    let notice = Notice {
+        kind: NotificationType::ResetPassword,
+        user_id: Some(user_id),
+        email: None,
+        in_app: Some(InAppDraft {
+            title: "Password changed".into(),
+            body: "Your password was changed and every other session was signed out.".into(),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok(Json(json!({ "status": "password changed" })))
+}

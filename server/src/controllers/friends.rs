@@ -1,0 +1,158 @@
+//! Friend requests: the recipient hears by email and in-app; the sender hears in-app
+//! when it is accepted.
+
+use app::wire::NotificationType;
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{RequestId, commit_with_notices, valid_email};
+use crate::{
+    accounts::{self, new_id},
+    api_error::ApiError,
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
+    servers::{
+        AppServer,
+        extract::{AuthUser, FieldErrors, ValidJson, Validate},
+    },
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewFriendRequest {
+    to_email: String,
+}
+
+impl Validate for NewFriendRequest {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if !valid_email(&self.to_email) {
+            errors.add("toEmail", "must be an email address");
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendRequest {
+    id: String,
+    from_user_id: String,
+    to_user_id: String,
+    status: String,
+    created_at_ms: i64,
+}
+
+/// `POST /api/friend-requests` (auth) → 201.
+pub async fn create(
+    State(server): State<AppServer>,
+    AuthUser(sender): AuthUser,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<NewFriendRequest>,
+) -> Result<(StatusCode, Json<FriendRequest>), ApiError> {
+    let Some((recipient, _)) =
+        accounts::find_by_email(&server.shared.db.pool, &body.to_email).await?
+    else {
+        return Err(ApiError::not_found("no user with that email"));
+    };
+    if recipient.id == sender.id {
+        return Err(ApiError::invalid([(
+            "toEmail",
+            "cannot send a friend request to yourself".to_string(),
+        )]));
+    }
+    let mut tx = server.shared.db.pool.begin().await?;
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM friend_requests WHERE (from_user_id = ? AND to_user_id = ?) OR (from_user_id = ? AND to_user_id = ?) LIMIT 1",
+    )
+    .bind(&sender.id)
+    .bind(&recipient.id)
+    .bind(&recipient.id)
+    .bind(&sender.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(status) = existing {
+        return Err(ApiError::conflict(format!(
+            "a friend request between you already exists ({status})"
+        )));
+    }
+    let request = FriendRequest {
+        id: new_id(),
+        from_user_id: sender.id.clone(),
+        to_user_id: recipient.id.clone(),
+        status: "pending".into(),
+        created_at_ms: now_ms(),
+    };
+    sqlx::query("INSERT INTO friend_requests (id, from_user_id, to_user_id, status, created_at_ms) VALUES (?, ?, ?, 'pending', ?)")
+        .bind(&request.id)
+        .bind(&request.from_user_id)
+        .bind(&request.to_user_id)
+        .bind(request.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    let notice = Notice {
+        kind: NotificationType::FriendRequest,
+        user_id: Some(recipient.id.clone()),
+        email: Some(EmailDraft {
+            to: recipient.email.clone(),
+            subject: format!("{} wants to be your friend", sender.name),
+            body: format!(
+                "Hello {},\n\n{} sent you a friend request.\n",
+                recipient.name, sender.name
+            ),
+        }),
+        in_app: Some(InAppDraft {
+            title: "New friend request".into(),
+            body: format!("{} wants to be your friend.", sender.name),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok((StatusCode::CREATED, Json(request)))
+}
+
+/// `POST /api/friend-requests/{id}/accept` (auth, recipient only) → 200.
+pub async fn accept(
+    State(server): State<AppServer>,
+    AuthUser(recipient): AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<Json<FriendRequest>, ApiError> {
+    let mut tx = server.shared.db.pool.begin().await?;
+    let row: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = ? AND to_user_id = ?")
+            .bind(&id)
+            .bind(&recipient.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    // Someone else's request is as invisible as a missing one.
+    let Some((from_user_id, status, created_at_ms)) = row else {
+        return Err(ApiError::not_found("no such friend request for you"));
+    };
+    if status != "pending" {
+        return Err(ApiError::conflict("friend request already accepted"));
+    }
+    sqlx::query("UPDATE friend_requests SET status = 'accepted', accepted_at_ms = ? WHERE id = ? AND status = 'pending'")
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    let notice = Notice {
+        kind: NotificationType::FriendAccept,
+        user_id: Some(from_user_id.clone()),
+        email: None,
+        in_app: Some(InAppDraft {
+            title: "Friend request accepted".into(),
+            body: format!("{} accepted your friend request.", recipient.name),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok(Json(FriendRequest {
+        id,
+        from_user_id,
+        to_user_id: recipient.id,
+        status: "accepted".into(),
+        created_at_ms,
+    }))
+}

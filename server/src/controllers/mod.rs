@@ -1,0 +1,98 @@
+//! The controllers: each handles one business action, writes its rows and its
+//! notifications in one transaction, and wakes the workers after the commit.
+
+pub mod auth;
+pub mod friends;
+pub mod notifications;
+pub mod purchases;
+
+use axum::http::request::Parts;
+use sqlx::{Sqlite, Transaction};
+
+use crate::{
+    api_error::ApiError,
+    notify::{self, FannedOut, Notice},
+    queue::Channel,
+    servers::AppServer,
+};
+
+/// The request id the balancer (or the request-id middleware) attached.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl axum::extract::FromRequestParts<AppServer> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppServer) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        Ok(Self(id.to_string()))
+    }
+}
+
+/// Commits a business transaction together with its notices, then wakes the workers.
+pub async fn commit_with_notices(
+    server: &AppServer,
+    mut tx: Transaction<'_, Sqlite>,
+    notices: &[Notice],
+    request_id: &RequestId,
+) -> Result<Vec<FannedOut>, ApiError> {
+    let mut written = Vec::with_capacity(notices.len());
+    for notice in notices {
+        written.push(notify::fan_out(&mut tx, notice, Some(&request_id.0)).await?);
+    }
+    tx.commit().await?;
+    let queues = &server.shared.queues;
+    if written.iter().any(|out| out.email_id.is_some()) {
+        queues.wake(Channel::Email);
+    }
+    if written.iter().any(|out| out.notification_id.is_some()) {
+        queues.wake(Channel::InApp);
+    }
+    Ok(written)
+}
+
+/// Checks an email address's shape: one `@`, a dotted domain, no spaces, at most 254
+/// characters. Delivery is the real test; this only refuses what cannot be an address.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    #[test]
+    fn email_shapes() {
+        for good in ["a@example.com", "first.last+tag@mail.example.org"] {
+            assert!(valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@example.com",
+            "a@example",
+            "a b@example.com",
+            "a@b@example.com",
+            "a@.com",
+            "a@example.",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(!valid_email(&format!("{}@example.com", "a".repeat(65))));
+    }
+}

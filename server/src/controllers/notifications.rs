@@ -1,0 +1,94 @@
+//! The user's notification center: newest first, paginated, with the unread count.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    api_error::ApiError,
+    now_ms,
+    servers::{AppServer, extract::AuthUser},
+};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub read_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<u32>,
+    /// Only notifications with a smaller `seq` (the previous page's `nextBefore`).
+    before: Option<i64>,
+}
+
+/// `GET /api/notifications?limit=20&before=SEQ`.
+pub async fn list(
+    State(server): State<AppServer>,
+    AuthUser(user): AuthUser,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(page) =
+        page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let limit = page.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid([(
+            "limit",
+            "must be between 1 and 100".to_string(),
+        )]));
+    }
+    let db = &server.shared.db.pool;
+    let notifications: Vec<Notification> = sqlx::query_as(
+        "SELECT id, seq, kind, title, body, created_at_ms, delivered_at_ms, read_at_ms FROM notifications \
+         WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(&user.id)
+    .bind(page.before.unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await?;
+    let unread: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at_ms IS NULL",
+    )
+    .bind(&user.id)
+    .fetch_one(db)
+    .await?;
+    let next_before = (notifications.len() == limit as usize)
+        .then(|| notifications.last().map(|n| n.seq))
+        .flatten();
+    Ok(Json(
+        json!({ "notifications": notifications, "unreadCount": unread, "nextBefore": next_before }),
+    ))
+}
+
+/// `POST /api/notifications/{id}/read`: idempotent; the first read time is kept.
+pub async fn mark_read(
+    State(server): State<AppServer>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let read_at: Option<i64> = sqlx::query_scalar(
+        "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, ?) WHERE id = ? AND user_id = ? RETURNING read_at_ms",
+    )
+    .bind(now_ms())
+    .bind(&id)
+    .bind(&user.id)
+    .fetch_optional(&server.shared.db.pool)
+    .await?;
+    match read_at {
+        Some(read_at) => Ok(Json(json!({ "id": id, "readAtMs": read_at }))),
+        None => Err(ApiError::not_found("no such notification")),
+    }
+}

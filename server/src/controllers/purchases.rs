@@ -1,0 +1,106 @@
+//! Purchases: a receipt by email and in-app.
+
+use app::wire::NotificationType;
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::{RequestId, commit_with_notices};
+use crate::{
+    accounts::new_id,
+    api_error::ApiError,
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
+    servers::{
+        AppServer,
+        extract::{AuthUser, FieldErrors, ValidJson, Validate},
+    },
+};
+
+/// The largest single purchase accepted: one million in the currency's main unit.
+const MAX_AMOUNT_CENTS: i64 = 100_000_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewPurchase {
+    item: String,
+    amount_cents: i64,
+    currency: String,
+}
+
+impl Validate for NewPurchase {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.length("item", self.item.trim(), 1, 200);
+        if !(1..=MAX_AMOUNT_CENTS).contains(&self.amount_cents) {
+            errors.add(
+                "amountCents",
+                format!("must be between 1 and {MAX_AMOUNT_CENTS}"),
+            );
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            errors.add(
+                "currency",
+                "must be a three-letter ISO 4217 code such as EUR",
+            );
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Purchase {
+    id: String,
+    item: String,
+    amount_cents: i64,
+    currency: String,
+    created_at_ms: i64,
+}
+
+/// `POST /api/purchases` (auth) → 201; a receipt email and in-app message.
+pub async fn create(
+    State(server): State<AppServer>,
+    AuthUser(user): AuthUser,
+    request_id: RequestId,
+    ValidJson(body): ValidJson<NewPurchase>,
+) -> Result<(StatusCode, Json<Purchase>), ApiError> {
+    let purchase = Purchase {
+        id: new_id(),
+        item: body.item.trim().to_string(),
+        amount_cents: body.amount_cents,
+        currency: body.currency,
+        created_at_ms: now_ms(),
+    };
+    let mut tx = server.shared.db.pool.begin().await?;
+    sqlx::query("INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(&purchase.id)
+        .bind(&user.id)
+        .bind(&purchase.item)
+        .bind(purchase.amount_cents)
+        .bind(&purchase.currency)
+        .bind(purchase.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    let amount = format!(
+        "{}.{:02} {}",
+        purchase.amount_cents / 100,
+        purchase.amount_cents % 100,
+        purchase.currency
+    );
+    let notice = Notice {
+        kind: NotificationType::Purchase,
+        user_id: Some(user.id.clone()),
+        email: Some(EmailDraft {
+            to: user.email.clone(),
+            subject: format!("Your receipt for {}", purchase.item),
+            body: format!(
+                "Hello {},\n\nthank you for buying {} for {amount}.\nOrder: {}\n",
+                user.name, purchase.item, purchase.id
+            ),
+        }),
+        in_app: Some(InAppDraft {
+            title: "Purchase confirmed".into(),
+            body: format!("{} for {amount}", purchase.item),
+        }),
+    };
+    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    Ok((StatusCode::CREATED, Json(purchase)))
+}

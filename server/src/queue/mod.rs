@@ -1,0 +1,592 @@
+//! Durable queues in the database. A job lives in one queue at a time and moves between
+//! them: `mail` → `mail-retry-1` (5 min) → `mail-retry-2` (30 min) → `mail-dlq`, and
+//! `inapp` → `inapp-retry` (1 min) → `inapp-dlq`. Workers claim jobs with a lease; a job
+//! whose worker died is claimed again when its lease runs out (at-least-once), and the
+//! deliveries themselves are idempotent, keyed by the notification id.
+
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+
+use serde::Serialize;
+use sqlx::{Sqlite, Transaction};
+use tokio::sync::Notify;
+
+use crate::{accounts::new_id, now_ms, storage::Database};
+
+/// The delivery channel a job belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    Email,
+    InApp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::InApp => "in-app",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum QueueName {
+    #[serde(rename = "mail")]
+    Mail,
+    #[serde(rename = "mail-retry-1")]
+    MailRetry1,
+    #[serde(rename = "mail-retry-2")]
+    MailRetry2,
+    #[serde(rename = "mail-dlq")]
+    MailDlq,
+    #[serde(rename = "inapp")]
+    Inapp,
+    #[serde(rename = "inapp-retry")]
+    InappRetry,
+    #[serde(rename = "inapp-dlq")]
+    InappDlq,
+}
+
+impl QueueName {
+    pub const ALL: [Self; 7] = [
+        Self::Mail,
+        Self::MailRetry1,
+        Self::MailRetry2,
+        Self::MailDlq,
+        Self::Inapp,
+        Self::InappRetry,
+        Self::InappDlq,
+    ];
+    /// The queues a mail worker takes jobs from.
+    pub const MAIL_WORK: [Self; 3] = [Self::Mail, Self::MailRetry1, Self::MailRetry2];
+    /// The queues an in-app worker takes jobs from.
+    pub const INAPP_WORK: [Self; 2] = [Self::Inapp, Self::InappRetry];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mail => "mail",
+            Self::MailRetry1 => "mail-retry-1",
+            Self::MailRetry2 => "mail-retry-2",
+            Self::MailDlq => "mail-dlq",
+            Self::Inapp => "inapp",
+            Self::InappRetry => "inapp-retry",
+            Self::InappDlq => "inapp-dlq",
+        }
+    }
+
+    pub fn channel(self) -> Channel {
+        match self {
+            Self::Mail | Self::MailRetry1 | Self::MailRetry2 | Self::MailDlq => Channel::Email,
+            Self::Inapp | Self::InappRetry | Self::InappDlq => Channel::InApp,
+        }
+    }
+
+    /// Where a job goes after a failure that may pass, and how long it waits there
+    /// (before `--time-scale`); `None` when the tiers are exhausted.
+    pub fn next_tier(self) -> Option<(Self, Duration)> {
+        match self {
+            Self::Mail => Some((Self::MailRetry1, Duration::from_secs(5 * 60))),
+            Self::MailRetry1 => Some((Self::MailRetry2, Duration::from_secs(30 * 60))),
+            Self::Inapp => Some((Self::InappRetry, Duration::from_secs(60))),
+            Self::MailRetry2 | Self::MailDlq | Self::InappRetry | Self::InappDlq => None,
+        }
+    }
+
+    pub fn dead_letter(self) -> Self {
+        match self.channel() {
+            Channel::Email => Self::MailDlq,
+            Channel::InApp => Self::InappDlq,
+        }
+    }
+
+    /// Where a job requeued from a dead-letter queue starts again.
+    pub fn first(self) -> Self {
+        match self.channel() {
+            Channel::Email => Self::Mail,
+            Channel::InApp => Self::Inapp,
+        }
+    }
+
+    pub fn is_dead_letter(self) -> bool {
+        matches!(self, Self::MailDlq | Self::InappDlq)
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QueueName {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|queue| queue.as_str() == name)
+            .ok_or_else(|| format!("no queue named {name:?}"))
+    }
+}
+
+/// One claimed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub queue: String,
+    pub target_id: String,
+    pub request_id: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+impl Job {
+    pub fn queue_name(&self) -> QueueName {
+        // Only names from QueueName::as_str are ever written.
+        self.queue.parse().unwrap_or(QueueName::Mail)
+    }
+}
+
+/// What happened to a job that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Retried { queue: QueueName, due_at_ms: i64 },
+    DeadLettered { queue: QueueName },
+}
+
+/// Counts for one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueCounts {
+    pub name: String,
+    pub waiting: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub delayed: u64,
+    pub paused: bool,
+}
+
+/// The queues, with wake-ups so idle workers start at once when work arrives.
+pub struct Queues {
+    db: Database,
+    time_scale: f64,
+    wake_mail: Notify,
+    wake_inapp: Notify,
+}
+
+impl Queues {
+    pub fn new(db: Database, time_scale: f64) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            time_scale,
+            wake_mail: Notify::new(),
+            wake_inapp: Notify::new(),
+        })
+    }
+
+    /// Scales a real delay by `--time-scale` (0.01 turns 5 minutes into 3 seconds).
+    pub fn scaled(&self, delay: Duration) -> Duration {
+        delay.mul_f64(self.time_scale)
+    }
+
+    /// Adds a job inside the caller's transaction (the outbox): it exists exactly when
+    /// the business row does.
+    pub async fn enqueue(
+        tx: &mut Transaction<'_, Sqlite>,
+        queue: QueueName,
+        target_id: &str,
+        request_id: Option<&str>,
+    ) -> Result<String, sqlx::Error> {
+        let id = new_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO jobs (id, queue, channel, target_id, request_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
+             VALUES (?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(queue.as_str())
+        .bind(queue.channel().as_str())
+        .bind(target_id)
+        .bind(request_id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    /// Wakes idle workers of a channel after a commit added work for them.
+    pub fn wake(&self, channel: Channel) {
+        match channel {
+            Channel::Email => self.wake_mail.notify_waiters(),
+            Channel::InApp => self.wake_inapp.notify_waiters(),
+        }
+    }
+
+    /// Resolves when work may have arrived for a channel.
+    pub async fn woken(&self, channel: Channel) {
+        match channel {
+            Channel::Email => self.wake_mail.notified().await,
+            Channel::InApp => self.wake_inapp.notified().await,
+        }
+    }
+
+    /// Leases the next due job from `queues` (skipping paused ones) to `worker` for
+    /// `lease`. A job whose lease ran out counts as due: its worker died.
+    pub async fn claim(
+        &self,
+        queues: &[QueueName],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Job>, sqlx::Error> {
+        let now = now_ms();
+        let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
+        let placeholders = vec!["?"; names.len()].join(", ");
+        let sql = format!(
+            "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
+             WHERE id = (SELECT id FROM jobs WHERE queue IN ({placeholders}) \
+                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
+                AND ((state IN ('waiting', 'delayed') AND run_at_ms <= ?) OR (state = 'active' AND lease_until_ms < ?)) \
+                ORDER BY run_at_ms LIMIT 1) \
+             RETURNING id, queue, target_id, request_id, attempts, last_error"
+        );
+        // Only `?` placeholders are formatted in; every value is bound.
+        let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now);
+        for name in names {
+            query = query.bind(name);
+        }
+        query
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.db.pool)
+            .await
+    }
+
+    /// Marks a job done, inside the transaction that records the delivery, so "sent"
+    /// and "completed" can never disagree.
+    pub async fn complete(
+        tx: &mut Transaction<'_, Sqlite>,
+        job_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(job_id)
+            .execute(&mut **tx)
+            .await
+            .map(drop)
+    }
+
+    /// A failure that may pass: the job moves to the next retry tier, or to the
+    /// dead-letter queue when none is left.
+    pub async fn retry_later(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
+        match job.queue_name().next_tier() {
+            Some((queue, delay)) => {
+                let due_at_ms = now_ms() + self.scaled(delay).as_millis() as i64;
+                self.move_job(job, queue, "delayed", due_at_ms, reason)
+                    .await?;
+                Ok(Failure::Retried { queue, due_at_ms })
+            }
+            None => self.dead_letter(job, reason).await,
+        }
+    }
+
+    /// A failure that will not pass: straight to the dead-letter queue.
+    pub async fn dead_letter(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
+        let queue = job.queue_name().dead_letter();
+        self.move_job(job, queue, "failed", now_ms(), reason)
+            .await?;
+        Ok(Failure::DeadLettered { queue })
+    }
+
+    async fn move_job(
+        &self,
+        job: &Job,
+        queue: QueueName,
+        state: &str,
+        run_at_ms: i64,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET queue = ?, state = ?, run_at_ms = ?, last_error = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
+             WHERE id = ?",
+        )
+        .bind(queue.as_str())
+        .bind(state)
+        .bind(run_at_ms)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(&job.id)
+        .execute(&self.db.pool)
+        .await
+        .map(drop)
+    }
+
+    pub async fn set_paused(&self, queue: QueueName, paused: bool) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO queue_controls (queue, paused) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused",
+        )
+        .bind(queue.as_str())
+        .bind(i64::from(paused))
+        .execute(&self.db.pool)
+        .await?;
+        if !paused {
+            self.wake(queue.channel());
+        }
+        Ok(())
+    }
+
+    /// Moves dead-lettered jobs back to the start of their channel: one job by id, or
+    /// every job whose last error contains `error_contains`. Answers how many moved.
+    pub async fn requeue(
+        &self,
+        dlq: QueueName,
+        job_id: Option<&str>,
+        error_contains: Option<&str>,
+    ) -> Result<u64, sqlx::Error> {
+        let pattern = error_contains
+            .map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
+        let moved = sqlx::query(
+            "UPDATE jobs SET queue = ?, state = 'waiting', attempts = 0, run_at_ms = ?, updated_at_ms = ? \
+             WHERE queue = ? AND state = 'failed' AND (? IS NULL OR id = ?) AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')",
+        )
+        .bind(dlq.first().as_str())
+        .bind(now_ms())
+        .bind(now_ms())
+        .bind(dlq.as_str())
+        .bind(job_id)
+        .bind(job_id)
+        .bind(&pattern)
+        .bind(&pattern)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            self.wake(dlq.channel());
+        }
+        Ok(moved)
+    }
+
+    /// Counts per queue and state, every queue listed even when empty.
+    pub async fn counts(&self) -> Result<Vec<QueueCounts>, sqlx::Error> {
+        let now = now_ms();
+        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT queue, state, (state = 'delayed' AND run_at_ms > ?) AS not_due, COUNT(*) FROM jobs GROUP BY queue, state, not_due",
+        )
+        .bind(now)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let paused: Vec<(String,)> =
+            sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
+                .fetch_all(&self.db.pool)
+                .await?;
+        let mut counts: Vec<QueueCounts> = QueueName::ALL
+            .iter()
+            .map(|queue| QueueCounts {
+                name: queue.as_str().to_string(),
+                paused: paused.iter().any(|(name,)| name == queue.as_str()),
+                ..QueueCounts::default()
+            })
+            .collect();
+        for (queue, state, not_due, count) in rows {
+            let Some(entry) = counts.iter_mut().find(|entry| entry.name == queue) else {
+                continue;
+            };
+            let count = count as u64;
+            match (state.as_str(), not_due) {
+                ("delayed", true) => entry.delayed += count,
+                ("waiting" | "delayed", _) => entry.waiting += count,
+                ("active", _) => entry.active += count,
+                ("completed", _) => entry.completed += count,
+                ("failed", _) => entry.failed += count,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn queues() -> (tempfile::TempDir, Database, Arc<Queues>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = crate::storage::resolve_url(dir.path(), None).expect("url");
+        let db = Database::open(&url).await.expect("opens");
+        let queues = Queues::new(db.clone(), 0.001);
+        (dir, db, queues)
+    }
+
+    async fn add(db: &Database, queue: QueueName, target: &str) -> String {
+        let mut tx = db.pool.begin().await.expect("tx");
+        let id = Queues::enqueue(&mut tx, queue, target, Some("req-1"))
+            .await
+            .expect("enqueued");
+        tx.commit().await.expect("commit");
+        id
+    }
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn tiers_follow_the_design() {
+        assert_eq!(
+            QueueName::Mail.next_tier(),
+            Some((QueueName::MailRetry1, Duration::from_secs(300)))
+        );
+        assert_eq!(
+            QueueName::MailRetry1.next_tier(),
+            Some((QueueName::MailRetry2, Duration::from_secs(1800)))
+        );
+        assert_eq!(QueueName::MailRetry2.next_tier(), None);
+        assert_eq!(
+            QueueName::Inapp.next_tier(),
+            Some((QueueName::InappRetry, Duration::from_secs(60)))
+        );
+        assert_eq!(QueueName::InappRetry.next_tier(), None);
+        for queue in QueueName::ALL {
+            assert_eq!(queue.as_str().parse::<QueueName>(), Ok(queue));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_job_is_not_claimed_twice_until_its_lease_runs_out() {
+        let (_dir, db, queues) = queues().await;
+        let id = add(&db, QueueName::Mail, "email-1").await;
+        let job = queues
+            .claim(&QueueName::MAIL_WORK, "w1", LEASE)
+            .await
+            .expect("claims")
+            .expect("a job");
+        assert_eq!((job.id.as_str(), job.attempts), (id.as_str(), 1));
+        assert!(
+            queues
+                .claim(&QueueName::MAIL_WORK, "w2", LEASE)
+                .await
+                .expect("claims")
+                .is_none()
+        );
+
+        // w1 dies: with a lease that has already run out, w2 gets the job again.
+        let again = queues
+            .claim(&QueueName::INAPP_WORK, "w2", LEASE)
+            .await
+            .expect("claims");
+        assert!(again.is_none(), "other channels' workers never see it");
+        sqlx::query("UPDATE jobs SET lease_until_ms = 0")
+            .execute(&db.pool)
+            .await
+            .expect("expire");
+        let reclaimed = queues
+            .claim(&QueueName::MAIL_WORK, "w2", LEASE)
+            .await
+            .expect("claims")
+            .expect("reclaimed");
+        assert_eq!((reclaimed.id, reclaimed.attempts), (id, 2));
+    }
+
+    #[tokio::test]
+    async fn failures_walk_the_tiers_then_dead_letter() {
+        let (_dir, db, queues) = queues().await;
+        add(&db, QueueName::Mail, "email-1").await;
+        let mut path = Vec::new();
+        loop {
+            let job = loop {
+                // Delays are scaled by 0.001: 5 minutes is 300 ms.
+                if let Some(job) = queues
+                    .claim(&QueueName::MAIL_WORK, "w", LEASE)
+                    .await
+                    .expect("claims")
+                {
+                    break job;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            match queues
+                .retry_later(&job, "451 try later")
+                .await
+                .expect("moves")
+            {
+                Failure::Retried { queue, .. } => path.push(queue),
+                Failure::DeadLettered { queue } => {
+                    path.push(queue);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            path,
+            [
+                QueueName::MailRetry1,
+                QueueName::MailRetry2,
+                QueueName::MailDlq
+            ]
+        );
+        let counts = queues.counts().await.expect("counts");
+        assert_eq!(
+            counts
+                .iter()
+                .find(|c| c.name == "mail-dlq")
+                .expect("dlq")
+                .failed,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn paused_queues_give_no_work_and_requeue_moves_matching_jobs() {
+        let (_dir, db, queues) = queues().await;
+        for target in ["a", "b", "c"] {
+            add(&db, QueueName::Inapp, target).await;
+        }
+        queues
+            .set_paused(QueueName::Inapp, true)
+            .await
+            .expect("pauses");
+        assert!(
+            queues
+                .claim(&QueueName::INAPP_WORK, "w", LEASE)
+                .await
+                .expect("claims")
+                .is_none()
+        );
+        assert!(queues.counts().await.expect("counts")[4].paused);
+        queues
+            .set_paused(QueueName::Inapp, false)
+            .await
+            .expect("resumes");
+
+        for reason in ["no ack", "no ack", "user gone"] {
+            let job = queues
+                .claim(&QueueName::INAPP_WORK, "w", LEASE)
+                .await
+                .expect("claims")
+                .expect("job");
+            queues
+                .dead_letter(&job, reason)
+                .await
+                .expect("dead-letters");
+        }
+        assert_eq!(
+            queues
+                .requeue(QueueName::InappDlq, None, Some("no ack"))
+                .await
+                .expect("requeues"),
+            2
+        );
+        assert_eq!(
+            queues
+                .requeue(QueueName::InappDlq, Some("nope"), None)
+                .await
+                .expect("requeues"),
+            0
+        );
+        let counts = queues.counts().await.expect("counts");
+        assert_eq!((counts[4].waiting, counts[6].failed), (2, 1));
+    }
+}
