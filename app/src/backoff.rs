@@ -11,9 +11,7 @@ pub const MAX_DELAY_MS: u32 = 10_000;
 /// step ("equal jitter"), so it always grows but never lines up across clients.
 pub fn delay_ms(attempt: u32, jitter: f64) -> u32 {
     let exponent = attempt.saturating_sub(1).min(16);
-    let step = BASE_DELAY_MS
-        .saturating_mul(1 << exponent)
-        .min(MAX_DELAY_MS);
+    let step = BASE_DELAY_MS.saturating_mul(1 << exponent).min(MAX_DELAY_MS);
     let half = step / 2;
     half + (f64::from(half) * jitter.clamp(0.0, 1.0)) as u32
 }

@@ -45,10 +45,7 @@ impl Connection {
         match self {
             Self::Connecting => "Connecting…".into(),
             Self::Live => "Live".into(),
-            Self::Reconnecting {
-                attempt,
-                retry_in_ms,
-            } => format!(
+            Self::Reconnecting { attempt, retry_in_ms } => format!(
                 "Connection lost — reconnecting (attempt {attempt}, next try in {:.1} s)",
                 f64::from(retry_in_ms) / 1000.0
             ),
@@ -118,10 +115,7 @@ async fn stay_connected(live: LiveState) {
         }
         attempt = attempt.saturating_add(1);
         let retry_in_ms = backoff::delay_ms(attempt, js_sys::Math::random());
-        live.connection.set(Connection::Reconnecting {
-            attempt,
-            retry_in_ms,
-        });
+        live.connection.set(Connection::Reconnecting { attempt, retry_in_ms });
         TimeoutFuture::new(retry_in_ms).await;
     }
 }

@@ -28,6 +28,7 @@ export function liveviewArgs(port: number, dataDir: string): string[] {
     '--dashboard', `127.0.0.1:${port}`,
     '--lb', '127.0.0.1:0',
     '--server-port-base', '0',
+    '--smtp-sink', '127.0.0.1:0',
     '--data', dataDir,
     '--site', SITE,
   ];

@@ -77,9 +77,7 @@ mod tests {
     fn fields_appear_only_when_there_are_some() {
         let plain = serde_json::to_value(ApiError::not_found("no such server")).expect("json");
         assert_eq!(plain, serde_json::json!({ "error": "no such server" }));
-        let invalid =
-            serde_json::to_value(ApiError::invalid([("algorithm", "unknown".to_string())]))
-                .expect("json");
+        let invalid = serde_json::to_value(ApiError::invalid([("algorithm", "unknown".to_string())])).expect("json");
         assert_eq!(invalid["fields"]["algorithm"], "unknown");
         assert_eq!(invalid["error"], "invalid request");
     }

@@ -29,40 +29,34 @@ pub struct Config {
 
     /// Port of the first app server; the others take the next ports. 0 gives each an
     /// ephemeral port.
-    #[arg(
-        long,
-        env = "LIVEVIEW_SERVER_PORT_BASE",
-        value_name = "PORT",
-        default_value_t = 5001
-    )]
+    #[arg(long, env = "LIVEVIEW_SERVER_PORT_BASE", value_name = "PORT", default_value_t = 5001)]
     pub server_port_base: u16,
 
     /// The IP address the app servers bind to.
-    #[arg(
-        long,
-        env = "LIVEVIEW_SERVER_HOST",
-        value_name = "IP",
-        default_value = "127.0.0.1"
-    )]
+    #[arg(long, env = "LIVEVIEW_SERVER_HOST", value_name = "IP", default_value = "127.0.0.1")]
     pub server_host: std::net::IpAddr,
 
     /// Data directory, created if absent; holds the SQLite file.
-    #[arg(
-        long,
-        env = "LIVEVIEW_DATA",
-        value_name = "DIR",
-        default_value = "./data"
-    )]
+    #[arg(long, env = "LIVEVIEW_DATA", value_name = "DIR", default_value = "./data")]
     pub data: PathBuf,
 
     /// Database URL (`sqlite://path/to/file.db`); overrides --data.
-    #[arg(
-        long,
-        env = "LIVEVIEW_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LIVEVIEW_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The SMTP server the mail workers send to (`smtp://host:port`, optionally with
+    /// `user:password@`). Without it they send to the embedded capture server.
+    #[arg(long, env = "LIVEVIEW_SMTP_URL", value_name = "URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Where the embedded capture SMTP server listens [default: 127.0.0.1:2525]. It runs
+    /// unless --smtp-url points elsewhere; give both to run it anyway.
+    #[arg(long, env = "LIVEVIEW_SMTP_SINK", value_name = "ADDR", value_parser = parse_addr)]
+    pub smtp_sink: Option<SocketAddr>,
+
+    /// How many mail workers send concurrently.
+    #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub mail_workers: u16,
 
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
@@ -70,16 +64,22 @@ pub struct Config {
     pub time_scale: f64,
 
     /// Directory holding the built SPA (Trunk's output).
-    #[arg(
-        long,
-        env = "LIVEVIEW_SITE",
-        value_name = "DIR",
-        default_value = "dist"
-    )]
+    #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
     pub site: PathBuf,
 }
 
+/// The embedded capture server's default address.
+pub const DEFAULT_SMTP_SINK: &str = "127.0.0.1:2525";
+
 impl Config {
+    /// Where the embedded capture server listens, if it runs.
+    pub fn smtp_sink_addr(&self) -> Option<SocketAddr> {
+        match (&self.smtp_url, self.smtp_sink) {
+            (None, sink) => Some(sink.unwrap_or_else(|| DEFAULT_SMTP_SINK.parse().expect("valid default"))),
+            (Some(_), sink) => sink,
+        }
+    }
+
     /// The addresses the app servers ask for: consecutive ports from the base, or all
     /// ephemeral when the base is 0.
     pub fn server_addrs(&self) -> Result<Vec<SocketAddr>, String> {
@@ -90,13 +90,12 @@ impl Config {
                 } else {
                     self.server_port_base.checked_add(index)
                 };
-                port.map(|port| SocketAddr::new(self.server_host, port))
-                    .ok_or_else(|| {
-                        format!(
-                            "--server-port-base {} with --servers {} runs past port 65535",
-                            self.server_port_base, self.servers
-                        )
-                    })
+                port.map(|port| SocketAddr::new(self.server_host, port)).ok_or_else(|| {
+                    format!(
+                        "--server-port-base {} with --servers {} runs past port 65535",
+                        self.server_port_base, self.servers
+                    )
+                })
             })
             .collect()
     }
@@ -139,33 +138,31 @@ mod tests {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        assert_eq!(
-            servers,
-            ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]
-        );
+        assert_eq!(servers, ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]);
     }
 
     #[test]
     fn port_base_zero_makes_every_server_ephemeral() {
         let config = parse(&["--servers", "2", "--server-port-base", "0"]).expect("parses");
-        assert!(
-            config
-                .server_addrs()
-                .expect("fits")
-                .iter()
-                .all(|addr| addr.port() == 0)
-        );
+        assert!(config.server_addrs().expect("fits").iter().all(|addr| addr.port() == 0));
     }
 
     #[test]
     fn port_range_overflow_is_an_error_not_a_wrap() {
         let config = parse(&["--servers", "3", "--server-port-base", "65534"]).expect("parses");
-        assert!(
-            config
-                .server_addrs()
-                .expect_err("overflows")
-                .contains("65535")
+        assert!(config.server_addrs().expect_err("overflows").contains("65535"));
+    }
+
+    #[test]
+    fn the_capture_server_runs_unless_mail_goes_elsewhere() {
+        assert_eq!(
+            parse(&[]).expect("parses").smtp_sink_addr(),
+            Some(DEFAULT_SMTP_SINK.parse().expect("addr"))
         );
+        let elsewhere = parse(&["--smtp-url", "smtp://10.0.0.5:25"]).expect("parses");
+        assert_eq!(elsewhere.smtp_sink_addr(), None);
+        let both = parse(&["--smtp-url", "smtp://10.0.0.5:25", "--smtp-sink", "127.0.0.1:0"]).expect("parses");
+        assert!(both.smtp_sink_addr().is_some());
     }
 
     #[test]

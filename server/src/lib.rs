@@ -12,8 +12,10 @@ pub mod live;
 pub mod notify;
 pub mod queue;
 pub mod servers;
+pub mod smtp;
 pub mod status;
 pub mod storage;
+pub mod workers;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -28,6 +30,7 @@ use crate::{
     live::{LiveHub, LiveSocketState},
     queue::Queues,
     servers::{ServerPool, Shared},
+    smtp::CaptureServer,
     status::StatusProbe,
     storage::{Database, StorageError},
 };
@@ -58,6 +61,9 @@ pub struct Running {
     pub pool: ServerPool,
     pub balancer_state: Balancer,
     pub database: Database,
+    pub queues: Arc<Queues>,
+    /// The embedded capture SMTP server's address, when it runs.
+    pub smtp_sink: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -67,13 +73,8 @@ impl Running {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway"
-            );
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
         }
         self.database.close().await;
     }
@@ -94,6 +95,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let listener = bind(&format!("app server {id}"), addr).await?;
         server_listeners.push((id, listener));
     }
+    let smtp_listener = match config.smtp_sink_addr() {
+        Some(addr) => Some(bind("capture SMTP server", addr).await?),
+        None => None,
+    };
 
     let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
     let database = Database::open(&url).await?;
@@ -111,11 +116,30 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         public_url: format!("http://{balancer_addr}"),
     };
     let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());
-    let servers: Vec<(String, SocketAddr)> = pool
-        .list()
-        .into_iter()
-        .map(|info| (info.id, info.addr))
-        .collect();
+
+    let capture = smtp_listener.map(|listener| {
+        let addr = local_addr(&listener);
+        tracing::info!("capture SMTP server listening on smtp://{addr}");
+        let capture = CaptureServer::new(database.clone());
+        capture.spawn(listener, &tasks, shutdown.clone());
+        (capture, addr)
+    });
+    let smtp_url = config
+        .smtp_url
+        .clone()
+        .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")))
+        .ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
+    workers::mail::spawn_pool(
+        config.mail_workers,
+        &smtp_url,
+        database.clone(),
+        queues.clone(),
+        &tasks,
+        shutdown.clone(),
+    )
+    .map_err(|error| StartError::Config(format!("unusable --smtp-url: {error}")))?;
+    tracing::info!(workers = config.mail_workers, smtp = %storage::redact_url(&smtp_url), "mail workers started");
+    let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
 
     let balancer = Balancer::new(
         balancer_addr,
@@ -149,6 +173,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
         balancer: balancer.clone(),
         servers: pool.clone(),
+        queues: queues.clone(),
+        capture: capture.as_ref().map(|(capture, _)| capture.clone()),
     };
     serve(
         &tasks,
@@ -166,19 +192,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         pool,
         balancer_state: balancer,
         database,
+        queues,
+        smtp_sink: capture.map(|(_, addr)| addr),
         shutdown,
         tasks,
     })
 }
 
 async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| StartError::Bind {
-            role: role.to_string(),
-            addr,
-            reason: describe_io(&error),
-        })
+    TcpListener::bind(addr).await.map_err(|error| StartError::Bind {
+        role: role.to_string(),
+        addr,
+        reason: describe_io(&error),
+    })
 }
 
 /// `Address already in use` rather than `Address already in use (os error 98)`.
@@ -192,9 +218,7 @@ fn describe_io(error: &std::io::Error) -> String {
 
 pub(crate) fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound TCP listener always has a local address.
-    listener
-        .local_addr()
-        .expect("bound listener has an address")
+    listener.local_addr().expect("bound listener has an address")
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; in-flight requests finish.

@@ -9,12 +9,7 @@ use liveview::config::Config;
 async fn main() -> ExitCode {
     let config = match Config::try_parse() {
         Ok(config) => config,
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
+        Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }
@@ -34,6 +29,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // Listen for signals before printing the URL: a supervisor may send SIGTERM as
+    // soon as it sees the process is up.
+    let signals = Signals::install();
     let running = match liveview::start(&config).await {
         Ok(running) => running,
         Err(error) => {
@@ -45,32 +43,37 @@ async fn main() -> ExitCode {
     println!("Status page:         http://{}/status", running.dashboard);
     println!("Load balancer:       http://{}/", running.balancer);
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered up front.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        Self {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(terminate) = self.terminate.as_mut() {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
         let _ = interrupt.await;
     }
 }

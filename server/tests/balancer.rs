@@ -31,6 +31,8 @@ async fn start(data: &std::path::Path, servers: u16) -> Running {
         &servers,
         "--server-port-base",
         "0",
+        "--smtp-sink",
+        "127.0.0.1:0",
         "--data",
         data.to_str().expect("utf-8"),
     ])
@@ -39,10 +41,7 @@ async fn start(data: &std::path::Path, servers: u16) -> Running {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
@@ -203,13 +202,7 @@ async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
         .await
         .expect("answers");
     assert_eq!(response.status(), 400);
-    assert!(
-        response
-            .json::<serde_json::Value>()
-            .await
-            .expect("json error")["error"]
-            .is_string()
-    );
+    assert!(response.json::<serde_json::Value>().await.expect("json error")["error"].is_string());
     let metrics: serde_json::Value = http
         .get(&url)
         .send()
@@ -229,22 +222,13 @@ async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
         .await
         .expect("answers");
     assert_eq!(response.status(), 404);
-    assert!(
-        response
-            .json::<serde_json::Value>()
-            .await
-            .expect("json error")["error"]
-            .is_string()
-    );
+    assert!(response.json::<serde_json::Value>().await.expect("json error")["error"].is_string());
     running.shutdown().await;
 }
 
 /// A backend that answers WebSocket messages with its own name.
 async fn echo_backend(name: &'static str) -> (SocketAddr, CancellationToken) {
-    async fn socket(
-        State(name): State<&'static str>,
-        upgrade: WebSocketUpgrade,
-    ) -> axum::response::Response {
+    async fn socket(State(name): State<&'static str>, upgrade: WebSocketUpgrade) -> axum::response::Response {
         upgrade.on_upgrade(move |mut socket| async move {
             while let Some(Ok(AxumMessage::Text(text))) = socket.recv().await {
                 let reply = format!("{name}:{}", text.as_str());
@@ -258,9 +242,7 @@ async fn echo_backend(name: &'static str) -> (SocketAddr, CancellationToken) {
         .route("/healthz", get(|| async { "ok" }))
         .route("/ws", get(socket))
         .with_state(name);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -299,9 +281,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
         TaskTracker::new(),
     );
     tokio::spawn(balancer.clone().run_health_checks(shutdown.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let lb = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, balancer.clone().router()).await });
 
@@ -320,11 +300,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
             .expect("tunnel works");
         homes.insert(reply.split(':').next().expect("server name").to_string());
     }
-    assert_eq!(
-        homes.len(),
-        2,
-        "other users are spread over both servers: {homes:?}"
-    );
+    assert_eq!(homes.len(), 2, "other users are spread over both servers: {homes:?}");
 
     // The sticky server goes away: the user lands on the healthy one when reconnecting.
     if home == "server-1" {

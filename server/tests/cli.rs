@@ -37,6 +37,8 @@ fn ephemeral(data: &str) -> Vec<String> {
         "127.0.0.1:0",
         "--server-port-base",
         "0",
+        "--smtp-sink",
+        "127.0.0.1:0",
         "--data",
         data,
     ]
@@ -47,16 +49,9 @@ fn ephemeral(data: &str) -> Vec<String> {
 fn assert_one_line_error(output: &Output, needle: &str) {
     assert!(!output.status.success(), "exit status {:?}", output.status);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.contains("error"))
-        .collect();
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.contains("error")).collect();
     assert_eq!(errors.len(), 1, "exactly one error line in:\n{stderr}");
-    assert!(
-        errors[0].contains(needle),
-        "{needle:?} named in {:?}",
-        errors[0]
-    );
+    assert!(errors[0].contains(needle), "{needle:?} named in {:?}", errors[0]);
     assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
 }
 
@@ -114,10 +109,7 @@ fn an_unusable_data_dir_is_named() {
     let args = ephemeral(data.to_str().expect("utf-8"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = run_expecting_exit(&args);
-    assert_one_line_error(
-        &output,
-        &format!("data directory {} is not usable", data.display()),
-    );
+    assert_one_line_error(&output, &format!("data directory {} is not usable", data.display()));
 }
 
 #[test]
@@ -151,20 +143,14 @@ fn start_ephemeral(data: &str, extra_env: &[(&str, &str)]) -> (Child, String) {
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait().expect("waits") {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "liveview did not exit after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "liveview did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -173,8 +159,7 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (mut child, url) =
-        start_ephemeral(data.to_str().expect("utf-8"), &[("LIVEVIEW_SERVERS", "2")]);
+    let (mut child, url) = start_ephemeral(data.to_str().expect("utf-8"), &[("LIVEVIEW_SERVERS", "2")]);
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"),
         "{url}"
@@ -195,21 +180,14 @@ async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigte
     let status = terminate(&mut child);
     assert!(status.success(), "graceful exit: {status:?}");
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read");
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read");
     for role in ["dashboard", "load balancer", "server-1", "server-2"] {
         assert!(
             stderr.contains(&format!("{role} listening on http://127.0.0.1:")),
             "{role} logged:\n{stderr}"
         );
     }
-    assert!(
-        !stderr.contains("server-3"),
-        "LIVEVIEW_SERVERS=2 was honoured"
-    );
+    assert!(!stderr.contains("server-3"), "LIVEVIEW_SERVERS=2 was honoured");
     assert!(stderr.contains("stopped"), "{stderr}");
-    assert!(
-        data.join("liveview.db").is_file(),
-        "the SQLite file is in the data dir"
-    );
+    assert!(data.join("liveview.db").is_file(), "the SQLite file is in the data dir");
 }

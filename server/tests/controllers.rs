@@ -26,16 +26,15 @@ impl System {
             "2",
             "--server-port-base",
             "0",
+            "--smtp-sink",
+            "127.0.0.1:0",
             "--data",
             dir.path().to_str().expect("utf-8"),
         ])
         .expect("flags");
         let running = liveview::start(&config).await.expect("starts");
         let base = format!("http://{}", running.balancer);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
         Self {
             running,
             http,
@@ -125,19 +124,17 @@ async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_toge
     );
     assert_eq!(system.count("SELECT COUNT(*) FROM notifications").await, 3);
     assert_eq!(
-        system
-            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'email'")
-            .await,
+        system.count("SELECT COUNT(*) FROM jobs WHERE channel = 'email'").await,
+        3
+    );
+    assert_eq!(
+        system.count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app'").await,
         3
     );
     assert_eq!(
         system
-            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app'")
+            .count("SELECT COUNT(*) FROM jobs j JOIN emails e ON e.id = j.target_id WHERE j.request_id = e.request_id")
             .await,
-        3
-    );
-    assert_eq!(
-        system.count("SELECT COUNT(*) FROM jobs j JOIN emails e ON e.id = j.target_id WHERE j.request_id = e.request_id").await,
         3,
         "each job carries its request's id"
     );
@@ -153,24 +150,15 @@ async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_toge
     assert_eq!(seqs, [3, 2, 1], "newest first, gapless per user");
     assert_eq!(page["unreadCount"], 3);
 
-    let first = page["notifications"][2]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let first = page["notifications"][2]["id"].as_str().expect("id").to_string();
     let (status, _) = system
-        .post(
-            &format!("/api/notifications/{first}/read"),
-            Some(&token),
-            json!({}),
-        )
+        .post(&format!("/api/notifications/{first}/read"), Some(&token), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, page) = system.get("/api/notifications?limit=2", &token).await;
     assert_eq!(page["unreadCount"], 2);
     assert_eq!(page["nextBefore"], 2);
-    let (_, older) = system
-        .get("/api/notifications?limit=2&before=2", &token)
-        .await;
+    let (_, older) = system.get("/api/notifications?limit=2&before=2", &token).await;
     assert_eq!(older["notifications"][0]["seq"], 1);
     system.running.shutdown().await;
 }
@@ -200,28 +188,16 @@ async fn friend_requests_notify_the_recipient_then_the_sender() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "no duplicate requests");
     let (status, _) = system
-        .post(
-            &format!("/api/friend-requests/{id}/accept"),
-            Some(&ada),
-            json!({}),
-        )
+        .post(&format!("/api/friend-requests/{id}/accept"), Some(&ada), json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "only the recipient accepts");
     let (status, accepted) = system
-        .post(
-            &format!("/api/friend-requests/{id}/accept"),
-            Some(&bob),
-            json!({}),
-        )
+        .post(&format!("/api/friend-requests/{id}/accept"), Some(&bob), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(accepted["status"], "accepted");
     let (status, _) = system
-        .post(
-            &format!("/api/friend-requests/{id}/accept"),
-            Some(&bob),
-            json!({}),
-        )
+        .post(&format!("/api/friend-requests/{id}/accept"), Some(&bob), json!({}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -237,11 +213,7 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
     let system = System::start().await;
     let (_, old_token) = system.signup_and_login("ada@example.com", "Ada").await;
     let (known, _) = system
-        .post(
-            "/api/auth/reset-password",
-            None,
-            json!({ "email": "ada@example.com" }),
-        )
+        .post("/api/auth/reset-password", None, json!({ "email": "ada@example.com" }))
         .await;
     let (unknown, _) = system
         .post(
@@ -250,10 +222,7 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
             json!({ "email": "nobody@example.com" }),
         )
         .await;
-    assert_eq!(
-        (known, unknown),
-        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
-    );
+    assert_eq!((known, unknown), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
     assert_eq!(
         system
             .count("SELECT COUNT(*) FROM emails WHERE kind = 'reset-password'")
@@ -285,18 +254,10 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
             json!({ "token": token, "newPassword": "another-pass-1" }),
         )
         .await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "a token works once: {error}"
-    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a token works once: {error}");
 
     let (status, _) = system.get("/api/notifications", &old_token).await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a reset ends every session"
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a reset ends every session");
     let (status, _) = system
         .post(
             "/api/auth/login",
@@ -312,11 +273,7 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
             json!({ "email": "ada@example.com", "password": "another-pass-1" }),
         )
         .await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "the second confirm changed nothing"
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the second confirm changed nothing");
     system.running.shutdown().await;
 }
 
@@ -331,32 +288,191 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let http = &system.http;
 
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, Option<&str>)> = vec![
-        ("malformed JSON", http.post(url("/api/auth/signup")).header("content-type", "application/json").body("{\"email\":"), StatusCode::BAD_REQUEST, None),
-        ("wrong type", http.post(url("/api/auth/signup")).json(&json!({ "email": 5, "name": "A", "password": "longenough" })), StatusCode::BAD_REQUEST, Some("email")),
-        ("missing field", http.post(url("/api/auth/signup")).json(&json!({ "email": "x@example.com", "name": "A" })), StatusCode::BAD_REQUEST, Some("password")),
-        ("unknown field", http.post(url("/api/auth/signup")).json(&json!({ "email": "x@example.com", "name": "A", "password": "longenough", "admin": true })), StatusCode::BAD_REQUEST, Some("admin")),
-        ("bad email", http.post(url("/api/auth/signup")).json(&json!({ "email": "not-an-email", "name": "A", "password": "longenough" })), StatusCode::BAD_REQUEST, Some("email")),
-        ("short password", http.post(url("/api/auth/signup")).json(&json!({ "email": "x@example.com", "name": "A", "password": "short" })), StatusCode::BAD_REQUEST, Some("password")),
-        ("over-long name", http.post(url("/api/auth/signup")).json(&json!({ "email": "x@example.com", "name": "A".repeat(101), "password": "longenough" })), StatusCode::BAD_REQUEST, Some("name")),
-        ("array body", http.post(url("/api/auth/signup")).json(&json!(["x@example.com", "A", "longenough"])), StatusCode::BAD_REQUEST, Some("body")),
-        ("duplicate email", http.post(url("/api/auth/signup")).json(&json!({ "email": "ADA@example.com", "name": "A", "password": "longenough" })), StatusCode::CONFLICT, None),
-        ("not JSON content", http.post(url("/api/auth/signup")).body("email=x"), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        ("oversize body", http.post(url("/api/auth/signup")).header("content-type", "application/json").body(format!("{{\"email\":\"{}\"}}", "x".repeat(70_000))), StatusCode::PAYLOAD_TOO_LARGE, None),
-        ("wrong password", http.post(url("/api/auth/login")).json(&json!({ "email": "ada@example.com", "password": "wrong-password" })), StatusCode::UNAUTHORIZED, None),
-        ("no token", http.post(url("/api/purchases")).json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })), StatusCode::UNAUTHORIZED, None),
-        ("bad token", http.post(url("/api/purchases")).bearer_auth("nobody.0000").json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })), StatusCode::UNAUTHORIZED, None),
-        ("forged token", http.post(url("/api/purchases")).bearer_auth(format!("{}0", &token[..token.len() - 1])).json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })), StatusCode::UNAUTHORIZED, None),
-        ("negative amount", http.post(url("/api/purchases")).bearer_auth(&token).json(&json!({ "item": "Lamp", "amountCents": -5, "currency": "EUR" })), StatusCode::BAD_REQUEST, Some("amountCents")),
-        ("bad currency", http.post(url("/api/purchases")).bearer_auth(&token).json(&json!({ "item": "Lamp", "amountCents": 5, "currency": "euro" })), StatusCode::BAD_REQUEST, Some("currency")),
-        ("amount as string", http.post(url("/api/purchases")).bearer_auth(&token).json(&json!({ "item": "Lamp", "amountCents": "5", "currency": "EUR" })), StatusCode::BAD_REQUEST, Some("amountCents")),
-        ("friend yourself", http.post(url("/api/friend-requests")).bearer_auth(&token).json(&json!({ "toEmail": "ada@example.com" })), StatusCode::BAD_REQUEST, Some("toEmail")),
-        ("unknown friend", http.post(url("/api/friend-requests")).bearer_auth(&token).json(&json!({ "toEmail": "nobody@example.com" })), StatusCode::NOT_FOUND, None),
-        ("unknown route", http.get(url("/api/nothing-here")), StatusCode::NOT_FOUND, None),
-        ("wrong method", http.get(url("/api/auth/signup")), StatusCode::METHOD_NOT_ALLOWED, None),
-        ("bad page size", http.get(url("/api/notifications?limit=1000")).bearer_auth(&token), StatusCode::BAD_REQUEST, Some("limit")),
-        ("bad page query", http.get(url("/api/notifications?limit=lots")).bearer_auth(&token), StatusCode::BAD_REQUEST, Some("query")),
-        ("read someone else's", http.post(url("/api/notifications/nope/read")).bearer_auth(&token), StatusCode::NOT_FOUND, None),
-        ("reset with a bad token", http.post(url("/api/auth/reset-password/confirm")).json(&json!({ "token": "abc", "newPassword": "longenough" })), StatusCode::BAD_REQUEST, None),
+        (
+            "malformed JSON",
+            http.post(url("/api/auth/signup"))
+                .header("content-type", "application/json")
+                .body("{\"email\":"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "wrong type",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": 5, "name": "A", "password": "longenough" })),
+            StatusCode::BAD_REQUEST,
+            Some("email"),
+        ),
+        (
+            "missing field",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "x@example.com", "name": "A" })),
+            StatusCode::BAD_REQUEST,
+            Some("password"),
+        ),
+        (
+            "unknown field",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "x@example.com", "name": "A", "password": "longenough", "admin": true })),
+            StatusCode::BAD_REQUEST,
+            Some("admin"),
+        ),
+        (
+            "bad email",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "not-an-email", "name": "A", "password": "longenough" })),
+            StatusCode::BAD_REQUEST,
+            Some("email"),
+        ),
+        (
+            "short password",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "x@example.com", "name": "A", "password": "short" })),
+            StatusCode::BAD_REQUEST,
+            Some("password"),
+        ),
+        (
+            "over-long name",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "x@example.com", "name": "A".repeat(101), "password": "longenough" })),
+            StatusCode::BAD_REQUEST,
+            Some("name"),
+        ),
+        (
+            "array body",
+            http.post(url("/api/auth/signup"))
+                .json(&json!(["x@example.com", "A", "longenough"])),
+            StatusCode::BAD_REQUEST,
+            Some("body"),
+        ),
+        (
+            "duplicate email",
+            http.post(url("/api/auth/signup"))
+                .json(&json!({ "email": "ADA@example.com", "name": "A", "password": "longenough" })),
+            StatusCode::CONFLICT,
+            None,
+        ),
+        (
+            "not JSON content",
+            http.post(url("/api/auth/signup")).body("email=x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "oversize body",
+            http.post(url("/api/auth/signup"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"email\":\"{}\"}}", "x".repeat(70_000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "wrong password",
+            http.post(url("/api/auth/login"))
+                .json(&json!({ "email": "ada@example.com", "password": "wrong-password" })),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "no token",
+            http.post(url("/api/purchases"))
+                .json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "bad token",
+            http.post(url("/api/purchases"))
+                .bearer_auth("nobody.0000")
+                .json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "forged token",
+            http.post(url("/api/purchases"))
+                .bearer_auth(format!("{}0", &token[..token.len() - 1]))
+                .json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "negative amount",
+            http.post(url("/api/purchases"))
+                .bearer_auth(&token)
+                .json(&json!({ "item": "Lamp", "amountCents": -5, "currency": "EUR" })),
+            StatusCode::BAD_REQUEST,
+            Some("amountCents"),
+        ),
+        (
+            "bad currency",
+            http.post(url("/api/purchases"))
+                .bearer_auth(&token)
+                .json(&json!({ "item": "Lamp", "amountCents": 5, "currency": "euro" })),
+            StatusCode::BAD_REQUEST,
+            Some("currency"),
+        ),
+        (
+            "amount as string",
+            http.post(url("/api/purchases"))
+                .bearer_auth(&token)
+                .json(&json!({ "item": "Lamp", "amountCents": "5", "currency": "EUR" })),
+            StatusCode::BAD_REQUEST,
+            Some("amountCents"),
+        ),
+        (
+            "friend yourself",
+            http.post(url("/api/friend-requests"))
+                .bearer_auth(&token)
+                .json(&json!({ "toEmail": "ada@example.com" })),
+            StatusCode::BAD_REQUEST,
+            Some("toEmail"),
+        ),
+        (
+            "unknown friend",
+            http.post(url("/api/friend-requests"))
+                .bearer_auth(&token)
+                .json(&json!({ "toEmail": "nobody@example.com" })),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "unknown route",
+            http.get(url("/api/nothing-here")),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "wrong method",
+            http.get(url("/api/auth/signup")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        (
+            "bad page size",
+            http.get(url("/api/notifications?limit=1000")).bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "bad page query",
+            http.get(url("/api/notifications?limit=lots")).bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+            Some("query"),
+        ),
+        (
+            "read someone else's",
+            http.post(url("/api/notifications/nope/read")).bearer_auth(&token),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "reset with a bad token",
+            http.post(url("/api/auth/reset-password/confirm"))
+                .json(&json!({ "token": "abc", "newPassword": "longenough" })),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
     ];
     for (case, request, expected, field) in cases {
         let response = request.send().await.expect("answers");
@@ -366,10 +482,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             .await
             .unwrap_or_else(|error| panic!("{case}: body is not JSON: {error}"));
         assert_eq!(status, expected, "{case}: {body}");
-        assert!(
-            body["error"].is_string(),
-            "{case}: stable error shape: {body}"
-        );
+        assert!(body["error"].is_string(), "{case}: stable error shape: {body}");
         if let Some(field) = field {
             assert!(
                 body["fields"][field].is_string(),
@@ -377,10 +490,6 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             );
         }
     }
-    assert_eq!(
-        system.count(rows).await,
-        before,
-        "no bad request changed anything"
-    );
+    assert_eq!(system.count(rows).await, before, "no bad request changed anything");
     system.running.shutdown().await;
 }

@@ -20,6 +20,8 @@ async fn start(data: &Path, site: &Path) -> Running {
         "2",
         "--server-port-base",
         "0",
+        "--smtp-sink",
+        "127.0.0.1:0",
         "--data",
         data.to_str().expect("utf-8 path"),
         "--site",
@@ -30,10 +32,7 @@ async fn start(data: &Path, site: &Path) -> Running {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 #[tokio::test]
@@ -41,10 +40,7 @@ async fn every_listener_answers_healthz_with_json() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir.path().join("data"), dir.path()).await;
     let http = client();
-    let mut targets = vec![
-        ("dashboard", running.dashboard),
-        ("load-balancer", running.balancer),
-    ];
+    let mut targets = vec![("dashboard", running.dashboard), ("load-balancer", running.balancer)];
     targets.extend(running.servers.iter().map(|(_, addr)| ("server", *addr)));
     for (component, addr) in targets {
         let response = http
@@ -74,28 +70,13 @@ async fn status_json_reports_every_component_healthy() {
         .await
         .expect("a SystemStatus");
     let ids: Vec<&str> = status.components.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        [
-            "dashboard",
-            "load-balancer",
-            "server-1",
-            "server-2",
-            "database"
-        ]
-    );
+    assert_eq!(ids, ["dashboard", "load-balancer", "server-1", "server-2", "database"]);
     assert_eq!(status.status, OverallHealth::Healthy);
     assert!(
-        status
-            .components
-            .iter()
-            .all(|c| c.health == ComponentHealth::Healthy),
+        status.components.iter().all(|c| c.health == ComponentHealth::Healthy),
         "{status:?}"
     );
-    assert_eq!(
-        status.components[2].address,
-        running.servers[0].1.to_string()
-    );
+    assert_eq!(status.components[2].address, running.servers[0].1.to_string());
     running.shutdown().await;
 }
 
@@ -127,10 +108,7 @@ async fn status_html_is_server_rendered_without_scripts() {
         assert!(html.contains(&addr.to_string()), "{id}'s address shown");
     }
     // Complete as sent: no script to fetch (leptos_axum only inlines its resource bootstrap).
-    assert!(
-        !html.contains("<script src"),
-        "the status page loads no JavaScript"
-    );
+    assert!(!html.contains("<script src"), "the status page loads no JavaScript");
     running.shutdown().await;
 }
 
@@ -190,9 +168,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(&dir.path().join("data"), dir.path()).await;
     let url = format!("ws://{}/api/live-view/ws", running.dashboard);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("upgrade");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let mut seqs = Vec::new();
     while seqs.len() < 3 {
         let message = tokio::time::timeout(Duration::from_secs(3), socket.next())
@@ -210,10 +186,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         assert!(status.components.iter().any(|c| c.id == "database"));
         seqs.push(envelope.seq);
     }
-    assert!(
-        seqs.windows(2).all(|pair| pair[0] < pair[1]),
-        "seq increases: {seqs:?}"
-    );
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
     running.shutdown().await;
 }
 
@@ -223,16 +196,12 @@ async fn shutdown_closes_live_sockets_with_going_away_and_frees_the_ports() {
     let running = start(&dir.path().join("data"), dir.path()).await;
     let dashboard = running.dashboard;
     let url = format!("ws://{dashboard}/api/live-view/ws");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("upgrade");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     tokio::time::timeout(Duration::from_secs(5), running.shutdown())
         .await
         .expect("shutdown does not wait on an open viewer");
     let mut close_code = None;
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_secs(2), socket.next()).await
-    {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
         if let Message::Close(frame) = message {
             close_code = frame.map(|frame| u16::from(frame.code));
             break;
@@ -248,11 +217,7 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
     let site = dir.path().join("site");
     std::fs::create_dir_all(&site).expect("site dir");
     std::fs::write(site.join("index.html"), "<!DOCTYPE html><title>spa</title>").expect("index");
-    std::fs::write(
-        site.join("frontend-0123456789abcdef_bg.wasm"),
-        b"\0asm\x01\0\0\0",
-    )
-    .expect("wasm");
+    std::fs::write(site.join("frontend-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").expect("wasm");
     let running = start(&dir.path().join("data"), &site).await;
     let http = client();
     let base = format!("http://{}", running.dashboard);
@@ -267,10 +232,7 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
         .await
         .expect("wasm");
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
-    assert_eq!(
-        wasm.headers()["cache-control"],
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(wasm.headers()["cache-control"], "public, max-age=31536000, immutable");
 
     // A client-side route falls back to the SPA's index.
     let deep = http
@@ -279,12 +241,7 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
         .await
         .expect("deep link");
     assert_eq!(deep.status(), 200);
-    assert!(
-        deep.text()
-            .await
-            .expect("body")
-            .contains("<title>spa</title>")
-    );
+    assert!(deep.text().await.expect("body").contains("<title>spa</title>"));
     running.shutdown().await;
 }
 

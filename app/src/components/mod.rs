@@ -15,10 +15,7 @@ pub const STYLESHEET: &str = include_str!("../../../style/main.css");
 pub fn StatusReport(status: SystemStatus) -> impl IntoView {
     let overall = status.status.label();
     let checked = status.timestamp.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-    let started = status
-        .started_at
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string();
+    let started = status.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let rows = status
         .components
         .into_iter()

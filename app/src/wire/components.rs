@@ -199,10 +199,7 @@ pub(crate) mod tests {
                     active_connections: 2,
                     requests_handled: 40,
                 }],
-                sticky_sessions: StickySessions {
-                    total: 2,
-                    by_server,
-                },
+                sticky_sessions: StickySessions { total: 2, by_server },
             }),
             ComponentMetrics::Server(ServerMetrics {
                 id: "server-1".into(),
@@ -254,14 +251,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_component_metric_round_trips_with_its_tag() {
-        let tags = [
-            "load-balancer",
-            "server",
-            "queue",
-            "websocket",
-            "database",
-            "smtp",
-        ];
+        let tags = ["load-balancer", "server", "queue", "websocket", "database", "smtp"];
         for (metric, tag) in every_component_metric().iter().zip(tags) {
             let json = round_trip(metric);
             assert_eq!(json["component"], tag);

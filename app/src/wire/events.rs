@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker,
-    Stage, SystemMetrics, SystemStage, SystemStatus, Timestamp,
+    ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker, Stage, SystemMetrics,
+    SystemStage, SystemStatus, Timestamp,
 };
 
 /// One message on the live stream.

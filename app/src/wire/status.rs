@@ -20,14 +20,8 @@ impl OverallHealth {
     /// anything else is down; healthy otherwise.
     pub fn from_components(components: &[ComponentStatus]) -> Self {
         let down = |c: &&ComponentStatus| c.health != ComponentHealth::Healthy;
-        let essential_down = components
-            .iter()
-            .filter(down)
-            .any(|c| c.kind != ComponentKind::Server);
-        let servers: Vec<_> = components
-            .iter()
-            .filter(|c| c.kind == ComponentKind::Server)
-            .collect();
+        let essential_down = components.iter().filter(down).any(|c| c.kind != ComponentKind::Server);
+        let servers: Vec<_> = components.iter().filter(|c| c.kind == ComponentKind::Server).collect();
         let all_servers_down = !servers.is_empty() && servers.iter().all(down);
         if essential_down || all_servers_down {
             Self::Critical
@@ -183,23 +177,11 @@ mod tests {
 
     fn healthy_system() -> Vec<ComponentStatus> {
         vec![
-            component(
-                "dashboard",
-                ComponentKind::Dashboard,
-                ComponentHealth::Healthy,
-            ),
-            component(
-                "load-balancer",
-                ComponentKind::LoadBalancer,
-                ComponentHealth::Healthy,
-            ),
+            component("dashboard", ComponentKind::Dashboard, ComponentHealth::Healthy),
+            component("load-balancer", ComponentKind::LoadBalancer, ComponentHealth::Healthy),
             component("server-1", ComponentKind::Server, ComponentHealth::Healthy),
             component("server-2", ComponentKind::Server, ComponentHealth::Healthy),
-            component(
-                "database",
-                ComponentKind::Database,
-                ComponentHealth::Healthy,
-            ),
+            component("database", ComponentKind::Database, ComponentHealth::Healthy),
         ]
     }
 
@@ -215,10 +197,7 @@ mod tests {
     fn one_server_down_is_degraded() {
         let mut system = healthy_system();
         system[2].health = ComponentHealth::Stopped;
-        assert_eq!(
-            OverallHealth::from_components(&system),
-            OverallHealth::Degraded
-        );
+        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Degraded);
     }
 
     #[test]
@@ -226,20 +205,14 @@ mod tests {
         let mut system = healthy_system();
         system[2].health = ComponentHealth::Unhealthy;
         system[3].health = ComponentHealth::Stopped;
-        assert_eq!(
-            OverallHealth::from_components(&system),
-            OverallHealth::Critical
-        );
+        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Critical);
     }
 
     #[test]
     fn database_down_is_critical() {
         let mut system = healthy_system();
         system[4].health = ComponentHealth::Unhealthy;
-        assert_eq!(
-            OverallHealth::from_components(&system),
-            OverallHealth::Critical
-        );
+        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Critical);
     }
 
     #[test]
@@ -247,10 +220,7 @@ mod tests {
         assert_eq!(format_uptime(0), "0s");
         assert_eq!(format_uptime(61), "1m 1s");
         assert_eq!(format_uptime(3_600), "1h 0m 0s");
-        assert_eq!(
-            format_uptime(2 * 86_400 + 3 * 3_600 + 4 * 60 + 5),
-            "2d 3h 4m 5s"
-        );
+        assert_eq!(format_uptime(2 * 86_400 + 3 * 3_600 + 4 * 60 + 5), "2d 3h 4m 5s");
     }
 
     #[test]

@@ -57,9 +57,7 @@ pub async fn verify_password(password: String, stored: Option<String>) -> Result
         let Ok(parsed) = PasswordHash::new(stored) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
     })
     .await
     .map_err(HashError::from)
@@ -95,12 +93,11 @@ pub async fn find_by_email(
     executor: impl sqlx::SqliteExecutor<'_>,
     email: &str,
 ) -> Result<Option<(User, String)>, sqlx::Error> {
-    let row: Option<(String, String, String, i64, String)> = sqlx::query_as(
-        "SELECT id, email, name, created_at_ms, password_hash FROM users WHERE email = ?",
-    )
-    .bind(email.to_lowercase())
-    .fetch_optional(executor)
-    .await?;
+    let row: Option<(String, String, String, i64, String)> =
+        sqlx::query_as("SELECT id, email, name, created_at_ms, password_hash FROM users WHERE email = ?")
+            .bind(email.to_lowercase())
+            .fetch_optional(executor)
+            .await?;
     Ok(row.map(|(id, email, name, created_at_ms, hash)| {
         (
             User {
@@ -116,10 +113,7 @@ pub async fn find_by_email(
 
 /// Creates a session and returns its token, `<user id>.<secret>`. The user part lets
 /// the load balancer keep one user's sockets on one server without a lookup.
-pub async fn create_session(
-    tx: &mut Transaction<'_, Sqlite>,
-    user_id: &str,
-) -> Result<String, sqlx::Error> {
+pub async fn create_session(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> Result<String, sqlx::Error> {
     let secret = new_secret();
     let now = now_ms();
     sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
@@ -164,15 +158,9 @@ mod tests {
                 .await
                 .expect("runs")
         );
+        assert!(!verify_password("wrong horse".into(), Some(hash)).await.expect("runs"));
         assert!(
-            !verify_password("wrong horse".into(), Some(hash))
-                .await
-                .expect("runs")
-        );
-        assert!(
-            !verify_password("anything".into(), None)
-                .await
-                .expect("runs"),
+            !verify_password("anything".into(), None).await.expect("runs"),
             "no user never verifies"
         );
     }

@@ -79,8 +79,12 @@ impl Balancer {
             let checks = self.backends.iter().map(|backend| async move {
                 let passed = balancer.check(backend).await;
                 match backend.record_check(passed, &balancer.health) {
-                    Transition::WentDown => tracing::warn!(server = %backend.id, "health checks failing; server taken out"),
-                    Transition::CameBack => tracing::info!(server = %backend.id, "health checks passing; server back in"),
+                    Transition::WentDown => {
+                        tracing::warn!(server = %backend.id, "health checks failing; server taken out")
+                    }
+                    Transition::CameBack => {
+                        tracing::info!(server = %backend.id, "health checks passing; server back in")
+                    }
                     Transition::None => {}
                 }
             });

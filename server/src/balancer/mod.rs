@@ -18,9 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{
-    ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions,
-};
+use app::wire::{ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions};
 use axum::{
     Json, Router,
     body::Body,
@@ -151,17 +149,11 @@ impl Balancer {
     }
 
     pub fn algorithm(&self) -> BalancerAlgorithm {
-        *self
-            .algorithm
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
+        *self.algorithm.read().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn set_algorithm(&self, algorithm: BalancerAlgorithm) {
-        *self
-            .algorithm
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = algorithm;
+        *self.algorithm.write().unwrap_or_else(|poison| poison.into_inner()) = algorithm;
         tracing::info!(?algorithm, "balancer algorithm changed");
     }
 
@@ -189,10 +181,7 @@ impl Balancer {
         let Some(key) = sticky_key else {
             return strategy::pick(self.algorithm(), &candidates, cursor, exclude);
         };
-        let mut sticky = self
-            .sticky
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
         let assigned = sticky.get(key).map(|entry| entry.backend);
         let chosen = strategy::sticky(assigned, &candidates, exclude)
             .or_else(|| strategy::pick(self.algorithm(), &candidates, cursor, exclude))?;
@@ -215,10 +204,7 @@ impl Balancer {
 
     /// Counts an open socket for a sticky user until the guard drops.
     fn hold_sticky(&self, key: String) -> StickyGuard {
-        let mut sticky = self
-            .sticky
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(entry) = sticky.get_mut(&key) {
             entry.open_sockets += 1;
         }
@@ -239,31 +225,18 @@ impl Balancer {
 
     /// Forgets sticky users who have had no socket open for [`STICKY_IDLE_TTL`].
     fn prune_sticky(&self) {
-        let mut sticky = self
-            .sticky
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        sticky.retain(|_, entry| {
-            entry.open_sockets > 0 || entry.last_seen.elapsed() < STICKY_IDLE_TTL
-        });
+        let mut sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
+        sticky.retain(|_, entry| entry.open_sockets > 0 || entry.last_seen.elapsed() < STICKY_IDLE_TTL);
     }
 
     /// The design's `LoadBalancerMetrics`.
     pub fn metrics(&self) -> LoadBalancerMetrics {
-        let mut by_server: BTreeMap<String, u64> = self
-            .backends
-            .iter()
-            .map(|backend| (backend.id.clone(), 0))
-            .collect();
+        let mut by_server: BTreeMap<String, u64> =
+            self.backends.iter().map(|backend| (backend.id.clone(), 0)).collect();
         let total = {
-            let sticky = self
-                .sticky
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
             for entry in sticky.values() {
-                *by_server
-                    .entry(self.backends[entry.backend].id.clone())
-                    .or_default() += 1;
+                *by_server.entry(self.backends[entry.backend].id.clone()).or_default() += 1;
             }
             sticky.len() as u64
         };
@@ -293,11 +266,7 @@ impl Balancer {
 /// The balancer's own health, answered here rather than proxied: healthy while it can
 /// route, i.e. while at least one backend is healthy.
 async fn own_health(State(balancer): State<Balancer>) -> (axum::http::StatusCode, Json<Value>) {
-    let healthy = balancer
-        .backends
-        .iter()
-        .filter(|backend| backend.is_healthy())
-        .count();
+    let healthy = balancer.backends.iter().filter(|backend| backend.is_healthy()).count();
     let status = if healthy > 0 {
         axum::http::StatusCode::OK
     } else {
@@ -321,11 +290,7 @@ struct StickyGuard {
 
 impl Drop for StickyGuard {
     fn drop(&mut self) {
-        let mut sticky = self
-            .balancer
-            .sticky
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut sticky = self.balancer.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(entry) = sticky.get_mut(&self.key) {
             entry.open_sockets = entry.open_sockets.saturating_sub(1);
             entry.last_seen = Instant::now();

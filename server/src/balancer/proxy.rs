@@ -81,15 +81,10 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
             Err(error) => {
                 tracing::warn!(server = %backend.id, %error, "app server failed mid-request");
                 let error = ApiError::new(StatusCode::BAD_GATEWAY, "app server failed");
-                return served_by(
-                    with_request_id(error.into_response(), &request_id),
-                    &backend.id,
-                );
+                return served_by(with_request_id(error.into_response(), &request_id), &backend.id);
             }
         };
-        backend
-            .handled
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        backend.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         if upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let server_upgrade = hyper::upgrade::on(&mut response);
@@ -116,10 +111,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
         let (mut parts, incoming) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         return served_by(
-            with_request_id(
-                Response::from_parts(parts, Body::new(incoming)),
-                &request_id,
-            ),
+            with_request_id(Response::from_parts(parts, Body::new(incoming)), &request_id),
             &backend.id,
         );
     }
@@ -156,8 +148,7 @@ fn forward_request(
         }
         headers.insert(
             header::HOST,
-            HeaderValue::from_str(&addr.to_string())
-                .unwrap_or(HeaderValue::from_static("localhost")),
+            HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost")),
         );
     }
     builder.body(Body::from(body))
@@ -202,10 +193,7 @@ fn ensure_request_id(headers: &mut HeaderMap) -> String {
 }
 
 fn is_valid_request_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// The user a WebSocket belongs to, for stickiness: the user part of the session token
@@ -260,10 +248,7 @@ mod tests {
 
     #[test]
     fn sticky_key_is_the_user_part_of_the_token() {
-        assert_eq!(
-            sticky_key(&parts("/ws?token=u42.secret", &[])),
-            Some("u42".into())
-        );
+        assert_eq!(sticky_key(&parts("/ws?token=u42.secret", &[])), Some("u42".into()));
         assert_eq!(
             sticky_key(&parts("/ws", &[("authorization", "Bearer u7.abc")])),
             Some("u7".into())
@@ -287,16 +272,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_do_not_cross_the_proxy() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-private"),
-        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
         headers.insert("x-private", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::CONTENT_TYPE));

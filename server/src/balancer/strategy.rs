@@ -15,12 +15,7 @@ pub struct Candidate {
 /// Picks a healthy backend not in `exclude`. `cursor` is a counter that increases on
 /// every call: round-robin takes turns with it, and least-connections uses it to take
 /// turns among the servers tied for fewest connections.
-pub fn pick(
-    algorithm: BalancerAlgorithm,
-    candidates: &[Candidate],
-    cursor: usize,
-    exclude: &[usize],
-) -> Option<usize> {
+pub fn pick(algorithm: BalancerAlgorithm, candidates: &[Candidate], cursor: usize, exclude: &[usize]) -> Option<usize> {
     let usable: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.healthy && !exclude.contains(&c.index))
@@ -43,14 +38,8 @@ pub fn pick(
 }
 
 /// A sticky user keeps their server while it is healthy; otherwise they get a new one.
-pub fn sticky(
-    assigned: Option<usize>,
-    candidates: &[Candidate],
-    exclude: &[usize],
-) -> Option<usize> {
-    assigned.filter(|index| {
-        !exclude.contains(index) && candidates.iter().any(|c| c.index == *index && c.healthy)
-    })
+pub fn sticky(assigned: Option<usize>, candidates: &[Candidate], exclude: &[usize]) -> Option<usize> {
+    assigned.filter(|index| !exclude.contains(index) && candidates.iter().any(|c| c.index == *index && c.healthy))
 }
 
 #[cfg(test)]
@@ -118,16 +107,8 @@ mod tests {
         let mut all = backends(&[0, 0, 0]);
         assert_eq!(sticky(Some(2), &all, &[]), Some(2));
         all[2].healthy = false;
-        assert_eq!(
-            sticky(Some(2), &all, &[]),
-            None,
-            "moves when its server is unhealthy"
-        );
+        assert_eq!(sticky(Some(2), &all, &[]), None, "moves when its server is unhealthy");
         assert_eq!(sticky(None, &all, &[]), None);
-        assert_eq!(
-            sticky(Some(0), &all, &[0]),
-            None,
-            "moves when its server just refused"
-        );
+        assert_eq!(sticky(Some(0), &all, &[0]), None, "moves when its server just refused");
     }
 }

@@ -73,9 +73,7 @@ pub async fn signup(
     .await?
     .rows_affected();
     if inserted == 0 {
-        return Err(ApiError::conflict(
-            "an account with this email already exists",
-        ));
+        return Err(ApiError::conflict("an account with this email already exists"));
     }
     let notice = Notice {
         kind: NotificationType::Signup,
@@ -123,10 +121,7 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| verified) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid email or password",
-        ));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid email or password"));
     };
     let mut tx = server.shared.db.pool.begin().await?;
     let token = accounts::create_session(&mut tx, &user.id).await?;
@@ -173,8 +168,7 @@ pub async fn reset_password(
         StatusCode::ACCEPTED,
         Json(json!({ "status": "if this address has an account, a reset email is on its way" })),
     );
-    let Some((user, _)) = accounts::find_by_email(&server.shared.db.pool, &body.email).await?
-    else {
+    let Some((user, _)) = accounts::find_by_email(&server.shared.db.pool, &body.email).await? else {
         return Ok(accepted);
     };
     let token = accounts::new_secret();

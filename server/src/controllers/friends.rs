@@ -52,9 +52,7 @@ pub async fn create(
     request_id: RequestId,
     ValidJson(body): ValidJson<NewFriendRequest>,
 ) -> Result<(StatusCode, Json<FriendRequest>), ApiError> {
-    let Some((recipient, _)) =
-        accounts::find_by_email(&server.shared.db.pool, &body.to_email).await?
-    else {
+    let Some((recipient, _)) = accounts::find_by_email(&server.shared.db.pool, &body.to_email).await? else {
         return Err(ApiError::not_found("no user with that email"));
     };
     if recipient.id == sender.id {
@@ -120,12 +118,13 @@ pub async fn accept(
     Path(id): Path<String>,
 ) -> Result<Json<FriendRequest>, ApiError> {
     let mut tx = server.shared.db.pool.begin().await?;
-    let row: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = ? AND to_user_id = ?")
-            .bind(&id)
-            .bind(&recipient.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = ? AND to_user_id = ?",
+    )
+    .bind(&id)
+    .bind(&recipient.id)
+    .fetch_optional(&mut *tx)
+    .await?;
     // Someone else's request is as invisible as a missing one.
     let Some((from_user_id, status, created_at_ms)) = row else {
         return Err(ApiError::not_found("no such friend request for you"));
@@ -133,11 +132,13 @@ pub async fn accept(
     if status != "pending" {
         return Err(ApiError::conflict("friend request already accepted"));
     }
-    sqlx::query("UPDATE friend_requests SET status = 'accepted', accepted_at_ms = ? WHERE id = ? AND status = 'pending'")
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE friend_requests SET status = 'accepted', accepted_at_ms = ? WHERE id = ? AND status = 'pending'",
+    )
+    .bind(now_ms())
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
     let notice = Notice {
         kind: NotificationType::FriendAccept,
         user_id: Some(from_user_id.clone()),

@@ -40,14 +40,10 @@ pub async fn list(
     AuthUser(user): AuthUser,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(page) =
-        page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let Query(page) = page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let limit = page.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid([(
-            "limit",
-            "must be between 1 and 100".to_string(),
-        )]));
+        return Err(ApiError::invalid([("limit", "must be between 1 and 100".to_string())]));
     }
     let db = &server.shared.db.pool;
     let notifications: Vec<Notification> = sqlx::query_as(
@@ -59,12 +55,10 @@ pub async fn list(
     .bind(i64::from(limit))
     .fetch_all(db)
     .await?;
-    let unread: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at_ms IS NULL",
-    )
-    .bind(&user.id)
-    .fetch_one(db)
-    .await?;
+    let unread: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at_ms IS NULL")
+        .bind(&user.id)
+        .fetch_one(db)
+        .await?;
     let next_before = (notifications.len() == limit as usize)
         .then(|| notifications.last().map(|n| n.seq))
         .flatten();

@@ -31,16 +31,10 @@ impl Validate for NewPurchase {
     fn validate(&self, errors: &mut FieldErrors) {
         errors.length("item", self.item.trim(), 1, 200);
         if !(1..=MAX_AMOUNT_CENTS).contains(&self.amount_cents) {
-            errors.add(
-                "amountCents",
-                format!("must be between 1 and {MAX_AMOUNT_CENTS}"),
-            );
+            errors.add("amountCents", format!("must be between 1 and {MAX_AMOUNT_CENTS}"));
         }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            errors.add(
-                "currency",
-                "must be a three-letter ISO 4217 code such as EUR",
-            );
+            errors.add("currency", "must be a three-letter ISO 4217 code such as EUR");
         }
     }
 }
@@ -70,15 +64,17 @@ pub async fn create(
         created_at_ms: now_ms(),
     };
     let mut tx = server.shared.db.pool.begin().await?;
-    sqlx::query("INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(&purchase.id)
-        .bind(&user.id)
-        .bind(&purchase.item)
-        .bind(purchase.amount_cents)
-        .bind(&purchase.currency)
-        .bind(purchase.created_at_ms)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&purchase.id)
+    .bind(&user.id)
+    .bind(&purchase.item)
+    .bind(purchase.amount_cents)
+    .bind(&purchase.currency)
+    .bind(purchase.created_at_ms)
+    .execute(&mut *tx)
+    .await?;
     let amount = format!(
         "{}.{:02} {}",
         purchase.amount_cents / 100,

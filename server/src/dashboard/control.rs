@@ -4,13 +4,16 @@
 use app::wire::{BalancerAlgorithm, LoadBalancerMetrics};
 use axum::{
     Json,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use crate::{api_error::ApiError, servers::PoolError};
+use crate::{api_error::ApiError, queue::QueueName, servers::PoolError, smtp::Faults};
 
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())
@@ -27,8 +30,7 @@ pub async fn update_balancer(
     State(dashboard): State<Dashboard>,
     body: Result<Json<BalancerUpdate>, JsonRejection>,
 ) -> Result<Json<LoadBalancerMetrics>, ApiError> {
-    let Json(update) =
-        body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
+    let Json(update) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
     let algorithm: BalancerAlgorithm = serde_json::from_value(update.algorithm).map_err(|_| {
         ApiError::invalid([(
             "algorithm",
@@ -76,16 +78,12 @@ pub async fn server_action(
         "stop" => dashboard.servers.stop(&id).await,
         "start" => dashboard.servers.start(&id).await,
         _ => {
-            return Err(ApiError::not_found(format!(
-                "no action {action:?}; use stop or start"
-            )));
+            return Err(ApiError::not_found(format!("no action {action:?}; use stop or start")));
         }
     };
     result.map_err(|error| match error {
         PoolError::NotFound(_) => ApiError::not_found(error.to_string()),
-        PoolError::AlreadyRunning(_) | PoolError::AlreadyStopped(_) => {
-            ApiError::conflict(error.to_string())
-        }
+        PoolError::AlreadyRunning(_) | PoolError::AlreadyStopped(_) => ApiError::conflict(error.to_string()),
         PoolError::Bind { .. } => {
             tracing::error!(%error, "server could not start again");
             ApiError::new(
@@ -96,4 +94,97 @@ pub async fn server_action(
     })?;
     let running = action == "start";
     Ok(Json(json!({ "id": id, "running": running })))
+}
+
+/// `GET /api/queues`: counts for every queue.
+pub async fn queue_counts(State(dashboard): State<Dashboard>) -> Result<Json<Value>, ApiError> {
+    let queues = dashboard.queues.counts().await?;
+    Ok(Json(json!({ "queues": queues })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequeueFilter {
+    /// Requeue just this job.
+    job_id: Option<String>,
+    /// Requeue every job whose last error contains this text.
+    error_contains: Option<String>,
+}
+
+/// `POST /api/queues/{name}/pause`, `/resume`, and `/requeue` (dead-letter queues only,
+/// body `{"jobId": ...}` or `{"errorContains": ...}` or `{}` for all) → how many moved.
+pub async fn queue_action(
+    State(dashboard): State<Dashboard>,
+    Path((name, action)): Path<(String, String)>,
+    body: Option<Json<RequeueFilter>>,
+) -> Result<Json<Value>, ApiError> {
+    let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
+    match action.as_str() {
+        "pause" | "resume" => {
+            let paused = action == "pause";
+            dashboard.queues.set_paused(queue, paused).await?;
+            Ok(Json(json!({ "queue": queue, "paused": paused })))
+        }
+        "requeue" if queue.is_dead_letter() => {
+            let filter = body.map(|Json(filter)| filter).unwrap_or_default();
+            let moved = dashboard
+                .queues
+                .requeue(queue, filter.job_id.as_deref(), filter.error_contains.as_deref())
+                .await?;
+            Ok(Json(
+                json!({ "queue": queue, "movedTo": queue.first(), "moved": moved }),
+            ))
+        }
+        "requeue" => Err(ApiError::invalid([(
+            "queue",
+            format!("{queue} is not a dead-letter queue"),
+        )])),
+        _ => Err(ApiError::not_found(format!(
+            "no action {action:?}; use pause, resume or requeue"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/mailbox?limit=50`: what the embedded capture server accepted, newest first.
+pub async fn mailbox(
+    State(dashboard): State<Dashboard>,
+    query: Result<Query<MailboxQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let messages = capture.messages(limit).await?;
+    let total = capture.count().await?;
+    Ok(Json(json!({ "total": total, "messages": messages })))
+}
+
+fn capture_off() -> ApiError {
+    ApiError::not_found("the embedded capture SMTP server is not running (mail goes to --smtp-url)")
+}
+
+/// `GET /api/faults`.
+pub async fn faults(State(dashboard): State<Dashboard>) -> Result<Json<Faults>, ApiError> {
+    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    Ok(Json(capture.faults()))
+}
+
+/// `PUT /api/faults {"smtp4xxRate": 0.2, "smtp5xxRate": 0.0, "smtpLatencyMs": 50}`.
+pub async fn set_faults(
+    State(dashboard): State<Dashboard>,
+    body: Result<Json<Faults>, JsonRejection>,
+) -> Result<Json<Faults>, ApiError> {
+    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    let Json(faults) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
+    let problems = faults.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    capture.set_faults(faults);
+    Ok(Json(faults))
 }

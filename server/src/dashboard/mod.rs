@@ -25,7 +25,9 @@ use tower_http::{
 use crate::{
     balancer::Balancer,
     live::{self, LiveSocketState},
+    queue::Queues,
     servers::ServerPool,
+    smtp::CaptureServer,
     status::StatusProbe,
 };
 
@@ -35,6 +37,9 @@ pub struct Dashboard {
     pub live: LiveSocketState,
     pub balancer: Balancer,
     pub servers: ServerPool,
+    pub queues: Arc<Queues>,
+    /// The embedded capture SMTP server, when it runs.
+    pub capture: Option<CaptureServer>,
 }
 
 impl Dashboard {
@@ -51,10 +56,11 @@ impl Dashboard {
                 get(control::balancer_metrics).put(control::update_balancer),
             )
             .route("/api/servers", get(control::list_servers))
-            .route(
-                "/api/servers/{number}/{action}",
-                post(control::server_action),
-            )
+            .route("/api/servers/{number}/{action}", post(control::server_action))
+            .route("/api/queues", get(control::queue_counts))
+            .route("/api/queues/{name}/{action}", post(control::queue_action))
+            .route("/api/mailbox", get(control::mailbox))
+            .route("/api/faults", get(control::faults).put(control::set_faults))
             .route("/api/{*rest}", axum::routing::any(api_not_found))
             .with_state(self)
             .merge(api)
@@ -99,11 +105,7 @@ async fn cache_headers(request: Request, next: Next) -> Response {
 /// be cached for a year. Everything else (index.html above all) is revalidated.
 fn cache_policy(path: &str) -> &'static str {
     let file = path.rsplit('/').next().unwrap_or_default();
-    let stem = file
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches("_bg");
+    let stem = file.split('.').next().unwrap_or_default().trim_end_matches("_bg");
     let hashed = stem
         .rsplit_once('-')
         .is_some_and(|(_, hash)| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()));
@@ -116,11 +118,7 @@ fn cache_policy(path: &str) -> &'static str {
 
 /// Unknown API paths get a JSON 404, not the SPA's index.
 async fn api_not_found(request: Request) -> crate::api_error::ApiError {
-    crate::api_error::ApiError::not_found(format!(
-        "no endpoint {} {}",
-        request.method(),
-        request.uri().path()
-    ))
+    crate::api_error::ApiError::not_found(format!("no endpoint {} {}", request.method(), request.uri().path()))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -128,19 +126,13 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /status`: the same facts as HTML for people and JSON for programs.
-async fn status(
-    State(dashboard): State<Dashboard>,
-    headers: HeaderMap,
-    request: Request<Body>,
-) -> Response {
+async fn status(State(dashboard): State<Dashboard>, headers: HeaderMap, request: Request<Body>) -> Response {
     let status = dashboard.probe.current().await;
     if wants_json(&headers) {
         return ([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response();
     }
-    let render = leptos_axum::render_app_async_with_context(
-        || {},
-        move || view! { <StatusPage status=status.clone() /> },
-    );
+    let render =
+        leptos_axum::render_app_async_with_context(|| {}, move || view! { <StatusPage status=status.clone() /> });
     let mut response = render(request).await.into_response();
     response
         .headers_mut()
@@ -164,10 +156,7 @@ mod tests {
     #[test]
     fn hashed_trunk_assets_are_immutable_and_the_rest_revalidates() {
         let immutable = "public, max-age=31536000, immutable";
-        assert_eq!(
-            cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"),
-            immutable
-        );
+        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"), immutable);
         assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54.js"), immutable);
         assert_eq!(cache_policy("/main-0123456789abcdef.css"), immutable);
         assert_eq!(cache_policy("/"), "no-cache");

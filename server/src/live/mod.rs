@@ -54,10 +54,7 @@ impl LiveHub {
         let is_status = matches!(event, LiveEvent::SystemStatus(_));
         // Holding the lock across numbering and sending keeps seq order equal to send
         // order when two tasks publish at once.
-        let mut latest = self
-            .latest_status
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut latest = self.latest_status.lock().unwrap_or_else(|poison| poison.into_inner());
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let envelope = Envelope {
             seq,
@@ -82,10 +79,7 @@ impl LiveHub {
 
     /// A new viewer's starting point: the latest status, then everything after it.
     pub fn subscribe(&self) -> (Option<Published>, broadcast::Receiver<Published>) {
-        let latest = self
-            .latest_status
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let latest = self.latest_status.lock().unwrap_or_else(|poison| poison.into_inner());
         (latest.clone(), self.sender.subscribe())
     }
 

@@ -22,10 +22,7 @@ pub struct LiveSocketState {
     pub shutdown: CancellationToken,
 }
 
-pub async fn live_socket(
-    State(state): State<LiveSocketState>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+pub async fn live_socket(State(state): State<LiveSocketState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| serve_viewer(socket, state))
 }
 
@@ -79,7 +76,5 @@ async fn serve_viewer(mut socket: WebSocket, state: LiveSocketState) {
 }
 
 async fn send(socket: &mut WebSocket, message: &Published) -> Result<(), axum::Error> {
-    socket
-        .send(Message::Text(message.json.as_ref().into()))
-        .await
+    socket.send(Message::Text(message.json.as_ref().into())).await
 }

@@ -235,12 +235,7 @@ impl Queues {
 
     /// Leases the next due job from `queues` (skipping paused ones) to `worker` for
     /// `lease`. A job whose lease ran out counts as due: its worker died.
-    pub async fn claim(
-        &self,
-        queues: &[QueueName],
-        worker: &str,
-        lease: Duration,
-    ) -> Result<Option<Job>, sqlx::Error> {
+    pub async fn claim(&self, queues: &[QueueName], worker: &str, lease: Duration) -> Result<Option<Job>, sqlx::Error> {
         let now = now_ms();
         let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
         let placeholders = vec!["?"; names.len()].join(", ");
@@ -260,19 +255,12 @@ impl Queues {
         for name in names {
             query = query.bind(name);
         }
-        query
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.db.pool)
-            .await
+        query.bind(now).bind(now).fetch_optional(&self.db.pool).await
     }
 
     /// Marks a job done, inside the transaction that records the delivery, so "sent"
     /// and "completed" can never disagree.
-    pub async fn complete(
-        tx: &mut Transaction<'_, Sqlite>,
-        job_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn complete(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE id = ?")
             .bind(now_ms())
             .bind(job_id)
@@ -287,8 +275,7 @@ impl Queues {
         match job.queue_name().next_tier() {
             Some((queue, delay)) => {
                 let due_at_ms = now_ms() + self.scaled(delay).as_millis() as i64;
-                self.move_job(job, queue, "delayed", due_at_ms, reason)
-                    .await?;
+                self.move_job(job, queue, "delayed", due_at_ms, reason).await?;
                 Ok(Failure::Retried { queue, due_at_ms })
             }
             None => self.dead_letter(job, reason).await,
@@ -298,8 +285,7 @@ impl Queues {
     /// A failure that will not pass: straight to the dead-letter queue.
     pub async fn dead_letter(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
         let queue = job.queue_name().dead_letter();
-        self.move_job(job, queue, "failed", now_ms(), reason)
-            .await?;
+        self.move_job(job, queue, "failed", now_ms(), reason).await?;
         Ok(Failure::DeadLettered { queue })
     }
 
@@ -348,8 +334,7 @@ impl Queues {
         job_id: Option<&str>,
         error_contains: Option<&str>,
     ) -> Result<u64, sqlx::Error> {
-        let pattern = error_contains
-            .map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
+        let pattern = error_contains.map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
         let moved = sqlx::query(
             "UPDATE jobs SET queue = ?, state = 'waiting', attempts = 0, run_at_ms = ?, updated_at_ms = ? \
              WHERE queue = ? AND state = 'failed' AND (? IS NULL OR id = ?) AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')",
@@ -380,10 +365,9 @@ impl Queues {
         .bind(now)
         .fetch_all(&self.db.pool)
         .await?;
-        let paused: Vec<(String,)> =
-            sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
-                .fetch_all(&self.db.pool)
-                .await?;
+        let paused: Vec<(String,)> = sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
+            .fetch_all(&self.db.pool)
+            .await?;
         let mut counts: Vec<QueueCounts> = QueueName::ALL
             .iter()
             .map(|queue| QueueCounts {
@@ -473,10 +457,7 @@ mod tests {
         );
 
         // w1 dies: with a lease that has already run out, w2 gets the job again.
-        let again = queues
-            .claim(&QueueName::INAPP_WORK, "w2", LEASE)
-            .await
-            .expect("claims");
+        let again = queues.claim(&QueueName::INAPP_WORK, "w2", LEASE).await.expect("claims");
         assert!(again.is_none(), "other channels' workers never see it");
         sqlx::query("UPDATE jobs SET lease_until_ms = 0")
             .execute(&db.pool)
@@ -498,20 +479,12 @@ mod tests {
         loop {
             let job = loop {
                 // Delays are scaled by 0.001: 5 minutes is 300 ms.
-                if let Some(job) = queues
-                    .claim(&QueueName::MAIL_WORK, "w", LEASE)
-                    .await
-                    .expect("claims")
-                {
+                if let Some(job) = queues.claim(&QueueName::MAIL_WORK, "w", LEASE).await.expect("claims") {
                     break job;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
-            match queues
-                .retry_later(&job, "451 try later")
-                .await
-                .expect("moves")
-            {
+            match queues.retry_later(&job, "451 try later").await.expect("moves") {
                 Failure::Retried { queue, .. } => path.push(queue),
                 Failure::DeadLettered { queue } => {
                     path.push(queue);
@@ -519,23 +492,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(
-            path,
-            [
-                QueueName::MailRetry1,
-                QueueName::MailRetry2,
-                QueueName::MailDlq
-            ]
-        );
+        assert_eq!(path, [QueueName::MailRetry1, QueueName::MailRetry2, QueueName::MailDlq]);
         let counts = queues.counts().await.expect("counts");
-        assert_eq!(
-            counts
-                .iter()
-                .find(|c| c.name == "mail-dlq")
-                .expect("dlq")
-                .failed,
-            1
-        );
+        assert_eq!(counts.iter().find(|c| c.name == "mail-dlq").expect("dlq").failed, 1);
     }
 
     #[tokio::test]
@@ -544,10 +503,7 @@ mod tests {
         for target in ["a", "b", "c"] {
             add(&db, QueueName::Inapp, target).await;
         }
-        queues
-            .set_paused(QueueName::Inapp, true)
-            .await
-            .expect("pauses");
+        queues.set_paused(QueueName::Inapp, true).await.expect("pauses");
         assert!(
             queues
                 .claim(&QueueName::INAPP_WORK, "w", LEASE)
@@ -556,10 +512,7 @@ mod tests {
                 .is_none()
         );
         assert!(queues.counts().await.expect("counts")[4].paused);
-        queues
-            .set_paused(QueueName::Inapp, false)
-            .await
-            .expect("resumes");
+        queues.set_paused(QueueName::Inapp, false).await.expect("resumes");
 
         for reason in ["no ack", "no ack", "user gone"] {
             let job = queues
@@ -567,10 +520,7 @@ mod tests {
                 .await
                 .expect("claims")
                 .expect("job");
-            queues
-                .dead_letter(&job, reason)
-                .await
-                .expect("dead-letters");
+            queues.dead_letter(&job, reason).await.expect("dead-letters");
         }
         assert_eq!(
             queues

@@ -20,9 +20,7 @@ pub struct FieldErrors(BTreeMap<String, String>);
 
 impl FieldErrors {
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_string())
-            .or_insert_with(|| message.into());
+        self.0.entry(field.to_string()).or_insert_with(|| message.into());
     }
 
     /// Checks a text field's length in characters (not bytes).
@@ -100,10 +98,7 @@ where
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde reads a struct from an array too (by position); an API body is an object.
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::invalid([(
-            "body",
-            "must be a JSON object".to_string(),
-        )]));
+        return Err(ApiError::invalid([("body", "must be a JSON object".to_string())]));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let result = serde_path_to_error::deserialize(&mut deserializer);
@@ -131,10 +126,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         let mut errors = FieldErrors::default();
         errors.add(&field, message);
-        errors
-            .into_result()
-            .err()
-            .unwrap_or_else(|| ApiError::invalid([]))
+        errors.into_result().err().unwrap_or_else(|| ApiError::invalid([]))
     })
 }
 
@@ -161,14 +153,11 @@ impl FromRequestParts<AppServer> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, server: &AppServer) -> Result<Self, ApiError> {
-        let token = bearer_token(parts)
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+        let token =
+            bearer_token(parts).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
         match accounts::authenticate(&server.shared.db, &token).await? {
             Some(user) => Ok(Self(user)),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid or expired token",
-            )),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")),
         }
     }
 }
@@ -222,32 +211,17 @@ mod tests {
         );
         let (field, message) = field_error(r#"{"email":5,"amountCents":1}"#);
         assert_eq!(field, "email");
-        assert!(
-            message.starts_with("invalid type: integer `5`"),
-            "{message}"
-        );
-        assert_eq!(
-            field_error(r#"{"email":"a","amountCents":1,"admin":true}"#).0,
-            "admin"
-        );
+        assert!(message.starts_with("invalid type: integer `5`"), "{message}");
+        assert_eq!(field_error(r#"{"email":"a","amountCents":1,"admin":true}"#).0, "admin");
         assert_eq!(field_error("[1,2]").0, "body");
     }
 
     #[test]
     fn malformed_json_is_a_plain_400() {
-        for body in [
-            "{",
-            "not json",
-            r#"{"email":"a","amountCents":1} trailing"#,
-            "",
-        ] {
+        for body in ["{", "not json", r#"{"email":"a","amountCents":1} trailing"#, ""] {
             let error = parse::<Sample>(body.as_bytes()).expect_err("rejected");
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
-            assert!(
-                error.error.starts_with("malformed JSON"),
-                "{body:?}: {}",
-                error.error
-            );
+            assert!(error.error.starts_with("malformed JSON"), "{body:?}: {}", error.error);
         }
     }
 

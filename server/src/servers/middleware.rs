@@ -39,9 +39,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 pub async fn timeout(request: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response()
-        }
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
     }
 }
 

@@ -58,18 +58,12 @@ impl AppServer {
             .route("/api/auth/signup", post(auth::signup))
             .route("/api/auth/login", post(auth::login))
             .route("/api/auth/reset-password", post(auth::reset_password))
-            .route(
-                "/api/auth/reset-password/confirm",
-                post(auth::confirm_reset),
-            )
+            .route("/api/auth/reset-password/confirm", post(auth::confirm_reset))
             .route("/api/purchases", post(purchases::create))
             .route("/api/friend-requests", post(friends::create))
             .route("/api/friend-requests/{id}/accept", post(friends::accept))
             .route("/api/notifications", get(notifications::list))
-            .route(
-                "/api/notifications/{id}/read",
-                post(notifications::mark_read),
-            )
+            .route("/api/notifications/{id}/read", post(notifications::mark_read))
             .fallback(not_found)
             .with_state(self)
             .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
@@ -94,11 +88,7 @@ async fn healthz(State(server): State<AppServer>) -> Json<Value> {
 
 /// Unknown routes and methods get the stable JSON error shape, never an empty 404.
 async fn not_found(request: axum::extract::Request) -> crate::api_error::ApiError {
-    crate::api_error::ApiError::not_found(format!(
-        "no route {} {}",
-        request.method(),
-        request.uri().path()
-    ))
+    crate::api_error::ApiError::not_found(format!("no route {} {}", request.method(), request.uri().path()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,20 +205,12 @@ impl ServerPool {
         if run.is_some() {
             return Err(PoolError::AlreadyRunning(id.to_string()));
         }
-        let listener = TcpListener::bind(server.addr)
-            .await
-            .map_err(|source| PoolError::Bind {
-                id: id.to_string(),
-                addr: server.addr,
-                source,
-            })?;
-        *run = Some(spawn_server(
-            &self.tasks,
-            &self.shutdown,
-            &self.shared,
-            id,
-            listener,
-        ));
+        let listener = TcpListener::bind(server.addr).await.map_err(|source| PoolError::Bind {
+            id: id.to_string(),
+            addr: server.addr,
+            source,
+        })?;
+        *run = Some(spawn_server(&self.tasks, &self.shutdown, &self.shared, id, listener));
         server.set_running(true);
         tracing::info!(server = id, "app server started");
         Ok(())
@@ -310,10 +292,7 @@ mod tests {
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "stopped server refuses"
         );
-        assert!(matches!(
-            pool.stop("server-1").await,
-            Err(PoolError::AlreadyStopped(_))
-        ));
+        assert!(matches!(pool.stop("server-1").await, Err(PoolError::AlreadyStopped(_))));
 
         pool.start("server-1").await.expect("starts again");
         assert!(pool.list()[0].running);

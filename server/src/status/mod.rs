@@ -9,8 +9,7 @@ use std::{
 };
 
 use app::wire::{
-    ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, SystemStatus,
-    Timestamp, format_uptime,
+    ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, SystemStatus, Timestamp, format_uptime,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -63,11 +62,7 @@ impl StatusProbe {
 
     /// The last gathered status, or a fresh one if none was gathered yet.
     pub async fn current(&self) -> SystemStatus {
-        let cached = self
-            .latest
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
+        let cached = self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone();
         match cached {
             Some(status) => status,
             None => self.refresh().await,
@@ -77,10 +72,7 @@ impl StatusProbe {
     /// Checks every component now, keeps the result and publishes `system:status`.
     pub async fn refresh(&self) -> SystemStatus {
         let status = self.gather().await;
-        *self
-            .latest
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
+        *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
         self.hub.publish(LiveEvent::SystemStatus(status.clone()));
         status
     }
@@ -105,25 +97,23 @@ impl StatusProbe {
             ComponentKind::LoadBalancer,
             self.balancer,
         );
-        let servers = futures_util::future::join_all(self.servers.list().into_iter().map(
-            |server| async move {
-                let name = server.id.replacen("server-", "Server ", 1);
-                if !server.running {
-                    return ComponentStatus {
-                        id: server.id,
-                        name,
-                        kind: ComponentKind::Server,
-                        health: ComponentHealth::Stopped,
-                        address: server.addr.to_string(),
-                        figure: "stopped from the dashboard".into(),
-                        latency_ms: None,
-                        detail: None,
-                    };
-                }
-                self.http_status(&server.id, &name, ComponentKind::Server, server.addr)
-                    .await
-            },
-        ));
+        let servers = futures_util::future::join_all(self.servers.list().into_iter().map(|server| async move {
+            let name = server.id.replacen("server-", "Server ", 1);
+            if !server.running {
+                return ComponentStatus {
+                    id: server.id,
+                    name,
+                    kind: ComponentKind::Server,
+                    health: ComponentHealth::Stopped,
+                    address: server.addr.to_string(),
+                    figure: "stopped from the dashboard".into(),
+                    latency_ms: None,
+                    detail: None,
+                };
+            }
+            self.http_status(&server.id, &name, ComponentKind::Server, server.addr)
+                .await
+        }));
         let (balancer, servers, database) = tokio::join!(balancer, servers, self.database_status());
         let mut components = vec![dashboard, balancer];
         components.extend(servers);
@@ -150,31 +140,20 @@ impl StatusProbe {
             // It is answering this very check.
             health: ComponentHealth::Healthy,
             address: self.dashboard.to_string(),
-            figure: format!(
-                "{viewers} live viewer{}",
-                if viewers == 1 { "" } else { "s" }
-            ),
+            figure: format!("{viewers} live viewer{}", if viewers == 1 { "" } else { "s" }),
             latency_ms: None,
             detail: None,
         }
     }
 
     /// `GET http://ADDR/healthz`, timed.
-    async fn http_status(
-        &self,
-        id: &str,
-        name: &str,
-        kind: ComponentKind,
-        addr: SocketAddr,
-    ) -> ComponentStatus {
+    async fn http_status(&self, id: &str, name: &str, kind: ComponentKind, addr: SocketAddr) -> ComponentStatus {
         let url = format!("http://{}/healthz", reachable(addr));
         let started = Instant::now();
         let outcome = match self.client.get(&url).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("healthz answered {}", response.status())),
-            Err(error) if error.is_timeout() => {
-                Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()))
-            }
+            Err(error) if error.is_timeout() => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
             Err(error) if error.is_connect() => Err("connection refused".to_string()),
             Err(_) => Err("healthz request failed".to_string()),
         };
@@ -250,12 +229,8 @@ impl StatusProbe {
 /// A listener bound to 0.0.0.0 or [::] is reached through loopback.
 fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
         _ => addr,
     }
 }

@@ -17,10 +17,7 @@ use sqlx::{
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("data directory {path} is not usable: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("unsupported database URL scheme in {url}: this version supports sqlite: URLs")]
     UnsupportedUrl { url: String },
     #[error("cannot open database {url}: {source}")]
@@ -49,10 +46,7 @@ pub fn resolve_url(data_dir: &Path, database_url: Option<&str>) -> Result<String
         return Ok(url.to_string());
     }
     prepare_data_dir(data_dir)?;
-    Ok(format!(
-        "sqlite://{}",
-        data_dir.join("liveview.db").display()
-    ))
+    Ok(format!("sqlite://{}", data_dir.join("liveview.db").display()))
 }
 
 /// Creates the directory if absent and proves it is writable, so the error names the
@@ -163,10 +157,7 @@ mod tests {
             redact_url("postgres://app:s3cret@db.internal:5432/live"),
             "postgres://app:***@db.internal:5432/live"
         );
-        assert_eq!(
-            redact_url("sqlite://data/liveview.db"),
-            "sqlite://data/liveview.db"
-        );
+        assert_eq!(redact_url("sqlite://data/liveview.db"), "sqlite://data/liveview.db");
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 
@@ -178,11 +169,7 @@ mod tests {
         assert_eq!(first.boot_count().await.expect("count"), 1);
         first.close().await;
         let second = Database::open(&url).await.expect("second open");
-        assert_eq!(
-            second.boot_count().await.expect("count"),
-            2,
-            "the file persisted"
-        );
+        assert_eq!(second.boot_count().await.expect("count"), 2, "the file persisted");
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&second.pool)
             .await

@@ -1,0 +1,378 @@
+//! The embedded capture SMTP server, like Mailpit: a real SMTP listener that stores each
+//! accepted message (listed at `GET /api/mailbox`), with fault knobs — a rate of 4xx
+//! and 5xx replies and added latency — so retries and dead-lettering can be watched.
+//!
+//! The protocol is `mailin`'s (a sans-I/O SMTP state machine); the tokio loop around it
+//! is ours because it must make the end-of-DATA decision asynchronously (store in the
+//! database, wait the injected latency). mailin keeps its DATA state if `data_end`
+//! answers an error, so the handler always answers 250 to mailin and the loop writes
+//! the real reply in its place.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use mailin::{Action, Handler, Response, SessionBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{accounts::new_id, now_ms, storage::Database};
+
+/// RFC 5321's limit on a line, CRLF included.
+const MAX_LINE: u64 = 1000;
+/// The largest message accepted.
+const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// A client silent this long is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fault knobs, settable at runtime with `PUT /api/faults`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction of messages answered `451` (try again later), 0.0 to 1.0.
+    #[serde(rename = "smtp4xxRate", default)]
+    pub smtp_4xx_rate: f64,
+    /// Fraction of messages answered `554` (rejected for good), 0.0 to 1.0.
+    #[serde(rename = "smtp5xxRate", default)]
+    pub smtp_5xx_rate: f64,
+    /// Added before every end-of-DATA reply.
+    #[serde(default)]
+    pub smtp_latency_ms: u64,
+}
+
+impl Faults {
+    /// The fields that are out of range, for a 400.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        for (field, rate) in [("smtp4xxRate", self.smtp_4xx_rate), ("smtp5xxRate", self.smtp_5xx_rate)] {
+            if !(0.0..=1.0).contains(&rate) {
+                problems.push((field, "must be between 0.0 and 1.0".to_string()));
+            }
+        }
+        if self.smtp_4xx_rate + self.smtp_5xx_rate > 1.0 {
+            problems.push((
+                "smtp5xxRate",
+                "smtp4xxRate + smtp5xxRate must not exceed 1.0".to_string(),
+            ));
+        }
+        if self.smtp_latency_ms > 60_000 {
+            problems.push(("smtpLatencyMs", "must be at most 60000".to_string()));
+        }
+        problems
+    }
+
+    /// The reply to a complete message, given a uniform roll in `[0, 1)`.
+    fn verdict(&self, roll: f64) -> Verdict {
+        if roll < self.smtp_5xx_rate {
+            Verdict::Reject
+        } else if roll < self.smtp_5xx_rate + self.smtp_4xx_rate {
+            Verdict::TryLater
+        } else {
+            Verdict::Accept
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    TryLater,
+    Reject,
+}
+
+/// One stored message, as `GET /api/mailbox` lists it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredMessage {
+    pub id: String,
+    pub message_id: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub subject: Option<String>,
+    pub raw: String,
+    pub received_at_ms: i64,
+}
+
+/// A message as the session completed it.
+#[derive(Debug, Default)]
+struct Envelope {
+    from: String,
+    recipients: Vec<String>,
+    data: Vec<u8>,
+}
+
+/// The capture server's shared state.
+#[derive(Clone)]
+pub struct CaptureServer {
+    db: Database,
+    faults: Arc<RwLock<Faults>>,
+}
+
+impl CaptureServer {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            faults: Arc::new(RwLock::new(Faults::default())),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        *self.faults.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.write().unwrap_or_else(|poison| poison.into_inner()) = faults;
+        tracing::info!(?faults, "smtp faults changed");
+    }
+
+    /// Accepts SMTP connections until shutdown.
+    pub fn spawn(&self, listener: TcpListener, tasks: &TaskTracker, shutdown: CancellationToken) {
+        let server = self.clone();
+        let connections = tasks.clone();
+        tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((socket, peer)) = accepted else { continue };
+                let _ = socket.set_nodelay(true);
+                let server = server.clone();
+                let stop = shutdown.clone();
+                connections.spawn(async move {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        result = server.session(socket, peer) => {
+                            if let Err(error) = result {
+                                tracing::debug!(%peer, %error, "smtp session ended with an error");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    async fn session(&self, socket: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+        let finished = Arc::new(Mutex::new(None));
+        let handler = Session {
+            current: Envelope::default(),
+            finished: finished.clone(),
+            too_big: false,
+        };
+        let mut session = SessionBuilder::new("liveview-capture").build(peer.ip(), handler);
+        let mut stream = BufReader::new(socket);
+        stream.write_all(&session.greeting().buffer()?).await?;
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            line.clear();
+            let mut limited = (&mut stream).take(MAX_LINE);
+            let read = tokio::time::timeout(IDLE_TIMEOUT, limited.read_until(b'\n', &mut line)).await;
+            match read {
+                Err(_) | Ok(Ok(0)) => return Ok(()),
+                Ok(Err(error)) => return Err(error),
+                Ok(Ok(_)) if !line.ends_with(b"\n") => {
+                    stream.write_all(b"500 5.5.2 line too long\r\n").await?;
+                    return Ok(());
+                }
+                Ok(Ok(_)) => {}
+            }
+            let mut reply = session.process(&line);
+            let envelope = finished.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+            if let Some(envelope) = envelope {
+                reply = self.decide(envelope).await;
+            }
+            match reply.action {
+                Action::Reply => stream.write_all(&reply.buffer()?).await?,
+                Action::Close => {
+                    stream.write_all(&reply.buffer()?).await?;
+                    return Ok(());
+                }
+                Action::UpgradeTls => return Ok(()),
+                Action::NoReply => {}
+            }
+        }
+    }
+
+    /// The end-of-DATA reply: the injected latency, then the injected fault if the dice
+    /// say so, else store the message and accept it.
+    async fn decide(&self, envelope: Option<Envelope>) -> Response {
+        let faults = self.faults();
+        if faults.smtp_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.smtp_latency_ms)).await;
+        }
+        let Some(envelope) = envelope else {
+            return Response::custom(552, "5.3.4 message too big".into());
+        };
+        match faults.verdict(uniform()) {
+            Verdict::Reject => return Response::custom(554, "5.7.1 rejected (injected fault)".into()),
+            Verdict::TryLater => return Response::custom(451, "4.3.0 temporary failure (injected fault)".into()),
+            Verdict::Accept => {}
+        }
+        match self.store(envelope).await {
+            Ok(id) => Response::custom(250, format!("2.0.0 Ok: queued as {id}")),
+            Err(error) => {
+                tracing::warn!(%error, "capture server could not store a message");
+                Response::custom(451, "4.3.0 cannot store the message now".into())
+            }
+        }
+    }
+
+    async fn store(&self, envelope: Envelope) -> Result<String, sqlx::Error> {
+        let raw = String::from_utf8_lossy(&envelope.data).into_owned();
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(header(&raw, "message-id"))
+        .bind(&envelope.from)
+        .bind(envelope.recipients.join(","))
+        .bind(header(&raw, "subject"))
+        .bind(&raw)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The newest messages first.
+    pub async fn messages(&self, limit: u32) -> Result<Vec<StoredMessage>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await
+    }
+
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
+            .fetch_one(&self.db.pool)
+            .await
+    }
+}
+
+/// A header's value from the message's header block (unfolded), if present.
+fn header(raw: &str, name: &str) -> Option<String> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or(raw);
+    let mut value: Option<String> = None;
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(value) = value.as_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((field, rest)) = line.split_once(':')
+            && field.eq_ignore_ascii_case(name)
+        {
+            value = Some(rest.trim().to_string());
+        }
+    }
+    value
+}
+
+/// A uniform number in `[0, 1)` from the OS's random source.
+fn uniform() -> f64 {
+    (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// mailin's handler: collects one message at a time and hands it to the I/O loop.
+struct Session {
+    current: Envelope,
+    /// `Some(Some(message))` after a complete message, `Some(None)` after an oversize one.
+    finished: Arc<Mutex<Option<Option<Envelope>>>>,
+    too_big: bool,
+}
+
+impl Handler for Session {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, from: &str) -> Response {
+        self.current = Envelope {
+            from: from.to_string(),
+            ..Envelope::default()
+        };
+        self.too_big = false;
+        mailin::response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.current.recipients.push(to.to_string());
+        mailin::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.current.data.len() + buf.len() > MAX_MESSAGE_BYTES {
+            self.too_big = true;
+        } else {
+            self.current.data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let envelope = std::mem::take(&mut self.current);
+        let complete = (!self.too_big).then_some(envelope);
+        *self.finished.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(complete);
+        // Replaced by the loop; see the module docs.
+        mailin::response::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_rates_split_the_unit_interval() {
+        let faults = Faults {
+            smtp_4xx_rate: 0.2,
+            smtp_5xx_rate: 0.1,
+            smtp_latency_ms: 0,
+        };
+        assert_eq!(faults.verdict(0.05), Verdict::Reject);
+        assert_eq!(faults.verdict(0.25), Verdict::TryLater);
+        assert_eq!(faults.verdict(0.31), Verdict::Accept);
+        assert_eq!(Faults::default().verdict(0.0), Verdict::Accept);
+        let every = Faults {
+            smtp_4xx_rate: 1.0,
+            ..Faults::default()
+        };
+        assert_eq!(every.verdict(0.999_999), Verdict::TryLater);
+    }
+
+    #[test]
+    fn out_of_range_faults_are_named() {
+        let bad = Faults {
+            smtp_4xx_rate: 1.5,
+            smtp_5xx_rate: -0.1,
+            smtp_latency_ms: 120_000,
+        };
+        let fields: Vec<&str> = bad.problems().iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, ["smtp4xxRate", "smtp5xxRate", "smtp5xxRate", "smtpLatencyMs"]);
+        assert!(Faults::default().problems().is_empty());
+    }
+
+    #[test]
+    fn headers_are_read_unfolded_and_case_insensitively() {
+        let raw = "Message-ID: <n-1@liveview>\r\nSubject: Your receipt\r\n for a lamp\r\nTo: a@example.com\r\n\r\nSubject: not a header\r\n";
+        assert_eq!(header(raw, "message-id").as_deref(), Some("<n-1@liveview>"));
+        assert_eq!(header(raw, "subject").as_deref(), Some("Your receipt for a lamp"));
+        assert_eq!(header(raw, "cc"), None);
+    }
+
+    #[test]
+    fn uniform_stays_in_the_unit_interval() {
+        assert!((0..1000).map(|_| uniform()).all(|x| (0.0..1.0).contains(&x)));
+    }
+}

@@ -1,0 +1,308 @@
+//! Mail workers: claim a mail job, send its email over SMTP with lettre, and record the
+//! outcome. A 250 marks the email sent and completes the job in one transaction; a 4xx
+//! or timeout moves the job to the next retry tier; a 5xx dead-letters it.
+//!
+//! Idempotency: an email already marked sent is never sent again, whatever its job says.
+//! The one window left is between the server's 250 and our commit: a crash there sends
+//! that email once more when the lease runs out. No SMTP client can close it (SMTP has no
+//! two-phase commit); we keep it as short as one local transaction.
+
+use std::{sync::Arc, time::Duration};
+
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, header::ContentType},
+    transport::smtp::{PoolConfig, authentication::Credentials},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{DeliveryError, LEASE, POLL};
+use crate::{
+    now_ms,
+    queue::{Channel, Failure, Job, QueueName, Queues},
+    storage::Database,
+};
+
+/// One SMTP conversation may take this long before it counts as a transient failure.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const FROM: &str = "Live View <noreply@liveview.local>";
+
+/// Starts `count` mail workers sending to `smtp_url`.
+pub fn spawn_pool(
+    count: u16,
+    smtp_url: &str,
+    db: Database,
+    queues: Arc<Queues>,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    // Parse once up front so a bad URL fails the start, not every send.
+    transport(smtp_url)?;
+    for number in 1..=count {
+        let worker = MailWorker {
+            id: format!("mail-worker-{number}"),
+            smtp_url: smtp_url.to_string(),
+            db: db.clone(),
+            queues: queues.clone(),
+        };
+        tasks.spawn(worker.run(shutdown.clone()));
+    }
+    Ok(())
+}
+
+fn transport(smtp_url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let target = SmtpTarget::parse(smtp_url)?;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host)
+        .port(target.port)
+        .timeout(Some(Duration::from_secs(5)))
+        // One connection per worker, kept open between messages.
+        .pool_config(PoolConfig::new().max_size(1).idle_timeout(Duration::from_secs(30)));
+    if let Some((user, password)) = target.credentials {
+        builder = builder.credentials(Credentials::new(user, password));
+    }
+    Ok(builder.build())
+}
+
+/// `smtp://[user:password@]host[:port]`. Plain SMTP only: the SMTP servers this talks to
+/// are local (the capture server, a test server, a relay on the same network).
+#[derive(Debug, PartialEq, Eq)]
+struct SmtpTarget {
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+impl SmtpTarget {
+    fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("smtp://")
+            .ok_or_else(|| "expected smtp://host:port (TLS schemes are not built in)".to_string())?;
+        let rest = rest.trim_end_matches('/');
+        let (credentials, host_port) = match rest.rsplit_once('@') {
+            Some((userinfo, host_port)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                (Some((user.to_string(), password.to_string())), host_port)
+            }
+            None => (None, rest),
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                (host, port.parse().map_err(|_| format!("bad port {port:?}"))?)
+            }
+            _ => (host_port, 25),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("missing host".into());
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            credentials,
+        })
+    }
+}
+
+struct MailWorker {
+    id: String,
+    smtp_url: String,
+    db: Database,
+    queues: Arc<Queues>,
+}
+
+/// The email row a job delivers.
+#[derive(sqlx::FromRow)]
+struct Email {
+    id: String,
+    to_address: String,
+    subject: String,
+    body: String,
+    sent_at_ms: Option<i64>,
+}
+
+impl MailWorker {
+    async fn run(self, shutdown: CancellationToken) {
+        let Ok(mut smtp) = transport(&self.smtp_url) else {
+            return;
+        };
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let job = match self.queues.claim(&QueueName::MAIL_WORK, &self.id, LEASE).await {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.queues.woken(Channel::Email) => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(worker = %self.id, %error, "could not claim a mail job");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            if let Err(error) = self.process(&job, &mut smtp).await {
+                // The lease runs out and another attempt follows; nothing is lost.
+                tracing::warn!(worker = %self.id, job = %job.id, %error, "could not record a mail job's outcome");
+            }
+        }
+    }
+
+    async fn process(&self, job: &Job, smtp: &mut AsyncSmtpTransport<Tokio1Executor>) -> Result<(), sqlx::Error> {
+        let email: Option<Email> =
+            sqlx::query_as("SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id = ?")
+                .bind(&job.target_id)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        let Some(email) = email else {
+            self.queues.dead_letter(job, "the email row is missing").await?;
+            return Ok(());
+        };
+        if email.sent_at_ms.is_some() {
+            // Delivered by an earlier attempt whose completion was not recorded.
+            let mut tx = self.db.pool.begin().await?;
+            Queues::complete(&mut tx, &job.id).await?;
+            return tx.commit().await;
+        }
+        match self.send(&email, smtp).await {
+            Ok(reply) => {
+                let mut tx = self.db.pool.begin().await?;
+                sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
+                    .bind(now_ms())
+                    .bind(&reply)
+                    .bind(&email.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Queues::complete(&mut tx, &job.id).await?;
+                tx.commit().await
+            }
+            Err(DeliveryError::Transient(reason)) => {
+                let outcome = self.queues.retry_later(job, &reason).await?;
+                log_failure(&self.id, job, &reason, &outcome);
+                Ok(())
+            }
+            Err(DeliveryError::Permanent(reason)) => {
+                let outcome = self.queues.dead_letter(job, &reason).await?;
+                log_failure(&self.id, job, &reason, &outcome);
+                Ok(())
+            }
+        }
+    }
+
+    /// One SMTP attempt. Returns the server's reply on success.
+    async fn send(
+        &self,
+        email: &Email,
+        smtp: &mut AsyncSmtpTransport<Tokio1Executor>,
+    ) -> Result<String, DeliveryError> {
+        let message = build_message(email)?;
+        match tokio::time::timeout(SEND_TIMEOUT, smtp.send(message)).await {
+            Err(_) => {
+                // A cancelled send leaves its pooled connection mid-conversation; a fresh
+                // transport is the only safe way on.
+                if let Ok(fresh) = transport(&self.smtp_url) {
+                    *smtp = fresh;
+                }
+                Err(DeliveryError::Transient(format!(
+                    "no SMTP answer within {} s",
+                    SEND_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Ok(response)) if response.is_positive() => {
+                let text = response.message().collect::<Vec<_>>().join(" ");
+                Ok(format!("{} {text}", u16::from(response.code())))
+            }
+            Ok(Ok(response)) => Err(DeliveryError::Transient(format!(
+                "unexpected SMTP reply {}",
+                u16::from(response.code())
+            ))),
+            Ok(Err(error)) => Err(classify(&error)),
+        }
+    }
+}
+
+/// SMTP's own rule: 5xx is permanent, everything else (4xx, network) may pass.
+fn classify(error: &lettre::transport::smtp::Error) -> DeliveryError {
+    let text = error.to_string();
+    if error.is_permanent() {
+        DeliveryError::Permanent(text)
+    } else {
+        DeliveryError::Transient(text)
+    }
+}
+
+fn build_message(email: &Email) -> Result<Message, DeliveryError> {
+    let to: Mailbox = email
+        .to_address
+        .parse()
+        .map_err(|_| DeliveryError::Permanent(format!("unusable address {:?}", email.to_address)))?;
+    let from: Mailbox = FROM
+        .parse()
+        .map_err(|_| DeliveryError::Permanent("bad sender address".into()))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(&email.subject)
+        // The notification id, so the receiving side can tell deliveries apart.
+        .message_id(Some(format!("<{}@liveview.local>", email.id)))
+        .header(ContentType::TEXT_PLAIN)
+        .body(email.body.clone())
+        .map_err(|error| DeliveryError::Permanent(format!("message could not be built: {error}")))
+}
+
+fn log_failure(worker: &str, job: &Job, reason: &str, outcome: &Failure) {
+    match outcome {
+        Failure::Retried { queue, due_at_ms } => {
+            tracing::info!(worker, job = %job.id, reason, next = %queue, due_in_ms = due_at_ms - now_ms(), "mail retry scheduled");
+        }
+        Failure::DeadLettered { queue } => {
+            tracing::warn!(worker, job = %job.id, reason, queue = %queue, "mail dead-lettered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_parse() {
+        let plain = SmtpTarget::parse("smtp://127.0.0.1:2525").expect("parses");
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.credentials),
+            ("127.0.0.1", 2525, None)
+        );
+        let default_port = SmtpTarget::parse("smtp://mail.internal").expect("parses");
+        assert_eq!(default_port.port, 25);
+        let with_user = SmtpTarget::parse("smtp://app:p%40ss@relay:587").expect("parses");
+        assert_eq!(with_user.credentials, Some(("app".into(), "p%40ss".into())));
+        let v6 = SmtpTarget::parse("smtp://[::1]:2525").expect("parses");
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 2525));
+        assert!(SmtpTarget::parse("smtps://relay:465").is_err());
+        assert!(SmtpTarget::parse("smtp://relay:notaport").is_err());
+        assert!(SmtpTarget::parse("smtp://").is_err());
+    }
+
+    #[test]
+    fn the_message_id_is_the_notification_id() {
+        let email = Email {
+            id: "0190-abc".into(),
+            to_address: "ada@example.com".into(),
+            subject: "Hi".into(),
+            body: "Body".into(),
+            sent_at_ms: None,
+        };
+        let message = build_message(&email).expect("builds");
+        let text = String::from_utf8(message.formatted()).expect("utf-8");
+        assert!(text.contains("Message-ID: <0190-abc@liveview.local>"), "{text}");
+        let bad = Email {
+            to_address: "not an address".into(),
+            ..email
+        };
+        assert!(matches!(build_message(&bad), Err(DeliveryError::Permanent(_))));
+    }
+}

@@ -1,0 +1,23 @@
+//! The workers that deliver notifications: mail workers speak SMTP, in-app workers push
+//! to the user's socket. Each worker claims one job at a time with a lease, so a worker
+//! that dies leaves nothing stuck: its job is claimed again when the lease runs out.
+
+pub mod mail;
+
+use std::time::Duration;
+
+/// How long a claimed job is a worker's alone. Longer than any single delivery attempt
+/// (which has its own timeout), so a live worker never loses its job to another.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle worker looks for due work (retry tiers, expired leases) when
+/// nothing woke it.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// Why a delivery attempt failed, which decides the job's fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// May pass: a 4xx reply, a timeout, a refused connection. Next retry tier.
+    Transient(String),
+    /// Will not pass: a 5xx reply, an address that cannot be used. Dead-letter queue.
+    Permanent(String),
+}

@@ -1,0 +1,245 @@
+//! Mail delivery end to end: controllers → outbox → mail queue → mail worker → real SMTP
+//! → the embedded capture server; injected 4xx walk the retry tiers to the dead-letter
+//! queue, 5xx go there at once, and requeue brings them back.
+
+use std::time::Duration;
+
+use clap::Parser;
+use liveview::{Running, config::Config};
+use serde_json::{Value, json};
+
+struct System {
+    running: Running,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl System {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::try_parse_from([
+            "liveview",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--lb",
+            "127.0.0.1:0",
+            "--servers",
+            "1",
+            "--server-port-base",
+            "0",
+            "--smtp-sink",
+            "127.0.0.1:0",
+            // 5 min → 300 ms, 30 min → 1.8 s.
+            "--time-scale",
+            "0.001",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+        ])
+        .expect("flags");
+        let running = liveview::start(&config).await.expect("starts");
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        Self {
+            running,
+            http,
+            _dir: dir,
+        }
+    }
+
+    fn dashboard(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.dashboard)
+    }
+
+    async fn signup(&self, email: &str) {
+        let response = self
+            .http
+            .post(format!("http://{}/api/auth/signup", self.running.balancer))
+            .json(&json!({ "email": email, "name": "Ada", "password": "long-enough" }))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 201);
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(self.dashboard(path))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn queue(&self, name: &str) -> Value {
+        let all = self.get("/api/queues").await;
+        all["queues"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|q| q["name"] == name)
+            .expect("queue")
+            .clone()
+    }
+
+    async fn faults(&self, faults: Value) {
+        let response = self
+            .http
+            .put(self.dashboard("/api/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Polls until `check` holds, for at most 10 s.
+    async fn eventually(&self, what: &str, check: impl AsyncFn(&Self) -> bool) {
+        for _ in 0..100 {
+            if check(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("not reached within 10 s: {what}");
+    }
+}
+
+#[tokio::test]
+async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
+    let system = System::start().await;
+    system.signup("ada@example.com").await;
+    system
+        .eventually("the welcome email arrives", async |s| {
+            s.get("/api/mailbox").await["total"] == 1
+        })
+        .await;
+    let mailbox = system.get("/api/mailbox").await;
+    let message = &mailbox["messages"][0];
+    assert_eq!(message["subject"], "Welcome to Live View");
+    assert_eq!(message["rcptTo"], "ada@example.com");
+    let email_id: String = sqlx::query_scalar("SELECT id FROM emails")
+        .fetch_one(&system.running.database.pool)
+        .await
+        .expect("email row");
+    assert_eq!(message["messageId"], format!("<{email_id}@liveview.local>"));
+    system
+        .eventually("the job completes", async |s| s.queue("mail").await["completed"] == 1)
+        .await;
+    let reply: String = sqlx::query_scalar("SELECT smtp_reply FROM emails")
+        .fetch_one(&system.running.database.pool)
+        .await
+        .expect("reply");
+    assert!(reply.starts_with("250 "), "{reply}");
+    // A moment later there is still exactly one: nothing re-sends a sent email.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(system.get("/api/mailbox").await["total"], 1);
+    system.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_delivers() {
+    let system = System::start().await;
+    system.faults(json!({ "smtp4xxRate": 1.0 })).await;
+    system.signup("ada@example.com").await;
+    system
+        .eventually("the job reaches mail-dlq", async |s| {
+            s.queue("mail-dlq").await["failed"] == 1
+        })
+        .await;
+    let (attempts, error): (i64, String) =
+        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
+            .fetch_one(&system.running.database.pool)
+            .await
+            .expect("job");
+    assert_eq!(attempts, 3, "mail, mail-retry-1, mail-retry-2");
+    assert!(error.contains("451"), "{error}");
+    assert_eq!(system.get("/api/mailbox").await["total"], 0);
+
+    system.faults(json!({})).await;
+    let requeue = system
+        .http
+        .post(system.dashboard("/api/queues/mail-dlq/requeue"))
+        .json(&json!({ "errorContains": "451" }));
+    let moved: Value = requeue.send().await.expect("answers").json().await.expect("json");
+    assert_eq!(moved["moved"], 1);
+    system
+        .eventually("the requeued email arrives", async |s| {
+            s.get("/api/mailbox").await["total"] == 1
+        })
+        .await;
+    system.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
+    let system = System::start().await;
+    system.faults(json!({ "smtp5xxRate": 1.0 })).await;
+    system.signup("ada@example.com").await;
+    system
+        .eventually("the job reaches mail-dlq", async |s| {
+            s.queue("mail-dlq").await["failed"] == 1
+        })
+        .await;
+    let (attempts, error): (i64, String) =
+        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
+            .fetch_one(&system.running.database.pool)
+            .await
+            .expect("job");
+    assert_eq!(attempts, 1, "no retry tier for a 5xx");
+    assert!(error.contains("554"), "{error}");
+    system.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused() {
+    let system = System::start().await;
+    let pause = system
+        .http
+        .post(system.dashboard("/api/queues/mail/pause"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(pause.status(), 200);
+    system.signup("ada@example.com").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(system.queue("mail").await["waiting"], 1);
+    assert_eq!(system.get("/api/mailbox").await["total"], 0);
+    system
+        .http
+        .post(system.dashboard("/api/queues/mail/resume"))
+        .send()
+        .await
+        .expect("answers");
+    system
+        .eventually("the email goes out after resume", async |s| {
+            s.get("/api/mailbox").await["total"] == 1
+        })
+        .await;
+
+    let bad = system
+        .http
+        .put(system.dashboard("/api/faults"))
+        .json(&json!({ "smtp4xxRate": 2.0 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.expect("json");
+    assert!(body["fields"]["smtp4xxRate"].is_string(), "{body}");
+    let unknown = system
+        .http
+        .post(system.dashboard("/api/queues/nope/pause"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+    let not_dlq = system
+        .http
+        .post(system.dashboard("/api/queues/mail/requeue"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(not_dlq.status(), 400);
+    system.running.shutdown().await;
+}
