@@ -58,6 +58,10 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub mail_workers: u16,
 
+    /// How many in-app workers push to users' sockets concurrently.
+    #[arg(long, env = "LIVEVIEW_INAPP_WORKERS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub inapp_workers: u16,
+
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
     #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]

@@ -15,6 +15,7 @@ pub mod servers;
 pub mod smtp;
 pub mod status;
 pub mod storage;
+pub mod websocket;
 pub mod workers;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -33,6 +34,7 @@ use crate::{
     smtp::CaptureServer,
     status::StatusProbe,
     storage::{Database, StorageError},
+    websocket::Registry,
 };
 
 /// How long shutdown waits for open connections before giving up on them.
@@ -110,9 +112,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let queues = Queues::new(database.clone(), config.time_scale);
     let balancer_addr = local_addr(&balancer_listener);
+    let registry = Registry::new();
     let shared = Shared {
         db: database.clone(),
         queues: queues.clone(),
+        registry: registry.clone(),
         public_url: format!("http://{balancer_addr}"),
     };
     let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());
@@ -138,6 +142,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown.clone(),
     )
     .map_err(|error| StartError::Config(format!("unusable --smtp-url: {error}")))?;
+    workers::inapp::spawn_pool(
+        config.inapp_workers,
+        database.clone(),
+        queues.clone(),
+        registry.clone(),
+        &tasks,
+        shutdown.clone(),
+    );
     tracing::info!(workers = config.mail_workers, smtp = %storage::redact_url(&smtp_url), "mail workers started");
     let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
 

@@ -26,7 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// How long a stopping server lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-use crate::{controllers, queue::Queues, storage::Database};
+use crate::{controllers, queue::Queues, storage::Database, websocket::Registry};
 
 /// What every app server shares: the database, the queues, and the public address that
 /// links in emails point at.
@@ -34,6 +34,8 @@ use crate::{controllers, queue::Queues, storage::Database};
 pub struct Shared {
     pub db: Database,
     pub queues: Arc<Queues>,
+    /// End users' open sockets, across every app server.
+    pub registry: Arc<Registry>,
     /// `http://<balancer address>`.
     pub public_url: String,
 }
@@ -64,6 +66,7 @@ impl AppServer {
             .route("/api/friend-requests/{id}/accept", post(friends::accept))
             .route("/api/notifications", get(notifications::list))
             .route("/api/notifications/{id}/read", post(notifications::mark_read))
+            .route("/api/notifications/ws", get(crate::websocket::user_socket))
             .fallback(not_found)
             .with_state(self)
             .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
@@ -265,6 +268,7 @@ mod tests {
         let db = Database::open(&url).await.expect("db");
         let shared = Shared {
             queues: Queues::new(db.clone(), 1.0),
+            registry: Registry::new(),
             db,
             public_url: "http://127.0.0.1:8000".into(),
         };

@@ -2,6 +2,7 @@
 //! to the user's socket. Each worker claims one job at a time with a lease, so a worker
 //! that dies leaves nothing stuck: its job is claimed again when the lease runs out.
 
+pub mod inapp;
 pub mod mail;
 
 use std::time::Duration;

@@ -1,0 +1,369 @@
+//! The WebSocket service: end users' in-app sockets (`GET /api/notifications/ws` on the
+//! app servers, sticky through the balancer) and the registry the in-app workers push
+//! through.
+//!
+//! Every push to a user goes through that user's connection task, which pushes in `seq`
+//! order: a request to deliver `seq` N first pushes every undelivered notification up to
+//! N. A frame is delivered when the client acks it (`{"ack": id}`); only then is
+//! `delivered_at` set. A client that reconnects with `?lastSeq=N` says it already has
+//! everything up to N, so nothing it has is pushed again.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    extract::{
+        Query, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket, close_code},
+    },
+    response::Response,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    accounts::User,
+    now_ms,
+    servers::{AppServer, extract::AuthUser},
+    storage::Database,
+};
+
+/// Pushes waiting for a connection task beyond this are refused (the worker retries later).
+const PUSH_BACKLOG: usize = 256;
+/// A silent client is pinged this often.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// The frame a user receives: the notification itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Frame {
+    pub id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    #[sqlx(rename = "created_at_ms")]
+    #[serde(rename = "createdAt", with = "rfc3339_millis")]
+    pub created_at: i64,
+}
+
+mod rfc3339_millis {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(millis: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = chrono::DateTime::from_timestamp_millis(*millis).unwrap_or_default();
+        serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.timestamp_millis())
+            .map_err(D::Error::custom)
+    }
+}
+
+/// What a client sends: an acknowledgement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ack {
+    ack: String,
+}
+
+/// A worker's request to deliver one notification; answered when the client acks it.
+struct Push {
+    id: String,
+    seq: i64,
+    acked: oneshot::Sender<()>,
+}
+
+struct Connection {
+    id: u64,
+    server: String,
+    pushes: mpsc::Sender<Push>,
+}
+
+/// Who is connected where. In one process; across processes this becomes Redis.
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    users: Mutex<HashMap<String, Vec<Connection>>>,
+}
+
+/// Why a push could not be handed to a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The user has no open socket; the notification waits for their next connect.
+    Offline,
+    /// The connection's backlog is full or it just closed; try again later.
+    Busy,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Hands a push to the user's newest connection. The receiver resolves when the
+    /// client acks; it is dropped if the connection closes first.
+    pub fn push(&self, user_id: &str, id: &str, seq: i64) -> Result<(oneshot::Receiver<()>, String), PushError> {
+        let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        let connection = users
+            .get(user_id)
+            .and_then(|connections| connections.last())
+            .ok_or(PushError::Offline)?;
+        let (acked, receiver) = oneshot::channel();
+        connection
+            .pushes
+            .try_send(Push {
+                id: id.to_string(),
+                seq,
+                acked,
+            })
+            .map_err(|_| PushError::Busy)?;
+        Ok((receiver, connection.server.clone()))
+    }
+
+    /// Users with an open socket, and sockets in all.
+    pub fn counts(&self) -> (usize, usize) {
+        let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        (users.len(), users.values().map(Vec::len).sum())
+    }
+
+    fn register(self: &Arc<Self>, user_id: &str, server: &str) -> (Registration, mpsc::Receiver<Push>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (pushes, receiver) = mpsc::channel(PUSH_BACKLOG);
+        let mut users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        users.entry(user_id.to_string()).or_default().push(Connection {
+            id,
+            server: server.to_string(),
+            pushes,
+        });
+        (
+            Registration {
+                registry: self.clone(),
+                user_id: user_id.to_string(),
+                id,
+            },
+            receiver,
+        )
+    }
+}
+
+/// Removes a connection from the registry when its task ends, however it ends.
+struct Registration {
+    registry: Arc<Registry>,
+    user_id: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut users = self.registry.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(connections) = users.get_mut(&self.user_id) {
+            connections.retain(|connection| connection.id != self.id);
+            if connections.is_empty() {
+                users.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Resume {
+    #[serde(rename = "lastSeq")]
+    last_seq: Option<i64>,
+}
+
+/// `GET /api/notifications/ws?token=...&lastSeq=N`.
+pub async fn user_socket(
+    State(server): State<AppServer>,
+    AuthUser(user): AuthUser,
+    Query(resume): Query<Resume>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| async move {
+        let connection = UserConnection {
+            db: server.shared.db.clone(),
+            user,
+            pushed_up_to: resume.last_seq.unwrap_or(0),
+            in_flight: BTreeMap::new(),
+        };
+        connection
+            .run(
+                socket,
+                server.shared.registry.clone(),
+                &server.id,
+                server.stopping.clone(),
+                resume.last_seq,
+            )
+            .await;
+    })
+}
+
+struct UserConnection {
+    db: Database,
+    user: User,
+    /// The highest seq pushed on this connection (or that the client said it had).
+    pushed_up_to: i64,
+    /// Pushed and not yet acked: notification id → workers waiting for the ack.
+    in_flight: BTreeMap<String, Vec<oneshot::Sender<()>>>,
+}
+
+impl UserConnection {
+    async fn run(
+        mut self,
+        mut socket: WebSocket,
+        registry: Arc<Registry>,
+        server: &str,
+        stopping: CancellationToken,
+        last_seq: Option<i64>,
+    ) {
+        let (_registration, mut pushes) = registry.register(&self.user.id, server);
+        if let Some(last_seq) = last_seq
+            && let Err(error) = self.client_has_up_to(last_seq).await
+        {
+            tracing::warn!(%error, "could not record a client's lastSeq");
+        }
+        // Store and forward: everything that waited while the user was away, in order.
+        if self.flush(&mut socket, i64::MAX).await.is_err() {
+            return;
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            tokio::select! {
+                () = stopping.cancelled() => {
+                    let frame = CloseFrame { code: close_code::AWAY, reason: "server stopping".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+                Some(push) = pushes.recv() => {
+                    if self.deliver(&mut socket, push).await.is_err() {
+                        return;
+                    }
+                }
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => self.acked(&text).await,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn deliver(&mut self, socket: &mut WebSocket, push: Push) -> Result<(), axum::Error> {
+        if push.seq > self.pushed_up_to {
+            self.flush(socket, push.seq).await?;
+        }
+        if let Some(waiters) = self.in_flight.get_mut(&push.id) {
+            waiters.push(push.acked);
+            return Ok(());
+        }
+        // Not in flight here: pushed and acked before, or pushed on an earlier connection
+        // and never acked. Delivered means done; otherwise push it again.
+        let frame: Option<(Option<i64>, Frame)> = sqlx::query_as::<_, (Option<i64>, String, i64, String, String, String, i64)>(
+            "SELECT delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id = ? AND user_id = ?",
+        )
+        .bind(&push.id)
+        .bind(&self.user.id)
+        .fetch_optional(&self.db.pool)
+        .await
+        .ok()
+        .flatten()
+        .map(|(delivered, id, seq, kind, title, body, created_at)| (delivered, Frame { id, seq, kind, title, body, created_at }));
+        match frame {
+            Some((Some(_), _)) => {
+                let _ = push.acked.send(());
+            }
+            Some((None, frame)) => {
+                self.send_frame(socket, &frame).await?;
+                self.in_flight.entry(frame.id).or_default().push(push.acked);
+            }
+            // Not this user's: nothing to deliver here; the worker's wait times out.
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn send_frame(&mut self, socket: &mut WebSocket, frame: &Frame) -> Result<(), axum::Error> {
+        let text = serde_json::to_string(frame).unwrap_or_default();
+        socket.send(Message::Text(text.into())).await?;
+        self.pushed_up_to = self.pushed_up_to.max(frame.seq);
+        Ok(())
+    }
+
+    /// Pushes every undelivered notification with `pushed_up_to < seq <= up_to`, in order.
+    async fn flush(&mut self, socket: &mut WebSocket, up_to: i64) -> Result<(), axum::Error> {
+        let frames: Vec<Frame> = match sqlx::query_as(
+            "SELECT id, seq, kind, title, body, created_at_ms FROM notifications \
+             WHERE user_id = ? AND delivered_at_ms IS NULL AND seq > ? AND seq <= ? ORDER BY seq",
+        )
+        .bind(&self.user.id)
+        .bind(self.pushed_up_to)
+        .bind(up_to)
+        .fetch_all(&self.db.pool)
+        .await
+        {
+            Ok(frames) => frames,
+            Err(error) => {
+                tracing::warn!(%error, "could not load pending notifications");
+                return Ok(());
+            }
+        };
+        for frame in frames {
+            self.send_frame(socket, &frame).await?;
+            self.in_flight.entry(frame.id).or_default();
+        }
+        Ok(())
+    }
+
+    async fn acked(&mut self, text: &str) {
+        let Ok(Ack { ack }) = serde_json::from_str::<Ack>(text) else {
+            tracing::debug!(user = %self.user.id, "ignored a malformed client message");
+            return;
+        };
+        let Some(waiters) = self.in_flight.remove(&ack) else {
+            return;
+        };
+        let marked = sqlx::query(
+            "UPDATE notifications SET delivered_at_ms = ? WHERE id = ? AND user_id = ? AND delivered_at_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&ack)
+        .bind(&self.user.id)
+        .execute(&self.db.pool)
+        .await;
+        match marked {
+            Ok(_) => waiters.into_iter().for_each(|waiter| {
+                let _ = waiter.send(());
+            }),
+            Err(error) => tracing::warn!(%error, "could not record an ack; the notification will be pushed again"),
+        }
+    }
+
+    /// The client says it holds everything up to `last_seq`.
+    async fn client_has_up_to(&mut self, last_seq: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE notifications SET delivered_at_ms = ? WHERE user_id = ? AND seq <= ? AND delivered_at_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&self.user.id)
+        .bind(last_seq)
+        .execute(&self.db.pool)
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,293 @@
+//! In-app delivery end to end over real sockets through the balancer: store and forward
+//! in seq order, live pushes acked by the client, resume with lastSeq, and un-acked
+//! pushes walking inapp-retry to inapp-dlq.
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use liveview::{Running, config::Config};
+use serde_json::{Value, json};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct System {
+    running: Running,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl System {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::try_parse_from([
+            "liveview",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--lb",
+            "127.0.0.1:0",
+            "--servers",
+            "2",
+            "--server-port-base",
+            "0",
+            "--smtp-sink",
+            "127.0.0.1:0",
+            // inapp-retry's minute → 60 ms; the ack timeout → its 200 ms floor.
+            "--time-scale",
+            "0.001",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+        ])
+        .expect("flags");
+        let running = liveview::start(&config).await.expect("starts");
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        Self {
+            running,
+            http,
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("http://{}{path}", self.running.balancer))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
+    /// Signs up and logs in: two notifications (seq 1 and 2) wait for the user.
+    async fn user(&self, email: &str) -> String {
+        self.post(
+            "/api/auth/signup",
+            None,
+            json!({ "email": email, "name": "Ada", "password": "long-enough" }),
+        )
+        .await;
+        let login = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({ "email": email, "password": "long-enough" }),
+            )
+            .await;
+        login["token"].as_str().expect("token").to_string()
+    }
+
+    async fn connect(&self, token: &str, last_seq: Option<i64>) -> (Socket, String) {
+        let resume = last_seq.map(|seq| format!("&lastSeq={seq}")).unwrap_or_default();
+        let url = format!(
+            "ws://{}/api/notifications/ws?token={token}{resume}",
+            self.running.balancer
+        );
+        let (socket, response) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade through the balancer");
+        let server = response.headers()["x-served-by"].to_str().expect("ascii").to_string();
+        (socket, server)
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.running.database.pool)
+            .await
+            .expect("count")
+    }
+}
+
+async fn next_frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON frame");
+        }
+    }
+}
+
+async fn ack(socket: &mut Socket, frame: &Value) {
+    let ack = json!({ "ack": frame["id"] }).to_string();
+    socket.send(Message::text(ack)).await.expect("ack sent");
+}
+
+async fn no_frame_within(socket: &mut Socket, wait: Duration) {
+    if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(wait, socket.next()).await {
+        panic!("unexpected frame: {text}");
+    }
+}
+
+#[tokio::test]
+async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_delivered() {
+    let system = System::start().await;
+    let token = system.user("ada@example.com").await;
+    let (mut socket, _) = system.connect(&token, None).await;
+
+    let welcome = next_frame(&mut socket).await;
+    let login = next_frame(&mut socket).await;
+    assert_eq!(
+        (welcome["seq"].as_i64(), welcome["kind"].as_str()),
+        (Some(1), Some("signup"))
+    );
+    assert_eq!(
+        (login["seq"].as_i64(), login["kind"].as_str()),
+        (Some(2), Some("login"))
+    );
+    for field in ["id", "title", "body", "createdAt"] {
+        assert!(welcome[field].is_string(), "frame has {field}: {welcome}");
+    }
+    ack(&mut socket, &welcome).await;
+    ack(&mut socket, &login).await;
+
+    system
+        .post(
+            "/api/purchases",
+            Some(&token),
+            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
+        )
+        .await;
+    let receipt = next_frame(&mut socket).await;
+    assert_eq!(
+        (receipt["seq"].as_i64(), receipt["kind"].as_str()),
+        (Some(3), Some("purchase"))
+    );
+    ack(&mut socket, &receipt).await;
+
+    for _ in 0..50 {
+        if system
+            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state = 'completed'")
+            .await
+            == 3
+            && system
+                .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
+                .await
+                == 3
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
+            .await,
+        3
+    );
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state = 'completed'")
+            .await,
+        3
+    );
+    no_frame_within(&mut socket, Duration::from_millis(500)).await;
+    system.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server() {
+    let system = System::start().await;
+    let token = system.user("ada@example.com").await;
+    let (mut socket, first_server) = system.connect(&token, None).await;
+    let welcome = next_frame(&mut socket).await;
+    let _login = next_frame(&mut socket).await;
+    // The client keeps seq 1 and 2 but its acks never make it: it drops the socket.
+    drop(socket);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    system
+        .post(
+            "/api/purchases",
+            Some(&token),
+            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
+        )
+        .await;
+
+    let (mut socket, server) = system.connect(&token, Some(2)).await;
+    assert_eq!(server, first_server, "sticky through the balancer");
+    let receipt = next_frame(&mut socket).await;
+    assert_eq!(receipt["seq"], 3, "seq 1 and 2 are not pushed again");
+    assert_ne!(receipt["id"], welcome["id"]);
+    ack(&mut socket, &receipt).await;
+    no_frame_within(&mut socket, Duration::from_millis(500)).await;
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NULL")
+            .await,
+        0
+    );
+    system.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
+    let system = System::start().await;
+    let token = system.user("ada@example.com").await;
+    let (mut socket, _) = system.connect(&token, None).await;
+    // seq 1 and 2 waited while the user was away: store and forward, not jobs.
+    next_frame(&mut socket).await;
+    next_frame(&mut socket).await;
+    system
+        .post(
+            "/api/purchases",
+            Some(&token),
+            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
+        )
+        .await;
+    // Read everything, ack nothing.
+    let reader = tokio::spawn(async move {
+        let mut frames = 0;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+            if message.is_text() {
+                frames += 1;
+            }
+        }
+        frames
+    });
+    let mut dead = 0;
+    for _ in 0..100 {
+        dead = system
+            .count("SELECT COUNT(*) FROM jobs WHERE queue = 'inapp-dlq' AND state = 'failed'")
+            .await;
+        if dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead, 1, "the live push is dead-lettered after inapp-retry");
+    let attempts: i64 = system
+        .count("SELECT MIN(attempts) FROM jobs WHERE queue = 'inapp-dlq'")
+        .await;
+    assert_eq!(attempts, 2, "inapp, then inapp-retry");
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
+            .await,
+        0
+    );
+    system.running.shutdown().await;
+    // The retry finds it still in flight on the same socket: no duplicate frame is sent.
+    assert_eq!(reader.await.expect("reader"), 1, "pushed exactly once");
+}
+
+#[tokio::test]
+async fn a_socket_without_a_valid_token_is_refused() {
+    let system = System::start().await;
+    let url = format!(
+        "ws://{}/api/notifications/ws?token=nobody.{}",
+        system.running.balancer,
+        "0".repeat(64)
+    );
+    let error = tokio_tungstenite::connect_async(url).await.expect_err("refused");
+    let tokio_tungstenite::tungstenite::Error::Http(response) = error else {
+        panic!("an HTTP refusal, got {error}")
+    };
+    assert_eq!(response.status(), 401);
+    system.running.shutdown().await;
+}
