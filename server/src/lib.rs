@@ -35,6 +35,7 @@ use crate::{
     status::StatusProbe,
     storage::{Database, StorageError},
     websocket::Registry,
+    workers::ledger::SentLedger,
 };
 
 /// How long shutdown waits for open connections before giving up on them.
@@ -133,11 +134,35 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .clone()
         .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")))
         .ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
+    let ledger_path = config.data.join("sent.ledger");
+    let ledger = std::fs::create_dir_all(&config.data)
+        .and_then(|()| SentLedger::open(&ledger_path))
+        .map_err(|source| StorageError::DataDir {
+            path: config.data.clone(),
+            source,
+        })
+        .map(Arc::new)?;
+    let settled = ledger
+        .replay(&database)
+        .await
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let released = queues
+        .release_abandoned()
+        .await
+        .map_err(|error| StartError::Config(format!("queue recovery: {error}")))?;
+    if settled > 0 || released > 0 {
+        tracing::warn!(
+            settled,
+            released,
+            "recovered from an unclean stop: sent emails settled, abandoned jobs due again"
+        );
+    }
     workers::mail::spawn_pool(
         config.mail_workers,
         &smtp_url,
         database.clone(),
         queues.clone(),
+        ledger,
         &tasks,
         shutdown.clone(),
     )

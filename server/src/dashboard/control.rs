@@ -161,7 +161,9 @@ pub async fn mailbox(
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let messages = capture.messages(limit).await?;
     let total = capture.count().await?;
-    Ok(Json(json!({ "total": total, "messages": messages })))
+    Ok(Json(
+        json!({ "total": total, "duplicatesIgnored": capture.duplicates(), "messages": messages }),
+    ))
 }
 
 fn capture_off() -> ApiError {

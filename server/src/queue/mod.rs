@@ -258,6 +258,17 @@ impl Queues {
         query.bind(now).bind(now).fetch_optional(&self.db.pool).await
     }
 
+    /// Releases every lease at start. With SQLite one process owns the database, so a
+    /// job still `active` belonged to a worker of a previous run that died: it is due
+    /// now, not when its lease would have run out. Returns how many were released.
+    pub async fn release_abandoned(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query("UPDATE jobs SET state = 'waiting', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE state = 'active'")
+            .bind(now_ms())
+            .execute(&self.db.pool)
+            .await
+            .map(|done| done.rows_affected())
+    }
+
     /// Marks a job done, inside the transaction that records the delivery, so "sent"
     /// and "completed" can never disagree.
     pub async fn complete(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<(), sqlx::Error> {

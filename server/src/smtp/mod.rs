@@ -1,5 +1,5 @@
 //! The embedded capture SMTP server, like Mailpit: a real SMTP listener that stores each
-//! accepted message (listed at `GET /api/mailbox`), with fault knobs — a rate of 4xx
+//! accepted message once per Message-ID (listed at `GET /api/mailbox`), with fault knobs — a rate of 4xx
 //! and 5xx replies and added latency — so retries and dead-lettering can be watched.
 //!
 //! The protocol is `mailin`'s (a sans-I/O SMTP state machine); the tokio loop around it
@@ -10,7 +10,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -112,6 +115,9 @@ struct Envelope {
 pub struct CaptureServer {
     db: Database,
     faults: Arc<RwLock<Faults>>,
+    /// Messages answered 250 whose Message-ID was already stored: a sender's retry of a
+    /// delivery whose first 250 it never recorded.
+    duplicates: Arc<AtomicU64>,
 }
 
 impl CaptureServer {
@@ -119,7 +125,13 @@ impl CaptureServer {
         Self {
             db,
             faults: Arc::new(RwLock::new(Faults::default())),
+            duplicates: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many re-deliveries of an already stored Message-ID were accepted and not stored again.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
     }
 
     pub fn faults(&self) -> Faults {
@@ -224,21 +236,33 @@ impl CaptureServer {
         }
     }
 
+    /// Stores a message once per Message-ID: the sender's idempotency key. A repeat is
+    /// acknowledged like the original (the sender must stop retrying) but not stored twice.
     async fn store(&self, envelope: Envelope) -> Result<String, sqlx::Error> {
         let raw = String::from_utf8_lossy(&envelope.data).into_owned();
+        let message_id = header(&raw, "message-id");
         let id = new_id();
-        sqlx::query(
-            "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let stored = sqlx::query(
+            "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (message_id) DO NOTHING",
         )
         .bind(&id)
-        .bind(header(&raw, "message-id"))
+        .bind(&message_id)
         .bind(&envelope.from)
         .bind(envelope.recipients.join(","))
         .bind(header(&raw, "subject"))
         .bind(&raw)
         .bind(now_ms())
         .execute(&self.db.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                message_id = message_id.as_deref().unwrap_or_default(),
+                "capture server ignored a repeated Message-ID"
+            );
+        }
         Ok(id)
     }
 

@@ -3,9 +3,11 @@
 //! or timeout moves the job to the next retry tier; a 5xx dead-letters it.
 //!
 //! Idempotency: an email already marked sent is never sent again, whatever its job says.
-//! The one window left is between the server's 250 and our commit: a crash there sends
-//! that email once more when the lease runs out. No SMTP client can close it (SMTP has no
-//! two-phase commit); we keep it as short as one local transaction.
+//! The 250 is first written to the sent ledger (`ledger.rs`), then committed, so a crash
+//! between the two does not send it again. What no SMTP client can close (SMTP has no
+//! two-phase commit) is the few microseconds between the server's 250 leaving it and our
+//! ledger write; a crash exactly there sends that email once more, with the same
+//! Message-ID, which an idempotent receiver (like the embedded capture server) drops.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +18,7 @@ use lettre::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{DeliveryError, LEASE, POLL};
+use super::{DeliveryError, LEASE, POLL, ledger::SentLedger};
 use crate::{
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues},
@@ -33,6 +35,7 @@ pub fn spawn_pool(
     smtp_url: &str,
     db: Database,
     queues: Arc<Queues>,
+    ledger: Arc<SentLedger>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -44,6 +47,7 @@ pub fn spawn_pool(
             smtp_url: smtp_url.to_string(),
             db: db.clone(),
             queues: queues.clone(),
+            ledger: ledger.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -108,6 +112,7 @@ struct MailWorker {
     smtp_url: String,
     db: Database,
     queues: Arc<Queues>,
+    ledger: Arc<SentLedger>,
 }
 
 /// The email row a job delivers.
@@ -170,15 +175,12 @@ impl MailWorker {
         }
         match self.send(&email, smtp).await {
             Ok(reply) => {
-                let mut tx = self.db.pool.begin().await?;
-                sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
-                    .bind(now_ms())
-                    .bind(&reply)
-                    .bind(&email.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Queues::complete(&mut tx, &job.id).await?;
-                tx.commit().await
+                if let Err(error) = self.ledger.record(&email.id) {
+                    tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
+                }
+                let committed = self.record_sent(job, &email, &reply).await;
+                self.ledger.committed();
+                committed
             }
             Err(DeliveryError::Transient(reason)) => {
                 let outcome = self.queues.retry_later(job, &reason).await?;
@@ -191,6 +193,19 @@ impl MailWorker {
                 Ok(())
             }
         }
+    }
+
+    /// Marks the email sent and completes its job, together.
+    async fn record_sent(&self, job: &Job, email: &Email, reply: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
+            .bind(now_ms())
+            .bind(reply)
+            .bind(&email.id)
+            .execute(&mut *tx)
+            .await?;
+        Queues::complete(&mut tx, &job.id).await?;
+        tx.commit().await
     }
 
     /// One SMTP attempt. Returns the server's reply on success.

@@ -3,6 +3,7 @@
 //! that dies leaves nothing stuck: its job is claimed again when the lease runs out.
 
 pub mod inapp;
+pub mod ledger;
 pub mod mail;
 
 use std::time::Duration;

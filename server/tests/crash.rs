@@ -1,0 +1,350 @@
+//! Crash safety: `kill -9` the whole process twice under load, start it again on the
+//! same data, and count. Every accepted request's email reaches a real SMTP server (one
+//! running in this test process, so it outlives the kills) and its in-app notification
+//! reaches a real socket client — each exactly once — and nothing else arrives. For
+//! email "exactly once" holds at an idempotent receiver: see the note on duplicates.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use liveview::{smtp::CaptureServer, storage::Database};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
+const USERS: usize = 4;
+const MAIL_WORKERS: u64 = 4;
+const KILLS: u64 = 2;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Liveview {
+    args: Vec<String>,
+    child: Option<Child>,
+    lb: String,
+}
+
+impl Liveview {
+    async fn start(data: &str, smtp: SocketAddr) -> Self {
+        let (dashboard, lb) = (free_port(), free_port());
+        let args = [
+            "--dashboard",
+            &format!("127.0.0.1:{dashboard}"),
+            "--lb",
+            &format!("127.0.0.1:{lb}"),
+            "--servers",
+            "2",
+            "--server-port-base",
+            "0",
+            "--smtp-url",
+            &format!("smtp://{smtp}"),
+            "--mail-workers",
+            &MAIL_WORKERS.to_string(),
+            "--time-scale",
+            "0.01",
+            "--data",
+            data,
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut liveview = Self {
+            args,
+            child: None,
+            lb: format!("127.0.0.1:{lb}"),
+        };
+        liveview.spawn().await;
+        liveview
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(BINARY)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawns");
+        self.child = Some(child);
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        for _ in 0..200 {
+            if http
+                .get(format!("http://{}/healthz", self.lb))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("liveview did not come up");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL: no shutdown code runs.
+            child.kill().expect("killed");
+            child.wait().expect("reaped");
+        }
+    }
+}
+
+impl Drop for Liveview {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What each user's socket client saw: frames per notification id.
+type Frames = Arc<Mutex<HashMap<String, u32>>>;
+
+/// A real end-user client: connects through the balancer, acks every frame, and on a
+/// lost connection comes back with `lastSeq` as the protocol asks.
+async fn socket_client(lb: String, token: String, frames: Frames, stop: CancellationToken) {
+    let mut last_seq = 0i64;
+    while !stop.is_cancelled() {
+        let url = format!("ws://{lb}/api/notifications/ws?token={token}&lastSeq={last_seq}");
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = socket.next() => message,
+            };
+            let Some(Ok(message)) = message else { break };
+            let Message::Text(text) = message else { continue };
+            let frame: Value = serde_json::from_str(&text).expect("JSON frame");
+            let id = frame["id"].as_str().expect("id").to_string();
+            last_seq = last_seq.max(frame["seq"].as_i64().expect("seq"));
+            *frames.lock().expect("lock").entry(id.clone()).or_default() += 1;
+            if socket
+                .send(Message::text(json!({ "ack": id }).to_string()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends purchases until stopped; returns the request ids that were accepted (201).
+async fn load(lb: String, tokens: Vec<String>, stop: Arc<AtomicBool>) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let mut accepted = Vec::new();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let token = &tokens[n % tokens.len()];
+        let sent = http
+            .post(format!("http://{lb}/api/purchases"))
+            .bearer_auth(token)
+            .json(&json!({ "item": format!("item {n}"), "amountCents": 100 + n, "currency": "EUR" }))
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status() == 201 => {
+                accepted.push(response.headers()["x-request-id"].to_str().expect("ascii").to_string());
+            }
+            // Refused or cut off by a kill: not accepted, so nothing is owed.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_and_delivers_each_notification_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The SMTP server: a separate database, in this process, untouched by the kills.
+    let smtp_db = Database::open(&format!("sqlite://{}", dir.path().join("smtp.db").display()))
+        .await
+        .expect("smtp db");
+    let capture = CaptureServer::new(smtp_db);
+    let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let smtp_addr = smtp_listener.local_addr().expect("addr");
+    let smtp_stop = CancellationToken::new();
+    capture.spawn(smtp_listener, &TaskTracker::new(), smtp_stop.clone());
+
+    let data = dir.path().join("data");
+    let mut liveview = Liveview::start(data.to_str().expect("utf-8"), smtp_addr).await;
+    let lb = liveview.lb.clone();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut tokens = Vec::new();
+    for user in 0..USERS {
+        let email = format!("user{user}@example.com");
+        let signup = json!({ "email": email, "name": format!("User {user}"), "password": "long-enough" });
+        let response = http
+            .post(format!("http://{lb}/api/auth/signup"))
+            .json(&signup)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(response.status(), 201);
+        let login: Value = http
+            .post(format!("http://{lb}/api/auth/login"))
+            .json(&json!({ "email": email, "password": "long-enough" }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(login["token"].as_str().expect("token").to_string());
+    }
+
+    let frames: Frames = Arc::default();
+    let clients_stop = CancellationToken::new();
+    let clients: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            tokio::spawn(socket_client(
+                lb.clone(),
+                token.clone(),
+                frames.clone(),
+                clients_stop.clone(),
+            ))
+        })
+        .collect();
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let load_task = tokio::spawn(load(lb.clone(), tokens.clone(), load_stop.clone()));
+
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        liveview.kill();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        liveview.spawn().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load_stop.store(true, Ordering::Relaxed);
+    let accepted = load_task.await.expect("load");
+    assert!(accepted.len() > 50, "the load was real: {} accepted", accepted.len());
+
+    // The owed deliveries, read from the database the process keeps writing.
+    let db = Database::open(&format!("sqlite://{}", data.join("liveview.db").display()))
+        .await
+        .expect("data db");
+    let owed_emails: BTreeMap<String, String> =
+        sqlx::query_as("SELECT id, request_id FROM emails WHERE kind = 'purchase'")
+            .fetch_all(&db.pool)
+            .await
+            .expect("emails")
+            .into_iter()
+            .collect();
+    let owed_notifications: BTreeMap<String, String> =
+        sqlx::query_as("SELECT id, request_id FROM notifications WHERE kind = 'purchase'")
+            .fetch_all(&db.pool)
+            .await
+            .expect("notifications")
+            .into_iter()
+            .collect();
+    let requests_with_email: std::collections::BTreeSet<&String> = owed_emails.values().collect();
+    for request in &accepted {
+        assert!(
+            requests_with_email.contains(request),
+            "accepted request {request} has its email row"
+        );
+    }
+    assert!(owed_notifications.values().filter(|r| accepted.contains(r)).count() == accepted.len());
+
+    // Wait for every delivery to land.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let expected_signup_and_login_emails = (USERS * 2) as i64;
+    loop {
+        let stored = capture.count().await.expect("count");
+        let delivered = frames
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|id| owed_notifications.contains_key(*id))
+            .count();
+        if stored == owed_emails.len() as i64 + expected_signup_and_login_emails
+            && delivered == owed_notifications.len()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries incomplete: {stored} emails stored, {delivered} in-app frames"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Emails: each owed one stored once under its own Message-ID, nothing else.
+    let received: Vec<(Option<String>,)> = sqlx::query_as("SELECT message_id FROM mailbox")
+        .fetch_all(&capture_db(&dir).await.pool)
+        .await
+        .expect("mailbox");
+    let mut received_ids: Vec<String> = received
+        .into_iter()
+        .map(|(id,)| {
+            id.expect("Message-ID")
+                .trim_matches(['<', '>'])
+                .trim_end_matches("@liveview.local")
+                .to_string()
+        })
+        .filter(|id| owed_emails.contains_key(id))
+        .collect();
+    received_ids.sort();
+    assert_eq!(
+        received_ids,
+        owed_emails.keys().cloned().collect::<Vec<_>>(),
+        "each purchase email once"
+    );
+    // In-app: each owed notification in exactly one frame, and no frame for anything else.
+    let frames = frames.lock().expect("lock").clone();
+    for id in owed_notifications.keys() {
+        assert_eq!(
+            frames.get(id),
+            Some(&1),
+            "notification {id} reached its user exactly once"
+        );
+    }
+    // SMTP has no two-phase commit: a message the server has taken but whose 250 had not
+    // reached the killed process is sent again, with the same Message-ID, which this
+    // (idempotent) server drops. Only a send in flight at the kill can repeat: at most one
+    // per mail worker per kill.
+    let duplicates = capture.duplicates();
+    assert!(duplicates <= KILLS * MAIL_WORKERS, "{duplicates} repeated sends");
+
+    clients_stop.cancel();
+    for client in clients {
+        client.await.expect("client");
+    }
+    smtp_stop.cancel();
+    println!(
+        "accepted {} purchases across {KILLS} kills; {} emails stored and {} in-app frames, each exactly once; \
+         {duplicates} repeated SMTP sends dropped by Message-ID",
+        accepted.len(),
+        owed_emails.len(),
+        owed_notifications.len()
+    );
+}
+
+async fn capture_db(dir: &tempfile::TempDir) -> Database {
+    Database::open(&format!("sqlite://{}", dir.path().join("smtp.db").display()))
+        .await
+        .expect("smtp db")
+}
