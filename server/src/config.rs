@@ -70,6 +70,24 @@ pub struct Config {
     /// Directory holding the built SPA (Trunk's output).
     #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
     pub site: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools beside the system itself.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Benchmarks (print numbers; see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Bench {
+    /// Drives requests through the balancer at rising rates and measures both delivery
+    /// channels end to end.
+    Pipeline(crate::bench::PipelineArgs),
 }
 
 /// The embedded capture server's default address.

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api_error;
 pub mod balancer;
+pub mod bench;
 pub mod config;
 pub mod controllers;
 pub mod dashboard;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, error::ErrorKind};
-use liveview::config::Config;
+use liveview::config::{Bench, Command, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,6 +21,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Bench(Bench::Pipeline(args))) = config.command.clone() {
+        // Benchmarks print a table; only warnings go to the log.
+        tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_writer(std::io::stderr)
+            .init();
+        return match liveview::bench::pipeline(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -60,7 +60,7 @@ pub async fn signup(
         name,
         created_at_ms: now_ms(),
     };
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     let inserted = sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
     )
@@ -123,7 +123,7 @@ pub async fn login(
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid email or password"));
     };
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     let token = accounts::create_session(&mut tx, &user.id).await?;
     let notice = Notice {
         kind: NotificationType::Login,
@@ -173,7 +173,7 @@ pub async fn reset_password(
     };
     let token = accounts::new_secret();
     let now = now_ms();
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
         .bind(accounts::digest(&token))
         .bind(&user.id)
@@ -224,7 +224,7 @@ pub async fn confirm_reset(
         .await
         .map_err(ApiError::internal)?;
     let now = now_ms();
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     // Spending the token is the guard: only one confirm can flip used_at_ms from NULL.
     let user_id: Option<String> = sqlx::query_scalar(
         "UPDATE password_resets SET used_at_ms = ? WHERE token_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ? RETURNING user_id",

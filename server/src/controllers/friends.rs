@@ -61,7 +61,7 @@ pub async fn create(
             "cannot send a friend request to yourself".to_string(),
         )]));
     }
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     let existing: Option<String> = sqlx::query_scalar(
         "SELECT status FROM friend_requests WHERE (from_user_id = ? AND to_user_id = ?) OR (from_user_id = ? AND to_user_id = ?) LIMIT 1",
     )
@@ -117,7 +117,7 @@ pub async fn accept(
     request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Json<FriendRequest>, ApiError> {
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     let row: Option<(String, String, i64)> = sqlx::query_as(
         "SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = ? AND to_user_id = ?",
     )

@@ -63,7 +63,7 @@ pub async fn create(
         currency: body.currency,
         created_at_ms: now_ms(),
     };
-    let mut tx = server.shared.db.pool.begin().await?;
+    let mut tx = server.shared.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
     )

@@ -113,6 +113,14 @@ impl Database {
             })
     }
 
+    /// Begins a transaction that will write. SQLite's default (deferred) transaction
+    /// takes the write lock only at its first write and fails at once with "database is
+    /// locked" if another writer got in since its first read; an immediate one takes the
+    /// lock up front, so the busy timeout applies and it waits its turn instead.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// How many times a process has started on this database.
     pub async fn boot_count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM boots")

@@ -114,7 +114,7 @@ impl InAppWorker {
     }
 
     async fn complete(&self, job: &Job) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         Queues::complete(&mut tx, &job.id).await?;
         tx.commit().await
     }

@@ -51,7 +51,7 @@ impl SentLedger {
         File::open(&self.path)?.read_to_string(&mut text)?;
         let ids: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
         let mut settled = 0;
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_write().await?;
         for id in &ids {
             settled += sqlx::query(
                 "UPDATE emails SET sent_at_ms = ?, smtp_reply = '250 (recorded in the sent ledger)' WHERE id = ? AND sent_at_ms IS NULL",

@@ -12,10 +12,15 @@
 use std::{sync::Arc, time::Duration};
 
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Message,
     message::{Mailbox, header::ContentType},
-    transport::smtp::{PoolConfig, authentication::Credentials},
+    transport::smtp::{
+        authentication::{Credentials, Mechanism},
+        client::AsyncSmtpConnection,
+        extension::ClientId,
+    },
 };
+use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{DeliveryError, LEASE, POLL, ledger::SentLedger};
@@ -40,7 +45,7 @@ pub fn spawn_pool(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     // Parse once up front so a bad URL fails the start, not every send.
-    transport(smtp_url)?;
+    SmtpTarget::parse(smtp_url)?;
     for number in 1..=count {
         let worker = MailWorker {
             id: format!("mail-worker-{number}"),
@@ -54,17 +59,88 @@ pub fn spawn_pool(
     Ok(())
 }
 
-fn transport(smtp_url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let target = SmtpTarget::parse(smtp_url)?;
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host)
-        .port(target.port)
-        .timeout(Some(Duration::from_secs(5)))
-        // One connection per worker, kept open between messages.
-        .pool_config(PoolConfig::new().max_size(1).idle_timeout(Duration::from_secs(30)));
-    if let Some((user, password)) = target.credentials {
-        builder = builder.credentials(Credentials::new(user, password));
+/// One worker's SMTP conversation, kept open between messages.
+///
+/// lettre speaks the protocol; the TCP stream is ours so it can have `TCP_NODELAY`:
+/// lettre writes a message's body and its final `.` separately, and with Nagle's
+/// algorithm against the server's delayed ACK every message waited about 40 ms.
+struct SmtpClient {
+    target: SmtpTarget,
+    connection: Option<AsyncSmtpConnection>,
+    last_used: std::time::Instant,
+}
+
+/// A connection idle longer than this is checked with NOOP before use.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl SmtpClient {
+    fn new(smtp_url: &str) -> Result<Self, String> {
+        Ok(Self {
+            target: SmtpTarget::parse(smtp_url)?,
+            connection: None,
+            last_used: std::time::Instant::now(),
+        })
     }
-    Ok(builder.build())
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+        let unreachable = |error: String| DeliveryError::Transient(format!("cannot reach the SMTP server: {error}"));
+        let address = (self.target.host.as_str(), self.target.port);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|error| unreachable(error.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| unreachable(error.to_string()))?;
+        let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default())
+            .await
+            .map_err(|error| classify(&error))?;
+        if let Some((user, password)) = &self.target.credentials {
+            let credentials = Credentials::new(user.clone(), password.clone());
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await
+                .map_err(|error| classify(&error))?;
+        }
+        Ok(connection)
+    }
+
+    /// Sends one message; returns the server's reply text on a 2xx.
+    async fn send(&mut self, message: &Message) -> Result<String, DeliveryError> {
+        let stale = self.last_used.elapsed() > CHECK_IDLE_AFTER;
+        let mut connection = match self.connection.take() {
+            Some(mut connection) if !connection.has_broken() => {
+                if stale && !connection.test_connected().await {
+                    self.connect().await?
+                } else {
+                    connection
+                }
+            }
+            _ => self.connect().await?,
+        };
+        let result = connection.send(message.envelope(), &message.formatted()).await;
+        self.last_used = std::time::Instant::now();
+        if !connection.has_broken() {
+            self.connection = Some(connection);
+        }
+        match result {
+            Ok(response) if response.is_positive() => {
+                let text = response.message().collect::<Vec<_>>().join(" ");
+                Ok(format!("{} {text}", u16::from(response.code())))
+            }
+            Ok(response) => Err(DeliveryError::Transient(format!(
+                "unexpected SMTP reply {}",
+                u16::from(response.code())
+            ))),
+            Err(error) => Err(classify(&error)),
+        }
+    }
+
+    /// After a timeout the conversation is in an unknown state: start a new one.
+    fn reset(&mut self) {
+        self.connection = None;
+    }
 }
 
 /// `smtp://[user:password@]host[:port]`. Plain SMTP only: the SMTP servers this talks to
@@ -127,7 +203,7 @@ struct Email {
 
 impl MailWorker {
     async fn run(self, shutdown: CancellationToken) {
-        let Ok(mut smtp) = transport(&self.smtp_url) else {
+        let Ok(mut smtp) = SmtpClient::new(&self.smtp_url) else {
             return;
         };
         loop {
@@ -157,7 +233,7 @@ impl MailWorker {
         }
     }
 
-    async fn process(&self, job: &Job, smtp: &mut AsyncSmtpTransport<Tokio1Executor>) -> Result<(), sqlx::Error> {
+    async fn process(&self, job: &Job, smtp: &mut SmtpClient) -> Result<(), sqlx::Error> {
         let email: Option<Email> =
             sqlx::query_as("SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id = ?")
                 .bind(&job.target_id)
@@ -169,7 +245,7 @@ impl MailWorker {
         };
         if email.sent_at_ms.is_some() {
             // Delivered by an earlier attempt whose completion was not recorded.
-            let mut tx = self.db.pool.begin().await?;
+            let mut tx = self.db.begin_write().await?;
             Queues::complete(&mut tx, &job.id).await?;
             return tx.commit().await;
         }
@@ -197,7 +273,7 @@ impl MailWorker {
 
     /// Marks the email sent and completes its job, together.
     async fn record_sent(&self, job: &Job, email: &Email, reply: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
             .bind(now_ms())
             .bind(reply)
@@ -209,33 +285,17 @@ impl MailWorker {
     }
 
     /// One SMTP attempt. Returns the server's reply on success.
-    async fn send(
-        &self,
-        email: &Email,
-        smtp: &mut AsyncSmtpTransport<Tokio1Executor>,
-    ) -> Result<String, DeliveryError> {
+    async fn send(&self, email: &Email, smtp: &mut SmtpClient) -> Result<String, DeliveryError> {
         let message = build_message(email)?;
-        match tokio::time::timeout(SEND_TIMEOUT, smtp.send(message)).await {
+        match tokio::time::timeout(SEND_TIMEOUT, smtp.send(&message)).await {
+            Ok(result) => result,
             Err(_) => {
-                // A cancelled send leaves its pooled connection mid-conversation; a fresh
-                // transport is the only safe way on.
-                if let Ok(fresh) = transport(&self.smtp_url) {
-                    *smtp = fresh;
-                }
+                smtp.reset();
                 Err(DeliveryError::Transient(format!(
                     "no SMTP answer within {} s",
                     SEND_TIMEOUT.as_secs()
                 )))
             }
-            Ok(Ok(response)) if response.is_positive() => {
-                let text = response.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{} {text}", u16::from(response.code())))
-            }
-            Ok(Ok(response)) => Err(DeliveryError::Transient(format!(
-                "unexpected SMTP reply {}",
-                u16::from(response.code())
-            ))),
-            Ok(Err(error)) => Err(classify(&error)),
         }
     }
 }
