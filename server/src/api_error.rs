@@ -59,13 +59,27 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
+        match error {
+            // Overload, not a fault: every connection stayed busy for the whole wait.
+            sqlx::Error::PoolTimedOut => {
+                tracing::warn!("database pool exhausted; answering 503");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; try again shortly")
+            }
+            error => Self::internal(error),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+        let mut response = (self.status, Json(&self)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -36,9 +36,20 @@ pub enum HashError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// At most one argon2 computation per core at a time: more would only make every
+/// request that hashes slower, and starve everything else of CPU.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)))
+}
+
 /// Hashes on a blocking thread: argon2 is deliberately slow (tens of milliseconds) and
 /// must not stall the async workers.
 pub async fn hash_password(password: String) -> Result<String, HashError> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|_| HashError::Hash("hashing closed".into()))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -52,6 +63,10 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
 /// no user, so "no such user" and "wrong password" take the same time.
 pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, HashError> {
     let dummy = dummy_hash();
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|_| HashError::Hash("hashing closed".into()))?;
     tokio::task::spawn_blocking(move || {
         let stored = stored.as_deref().unwrap_or(dummy);
         let Ok(parsed) = PasswordHash::new(stored) else {
