@@ -281,7 +281,19 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let system = System::start().await;
-    let (_, token) = system.signup_and_login("ada@example.com", "Ada").await;
+    let (user_id, token) = system.signup_and_login("ada@example.com", "Ada").await;
+    // A session that ran out yesterday.
+    let expired_secret = liveview::accounts::new_secret();
+    let yesterday = liveview::now_ms() - 86_400_000;
+    sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
+        .bind(liveview::accounts::digest(&expired_secret))
+        .bind(&user_id)
+        .bind(yesterday - 1000)
+        .bind(yesterday)
+        .execute(&system.running.database.pool)
+        .await
+        .expect("expired session");
+    let expired = format!("{user_id}.{expired_secret}");
     let rows = "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM purchases) + (SELECT COUNT(*) FROM jobs) + (SELECT COUNT(*) FROM sessions)";
     let before = system.count(rows).await;
     let url = |path: &str| format!("{}{path}", system.base);
@@ -373,6 +385,14 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "wrong password",
             http.post(url("/api/auth/login"))
                 .json(&json!({ "email": "ada@example.com", "password": "wrong-password" })),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "expired token",
+            http.post(url("/api/purchases"))
+                .bearer_auth(&expired)
+                .json(&json!({ "item": "Lamp", "amountCents": 1, "currency": "EUR" })),
             StatusCode::UNAUTHORIZED,
             None,
         ),
