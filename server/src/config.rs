@@ -13,7 +13,8 @@ use clap::Parser;
 /// three app servers on the embedded defaults (an SQLite file under ./data). Every
 /// address takes port 0 to mean "pick a free one"; bound addresses are logged.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "liveview", version, about, long_about = None, max_term_width = 100)]
+// A flag given twice takes its last value, as with most command lines.
+#[command(name = "liveview", version, about, long_about = None, max_term_width = 100, args_override_self = true)]
 pub struct Config {
     /// Where the dashboard listens (SPA, /status, live-view API).
     #[arg(long, env = "LIVEVIEW_DASHBOARD", value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]

@@ -9,40 +9,13 @@ use axum::{
     extract::{State, WebSocketUpgrade, ws::Message as AxumMessage},
     routing::get,
 };
-use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use liveview::{
-    Running,
-    balancer::{Balancer, HealthPolicy},
-    config::Config,
-};
+use liveview::balancer::{Balancer, HealthPolicy};
+use support::TestSystem;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-async fn start(data: &std::path::Path, servers: u16) -> Running {
-    let servers = servers.to_string();
-    let config = Config::try_parse_from([
-        "liveview",
-        "--dashboard",
-        "127.0.0.1:0",
-        "--lb",
-        "127.0.0.1:0",
-        "--servers",
-        &servers,
-        "--server-port-base",
-        "0",
-        "--smtp-sink",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().expect("utf-8"),
-    ])
-    .expect("flags parse");
-    liveview::start(&config).await.expect("starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
-}
+mod support;
 
 async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
     let response = http.get(url).send().await.expect("answers");
@@ -55,9 +28,9 @@ async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn round_robin_spreads_requests_and_marks_each_response() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(dir.path(), 3).await;
-    let http = client();
+    let system = TestSystem::start(&["--servers", "3"]).await;
+    let running = &system.running;
+    let http = system.http.clone();
     // No app route exists yet but the servers' own JSON 404: what matters is who answered.
     let url = format!("http://{}/api/where", running.balancer);
     let mut seen = Vec::new();
@@ -103,14 +76,14 @@ async fn round_robin_spreads_requests_and_marks_each_response() {
         .map(|s| s["requestsHandled"].as_u64().expect("count"))
         .sum();
     assert_eq!(handled, 8);
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(dir.path(), 2).await;
-    let http = client();
+    let system = TestSystem::start(&["--servers", "2"]).await;
+    let running = &system.running;
+    let http = system.http.clone();
     let url = format!("http://{}/api/where", running.balancer);
     let dashboard = format!("http://{}", running.dashboard);
     let stop = http
@@ -160,14 +133,14 @@ async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "server-1 takes traffic again after recovering");
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(dir.path(), 2).await;
-    let http = client();
+    let system = TestSystem::start(&["--servers", "2"]).await;
+    let running = &system.running;
+    let http = system.http.clone();
     let url = format!("http://{}/api/balancer", running.dashboard);
     let response = http
         .put(&url)
@@ -223,7 +196,7 @@ async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
         .expect("answers");
     assert_eq!(response.status(), 404);
     assert!(response.json::<serde_json::Value>().await.expect("json error")["error"].is_string());
-    running.shutdown().await;
+    system.stop().await;
 }
 
 /// A backend that answers WebSocket messages with its own name.

@@ -1,50 +1,18 @@
 //! The notification system's HTTP API through the real balancer: each controller's rows
 //! and notifications, and every kind of bad input getting a JSON 4xx that changes nothing.
 
-use clap::Parser;
-use liveview::{Running, config::Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::TestSystem;
 
-struct System {
-    running: Running,
-    http: reqwest::Client,
-    base: String,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-impl System {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::try_parse_from([
-            "liveview",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--lb",
-            "127.0.0.1:0",
-            "--servers",
-            "2",
-            "--server-port-base",
-            "0",
-            "--smtp-sink",
-            "127.0.0.1:0",
-            "--data",
-            dir.path().to_str().expect("utf-8"),
-        ])
-        .expect("flags");
-        let running = liveview::start(&config).await.expect("starts");
-        let base = format!("http://{}", running.balancer);
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self {
-            running,
-            http,
-            base,
-            _dir: dir,
-        }
-    }
+/// The flags every test here starts the system with.
+const FLAGS: &[&str] = &["--servers", "2"];
 
+impl TestSystem {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        let mut request = self.http.post(self.lb(path)).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -56,7 +24,7 @@ impl System {
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         let response = self
             .http
-            .get(format!("{}{path}", self.base))
+            .get(self.lb(path))
             .bearer_auth(token)
             .send()
             .await
@@ -87,18 +55,11 @@ impl System {
             login["token"].as_str().expect("token").to_string(),
         )
     }
-
-    async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.running.database.pool)
-            .await
-            .expect("count")
-    }
 }
 
 #[tokio::test]
 async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_together() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let (user_id, token) = system.signup_and_login("Ada@Example.com", "Ada").await;
     assert!(
         token.starts_with(&format!("{user_id}.")),
@@ -160,12 +121,12 @@ async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_toge
     assert_eq!(page["nextBefore"], 2);
     let (_, older) = system.get("/api/notifications?limit=2&before=2", &token).await;
     assert_eq!(older["notifications"][0]["seq"], 1);
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn friend_requests_notify_the_recipient_then_the_sender() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let (_, ada) = system.signup_and_login("ada@example.com", "Ada").await;
     let (bob_id, bob) = system.signup_and_login("bob@example.com", "Bob").await;
     let (status, request) = system
@@ -205,12 +166,12 @@ async fn friend_requests_notify_the_recipient_then_the_sender() {
     assert_eq!(bobs["notifications"][0]["kind"], "friend-request");
     let (_, adas) = system.get("/api/notifications", &ada).await;
     assert_eq!(adas["notifications"][0]["kind"], "friend-accept");
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn password_reset_reveals_nothing_and_its_token_works_once() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let (_, old_token) = system.signup_and_login("ada@example.com", "Ada").await;
     let (known, _) = system
         .post("/api/auth/reset-password", None, json!({ "email": "ada@example.com" }))
@@ -274,13 +235,13 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the second confirm changed nothing");
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 /// Every bad input gets a JSON 4xx and leaves the database as it was.
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let (user_id, token) = system.signup_and_login("ada@example.com", "Ada").await;
     // A session that ran out yesterday.
     let expired_secret = liveview::accounts::new_secret();
@@ -296,7 +257,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let expired = format!("{user_id}.{expired_secret}");
     let rows = "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM purchases) + (SELECT COUNT(*) FROM jobs) + (SELECT COUNT(*) FROM sessions)";
     let before = system.count(rows).await;
-    let url = |path: &str| format!("{}{path}", system.base);
+    let url = |path: &str| system.lb(path);
     // The same token with its last hex digit changed.
     let last = if token.ends_with('0') { "1" } else { "0" };
     let forged = format!("{}{last}", &token[..token.len() - 1]);
@@ -514,5 +475,5 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         }
     }
     assert_eq!(system.count(rows).await, before, "no bad request changed anything");
-    system.running.shutdown().await;
+    system.stop().await;
 }

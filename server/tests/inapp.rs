@@ -3,52 +3,21 @@
 //! pushes walking inapp-retry to inapp-dlq.
 
 use std::time::Duration;
+use support::TestSystem;
 
-use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use liveview::{Running, config::Config};
 use serde_json::{Value, json};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct System {
-    running: Running,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-impl System {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::try_parse_from([
-            "liveview",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--lb",
-            "127.0.0.1:0",
-            "--servers",
-            "2",
-            "--server-port-base",
-            "0",
-            "--smtp-sink",
-            "127.0.0.1:0",
-            // inapp-retry's minute → 60 ms; the ack timeout → its 200 ms floor.
-            "--time-scale",
-            "0.001",
-            "--data",
-            dir.path().to_str().expect("utf-8"),
-        ])
-        .expect("flags");
-        let running = liveview::start(&config).await.expect("starts");
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self {
-            running,
-            http,
-            _dir: dir,
-        }
-    }
+/// The flags every test here starts the system with.
+/// `--time-scale 0.001`: inapp-retry's minute → 60 ms; the ack timeout → its 200 ms floor.
+const FLAGS: &[&str] = &["--servers", "2", "--time-scale", "0.001"];
 
+impl TestSystem {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
         let mut request = self
             .http
@@ -92,13 +61,6 @@ impl System {
         let server = response.headers()["x-served-by"].to_str().expect("ascii").to_string();
         (socket, server)
     }
-
-    async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.running.database.pool)
-            .await
-            .expect("count")
-    }
 }
 
 async fn next_frame(socket: &mut Socket) -> Value {
@@ -127,7 +89,7 @@ async fn no_frame_within(socket: &mut Socket, wait: Duration) {
 
 #[tokio::test]
 async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_delivered() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
     let (mut socket, _) = system.connect(&token, None).await;
 
@@ -188,12 +150,12 @@ async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_
         3
     );
     no_frame_within(&mut socket, Duration::from_millis(500)).await;
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
     let (mut socket, first_server) = system.connect(&token, None).await;
     let welcome = next_frame(&mut socket).await;
@@ -222,12 +184,12 @@ async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server()
             .await,
         0
     );
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
     let (mut socket, _) = system.connect(&token, None).await;
     // seq 1 and 2 waited while the user was away: store and forward, not jobs.
@@ -271,14 +233,14 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
             .await,
         0
     );
-    system.running.shutdown().await;
+    system.stop().await;
     // The retry finds it still in flight on the same socket: no duplicate frame is sent.
     assert_eq!(reader.await.expect("reader"), 1, "pushed exactly once");
 }
 
 #[tokio::test]
 async fn a_socket_without_a_valid_token_is_refused() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let url = format!(
         "ws://{}/api/notifications/ws?token=nobody.{}",
         system.running.balancer,
@@ -289,5 +251,5 @@ async fn a_socket_without_a_valid_token_is_refused() {
         panic!("an HTTP refusal, got {error}")
     };
     assert_eq!(response.status(), 401);
-    system.running.shutdown().await;
+    system.stop().await;
 }

@@ -3,52 +3,17 @@
 //! queue, 5xx go there at once, and requeue brings them back.
 
 use std::time::Duration;
+use support::TestSystem;
 
-use clap::Parser;
-use liveview::{Running, config::Config};
 use serde_json::{Value, json};
 
-struct System {
-    running: Running,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-impl System {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::try_parse_from([
-            "liveview",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--lb",
-            "127.0.0.1:0",
-            "--servers",
-            "1",
-            "--server-port-base",
-            "0",
-            "--smtp-sink",
-            "127.0.0.1:0",
-            // 5 min → 300 ms, 30 min → 1.8 s.
-            "--time-scale",
-            "0.001",
-            "--data",
-            dir.path().to_str().expect("utf-8"),
-        ])
-        .expect("flags");
-        let running = liveview::start(&config).await.expect("starts");
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self {
-            running,
-            http,
-            _dir: dir,
-        }
-    }
+/// The flags every test here starts the system with.
+/// `--time-scale 0.001`: 5 min → 300 ms, 30 min → 1.8 s.
+const FLAGS: &[&str] = &["--servers", "1", "--time-scale", "0.001"];
 
-    fn dashboard(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.dashboard)
-    }
-
+impl TestSystem {
     async fn signup(&self, email: &str) {
         let response = self
             .http
@@ -94,7 +59,7 @@ impl System {
     }
 
     /// Polls until `check` holds, for at most 10 s.
-    async fn eventually(&self, what: &str, check: impl AsyncFn(&Self) -> bool) {
+    async fn eventually(&self, what: &str, check: impl AsyncFn(&TestSystem) -> bool) {
         for _ in 0..100 {
             if check(self).await {
                 return;
@@ -107,7 +72,7 @@ impl System {
 
 #[tokio::test]
 async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     system.signup("ada@example.com").await;
     system
         .eventually("the welcome email arrives", async |s| {
@@ -134,12 +99,12 @@ async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
     // A moment later there is still exactly one: nothing re-sends a sent email.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(system.get("/api/mailbox").await["total"], 1);
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_delivers() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     system.faults(json!({ "smtp4xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
     system
@@ -168,12 +133,12 @@ async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_d
             s.get("/api/mailbox").await["total"] == 1
         })
         .await;
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     system.faults(json!({ "smtp5xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
     system
@@ -188,12 +153,12 @@ async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
             .expect("job");
     assert_eq!(attempts, 1, "no retry tier for a 5xx");
     assert!(error.contains("554"), "{error}");
-    system.running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused() {
-    let system = System::start().await;
+    let system = TestSystem::start(FLAGS).await;
     let pause = system
         .http
         .post(system.dashboard("/api/queues/mail/pause"))
@@ -241,5 +206,5 @@ async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused()
         .await
         .expect("answers");
     assert_eq!(not_dlq.status(), 400);
-    system.running.shutdown().await;
+    system.stop().await;
 }

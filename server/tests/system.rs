@@ -4,42 +4,27 @@
 use std::{path::Path, time::Duration};
 
 use app::wire::{ComponentHealth, Envelope, LiveEvent, OverallHealth, SystemStatus};
-use clap::Parser;
 use futures_util::StreamExt;
-use liveview::{Running, config::Config};
+use support::TestSystem;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn start(data: &Path, site: &Path) -> Running {
-    let config = Config::try_parse_from([
-        "liveview",
-        "--dashboard",
-        "127.0.0.1:0",
-        "--lb",
-        "127.0.0.1:0",
-        "--servers",
-        "2",
-        "--server-port-base",
-        "0",
-        "--smtp-sink",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--site",
-        site.to_str().expect("utf-8 path"),
-    ])
-    .expect("flags parse");
-    liveview::start(&config).await.expect("system starts")
-}
+mod support;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+/// Two app servers; the SPA from `site` when given.
+async fn start(site: Option<&Path>) -> TestSystem {
+    let site = site.map(|site| site.to_str().expect("utf-8").to_string());
+    let mut extra = vec!["--servers", "2"];
+    if let Some(site) = &site {
+        extra.extend(["--site", site.as_str()]);
+    }
+    TestSystem::start(&extra).await
 }
 
 #[tokio::test]
 async fn every_listener_answers_healthz_with_json() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
-    let http = client();
+    let system = start(None).await;
+    let running = &system.running;
+    let http = system.http.clone();
     let mut targets = vec![("dashboard", running.dashboard), ("load-balancer", running.balancer)];
     targets.extend(running.servers.iter().map(|(_, addr)| ("server", *addr)));
     for (component, addr) in targets {
@@ -53,14 +38,16 @@ async fn every_listener_answers_healthz_with_json() {
         assert_eq!(body["status"], "ok");
         assert_eq!(body["component"], component);
     }
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn status_json_reports_every_component_healthy() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
-    let status: SystemStatus = client()
+    let system = start(None).await;
+    let running = &system.running;
+    let status: SystemStatus = system
+        .http
+        .clone()
         .get(format!("http://{}/status", running.dashboard))
         .header("Accept", "application/json")
         .send()
@@ -77,14 +64,16 @@ async fn status_json_reports_every_component_healthy() {
         "{status:?}"
     );
     assert_eq!(status.components[2].address, running.servers[0].1.to_string());
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn status_html_is_server_rendered_without_scripts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
-    let response = client()
+    let system = start(None).await;
+    let running = &system.running;
+    let response = system
+        .http
+        .clone()
         .get(format!("http://{}/status", running.dashboard))
         .header("Accept", "text/html")
         .send()
@@ -109,14 +98,14 @@ async fn status_html_is_server_rendered_without_scripts() {
     }
     // Complete as sent: no script to fetch (leptos_axum only inlines its resource bootstrap).
     assert!(!html.contains("<script src"), "the status page loads no JavaScript");
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
-    let http = client();
+    let system = start(None).await;
+    let running = &system.running;
+    let http = system.http.clone();
     let status_url = format!("http://{}/status", running.dashboard);
     let fetch = || async {
         http.get(&status_url)
@@ -144,7 +133,7 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
         .expect("answers");
     assert_eq!(start.status(), 200);
     wait_for(fetch, |status| status.status == OverallHealth::Healthy).await;
-    running.shutdown().await;
+    system.stop().await;
 }
 
 /// Polls `fetch` until `done` holds (status is sampled once a second).
@@ -165,8 +154,8 @@ where
 
 #[tokio::test]
 async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
+    let system = start(None).await;
+    let running = &system.running;
     let url = format!("ws://{}/api/live-view/ws", running.dashboard);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let mut seqs = Vec::new();
@@ -187,17 +176,17 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         seqs.push(envelope.seq);
     }
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_live_sockets_with_going_away_and_frees_the_ports() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), dir.path()).await;
+    let system = start(None).await;
+    let running = &system.running;
     let dashboard = running.dashboard;
     let url = format!("ws://{dashboard}/api/live-view/ws");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
-    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+    tokio::time::timeout(Duration::from_secs(5), system.stop())
         .await
         .expect("shutdown does not wait on an open viewer");
     let mut close_code = None;
@@ -218,8 +207,9 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
     std::fs::create_dir_all(&site).expect("site dir");
     std::fs::write(site.join("index.html"), "<!DOCTYPE html><title>spa</title>").expect("index");
     std::fs::write(site.join("frontend-0123456789abcdef_bg.wasm"), b"\0asm\x01\0\0\0").expect("wasm");
-    let running = start(&dir.path().join("data"), &site).await;
-    let http = client();
+    let system = start(Some(&site)).await;
+    let running = &system.running;
+    let http = system.http.clone();
     let base = format!("http://{}", running.dashboard);
 
     let index = http.get(format!("{base}/")).send().await.expect("index");
@@ -242,19 +232,22 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
         .expect("deep link");
     assert_eq!(deep.status(), 200);
     assert!(deep.text().await.expect("body").contains("<title>spa</title>"));
-    running.shutdown().await;
+    system.stop().await;
 }
 
 #[tokio::test]
 async fn without_a_built_spa_the_root_says_how_to_build_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let running = start(&dir.path().join("data"), &dir.path().join("missing")).await;
-    let response = client()
+    let system = start(Some(&dir.path().join("missing"))).await;
+    let running = &system.running;
+    let response = system
+        .http
+        .clone()
         .get(format!("http://{}/", running.dashboard))
         .send()
         .await
         .expect("answers");
     assert_eq!(response.status(), 503);
     assert!(response.text().await.expect("body").contains("make build"));
-    running.shutdown().await;
+    system.stop().await;
 }

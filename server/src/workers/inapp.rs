@@ -8,7 +8,6 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{LEASE, POLL};
 use crate::{
     queue::{Channel, Job, QueueName, Queues},
     storage::Database,
@@ -48,26 +47,15 @@ struct InAppWorker {
 
 impl InAppWorker {
     async fn run(self, shutdown: CancellationToken) {
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let job = match self.queues.claim(&QueueName::INAPP_WORK, &self.id, LEASE).await {
-                Ok(Some(job)) => job,
-                Ok(None) => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = self.queues.woken(Channel::InApp) => {}
-                        () = tokio::time::sleep(POLL) => {}
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(worker = %self.id, %error, "could not claim an in-app job");
-                    tokio::time::sleep(POLL).await;
-                    continue;
-                }
-            };
+        while let Some(job) = super::next_job(
+            &self.queues,
+            &QueueName::INAPP_WORK,
+            Channel::InApp,
+            &self.id,
+            &shutdown,
+        )
+        .await
+        {
             let outcome = tokio::select! {
                 // Shutting down mid-wait: the lease runs out and the job is retried.
                 () = shutdown.cancelled() => return,

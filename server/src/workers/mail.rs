@@ -23,7 +23,7 @@ use lettre::{
 use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{DeliveryError, LEASE, POLL, ledger::SentLedger};
+use super::{DeliveryError, ledger::SentLedger};
 use crate::{
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues},
@@ -206,26 +206,9 @@ impl MailWorker {
         let Ok(mut smtp) = SmtpClient::new(&self.smtp_url) else {
             return;
         };
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let job = match self.queues.claim(&QueueName::MAIL_WORK, &self.id, LEASE).await {
-                Ok(Some(job)) => job,
-                Ok(None) => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = self.queues.woken(Channel::Email) => {}
-                        () = tokio::time::sleep(POLL) => {}
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(worker = %self.id, %error, "could not claim a mail job");
-                    tokio::time::sleep(POLL).await;
-                    continue;
-                }
-            };
+        while let Some(job) =
+            super::next_job(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
+        {
             if let Err(error) = self.process(&job, &mut smtp).await {
                 // The lease runs out and another attempt follows; nothing is lost.
                 tracing::warn!(worker = %self.id, job = %job.id, %error, "could not record a mail job's outcome");

@@ -8,6 +8,10 @@ pub mod mail;
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{Channel, Job, QueueName, Queues};
+
 /// How long a claimed job is a worker's alone. Longer than any single delivery attempt
 /// (which has its own timeout), so a live worker never loses its job to another.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -22,4 +26,31 @@ pub enum DeliveryError {
     Transient(String),
     /// Will not pass: a 5xx reply, an address that cannot be used. Dead-letter queue.
     Permanent(String),
+}
+
+/// Waits for the next job a worker of `channel` may take from `queues`: claims at once
+/// when one is due, else sleeps until woken by a commit or [`POLL`] passes. `None` on
+/// shutdown.
+pub async fn next_job(
+    queues: &Queues,
+    from: &[QueueName],
+    channel: Channel,
+    worker: &str,
+    shutdown: &CancellationToken,
+) -> Option<Job> {
+    loop {
+        if shutdown.is_cancelled() {
+            return None;
+        }
+        match queues.claim(from, worker, LEASE).await {
+            Ok(Some(job)) => return Some(job),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(worker, %error, "could not claim a job"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = queues.woken(channel) => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
 }
