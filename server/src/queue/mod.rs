@@ -236,16 +236,28 @@ impl Queues {
     /// Leases the next due job from `queues` (skipping paused ones) to `worker` for
     /// `lease`. A job whose lease ran out counts as due: its worker died.
     pub async fn claim(&self, queues: &[QueueName], worker: &str, lease: Duration) -> Result<Option<Job>, sqlx::Error> {
+        Ok(self.claim_batch(queues, worker, lease, 1).await?.pop())
+    }
+
+    /// Leases up to `limit` due jobs at once, oldest first: one statement instead of one
+    /// per job.
+    pub async fn claim_batch(
+        &self,
+        queues: &[QueueName],
+        worker: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Job>, sqlx::Error> {
         let now = now_ms();
         let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
-        let placeholders = vec!["?"; names.len()].join(", ");
         let sql = format!(
             "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
-             WHERE id = (SELECT id FROM jobs WHERE queue IN ({placeholders}) \
+             WHERE id IN (SELECT id FROM jobs WHERE queue IN ({}) \
                 AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
                 AND ((state IN ('waiting', 'delayed') AND run_at_ms <= ?) OR (state = 'active' AND lease_until_ms < ?)) \
-                ORDER BY run_at_ms LIMIT 1) \
-             RETURNING id, queue, target_id, request_id, attempts, last_error"
+                ORDER BY run_at_ms LIMIT ?) \
+             RETURNING id, queue, target_id, request_id, attempts, last_error",
+            placeholders(names.len())
         );
         // Only `?` placeholders are formatted in; every value is bound.
         let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
@@ -255,7 +267,15 @@ impl Queues {
         for name in names {
             query = query.bind(name);
         }
-        query.bind(now).bind(now).fetch_optional(&self.db.pool).await
+        let mut jobs = query
+            .bind(now)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.pool)
+            .await?;
+        // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs)
     }
 
     /// Releases every lease at start. With SQLite one process owns the database, so a
@@ -278,6 +298,22 @@ impl Queues {
             .execute(&mut **tx)
             .await
             .map(drop)
+    }
+
+    /// Marks several jobs done in one statement, inside the caller's transaction.
+    pub async fn complete_all(tx: &mut Transaction<'_, Sqlite>, job_ids: &[&str]) -> Result<(), sqlx::Error> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE id IN ({})",
+            placeholders(job_ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+        for id in job_ids {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await.map(drop)
     }
 
     /// A failure that may pass: the job moves to the next retry tier, or to the
@@ -403,6 +439,11 @@ impl Queues {
         }
         Ok(counts)
     }
+}
+
+/// `?, ?, ?` for an `IN (...)` list of `count` bound values.
+pub fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(", ")
 }
 
 #[cfg(test)]

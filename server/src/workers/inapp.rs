@@ -4,12 +4,12 @@
 //! the notification stays stored and goes out, in order, when their socket connects,
 //! so the job's work — getting it to the store-and-forward point — is done.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    queue::{Channel, Job, QueueName, Queues},
+    queue::{Channel, Job, QueueName, Queues, placeholders},
     storage::Database,
     websocket::{PushError, Registry},
 };
@@ -47,7 +47,7 @@ struct InAppWorker {
 
 impl InAppWorker {
     async fn run(self, shutdown: CancellationToken) {
-        while let Some(job) = super::next_job(
+        while let Some(jobs) = super::next_jobs(
             &self.queues,
             &QueueName::INAPP_WORK,
             Channel::InApp,
@@ -57,54 +57,82 @@ impl InAppWorker {
         .await
         {
             let outcome = tokio::select! {
-                // Shutting down mid-wait: the lease runs out and the job is retried.
+                // Shutting down mid-wait: the leases run out and the jobs are retried.
                 () = shutdown.cancelled() => return,
-                outcome = self.process(&job) => outcome,
+                outcome = self.process(&jobs) => outcome,
             };
             if let Err(error) = outcome {
-                tracing::warn!(worker = %self.id, job = %job.id, %error, "could not record an in-app job's outcome");
+                tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record in-app jobs' outcome");
             }
         }
     }
 
-    async fn process(&self, job: &Job) -> Result<(), sqlx::Error> {
-        let row: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT user_id, seq, delivered_at_ms FROM notifications WHERE id = ?")
-                .bind(&job.target_id)
-                .fetch_optional(&self.db.pool)
-                .await?;
-        let Some((user_id, seq, delivered)) = row else {
-            self.queues.dead_letter(job, "the notification row is missing").await?;
-            return Ok(());
-        };
-        if delivered.is_some() {
-            return self.complete(job).await;
+    /// Hands a batch to the users' connections (each pushes in seq order), waits for the
+    /// acks together, and completes every acked or stored job in one transaction.
+    async fn process(&self, jobs: &[Job]) -> Result<(), sqlx::Error> {
+        let rows = self.load(jobs).await?;
+        let mut completed: Vec<&str> = Vec::new();
+        let mut waiting = Vec::new();
+        for job in jobs {
+            let Some((user_id, seq, delivered)) = rows.get(&job.target_id) else {
+                self.queues.dead_letter(job, "the notification row is missing").await?;
+                continue;
+            };
+            if delivered.is_some() {
+                completed.push(&job.id);
+                continue;
+            }
+            match self.registry.push(user_id, &job.target_id, *seq) {
+                Ok((acked, _server)) => waiting.push((job, acked)),
+                // Stored: it goes out, in order, when the user's socket connects.
+                Err(PushError::Offline) => completed.push(&job.id),
+                Err(PushError::Busy) => self.retry(job, "the user's socket is backed up").await?,
+            }
         }
-        match self.registry.push(&user_id, &job.target_id, seq) {
-            Ok((acked, server)) => match tokio::time::timeout(self.ack_timeout(), acked).await {
-                Ok(Ok(())) => {
-                    tracing::debug!(worker = %self.id, job = %job.id, %server, "in-app notification acked");
-                    self.complete(job).await
-                }
-                Ok(Err(_)) => self.retry(job, "the socket closed before the ack").await,
+        let timeout = self.ack_timeout();
+        let acks = futures_util::future::join_all(
+            waiting
+                .into_iter()
+                .map(|(job, acked)| async move { (job, tokio::time::timeout(timeout, acked).await) }),
+        )
+        .await;
+        for (job, ack) in acks {
+            match ack {
+                Ok(Ok(())) => completed.push(&job.id),
+                Ok(Err(_)) => self.retry(job, "the socket closed before the ack").await?,
                 Err(_) => {
-                    self.retry(job, &format!("no ack within {} ms", self.ack_timeout().as_millis()))
-                        .await
+                    self.retry(job, &format!("no ack within {} ms", timeout.as_millis()))
+                        .await?
                 }
-            },
-            Err(PushError::Offline) => self.complete(job).await,
-            Err(PushError::Busy) => self.retry(job, "the user's socket is backed up").await,
+            }
         }
+        if completed.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        Queues::complete_all(&mut tx, &completed).await?;
+        tx.commit().await
+    }
+
+    /// Each job's notification: its user, seq, and whether it was delivered already.
+    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, (String, i64, Option<i64>)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT id, user_id, seq, delivered_at_ms FROM notifications WHERE id IN ({})",
+            placeholders(jobs.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+        for job in jobs {
+            query = query.bind(&job.target_id);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, user, seq, delivered)| (id, (user, seq, delivered)))
+            .collect())
     }
 
     fn ack_timeout(&self) -> Duration {
         self.queues.scaled(ACK_TIMEOUT).max(MIN_ACK_TIMEOUT)
-    }
-
-    async fn complete(&self, job: &Job) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
-        Queues::complete(&mut tx, &job.id).await?;
-        tx.commit().await
     }
 
     async fn retry(&self, job: &Job, reason: &str) -> Result<(), sqlx::Error> {

@@ -9,7 +9,7 @@
 //! ledger write; a crash exactly there sends that email once more, with the same
 //! Message-ID, which an idempotent receiver (like the embedded capture server) drops.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use lettre::{
     Message,
@@ -26,7 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{DeliveryError, ledger::SentLedger};
 use crate::{
     now_ms,
-    queue::{Channel, Failure, Job, QueueName, Queues},
+    queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
     storage::Database,
 };
 
@@ -206,64 +206,89 @@ impl MailWorker {
         let Ok(mut smtp) = SmtpClient::new(&self.smtp_url) else {
             return;
         };
-        while let Some(job) =
-            super::next_job(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
+        while let Some(jobs) =
+            super::next_jobs(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
         {
-            if let Err(error) = self.process(&job, &mut smtp).await {
-                // The lease runs out and another attempt follows; nothing is lost.
-                tracing::warn!(worker = %self.id, job = %job.id, %error, "could not record a mail job's outcome");
+            if let Err(error) = self.process(&jobs, &mut smtp).await {
+                // The leases run out and another attempt follows; nothing is lost.
+                tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record mail jobs' outcome");
             }
         }
     }
 
-    async fn process(&self, job: &Job, smtp: &mut SmtpClient) -> Result<(), sqlx::Error> {
-        let email: Option<Email> =
-            sqlx::query_as("SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id = ?")
-                .bind(&job.target_id)
-                .fetch_optional(&self.db.pool)
-                .await?;
-        let Some(email) = email else {
-            self.queues.dead_letter(job, "the email row is missing").await?;
-            return Ok(());
-        };
-        if email.sent_at_ms.is_some() {
-            // Delivered by an earlier attempt whose completion was not recorded.
-            let mut tx = self.db.begin_write().await?;
-            Queues::complete(&mut tx, &job.id).await?;
-            return tx.commit().await;
-        }
-        match self.send(&email, smtp).await {
-            Ok(reply) => {
-                if let Err(error) = self.ledger.record(&email.id) {
-                    tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
+    /// Sends a batch one email at a time, then records every success in one transaction
+    /// (each 250 is in the sent ledger from the moment it arrives, so waiting for the
+    /// batch's commit adds no risk of sending twice).
+    async fn process(&self, jobs: &[Job], smtp: &mut SmtpClient) -> Result<(), sqlx::Error> {
+        let mut emails = self.load(jobs).await?;
+        let mut completed: Vec<&str> = Vec::new();
+        let mut sent: Vec<(String, String)> = Vec::new();
+        for job in jobs {
+            let Some(email) = emails.remove(&job.target_id) else {
+                self.queues.dead_letter(job, "the email row is missing").await?;
+                continue;
+            };
+            if email.sent_at_ms.is_some() {
+                // Delivered by an earlier attempt whose completion was not recorded.
+                completed.push(&job.id);
+                continue;
+            }
+            match self.send(&email, smtp).await {
+                Ok(reply) => {
+                    if let Err(error) = self.ledger.record(&email.id) {
+                        tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
+                    }
+                    completed.push(&job.id);
+                    sent.push((email.id, reply));
                 }
-                let committed = self.record_sent(job, &email, &reply).await;
-                self.ledger.committed();
-                committed
-            }
-            Err(DeliveryError::Transient(reason)) => {
-                let outcome = self.queues.retry_later(job, &reason).await?;
-                log_failure(&self.id, job, &reason, &outcome);
-                Ok(())
-            }
-            Err(DeliveryError::Permanent(reason)) => {
-                let outcome = self.queues.dead_letter(job, &reason).await?;
-                log_failure(&self.id, job, &reason, &outcome);
-                Ok(())
+                Err(DeliveryError::Transient(reason)) => {
+                    let outcome = self.queues.retry_later(job, &reason).await?;
+                    log_failure(&self.id, job, &reason, &outcome);
+                }
+                Err(DeliveryError::Permanent(reason)) => {
+                    let outcome = self.queues.dead_letter(job, &reason).await?;
+                    log_failure(&self.id, job, &reason, &outcome);
+                }
             }
         }
+        let committed = self.record_sent(&completed, &sent).await;
+        sent.iter().for_each(|_| self.ledger.committed());
+        committed
     }
 
-    /// Marks the email sent and completes its job, together.
-    async fn record_sent(&self, job: &Job, email: &Email, reply: &str) -> Result<(), sqlx::Error> {
+    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, Email>, sqlx::Error> {
+        let sql = format!(
+            "SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id IN ({})",
+            placeholders(jobs.len())
+        );
+        let mut query = sqlx::query_as::<_, Email>(sqlx::AssertSqlSafe(sql));
+        for job in jobs {
+            query = query.bind(&job.target_id);
+        }
+        Ok(query
+            .fetch_all(&self.db.pool)
+            .await?
+            .into_iter()
+            .map(|email| (email.id.clone(), email))
+            .collect())
+    }
+
+    /// Marks the emails sent and completes their jobs, together.
+    async fn record_sent(&self, completed: &[&str], sent: &[(String, String)]) -> Result<(), sqlx::Error> {
+        if completed.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
-            .bind(now_ms())
-            .bind(reply)
-            .bind(&email.id)
-            .execute(&mut *tx)
-            .await?;
-        Queues::complete(&mut tx, &job.id).await?;
+        let now = now_ms();
+        for (email_id, reply) in sent {
+            sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
+                .bind(now)
+                .bind(reply)
+                .bind(email_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Queues::complete_all(&mut tx, completed).await?;
         tx.commit().await
     }
 

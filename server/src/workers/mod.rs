@@ -28,23 +28,27 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
-/// Waits for the next job a worker of `channel` may take from `queues`: claims at once
-/// when one is due, else sleeps until woken by a commit or [`POLL`] passes. `None` on
+/// Most jobs a worker claims at once: one claim statement and one completing commit
+/// serve them all.
+pub const BATCH: u32 = 32;
+
+/// Waits for the next jobs a worker of `channel` may take from `queues`: claims at once
+/// when some are due, else sleeps until woken by a commit or [`POLL`] passes. `None` on
 /// shutdown.
-pub async fn next_job(
+pub async fn next_jobs(
     queues: &Queues,
     from: &[QueueName],
     channel: Channel,
     worker: &str,
     shutdown: &CancellationToken,
-) -> Option<Job> {
+) -> Option<Vec<Job>> {
     loop {
         if shutdown.is_cancelled() {
             return None;
         }
-        match queues.claim(from, worker, LEASE).await {
-            Ok(Some(job)) => return Some(job),
-            Ok(None) => {}
+        match queues.claim_batch(from, worker, LEASE, BATCH).await {
+            Ok(jobs) if !jobs.is_empty() => return Some(jobs),
+            Ok(_) => {}
             Err(error) => tracing::warn!(worker, %error, "could not claim a job"),
         }
         tokio::select! {
