@@ -79,6 +79,12 @@ struct Ack {
 
 /// A worker's request to deliver one notification; answered when the client acks it.
 struct Push {
+    frame: Frame,
+    acked: oneshot::Sender<()>,
+}
+
+/// A push whose frame is not the next in order, waiting on a flush.
+struct Pending {
     id: String,
     seq: i64,
     acked: oneshot::Sender<()>,
@@ -113,7 +119,7 @@ impl Registry {
 
     /// Hands a push to the user's newest connection. The receiver resolves when the
     /// client acks; it is dropped if the connection closes first.
-    pub fn push(&self, user_id: &str, id: &str, seq: i64) -> Result<(oneshot::Receiver<()>, String), PushError> {
+    pub fn push(&self, user_id: &str, frame: Frame) -> Result<(oneshot::Receiver<()>, String), PushError> {
         let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
         let connection = users
             .get(user_id)
@@ -122,11 +128,7 @@ impl Registry {
         let (acked, receiver) = oneshot::channel();
         connection
             .pushes
-            .try_send(Push {
-                id: id.to_string(),
-                seq,
-                acked,
-            })
+            .try_send(Push { frame, acked })
             .map_err(|_| PushError::Busy)?;
         Ok((receiver, connection.server.clone()))
     }
@@ -265,6 +267,18 @@ impl UserConnection {
     }
 
     async fn deliver(&mut self, socket: &mut WebSocket, push: Push) -> Result<(), axum::Error> {
+        let Push { frame, acked } = push;
+        if frame.seq == self.pushed_up_to + 1 {
+            // The next one in order, as it usually is: no need to look for gaps.
+            self.send_frame(socket, &frame).await?;
+            self.in_flight.entry(frame.id).or_default().push(acked);
+            return Ok(());
+        }
+        let push = Pending {
+            id: frame.id,
+            seq: frame.seq,
+            acked,
+        };
         if push.seq > self.pushed_up_to {
             self.flush(socket, push.seq).await?;
         }

@@ -11,7 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     queue::{Channel, Job, QueueName, Queues, placeholders},
     storage::Database,
-    websocket::{PushError, Registry},
+    websocket::{Frame, PushError, Registry},
 };
 
 /// How long a pushed notification may wait for the client's ack (before `--time-scale`,
@@ -36,6 +36,14 @@ pub fn spawn_pool(
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    user_id: String,
+    delivered_at_ms: Option<i64>,
+    #[sqlx(flatten)]
+    frame: Frame,
 }
 
 struct InAppWorker {
@@ -70,11 +78,11 @@ impl InAppWorker {
     /// Hands a batch to the users' connections (each pushes in seq order), waits for the
     /// acks together, and completes every acked or stored job in one transaction.
     async fn process(&self, jobs: &[Job]) -> Result<(), sqlx::Error> {
-        let rows = self.load(jobs).await?;
+        let mut rows = self.load(jobs).await?;
         let mut completed: Vec<&str> = Vec::new();
         let mut waiting = Vec::new();
         for job in jobs {
-            let Some((user_id, seq, delivered)) = rows.get(&job.target_id) else {
+            let Some((user_id, frame, delivered)) = rows.remove(&job.target_id) else {
                 self.queues.dead_letter(job, "the notification row is missing").await?;
                 continue;
             };
@@ -82,7 +90,7 @@ impl InAppWorker {
                 completed.push(&job.id);
                 continue;
             }
-            match self.registry.push(user_id, &job.target_id, *seq) {
+            match self.registry.push(&user_id, frame) {
                 Ok((acked, _server)) => waiting.push((job, acked)),
                 // Stored: it goes out, in order, when the user's socket connects.
                 Err(PushError::Offline) => completed.push(&job.id),
@@ -114,20 +122,21 @@ impl InAppWorker {
         tx.commit().await
     }
 
-    /// Each job's notification: its user, seq, and whether it was delivered already.
-    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, (String, i64, Option<i64>)>, sqlx::Error> {
+    /// Each job's notification: its user, the frame to push, and whether it was
+    /// delivered already.
+    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, (String, Frame, Option<i64>)>, sqlx::Error> {
         let sql = format!(
-            "SELECT id, user_id, seq, delivered_at_ms FROM notifications WHERE id IN ({})",
+            "SELECT user_id, delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id IN ({})",
             placeholders(jobs.len())
         );
-        let mut query = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql));
         for job in jobs {
             query = query.bind(&job.target_id);
         }
         let rows = query.fetch_all(&self.db.pool).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, user, seq, delivered)| (id, (user, seq, delivered)))
+            .map(|row| (row.frame.id.clone(), (row.user_id, row.frame, row.delivered_at_ms)))
             .collect())
     }
 
