@@ -1,6 +1,6 @@
 //! `liveview`: parses flags, starts the system, and waits for SIGINT or SIGTERM.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::{Parser, error::ErrorKind};
 use liveview::config::{Bench, Command, Config};
@@ -53,9 +53,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("Live View dashboard: http://{}/", running.dashboard);
-    println!("Status page:         http://{}/status", running.dashboard);
-    println!("Load balancer:       http://{}/", running.balancer);
+    // Written, not println!: a closed stdout (a supervisor that read the first line and
+    // went away) must not panic the process.
+    let urls = format!(
+        "Live View dashboard: http://{}/\nStatus page:         http://{}/status\nLoad balancer:       http://{}/\n",
+        running.dashboard, running.dashboard, running.balancer
+    );
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(urls.as_bytes()).and_then(|()| stdout.flush());
 
     signals.wait().await;
     tracing::info!("shutting down");

@@ -15,6 +15,7 @@ use crate::{
         AppServer,
         extract::{FieldErrors, ValidJson, Validate},
     },
+    storage::WriteBatch,
 };
 
 #[derive(Deserialize)]
@@ -88,7 +89,7 @@ pub async fn signup(
             body: format!("Glad you are here, {}.", user.name),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -141,7 +142,7 @@ pub async fn login(
             body: "Your account was just signed in to.".into(),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok(Json(json!({ "token": token, "user": user })))
 }
 
@@ -195,7 +196,7 @@ pub async fn reset_password(
         }),
         in_app: None,
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok(accepted)
 }
 
@@ -258,6 +259,6 @@ pub async fn confirm_reset(
             body: "Your password was changed and every other session was signed out.".into(),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok(Json(json!({ "status": "password changed" })))
 }

@@ -19,6 +19,7 @@ use crate::{
         AppServer,
         extract::{AuthUser, FieldErrors, ValidJson, Validate},
     },
+    storage::WriteBatch,
 };
 
 #[derive(Deserialize)]
@@ -106,7 +107,7 @@ pub async fn create(
             body: format!("{} wants to be your friend.", sender.name),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok((StatusCode::CREATED, Json(request)))
 }
 
@@ -148,7 +149,7 @@ pub async fn accept(
             body: format!("{} accepted your friend request.", recipient.name),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     Ok(Json(FriendRequest {
         id,
         from_user_id,

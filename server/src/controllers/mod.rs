@@ -14,6 +14,7 @@ use crate::{
     notify::{self, FannedOut, Notice},
     queue::Channel,
     servers::AppServer,
+    storage::WriteBatch,
 };
 
 /// The request id the balancer (or the request-id middleware) attached.
@@ -33,17 +34,21 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
     }
 }
 
-/// Commits a business transaction together with its notices, then wakes the workers.
+/// Commits a business transaction with its notices — `batch` holds the controller's
+/// own writes, the notices' rows and jobs join it, and all run in one round trip —
+/// then wakes the workers.
 pub async fn commit_with_notices(
     server: &AppServer,
     mut tx: Transaction<'_, Sqlite>,
+    mut batch: WriteBatch,
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let mut written = Vec::with_capacity(notices.len());
-    for notice in notices {
-        written.push(notify::fan_out(&mut tx, notice, Some(&request_id.0)).await?);
-    }
+    let written: Vec<FannedOut> = notices
+        .iter()
+        .map(|notice| notify::fan_out(&mut batch, notice, Some(&request_id.0)))
+        .collect();
+    batch.execute(&mut tx).await?;
     tx.commit().await?;
     let queues = &server.shared.queues;
     if written.iter().any(|out| out.email_id.is_some()) {

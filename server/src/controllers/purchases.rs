@@ -14,6 +14,7 @@ use crate::{
         AppServer,
         extract::{AuthUser, FieldErrors, ValidJson, Validate},
     },
+    storage::WriteBatch,
 };
 
 /// The largest single purchase accepted: one million in the currency's main unit.
@@ -63,18 +64,16 @@ pub async fn create(
         currency: body.currency,
         created_at_ms: now_ms(),
     };
-    let mut tx = server.shared.db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&purchase.id)
-    .bind(&user.id)
-    .bind(&purchase.item)
-    .bind(purchase.amount_cents)
-    .bind(&purchase.currency)
-    .bind(purchase.created_at_ms)
-    .execute(&mut *tx)
-    .await?;
+    // The purchase row, its notifications and their jobs go in one round trip.
+    let mut batch = WriteBatch::default();
+    batch
+        .statement("INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(purchase.id.clone())
+        .bind(user.id.clone())
+        .bind(purchase.item.clone())
+        .bind(purchase.amount_cents)
+        .bind(purchase.currency.clone())
+        .bind(purchase.created_at_ms);
     let amount = format!(
         "{}.{:02} {}",
         purchase.amount_cents / 100,
@@ -97,6 +96,7 @@ pub async fn create(
             body: format!("{} for {amount}", purchase.item),
         }),
     };
-    commit_with_notices(&server, tx, &[notice], &request_id).await?;
+    let tx = server.shared.db.begin_write().await?;
+    commit_with_notices(&server, tx, batch, &[notice], &request_id).await?;
     Ok((StatusCode::CREATED, Json(purchase)))
 }

@@ -1,16 +1,15 @@
 //! The notification service: turns a business event into its notifications — an email
-//! and an in-app message — and their delivery jobs, all inside the business
-//! transaction (the outbox). Commit means "will be delivered"; rollback means "never
-//! existed".
-
-use app::wire::NotificationType;
-use sqlx::{Sqlite, Transaction};
+//! and an in-app message — and their delivery jobs, written in the business
+//! transaction's batch (the outbox). Commit means "will be delivered"; rollback means
+//! "never existed".
 
 use crate::{
     accounts::new_id,
     now_ms,
     queue::{QueueName, Queues},
+    storage::WriteBatch,
 };
+use app::wire::NotificationType;
 
 /// An email to send.
 #[derive(Debug, Clone)]
@@ -44,60 +43,52 @@ pub struct FannedOut {
     pub notification_id: Option<String>,
 }
 
-/// Writes the notice's rows and jobs into `tx`.
-pub async fn fan_out(
-    tx: &mut Transaction<'_, Sqlite>,
-    notice: &Notice,
-    request_id: Option<&str>,
-) -> Result<FannedOut, sqlx::Error> {
+/// Adds the notice's rows and jobs to `batch`, which the caller commits with its
+/// business rows.
+pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>) -> FannedOut {
     let kind = kind_name(notice.kind);
     let now = now_ms();
+    let request_id = request_id.map(str::to_string);
     let mut out = FannedOut::default();
     if let Some(email) = &notice.email {
         let id = new_id();
-        sqlx::query(
-            "INSERT INTO emails (id, user_id, kind, to_address, subject, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&notice.user_id)
-        .bind(kind)
-        .bind(&email.to)
-        .bind(&email.subject)
-        .bind(&email.body)
-        .bind(request_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Queues::enqueue(tx, QueueName::Mail, &id, request_id).await?;
+        batch
+            .statement(
+                "INSERT INTO emails (id, user_id, kind, to_address, subject, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id.clone())
+            .bind(notice.user_id.clone())
+            .bind(kind)
+            .bind(email.to.clone())
+            .bind(email.subject.clone())
+            .bind(email.body.clone())
+            .bind(request_id.clone())
+            .bind(now);
+        Queues::enqueue(batch, QueueName::Mail, &id, request_id.as_deref());
         out.email_id = Some(id);
     }
     if let (Some(message), Some(user_id)) = (&notice.in_app, &notice.user_id) {
         let id = new_id();
-        // The per-user counter orders a user's notifications; taking it in this
-        // transaction keeps seq gapless and unique per user.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE users SET next_notification_seq = next_notification_seq + 1 WHERE id = ? RETURNING next_notification_seq - 1",
-        )
-        .bind(user_id)
-        .fetch_one(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO notifications (id, user_id, seq, kind, title, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(user_id)
-        .bind(seq)
-        .bind(kind)
-        .bind(&message.title)
-        .bind(&message.body)
-        .bind(request_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Queues::enqueue(tx, QueueName::Inapp, &id, request_id).await?;
+        // seq orders one user's notifications. Taken as MAX + 1 inside the writing
+        // transaction, which holds SQLite's one write lock, so it is gapless and unique
+        // (and UNIQUE (user_id, seq) would refuse a duplicate).
+        batch
+            .statement(
+                "INSERT INTO notifications (id, user_id, seq, kind, title, body, request_id, created_at_ms) \
+                 VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE user_id = ?), ?, ?, ?, ?, ?)",
+            )
+            .bind(id.clone())
+            .bind(user_id.clone())
+            .bind(user_id.clone())
+            .bind(kind)
+            .bind(message.title.clone())
+            .bind(message.body.clone())
+            .bind(request_id.clone())
+            .bind(now);
+        Queues::enqueue(batch, QueueName::Inapp, &id, request_id.as_deref());
         out.notification_id = Some(id);
     }
-    Ok(out)
+    out
 }
 
 pub fn kind_name(kind: NotificationType) -> &'static str {

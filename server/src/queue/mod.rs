@@ -10,7 +10,11 @@ use serde::Serialize;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
-use crate::{accounts::new_id, now_ms, storage::Database};
+use crate::{
+    accounts::new_id,
+    now_ms,
+    storage::{Database, WriteBatch},
+};
 
 /// The delivery channel a job belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -190,31 +194,25 @@ impl Queues {
         delay.mul_f64(self.time_scale)
     }
 
-    /// Adds a job inside the caller's transaction (the outbox): it exists exactly when
-    /// the business row does.
-    pub async fn enqueue(
-        tx: &mut Transaction<'_, Sqlite>,
-        queue: QueueName,
-        target_id: &str,
-        request_id: Option<&str>,
-    ) -> Result<String, sqlx::Error> {
+    /// Adds a job to the caller's batch, which commits with the business rows (the
+    /// outbox): the job exists exactly when they do. Returns the job's id.
+    pub fn enqueue(batch: &mut WriteBatch, queue: QueueName, target_id: &str, request_id: Option<&str>) -> String {
         let id = new_id();
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO jobs (id, queue, channel, target_id, request_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
-             VALUES (?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(queue.as_str())
-        .bind(queue.channel().as_str())
-        .bind(target_id)
-        .bind(request_id)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Ok(id)
+        batch
+            .statement(
+                "INSERT INTO jobs (id, queue, channel, target_id, request_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?)",
+            )
+            .bind(id.clone())
+            .bind(queue.as_str())
+            .bind(queue.channel().as_str())
+            .bind(target_id.to_string())
+            .bind(request_id.map(str::to_string))
+            .bind(now)
+            .bind(now)
+            .bind(now);
+        id
     }
 
     /// Wakes idle workers of a channel after a commit added work for them.
@@ -459,10 +457,10 @@ mod tests {
     }
 
     async fn add(db: &Database, queue: QueueName, target: &str) -> String {
-        let mut tx = db.pool.begin().await.expect("tx");
-        let id = Queues::enqueue(&mut tx, queue, target, Some("req-1"))
-            .await
-            .expect("enqueued");
+        let mut batch = WriteBatch::default();
+        let id = Queues::enqueue(&mut batch, queue, target, Some("req-1"));
+        let mut tx = db.begin_write().await.expect("tx");
+        batch.execute(&mut tx).await.expect("enqueued");
         tx.commit().await.expect("commit");
         id
     }

@@ -2,6 +2,10 @@
 //! binary and run at start. SQL stays portable so PostgreSQL can follow through
 //! `--database-url`.
 
+mod batch;
+
+pub use batch::WriteBatch;
+
 use std::{
     path::{Path, PathBuf},
     str::FromStr,

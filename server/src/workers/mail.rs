@@ -27,7 +27,7 @@ use super::{DeliveryError, ledger::SentLedger};
 use crate::{
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
-    storage::Database,
+    storage::{Database, WriteBatch},
 };
 
 /// One SMTP conversation may take this long before it counts as a transient failure.
@@ -278,16 +278,17 @@ impl MailWorker {
         if completed.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db.begin_write().await?;
         let now = now_ms();
+        let mut batch = WriteBatch::default();
         for (email_id, reply) in sent {
-            sqlx::query("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
+            batch
+                .statement("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
                 .bind(now)
-                .bind(reply)
-                .bind(email_id)
-                .execute(&mut *tx)
-                .await?;
+                .bind(reply.clone())
+                .bind(email_id.clone());
         }
+        let mut tx = self.db.begin_write().await?;
+        batch.execute(&mut tx).await?;
         Queues::complete_all(&mut tx, completed).await?;
         tx.commit().await
     }
