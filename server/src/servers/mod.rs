@@ -191,12 +191,13 @@ impl ServerPool {
         let Some(Run { stopping, task }) = run.take() else {
             return Err(PoolError::AlreadyStopped(id.to_string()));
         };
+        // Reported as stopped from the moment it stops accepting, not once it has drained.
+        server.set_running(false);
         stopping.cancel();
         let mut task = task;
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
             task.abort();
         }
-        server.set_running(false);
         tracing::info!(server = id, "app server stopped");
         Ok(())
     }
