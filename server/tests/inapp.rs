@@ -191,8 +191,19 @@ async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server()
 async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
     let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
+    // Let the workers find the user offline, so seq 1 and 2 wait as stored notifications
+    // (store and forward, no jobs left) rather than as live pushes.
+    for _ in 0..50 {
+        if system
+            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state <> 'completed'")
+            .await
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (mut socket, _) = system.connect(&token, None).await;
-    // seq 1 and 2 waited while the user was away: store and forward, not jobs.
     next_frame(&mut socket).await;
     next_frame(&mut socket).await;
     system
