@@ -55,12 +55,12 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_SMTP_SINK", value_name = "ADDR", value_parser = parse_addr)]
     pub smtp_sink: Option<SocketAddr>,
 
-    /// How many mail workers send concurrently.
-    #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// How many mail workers send concurrently, each over its own SMTP connection.
+    #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub mail_workers: u16,
 
     /// How many in-app workers push to users' sockets concurrently.
-    #[arg(long, env = "LIVEVIEW_INAPP_WORKERS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "LIVEVIEW_INAPP_WORKERS", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub inapp_workers: u16,
 
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the

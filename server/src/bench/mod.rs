@@ -43,7 +43,7 @@ pub struct PipelineArgs {
     /// falling behind even if it catches up within the grace period.
     #[arg(long, default_value_t = 1000)]
     pub max_p99_ms: i64,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub mail_workers: u16,
     #[arg(long, default_value_t = 8)]
     pub inapp_workers: u16,
