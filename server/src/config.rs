@@ -63,6 +63,16 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_INAPP_WORKERS", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub inapp_workers: u16,
 
+    /// Minutes a completed job is kept (for the queue counts and inspection) before it
+    /// is pruned. Its notification and email rows are kept regardless.
+    #[arg(
+        long,
+        env = "LIVEVIEW_KEEP_COMPLETED_JOBS",
+        value_name = "MINUTES",
+        default_value_t = 60
+    )]
+    pub keep_completed_jobs: u64,
+
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
     #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]

@@ -222,6 +222,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         dashboard.router(&config.site),
     );
     tasks.spawn(probe.run(shutdown.clone()));
+    let keep = Duration::from_secs(config.keep_completed_jobs * 60);
+    tasks.spawn(queues.clone().run_retention(keep, shutdown.clone()));
 
     Ok(Running {
         dashboard: dashboard_addr,

@@ -276,6 +276,34 @@ impl Queues {
         Ok(jobs)
     }
 
+    /// Deletes completed jobs last touched more than `keep` ago; answers how many. Their
+    /// notifications and emails stay: only the finished bookkeeping goes.
+    pub async fn prune_completed(&self, keep: Duration) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM jobs WHERE state = 'completed' AND updated_at_ms < ?")
+            .bind(now_ms() - keep.as_millis() as i64)
+            .execute(&self.db.pool)
+            .await
+            .map(|done| done.rows_affected())
+    }
+
+    /// Prunes completed jobs every minute until shutdown, so the job table holds the
+    /// work in progress and the last `keep` of history, not every job ever run.
+    pub async fn run_retention(self: Arc<Self>, keep: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match self.prune_completed(keep).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "completed jobs pruned"),
+                Err(error) => tracing::warn!(%error, "could not prune completed jobs"),
+            }
+        }
+    }
+
     /// Releases every lease at start. With SQLite one process owns the database, so a
     /// job still `active` belonged to a worker of a previous run that died: it is due
     /// now, not when its lease would have run out. Returns how many were released.
@@ -545,6 +573,31 @@ mod tests {
         assert_eq!(path, [QueueName::MailRetry1, QueueName::MailRetry2, QueueName::MailDlq]);
         let counts = queues.counts().await.expect("counts");
         assert_eq!(counts.iter().find(|c| c.name == "mail-dlq").expect("dlq").failed, 1);
+    }
+
+    #[tokio::test]
+    async fn only_completed_jobs_older_than_the_window_are_pruned() {
+        let (_dir, db, queues) = queues().await;
+        for target in ["done-long-ago", "done-just-now", "still-waiting"] {
+            add(&db, QueueName::Mail, target).await;
+        }
+        sqlx::query("UPDATE jobs SET state = 'completed', updated_at_ms = 0 WHERE target_id = 'done-long-ago'")
+            .execute(&db.pool)
+            .await
+            .expect("age one");
+        sqlx::query("UPDATE jobs SET state = 'completed' WHERE target_id = 'done-just-now'")
+            .execute(&db.pool)
+            .await
+            .expect("complete one");
+        assert_eq!(
+            queues.prune_completed(Duration::from_secs(3600)).await.expect("prunes"),
+            1
+        );
+        let left: Vec<(String,)> = sqlx::query_as("SELECT target_id FROM jobs ORDER BY target_id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
+        assert_eq!(left, [("done-just-now".to_string(),), ("still-waiting".to_string(),)]);
     }
 
     #[tokio::test]
