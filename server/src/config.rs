@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_SMTP_SINK", value_name = "ADDR", value_parser = parse_addr)]
     pub smtp_sink: Option<SocketAddr>,
 
+    /// How many messages the embedded capture server keeps (the newest).
+    #[arg(long, env = "LIVEVIEW_MAILBOX_KEEP", value_name = "N", default_value_t = 50_000)]
+    pub mailbox_keep: u64,
+
     /// How many mail workers send concurrently, each over its own SMTP connection.
     #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub mail_workers: u16,

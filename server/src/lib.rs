@@ -128,6 +128,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tracing::info!("capture SMTP server listening on smtp://{addr}");
         let capture = CaptureServer::new(database.clone());
         capture.spawn(listener, &tasks, shutdown.clone());
+        tasks.spawn(capture.clone().run_retention(config.mailbox_keep, shutdown.clone()));
         (capture, addr)
     });
     let smtp_url = config

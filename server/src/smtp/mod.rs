@@ -276,6 +276,33 @@ impl CaptureServer {
         .await
     }
 
+    /// Keeps the newest `keep` messages, like Mailpit's message limit; answers how many
+    /// were deleted. A repeated Message-ID is recognised only while its first copy is kept.
+    pub async fn prune(&self, keep: u64) -> Result<u64, sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM mailbox WHERE id IN (SELECT id FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT -1 OFFSET ?)",
+        )
+        .bind(keep as i64)
+        .execute(&self.db.pool)
+        .await
+        .map(|done| done.rows_affected())
+    }
+
+    /// Prunes to the newest `keep` messages every minute until shutdown.
+    pub async fn run_retention(self, keep: u64, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(error) = self.prune(keep).await {
+                tracing::warn!(%error, "could not prune the capture mailbox");
+            }
+        }
+    }
+
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
             .fetch_one(&self.db.pool)
@@ -393,6 +420,33 @@ mod tests {
         assert_eq!(header(raw, "message-id").as_deref(), Some("<n-1@liveview>"));
         assert_eq!(header(raw, "subject").as_deref(), Some("Your receipt for a lamp"));
         assert_eq!(header(raw, "cc"), None);
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_messages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(&crate::storage::resolve_url(dir.path(), None).expect("url"))
+            .await
+            .expect("db");
+        let capture = CaptureServer::new(db);
+        for n in 0..5 {
+            let raw = format!("Message-ID: <m{n}@test>\r\nSubject: {n}\r\n\r\nbody\r\n");
+            let envelope = Envelope {
+                from: "a@example.com".into(),
+                recipients: vec!["b@example.com".into()],
+                data: raw.into_bytes(),
+            };
+            capture.store(envelope).await.expect("stored");
+        }
+        assert_eq!(capture.prune(2).await.expect("prunes"), 3);
+        let kept: Vec<Option<String>> = capture
+            .messages(10)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|m| m.subject)
+            .collect();
+        assert_eq!(kept, [Some("4".to_string()), Some("3".to_string())]);
     }
 
     #[test]
