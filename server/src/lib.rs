@@ -288,3 +288,20 @@ pub(crate) fn serve(
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Runs `tick` every `period` (the first at once) until `shutdown`. A tick that overruns
+/// delays the next rather than bunching them up.
+pub(crate) async fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => tick().await,
+        }
+    }
+}

@@ -68,29 +68,20 @@ impl Backend {
 impl Balancer {
     /// Checks every backend each interval until shutdown.
     pub async fn run_health_checks(self, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.health.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
+        crate::every(self.health.interval, shutdown, || self.check_all()).await;
+    }
+
+    async fn check_all(&self) {
+        let checks = self.backends.iter().map(|backend| async move {
+            let passed = self.check(backend).await;
+            match backend.record_check(passed, &self.health) {
+                Transition::WentDown => tracing::warn!(server = %backend.id, "health checks failing; server taken out"),
+                Transition::CameBack => tracing::info!(server = %backend.id, "health checks passing; server back in"),
+                Transition::None => {}
             }
-            let balancer = &self;
-            let checks = self.backends.iter().map(|backend| async move {
-                let passed = balancer.check(backend).await;
-                match backend.record_check(passed, &balancer.health) {
-                    Transition::WentDown => {
-                        tracing::warn!(server = %backend.id, "health checks failing; server taken out")
-                    }
-                    Transition::CameBack => {
-                        tracing::info!(server = %backend.id, "health checks passing; server back in")
-                    }
-                    Transition::None => {}
-                }
-            });
-            futures_util::future::join_all(checks).await;
-            self.prune_sticky();
-        }
+        });
+        futures_util::future::join_all(checks).await;
+        self.prune_sticky();
     }
 
     async fn check(&self, backend: &Backend) -> bool {

@@ -289,19 +289,14 @@ impl Queues {
     /// Prunes completed jobs every minute until shutdown, so the job table holds the
     /// work in progress and the last `keep` of history, not every job ever run.
     pub async fn run_retention(self: Arc<Self>, keep: Duration, shutdown: tokio_util::sync::CancellationToken) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(60));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        crate::every(Duration::from_secs(60), shutdown, || async {
             match self.prune_completed(keep).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::debug!(pruned, "completed jobs pruned"),
                 Err(error) => tracing::warn!(%error, "could not prune completed jobs"),
             }
-        }
+        })
+        .await;
     }
 
     /// Releases every lease at start. With SQLite one process owns the database, so a

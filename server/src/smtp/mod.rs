@@ -290,17 +290,12 @@ impl CaptureServer {
 
     /// Prunes to the newest `keep` messages every minute until shutdown.
     pub async fn run_retention(self, keep: u64, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(60));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        crate::every(Duration::from_secs(60), shutdown, || async {
             if let Err(error) = self.prune(keep).await {
                 tracing::warn!(%error, "could not prune the capture mailbox");
             }
-        }
+        })
+        .await;
     }
 
     pub async fn count(&self) -> Result<i64, sqlx::Error> {

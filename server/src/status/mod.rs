@@ -79,14 +79,10 @@ impl StatusProbe {
 
     /// Refreshes every [`STATUS_INTERVAL`] until shutdown.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(STATUS_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => { self.refresh().await; }
-            }
-        }
+        crate::every(STATUS_INTERVAL, shutdown, || async {
+            self.refresh().await;
+        })
+        .await;
     }
 
     async fn gather(&self) -> SystemStatus {
