@@ -22,6 +22,14 @@ impl WriteBatch {
         self
     }
 
+    /// Appends a statement built at run time (an `IN (?, ?, …)` list, say). Only
+    /// placeholders may be formatted into it; values are bound.
+    pub fn statement_owned(&mut self, sql: String) -> &mut Self {
+        self.sql.push_str(&sql);
+        self.sql.push_str(";\n");
+        self
+    }
+
     pub fn bind<T>(&mut self, value: T) -> &mut Self
     where
         T: for<'q> Encode<'q, Sqlite> + Type<Sqlite> + 'static,

@@ -5,7 +5,8 @@
 //! Every push to a user goes through that user's connection task, which pushes in `seq`
 //! order: a request to deliver `seq` N first pushes every undelivered notification up to
 //! N. A frame is delivered when the client acks it (`{"ack": id}`); only then is
-//! `delivered_at` set. A client that reconnects with `?lastSeq=N` says it already has
+//! `delivered_at` set (by the waiting worker, with its batch, or here for frames
+//! nobody waits for). A client that reconnects with `?lastSeq=N` says it already has
 //! everything up to N, so nothing it has is pushed again.
 
 use std::{
@@ -352,6 +353,15 @@ impl UserConnection {
         let Some(waiters) = self.in_flight.remove(&ack) else {
             return;
         };
+        // A worker waiting for this ack records the delivery in its batch's commit; a
+        // frame nobody waits for (store and forward on connect) is recorded here.
+        let mut handed_over = false;
+        for waiter in waiters {
+            handed_over |= waiter.send(()).is_ok();
+        }
+        if handed_over {
+            return;
+        }
         let marked = sqlx::query(
             "UPDATE notifications SET delivered_at_ms = ? WHERE id = ? AND user_id = ? AND delivered_at_ms IS NULL",
         )
@@ -360,11 +370,8 @@ impl UserConnection {
         .bind(&self.user.id)
         .execute(&self.db.pool)
         .await;
-        match marked {
-            Ok(_) => waiters.into_iter().for_each(|waiter| {
-                let _ = waiter.send(());
-            }),
-            Err(error) => tracing::warn!(%error, "could not record an ack; the notification will be pushed again"),
+        if let Err(error) = marked {
+            tracing::warn!(%error, "could not record an ack; the notification will be pushed again");
         }
     }
 

@@ -9,8 +9,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    now_ms,
     queue::{Channel, Job, QueueName, Queues, placeholders},
-    storage::Database,
+    storage::{Database, WriteBatch},
     websocket::{Frame, PushError, Registry},
 };
 
@@ -104,9 +105,13 @@ impl InAppWorker {
                 .map(|(job, acked)| async move { (job, tokio::time::timeout(timeout, acked).await) }),
         )
         .await;
+        let mut delivered: Vec<&str> = Vec::new();
         for (job, ack) in acks {
             match ack {
-                Ok(Ok(())) => completed.push(&job.id),
+                Ok(Ok(())) => {
+                    completed.push(&job.id);
+                    delivered.push(&job.target_id);
+                }
                 Ok(Err(_)) => self.retry(job, "the socket closed before the ack").await?,
                 Err(_) => {
                     self.retry(job, &format!("no ack within {} ms", timeout.as_millis()))
@@ -117,7 +122,20 @@ impl InAppWorker {
         if completed.is_empty() {
             return Ok(());
         }
+        // The acked notifications are delivered and their jobs done: one commit.
+        let mut batch = WriteBatch::default();
+        if !delivered.is_empty() {
+            let sql = format!(
+                "UPDATE notifications SET delivered_at_ms = ? WHERE delivered_at_ms IS NULL AND id IN ({})",
+                placeholders(delivered.len())
+            );
+            batch.statement_owned(sql).bind(now_ms());
+            for id in delivered {
+                batch.bind(id.to_string());
+            }
+        }
         let mut tx = self.db.begin_write().await?;
+        batch.execute(&mut tx).await?;
         Queues::complete_all(&mut tx, &completed).await?;
         tx.commit().await
     }
