@@ -49,6 +49,16 @@ impl TestSystem {
         login["token"].as_str().expect("token").to_string()
     }
 
+    /// A purchase: one email and one in-app notification for the buyer.
+    async fn purchase(&self, token: &str) {
+        self.post(
+            "/api/purchases",
+            Some(token),
+            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
+        )
+        .await;
+    }
+
     async fn connect(&self, token: &str, last_seq: Option<i64>) -> (Socket, String) {
         let resume = last_seq.map(|seq| format!("&lastSeq={seq}")).unwrap_or_default();
         let url = format!(
@@ -109,13 +119,7 @@ async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_
     ack(&mut socket, &welcome).await;
     ack(&mut socket, &login).await;
 
-    system
-        .post(
-            "/api/purchases",
-            Some(&token),
-            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
-        )
-        .await;
+    system.purchase(&token).await;
     let receipt = next_frame(&mut socket).await;
     assert_eq!(
         (receipt["seq"].as_i64(), receipt["kind"].as_str()),
@@ -163,13 +167,7 @@ async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server()
     // The client keeps seq 1 and 2 but its acks never make it: it drops the socket.
     drop(socket);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    system
-        .post(
-            "/api/purchases",
-            Some(&token),
-            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
-        )
-        .await;
+    system.purchase(&token).await;
 
     let (mut socket, server) = system.connect(&token, Some(2)).await;
     assert_eq!(server, first_server, "sticky through the balancer");
@@ -206,13 +204,7 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
     let (mut socket, _) = system.connect(&token, None).await;
     next_frame(&mut socket).await;
     next_frame(&mut socket).await;
-    system
-        .post(
-            "/api/purchases",
-            Some(&token),
-            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
-        )
-        .await;
+    system.purchase(&token).await;
     // Read everything, ack nothing.
     let reader = tokio::spawn(async move {
         let mut frames = 0;

@@ -58,6 +58,18 @@ impl TestSystem {
         assert_eq!(response.status(), 200);
     }
 
+    /// Waits for the one email job to reach mail-dlq; its attempts and last error.
+    async fn dead_lettered_email(&self) -> (i64, String) {
+        self.eventually("the job reaches mail-dlq", async |s| {
+            s.queue("mail-dlq").await["failed"] == 1
+        })
+        .await;
+        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
+            .fetch_one(&self.running.database.pool)
+            .await
+            .expect("job")
+    }
+
     /// Polls until `check` holds, for at most 10 s.
     async fn eventually(&self, what: &str, check: impl AsyncFn(&TestSystem) -> bool) {
         for _ in 0..100 {
@@ -107,16 +119,7 @@ async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_d
     let system = TestSystem::start(FLAGS).await;
     system.faults(json!({ "smtp4xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
-    system
-        .eventually("the job reaches mail-dlq", async |s| {
-            s.queue("mail-dlq").await["failed"] == 1
-        })
-        .await;
-    let (attempts, error): (i64, String) =
-        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
-            .fetch_one(&system.running.database.pool)
-            .await
-            .expect("job");
+    let (attempts, error) = system.dead_lettered_email().await;
     assert_eq!(attempts, 3, "mail, mail-retry-1, mail-retry-2");
     assert!(error.contains("451"), "{error}");
     assert_eq!(system.get("/api/mailbox").await["total"], 0);
@@ -141,16 +144,7 @@ async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
     let system = TestSystem::start(FLAGS).await;
     system.faults(json!({ "smtp5xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
-    system
-        .eventually("the job reaches mail-dlq", async |s| {
-            s.queue("mail-dlq").await["failed"] == 1
-        })
-        .await;
-    let (attempts, error): (i64, String) =
-        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
-            .fetch_one(&system.running.database.pool)
-            .await
-            .expect("job");
+    let (attempts, error) = system.dead_lettered_email().await;
     assert_eq!(attempts, 1, "no retry tier for a 5xx");
     assert!(error.contains("554"), "{error}");
     system.stop().await;
