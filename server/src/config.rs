@@ -55,6 +55,18 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_SMTP_SINK", value_name = "ADDR", value_parser = parse_addr)]
     pub smtp_sink: Option<SocketAddr>,
 
+    /// How often the balancer checks each app server's `/healthz`, in milliseconds.
+    #[arg(long, env = "LIVEVIEW_HEALTH_INTERVAL_MS", value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub health_interval_ms: u64,
+
+    /// Failed checks in a row that take a healthy app server out.
+    #[arg(long, env = "LIVEVIEW_HEALTH_FAILURES", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub health_failures: u32,
+
+    /// Passed checks in a row that put an unhealthy app server back.
+    #[arg(long, env = "LIVEVIEW_HEALTH_RECOVERIES", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub health_recoveries: u32,
+
     /// How many messages the embedded capture server keeps (the newest).
     #[arg(long, env = "LIVEVIEW_MAILBOX_KEEP", value_name = "N", default_value_t = 50_000)]
     pub mailbox_keep: u64,
@@ -109,6 +121,18 @@ pub enum Bench {
 pub const DEFAULT_SMTP_SINK: &str = "127.0.0.1:2525";
 
 impl Config {
+    /// The balancer's health-check policy from the flags.
+    pub fn health_policy(&self) -> crate::balancer::HealthPolicy {
+        let interval = std::time::Duration::from_millis(self.health_interval_ms);
+        crate::balancer::HealthPolicy {
+            interval,
+            // A check must answer within half an interval (and never more than 500 ms).
+            timeout: (interval / 2).min(std::time::Duration::from_millis(500)),
+            failure_threshold: self.health_failures,
+            recovery_threshold: self.health_recoveries,
+        }
+    }
+
     /// Where the embedded capture server listens, if it runs.
     pub fn smtp_sink_addr(&self) -> Option<SocketAddr> {
         match (&self.smtp_url, self.smtp_sink) {
@@ -200,6 +224,29 @@ mod tests {
         assert_eq!(elsewhere.smtp_sink_addr(), None);
         let both = parse(&["--smtp-url", "smtp://10.0.0.5:25", "--smtp-sink", "127.0.0.1:0"]).expect("parses");
         assert!(both.smtp_sink_addr().is_some());
+    }
+
+    #[test]
+    fn health_flags_make_the_balancer_policy() {
+        let policy = parse(&[
+            "--health-interval-ms",
+            "200",
+            "--health-failures",
+            "3",
+            "--health-recoveries",
+            "1",
+        ])
+        .expect("parses")
+        .health_policy();
+        assert_eq!(policy.interval.as_millis(), 200);
+        assert_eq!(policy.timeout.as_millis(), 100, "half the interval");
+        assert_eq!((policy.failure_threshold, policy.recovery_threshold), (3, 1));
+        assert_eq!(
+            parse(&[]).expect("parses").health_policy().timeout.as_millis(),
+            500,
+            "capped"
+        );
+        assert!(parse(&["--health-failures", "0"]).is_err());
     }
 
     #[test]

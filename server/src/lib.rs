@@ -26,7 +26,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    balancer::{Balancer, HealthPolicy},
+    balancer::Balancer,
     config::Config,
     dashboard::Dashboard,
     live::{LiveHub, LiveSocketState},
@@ -183,7 +183,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let balancer = Balancer::new(
         balancer_addr,
         &servers,
-        HealthPolicy::default(),
+        config.health_policy(),
         shutdown.clone(),
         tasks.clone(),
     );
