@@ -10,7 +10,7 @@ test('the SPA mounts, goes live and lists every server', async ({ page, request 
   // The same facts as the server's JSON status: every component, by id.
   const status = await (await request.get('/status', { headers: { Accept: 'application/json' } })).json();
   const ids: string[] = status.components.map((c: { id: string }) => c.id);
-  expect(ids).toEqual(['dashboard', 'load-balancer', 'server-1', 'server-2', 'server-3', 'database']);
+  expect(ids).toEqual(['dashboard', 'load-balancer', 'server-1', 'server-2', 'server-3', 'database', 'smtp']);
   for (const id of ids) {
     await expect(page.getByTestId(`component-${id}`)).toHaveAttribute('data-health', 'healthy');
   }

@@ -33,7 +33,7 @@ use crate::{
     queue::Queues,
     servers::{ServerPool, Shared},
     smtp::CaptureServer,
-    status::StatusProbe,
+    status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
     websocket::Registry,
     workers::ledger::SentLedger,
@@ -203,6 +203,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         pool.clone(),
         database.clone(),
         hub.clone(),
+        SmtpDestination {
+            url: smtp_url.clone(),
+            capture: capture.as_ref().map(|(capture, _)| capture.clone()),
+        },
     ));
     let dashboard = Dashboard {
         probe: probe.clone(),

@@ -57,7 +57,10 @@ async fn status_json_reports_every_component_healthy() {
         .await
         .expect("a SystemStatus");
     let ids: Vec<&str> = status.components.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["dashboard", "load-balancer", "server-1", "server-2", "database"]);
+    assert_eq!(
+        ids,
+        ["dashboard", "load-balancer", "server-1", "server-2", "database", "smtp"]
+    );
     assert_eq!(status.status, OverallHealth::Healthy);
     assert!(
         status.components.iter().all(|c| c.health == ComponentHealth::Healthy),
@@ -251,5 +254,35 @@ async fn without_a_built_spa_the_root_says_how_to_build_it() {
         .expect("answers");
     assert_eq!(response.status(), 503);
     assert!(response.text().await.expect("body").contains("make build"));
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_degrades_the_system_but_is_not_critical() {
+    // A port that was free a moment ago: nothing answers there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let url = format!("smtp://{dead}");
+    let system = TestSystem::start(&["--servers", "1", "--smtp-url", &url]).await;
+    let status: SystemStatus = system
+        .http
+        .get(system.dashboard("/status"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("a SystemStatus");
+    let smtp = status.components.iter().find(|c| c.id == "smtp").expect("smtp listed");
+    assert_eq!(smtp.health, ComponentHealth::Unhealthy);
+    assert_eq!(smtp.detail.as_deref(), Some("connection refused"));
+    assert_eq!(
+        status.status,
+        OverallHealth::Degraded,
+        "mail waits in its queue; nothing else is down"
+    );
     system.stop().await;
 }

@@ -17,10 +17,16 @@ pub enum OverallHealth {
 impl OverallHealth {
     /// The stated rules: critical when something every request needs is down (the
     /// dashboard, the load balancer, the database, or every app server); degraded when
-    /// anything else is down; healthy otherwise.
+    /// anything else is down (one app server, the SMTP server: mail waits in its queue);
+    /// healthy otherwise.
     pub fn from_components(components: &[ComponentStatus]) -> Self {
         let down = |c: &&ComponentStatus| c.health != ComponentHealth::Healthy;
-        let essential_down = components.iter().filter(down).any(|c| c.kind != ComponentKind::Server);
+        let essential = [
+            ComponentKind::Dashboard,
+            ComponentKind::LoadBalancer,
+            ComponentKind::Database,
+        ];
+        let essential_down = components.iter().filter(down).any(|c| essential.contains(&c.kind));
         let servers: Vec<_> = components.iter().filter(|c| c.kind == ComponentKind::Server).collect();
         let all_servers_down = !servers.is_empty() && servers.iter().all(down);
         if essential_down || all_servers_down {
@@ -65,7 +71,7 @@ impl ComponentKind {
             Self::Queue => "queue",
             Self::Worker => "worker",
             Self::Websocket => "websocket",
-            Self::Smtp => "smtp",
+            Self::Smtp => "smtp server",
         }
     }
 }
@@ -206,6 +212,13 @@ mod tests {
         system[2].health = ComponentHealth::Unhealthy;
         system[3].health = ComponentHealth::Stopped;
         assert_eq!(OverallHealth::from_components(&system), OverallHealth::Critical);
+    }
+
+    #[test]
+    fn smtp_down_is_degraded_because_mail_waits_in_its_queue() {
+        let mut system = healthy_system();
+        system.push(component("smtp", ComponentKind::Smtp, ComponentHealth::Unhealthy));
+        assert_eq!(OverallHealth::from_components(&system), OverallHealth::Degraded);
     }
 
     #[test]

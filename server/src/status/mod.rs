@@ -13,7 +13,7 @@ use app::wire::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{live::LiveHub, servers::ServerPool, storage::Database};
+use crate::{live::LiveHub, servers::ServerPool, smtp::CaptureServer, storage::Database, workers::mail::SmtpTarget};
 
 /// How often status is gathered and published.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,6 +29,8 @@ pub struct StatusProbe {
     pub servers: ServerPool,
     pub database: Database,
     pub hub: Arc<LiveHub>,
+    /// Where mail goes, and the embedded capture server when that is where.
+    pub smtp: SmtpDestination,
     client: reqwest::Client,
     latest: RwLock<Option<SystemStatus>>,
 }
@@ -40,6 +42,7 @@ impl StatusProbe {
         servers: ServerPool,
         database: Database,
         hub: Arc<LiveHub>,
+        smtp: SmtpDestination,
     ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(PROBE_TIMEOUT)
@@ -55,6 +58,7 @@ impl StatusProbe {
             servers,
             database,
             hub,
+            smtp,
             client,
             latest: RwLock::new(None),
         }
@@ -110,10 +114,12 @@ impl StatusProbe {
             self.http_status(&server.id, &name, ComponentKind::Server, server.addr)
                 .await
         }));
-        let (balancer, servers, database) = tokio::join!(balancer, servers, self.database_status());
+        let (balancer, servers, database, smtp) =
+            tokio::join!(balancer, servers, self.database_status(), self.smtp_status());
         let mut components = vec![dashboard, balancer];
         components.extend(servers);
         components.push(database);
+        components.push(smtp);
 
         let uptime_seconds = self.started.elapsed().as_secs();
         SystemStatus {
@@ -219,6 +225,77 @@ impl StatusProbe {
             latency_ms,
             detail,
         }
+    }
+}
+
+/// Where the mail workers send: the URL (shown without credentials) and, when it is the
+/// embedded capture server, that server (for its message count).
+#[derive(Clone)]
+pub struct SmtpDestination {
+    pub url: String,
+    pub capture: Option<CaptureServer>,
+}
+
+impl StatusProbe {
+    /// Connects to the SMTP server the mail workers use and reads its 220 greeting, timed.
+    async fn smtp_status(&self) -> ComponentStatus {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(PROBE_TIMEOUT, greeting(&self.smtp.url)).await;
+        let latency = millis(started.elapsed());
+        let (health, figure, latency_ms, detail) = match outcome {
+            Ok(Ok(())) => {
+                let stored = match &self.smtp.capture {
+                    Some(capture) => format!(" · {} messages captured", capture.count().await.unwrap_or(0)),
+                    None => String::new(),
+                };
+                (
+                    ComponentHealth::Healthy,
+                    format!("220 greeting in {latency:.1} ms{stored}"),
+                    Some(latency),
+                    None,
+                )
+            }
+            Ok(Err(reason)) => (ComponentHealth::Unhealthy, "not answering".into(), None, Some(reason)),
+            Err(_) => (
+                ComponentHealth::Unhealthy,
+                "not answering".into(),
+                None,
+                Some(format!("no greeting within {} ms", PROBE_TIMEOUT.as_millis())),
+            ),
+        };
+        let name = if self.smtp.capture.is_some() {
+            "Capture SMTP server"
+        } else {
+            "SMTP server"
+        };
+        ComponentStatus {
+            id: "smtp".into(),
+            name: name.into(),
+            kind: ComponentKind::Smtp,
+            health,
+            address: crate::storage::redact_url(&self.smtp.url),
+            figure,
+            latency_ms,
+            detail,
+        }
+    }
+}
+
+/// Opens an SMTP connection, expects `220`, and says QUIT.
+async fn greeting(url: &str) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let target = SmtpTarget::parse(url)?;
+    let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|_| "connection refused".to_string())?;
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    stream.read_line(&mut line).await.map_err(|error| error.to_string())?;
+    let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
+    if line.starts_with("220") {
+        Ok(())
+    } else {
+        Err(format!("greeted with {:?}", line.trim_end()))
     }
 }
 

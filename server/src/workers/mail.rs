@@ -146,14 +146,14 @@ impl SmtpClient {
 /// `smtp://[user:password@]host[:port]`. Plain SMTP only: the SMTP servers this talks to
 /// are local (the capture server, a test server, a relay on the same network).
 #[derive(Debug, PartialEq, Eq)]
-struct SmtpTarget {
-    host: String,
-    port: u16,
+pub(crate) struct SmtpTarget {
+    pub(crate) host: String,
+    pub(crate) port: u16,
     credentials: Option<(String, String)>,
 }
 
 impl SmtpTarget {
-    fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("smtp://")
             .ok_or_else(|| "expected smtp://host:port (TLS schemes are not built in)".to_string())?;
