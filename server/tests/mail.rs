@@ -124,6 +124,14 @@ async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_d
     assert!(error.contains("451"), "{error}");
     assert_eq!(system.get("/api/mailbox").await["total"], 0);
 
+    let preview = system.get("/api/queues/mail-dlq/jobs?errorContains=451").await;
+    assert_eq!(preview["total"], 1, "{preview}");
+    assert_eq!(preview["jobs"][0]["attempts"], 3);
+    assert_eq!(
+        system.get("/api/queues/mail-dlq/jobs?errorContains=554").await["total"],
+        0
+    );
+
     system.faults(json!({})).await;
     let requeue = system
         .http

@@ -146,6 +146,31 @@ pub async fn queue_action(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobsQuery {
+    limit: Option<u32>,
+    error_contains: Option<String>,
+}
+
+/// `GET /api/queues/{name}/jobs?limit=50&errorContains=451`: the newest jobs and how
+/// many match in all (on a dead-letter queue: how many a requeue with the same filter
+/// would move).
+pub async fn queue_jobs(
+    State(dashboard): State<Dashboard>,
+    Path(name): Path<String>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let (total, jobs) = dashboard
+        .queues
+        .list(queue, query.error_contains.as_deref(), limit)
+        .await?;
+    Ok(Json(json!({ "queue": queue, "total": total, "jobs": jobs })))
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxQuery {
     limit: Option<u32>,

@@ -58,6 +58,7 @@ impl Dashboard {
             .route("/api/servers", get(control::list_servers))
             .route("/api/servers/{number}/{action}", post(control::server_action))
             .route("/api/queues", get(control::queue_counts))
+            .route("/api/queues/{name}/jobs", get(control::queue_jobs))
             .route("/api/queues/{name}/{action}", post(control::queue_action))
             .route("/api/mailbox", get(control::mailbox))
             .route("/api/faults", get(control::faults).put(control::set_faults))

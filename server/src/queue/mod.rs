@@ -151,6 +151,22 @@ impl Job {
     }
 }
 
+/// A job as the queue endpoints list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: String,
+    pub queue: String,
+    pub state: String,
+    /// The notification or email id: the delivery's idempotency key.
+    pub target_id: String,
+    pub request_id: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub run_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
 /// What happened to a job that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -402,7 +418,7 @@ impl Queues {
         job_id: Option<&str>,
         error_contains: Option<&str>,
     ) -> Result<u64, sqlx::Error> {
-        let pattern = error_contains.map(|text| format!("%{}%", text.replace('%', "\\%").replace('_', "\\_")));
+        let pattern = like_pattern(error_contains);
         let moved = sqlx::query(
             "UPDATE jobs SET queue = ?, state = 'waiting', attempts = 0, run_at_ms = ?, updated_at_ms = ? \
              WHERE queue = ? AND state = 'failed' AND (? IS NULL OR id = ?) AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')",
@@ -422,6 +438,35 @@ impl Queues {
             self.wake(dlq.channel());
         }
         Ok(moved)
+    }
+
+    /// The newest jobs of a queue whose last error contains `error_contains` (all when
+    /// `None`), and how many match in all: the preview of what a requeue would move.
+    pub async fn list(
+        &self,
+        queue: QueueName,
+        error_contains: Option<&str>,
+        limit: u32,
+    ) -> Result<(i64, Vec<JobView>), sqlx::Error> {
+        let pattern = like_pattern(error_contains);
+        let filter = "WHERE queue = ? AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}")))
+            .bind(queue.as_str())
+            .bind(&pattern)
+            .bind(&pattern)
+            .fetch_one(&self.db.pool)
+            .await?;
+        let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms FROM jobs {filter} \
+             ORDER BY updated_at_ms DESC, id DESC LIMIT ?"
+        )))
+        .bind(queue.as_str())
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok((total, jobs))
     }
 
     /// Counts per queue and state, every queue listed even when empty.
@@ -460,6 +505,16 @@ impl Queues {
         }
         Ok(counts)
     }
+}
+
+/// A `LIKE` pattern matching text that contains `needle` literally.
+fn like_pattern(needle: Option<&str>) -> Option<String> {
+    needle.map(|text| {
+        format!(
+            "%{}%",
+            text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        )
+    })
 }
 
 /// `?, ?, ?` for an `IN (...)` list of `count` bound values.
