@@ -20,6 +20,20 @@ async fn start(site: Option<&Path>) -> TestSystem {
     TestSystem::start(&extra).await
 }
 
+/// `GET /status` as JSON.
+async fn system_status(system: &TestSystem) -> SystemStatus {
+    system
+        .http
+        .get(system.dashboard("/status"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("a SystemStatus")
+}
+
 #[tokio::test]
 async fn every_listener_answers_healthz_with_json() {
     let system = start(None).await;
@@ -45,17 +59,7 @@ async fn every_listener_answers_healthz_with_json() {
 async fn status_json_reports_every_component_healthy() {
     let system = start(None).await;
     let running = &system.running;
-    let status: SystemStatus = system
-        .http
-        .clone()
-        .get(format!("http://{}/status", running.dashboard))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("a SystemStatus");
+    let status = system_status(&system).await;
     let ids: Vec<&str> = status.components.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -109,17 +113,7 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
     let system = start(None).await;
     let running = &system.running;
     let http = system.http.clone();
-    let status_url = format!("http://{}/status", running.dashboard);
-    let fetch = || async {
-        http.get(&status_url)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .expect("answers")
-            .json::<SystemStatus>()
-            .await
-            .expect("a SystemStatus")
-    };
+    let fetch = || system_status(&system);
     let stop = http
         .post(format!("http://{}/api/servers/2/stop", running.dashboard))
         .send()
@@ -266,16 +260,7 @@ async fn an_unreachable_smtp_server_degrades_the_system_but_is_not_critical() {
         .expect("addr");
     let url = format!("smtp://{dead}");
     let system = TestSystem::start(&["--servers", "1", "--smtp-url", &url]).await;
-    let status: SystemStatus = system
-        .http
-        .get(system.dashboard("/status"))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("a SystemStatus");
+    let status = system_status(&system).await;
     let smtp = status.components.iter().find(|c| c.id == "smtp").expect("smtp listed");
     assert_eq!(smtp.health, ComponentHealth::Unhealthy);
     assert_eq!(smtp.detail.as_deref(), Some("connection refused"));
