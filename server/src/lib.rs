@@ -119,6 +119,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         db: database.clone(),
         queues: queues.clone(),
         registry: registry.clone(),
+        sessions: Default::default(),
         public_url: format!("http://{balancer_addr}"),
     };
     let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());

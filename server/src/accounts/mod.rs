@@ -2,7 +2,11 @@
 //! password reset tokens. Secrets are stored only as SHA-256 digests, so a database
 //! leak gives no usable token.
 
-use std::sync::OnceLock;
+mod session_cache;
+
+pub use session_cache::SessionCache;
+
+use std::{sync::OnceLock, time::Instant};
 
 use argon2::{
     Argon2,
@@ -141,23 +145,40 @@ pub async fn create_session(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> 
     Ok(format!("{user_id}.{secret}"))
 }
 
-/// The user a live session token belongs to.
-pub async fn authenticate(db: &Database, token: &str) -> Result<Option<User>, sqlx::Error> {
+/// The user a live session token belongs to: from `cache` when it was checked moments
+/// ago, else from the database (and then cached).
+pub async fn authenticate(db: &Database, cache: &SessionCache, token: &str) -> Result<Option<User>, sqlx::Error> {
     let Some((user_id, secret)) = token.split_once('.') else {
         return Ok(None);
     };
     if secret.len() != 64 {
         return Ok(None);
     }
-    sqlx::query_as(
-        "SELECT u.id, u.email, u.name, u.created_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
+    let secret_digest = digest(secret);
+    let now = now_ms();
+    if let Some(user) = cache.get(&secret_digest, now).filter(|user| user.id == user_id) {
+        return Ok(Some(user));
+    }
+    let looked_up = Instant::now();
+    let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT u.id, u.email, u.name, u.created_at_ms, s.expires_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.secret_hash = ? AND s.user_id = ? AND s.expires_at_ms > ?",
     )
-    .bind(digest(secret))
+    .bind(&secret_digest)
     .bind(user_id)
-    .bind(now_ms())
+    .bind(now)
     .fetch_optional(&db.pool)
-    .await
+    .await?;
+    Ok(row.map(|(id, email, name, created_at_ms, expires_at_ms)| {
+        let user = User {
+            id,
+            email,
+            name,
+            created_at_ms,
+        };
+        cache.insert(secret_digest, user.clone(), expires_at_ms, looked_up);
+        user
+    }))
 }
 
 #[cfg(test)]

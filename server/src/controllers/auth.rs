@@ -252,7 +252,7 @@ pub async fn confirm_reset(
         .await?;
     let notice = Notice {
         kind: NotificationType::ResetPassword,
-        user_id: Some(user_id),
+        user_id: Some(user_id.clone()),
         email: None,
         in_app: Some(InAppDraft {
             title: "Password changed".into(),
@@ -260,5 +260,7 @@ pub async fn confirm_reset(
         }),
     };
     commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    // The deleted sessions must not live on in memory.
+    server.shared.sessions.revoke_user(&user_id);
     Ok(Json(json!({ "status": "password changed" })))
 }

@@ -36,7 +36,7 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
 
 /// Commits a business transaction with its notices — `batch` holds the controller's
 /// own writes, the notices' rows and jobs join it, and all run in one round trip —
-/// then wakes the workers.
+/// then wakes the workers. For controllers that read inside their transaction first.
 pub async fn commit_with_notices(
     server: &AppServer,
     mut tx: Transaction<'_, Sqlite>,
@@ -44,12 +44,35 @@ pub async fn commit_with_notices(
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let written: Vec<FannedOut> = notices
-        .iter()
-        .map(|notice| notify::fan_out(&mut batch, notice, Some(&request_id.0)))
-        .collect();
+    let written = fan_out(&mut batch, notices, request_id);
     batch.execute(&mut tx).await?;
     tx.commit().await?;
+    wake_workers(server, &written);
+    Ok(written)
+}
+
+/// Like [`commit_with_notices`] for a controller whose writes need no reads: the batch
+/// goes to the group committer and shares a transaction with other requests' batches.
+pub async fn group_commit_with_notices(
+    server: &AppServer,
+    mut batch: WriteBatch,
+    notices: &[Notice],
+    request_id: &RequestId,
+) -> Result<Vec<FannedOut>, ApiError> {
+    let written = fan_out(&mut batch, notices, request_id);
+    server.shared.db.commit(batch).await?;
+    wake_workers(server, &written);
+    Ok(written)
+}
+
+fn fan_out(batch: &mut WriteBatch, notices: &[Notice], request_id: &RequestId) -> Vec<FannedOut> {
+    notices
+        .iter()
+        .map(|notice| notify::fan_out(batch, notice, Some(&request_id.0)))
+        .collect()
+}
+
+fn wake_workers(server: &AppServer, written: &[FannedOut]) {
     let queues = &server.shared.queues;
     if written.iter().any(|out| out.email_id.is_some()) {
         queues.wake(Channel::Email);
@@ -57,7 +80,6 @@ pub async fn commit_with_notices(
     if written.iter().any(|out| out.notification_id.is_some()) {
         queues.wake(Channel::InApp);
     }
-    Ok(written)
 }
 
 /// Checks an email address's shape: one `@`, a dotted domain, no spaces, at most 254

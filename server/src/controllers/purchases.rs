@@ -4,7 +4,7 @@ use app::wire::NotificationType;
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{RequestId, commit_with_notices};
+use super::{RequestId, group_commit_with_notices};
 use crate::{
     accounts::new_id,
     api_error::ApiError,
@@ -96,7 +96,6 @@ pub async fn create(
             body: format!("{} for {amount}", purchase.item),
         }),
     };
-    let tx = server.shared.db.begin_write().await?;
-    commit_with_notices(&server, tx, batch, &[notice], &request_id).await?;
+    group_commit_with_notices(&server, batch, &[notice], &request_id).await?;
     Ok((StatusCode::CREATED, Json(purchase)))
 }

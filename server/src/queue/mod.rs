@@ -338,19 +338,18 @@ impl Queues {
     }
 
     /// Marks several jobs done in one statement, inside the caller's transaction.
-    pub async fn complete_all(tx: &mut Transaction<'_, Sqlite>, job_ids: &[&str]) -> Result<(), sqlx::Error> {
+    pub fn complete_all(batch: &mut WriteBatch, job_ids: &[&str]) {
         if job_ids.is_empty() {
-            return Ok(());
+            return;
         }
         let sql = format!(
             "UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE id IN ({})",
             placeholders(job_ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+        batch.statement_owned(sql).bind(now_ms());
         for id in job_ids {
-            query = query.bind(*id);
+            batch.bind(*id);
         }
-        query.execute(&mut **tx).await.map(drop)
     }
 
     /// A failure that may pass: the job moves to the next retry tier, or to the

@@ -155,7 +155,7 @@ impl FromRequestParts<AppServer> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, server: &AppServer) -> Result<Self, ApiError> {
         let token =
             bearer_token(parts).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
-        match accounts::authenticate(&server.shared.db, &token).await? {
+        match accounts::authenticate(&server.shared.db, &server.shared.sessions, &token).await? {
             Some(user) => Ok(Self(user)),
             None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")),
         }

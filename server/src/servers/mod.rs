@@ -26,7 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// How long a stopping server lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-use crate::{controllers, queue::Queues, storage::Database, websocket::Registry};
+use crate::{accounts::SessionCache, controllers, queue::Queues, storage::Database, websocket::Registry};
 
 /// What every app server shares: the database, the queues, and the public address that
 /// links in emails point at.
@@ -36,6 +36,8 @@ pub struct Shared {
     pub queues: Arc<Queues>,
     /// End users' open sockets, across every app server.
     pub registry: Arc<Registry>,
+    /// Session tokens checked moments ago, shared by every app server.
+    pub sessions: Arc<SessionCache>,
     /// `http://<balancer address>`.
     pub public_url: String,
 }
@@ -270,6 +272,7 @@ mod tests {
         let shared = Shared {
             queues: Queues::new(db.clone(), 1.0),
             registry: Registry::new(),
+            sessions: Default::default(),
             db,
             public_url: "http://127.0.0.1:8000".into(),
         };

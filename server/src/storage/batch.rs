@@ -3,15 +3,79 @@
 //! sqlx runs every SQLite statement on its connection's worker thread, and the hand-off
 //! to and from that thread — not the SQL — is what a statement mostly costs (a profile at
 //! 600 purchases/s put a third of the time in thread wake-ups). A batch is one hand-off.
-//! Anonymous `?` parameters bind in order across the statements.
+//! Anonymous `?` parameters bind in order across the statements. Values are kept as
+//! [`SqlValue`]s rather than sqlx's argument buffer so that batches can be joined: the
+//! group committer ([`super::group`]) runs many requests' batches as one.
 
-use sqlx::{Arguments, Encode, Sqlite, Transaction, Type, sqlite::SqliteArguments};
+use sqlx::{Arguments, Sqlite, Transaction, sqlite::SqliteArguments};
 
-#[derive(Default)]
+/// A value bound to a `?` in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<i32> for SqlValue {
+    fn from(value: i32) -> Self {
+        Self::Int(value.into())
+    }
+}
+
+impl From<u32> for SqlValue {
+    fn from(value: u32) -> Self {
+        Self::Int(value.into())
+    }
+}
+
+impl From<bool> for SqlValue {
+    fn from(value: bool) -> Self {
+        Self::Int(value.into())
+    }
+}
+
+impl From<f64> for SqlValue {
+    fn from(value: f64) -> Self {
+        Self::Real(value)
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_string())
+    }
+}
+
+impl From<&String> for SqlValue {
+    fn from(value: &String) -> Self {
+        Self::Text(value.clone())
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
+    }
+}
+
+#[derive(Default, Debug, Clone)]
 pub struct WriteBatch {
     sql: String,
-    args: SqliteArguments,
-    error: Option<sqlx::error::BoxDynError>,
+    values: Vec<SqlValue>,
 }
 
 impl WriteBatch {
@@ -30,13 +94,8 @@ impl WriteBatch {
         self
     }
 
-    pub fn bind<T>(&mut self, value: T) -> &mut Self
-    where
-        T: for<'q> Encode<'q, Sqlite> + Type<Sqlite> + 'static,
-    {
-        if let Err(error) = self.args.add(value) {
-            self.error.get_or_insert(error);
-        }
+    pub fn bind(&mut self, value: impl Into<SqlValue>) -> &mut Self {
+        self.values.push(value.into());
         self
     }
 
@@ -44,17 +103,36 @@ impl WriteBatch {
         self.sql.is_empty()
     }
 
+    /// Appends every statement of `other` after this batch's own.
+    pub fn append(&mut self, other: WriteBatch) {
+        self.sql.push_str(&other.sql);
+        self.values.extend(other.values);
+    }
+
     /// Runs every statement inside `tx`, in one round trip.
     pub async fn execute(self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
-        if let Some(error) = self.error {
-            return Err(sqlx::Error::Encode(error));
-        }
+        self.run(&mut **tx).await
+    }
+
+    /// Runs every statement on `executor` in one round trip (the caller owns the
+    /// transaction, or the statements bring their own).
+    pub(super) async fn run(self, executor: impl sqlx::SqliteExecutor<'_>) -> Result<(), sqlx::Error> {
         if self.sql.is_empty() {
             return Ok(());
         }
-        // Only literal statements are appended; every value is bound.
-        sqlx::query_with(sqlx::AssertSqlSafe(self.sql), self.args)
-            .execute(&mut **tx)
+        let mut args = SqliteArguments::default();
+        for value in self.values {
+            match value {
+                SqlValue::Null => args.add(None::<i64>),
+                SqlValue::Int(value) => args.add(value),
+                SqlValue::Real(value) => args.add(value),
+                SqlValue::Text(value) => args.add(value),
+            }
+            .map_err(sqlx::Error::Encode)?;
+        }
+        // Only literal statements and placeholders are appended; every value is bound.
+        sqlx::query_with(sqlx::AssertSqlSafe(self.sql), args)
+            .execute(executor)
             .await
             .map(drop)
     }
@@ -72,23 +150,35 @@ mod tests {
             .await
             .expect("db");
         let mut batch = WriteBatch::default();
-        batch.statement("CREATE TEMP TABLE t (a TEXT, b BIGINT)");
+        batch.statement("CREATE TEMP TABLE t (a TEXT, b BIGINT, c REAL)");
         batch
-            .statement("INSERT INTO t (a, b) VALUES (?, ?)")
-            .bind("one".to_string())
-            .bind(1i64);
-        batch
-            .statement("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)")
+            .statement("INSERT INTO t (a, b, c) VALUES (?, ?, ?)")
+            .bind("one")
+            .bind(1i64)
+            .bind(0.5);
+        let mut second = WriteBatch::default();
+        second
+            .statement("INSERT INTO t (a, b, c) VALUES (?, ?, ?), (?, ?, ?)")
             .bind("two".to_string())
             .bind(2i64)
-            .bind("three".to_string())
-            .bind(3i64);
+            .bind(None::<f64>)
+            .bind(Some("three"))
+            .bind(3i32)
+            .bind(true);
+        batch.append(second);
         let mut tx = db.begin_write().await.expect("tx");
         batch.execute(&mut tx).await.expect("runs");
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT a, b FROM t ORDER BY b")
+        let rows: Vec<(String, i64, Option<f64>)> = sqlx::query_as("SELECT a, b, c FROM t ORDER BY b")
             .fetch_all(&mut *tx)
             .await
             .expect("rows");
-        assert_eq!(rows, [("one".into(), 1), ("two".into(), 2), ("three".into(), 3)]);
+        assert_eq!(
+            rows,
+            [
+                ("one".into(), 1, Some(0.5)),
+                ("two".into(), 2, None),
+                ("three".into(), 3, Some(1.0))
+            ]
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! `--database-url`.
 
 mod batch;
+mod group;
 
-pub use batch::WriteBatch;
+pub use batch::{SqlValue, WriteBatch};
+use group::GroupCommitter;
 
 use std::{
     path::{Path, PathBuf},
@@ -39,6 +41,8 @@ pub enum StorageError {
 #[derive(Clone)]
 pub struct Database {
     pub pool: SqlitePool,
+    /// Commits blind write batches together (see [`group`]).
+    group: GroupCommitter,
     /// The URL with any password removed, for logs and the status page.
     pub display_url: String,
 }
@@ -92,7 +96,7 @@ impl Database {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations")
@@ -102,7 +106,12 @@ impl Database {
                 url: display_url.clone(),
                 source,
             })?;
-        let database = Self { pool, display_url };
+        let group = GroupCommitter::start(options).await.map_err(open_error)?;
+        let database = Self {
+            pool,
+            group,
+            display_url,
+        };
         database.record_boot().await?;
         Ok(database)
     }
@@ -126,6 +135,12 @@ impl Database {
     /// lock up front, so the busy timeout applies and it waits its turn instead.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Commits a batch of writes that needs no answer, in one transaction shared with
+    /// whatever other batches are waiting (group commit); returns once it is durable.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<(), sqlx::Error> {
+        self.group.commit(batch).await
     }
 
     /// How many times a process has started on this database.

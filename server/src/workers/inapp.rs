@@ -134,10 +134,8 @@ impl InAppWorker {
                 batch.bind(id.to_string());
             }
         }
-        let mut tx = self.db.begin_write().await?;
-        batch.execute(&mut tx).await?;
-        Queues::complete_all(&mut tx, &completed).await?;
-        tx.commit().await
+        Queues::complete_all(&mut batch, &completed);
+        self.db.commit(batch).await
     }
 
     /// Each job's notification: its user, the frame to push, and whether it was

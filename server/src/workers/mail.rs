@@ -287,10 +287,8 @@ impl MailWorker {
                 .bind(reply.clone())
                 .bind(email_id.clone());
         }
-        let mut tx = self.db.begin_write().await?;
-        batch.execute(&mut tx).await?;
-        Queues::complete_all(&mut tx, completed).await?;
-        tx.commit().await
+        Queues::complete_all(&mut batch, completed);
+        self.db.commit(batch).await
     }
 
     /// One SMTP attempt. Returns the server's reply on success.

@@ -1,0 +1,191 @@
+//! Group commit: one writer task commits the write batches of many requests and workers
+//! in one transaction and one round trip to SQLite.
+//!
+//! SQLite has one writer at a time anyway, so writers only ever wait for each other; what
+//! a separate transaction per request adds is three hand-offs to the connection's thread
+//! (`BEGIN`, the batch, `COMMIT`), plus taking a pooled connection. Here the batches that
+//! arrived while the previous group was committing are joined into
+//! `BEGIN IMMEDIATE; …; COMMIT` and sent at once, so under load a commit costs one
+//! hand-off per group, not three per request; with no load a group is one batch and
+//! waits for nothing.
+//!
+//! Only blind writes take this path (a batch whose statements need no answer). If a
+//! joined group fails, it is rolled back and each batch runs again in a transaction of
+//! its own, so one bad batch fails alone and the others still commit.
+//!
+//! A caller that stops waiting (its request was cancelled) does not withdraw its batch:
+//! once handed over it commits, as if the reply had been lost on the way back.
+
+use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::WriteBatch;
+
+/// The most batches joined into one transaction: enough to absorb a burst, small enough
+/// that one SQL text stays well under SQLite's limits and a failed group is cheap to
+/// replay.
+const MAX_GROUP: usize = 64;
+/// Batches waiting for the writer; a full queue makes callers wait (backpressure).
+const QUEUE_DEPTH: usize = 4_096;
+
+struct Pending {
+    batch: WriteBatch,
+    done: oneshot::Sender<Result<(), sqlx::Error>>,
+}
+
+/// The handle callers commit through; cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    sender: mpsc::Sender<Pending>,
+}
+
+impl GroupCommitter {
+    /// Opens the writer's own connection and starts the writer task.
+    pub async fn start(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let connection = SqliteConnection::connect_with(&options).await?;
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(write_groups(connection, options, receiver));
+        Ok(Self { sender })
+    }
+
+    /// Commits `batch` in its own transaction or in one shared with other batches;
+    /// returns once it is durable (or failed on its own).
+    pub async fn commit(&self, batch: WriteBatch) -> Result<(), sqlx::Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (done, answer) = oneshot::channel();
+        self.sender
+            .send(Pending { batch, done })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+async fn write_groups(
+    mut connection: SqliteConnection,
+    options: SqliteConnectOptions,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let outcomes = commit_group(&mut connection, &group).await;
+        let broken = outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Err(sqlx::Error::Io(_))));
+        for (pending, outcome) in group.drain(..).zip(outcomes) {
+            // A caller that gave up waiting has nothing to be told.
+            let _ = pending.done.send(outcome);
+        }
+        if broken {
+            match SqliteConnection::connect_with(&options).await {
+                Ok(fresh) => connection = fresh,
+                Err(error) => tracing::error!(%error, "group commit: cannot reopen the writer connection"),
+            }
+        }
+    }
+}
+
+/// Commits the group as one transaction; when that fails, each batch alone.
+async fn commit_group(connection: &mut SqliteConnection, group: &[Pending]) -> Vec<Result<(), sqlx::Error>> {
+    let joined = in_transaction(group.iter().map(|pending| &pending.batch));
+    match run(connection, joined).await {
+        Ok(()) => group.iter().map(|_| Ok(())).collect(),
+        Err(error) if group.len() == 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::warn!(%error, batches = group.len(), "group commit failed; committing its batches one by one");
+            let mut outcomes = Vec::with_capacity(group.len());
+            for pending in group {
+                outcomes.push(run(connection, in_transaction(std::iter::once(&pending.batch))).await);
+            }
+            outcomes
+        }
+    }
+}
+
+fn in_transaction<'a>(batches: impl Iterator<Item = &'a WriteBatch>) -> WriteBatch {
+    let mut joined = WriteBatch::default();
+    joined.statement("BEGIN IMMEDIATE");
+    for batch in batches {
+        joined.append(batch.clone());
+    }
+    joined.statement("COMMIT");
+    joined
+}
+
+/// Runs a `BEGIN … COMMIT` batch; if it stopped half-way, rolls the transaction back so
+/// the connection is clean for the next group.
+async fn run(connection: &mut SqliteConnection, batch: WriteBatch) -> Result<(), sqlx::Error> {
+    let result = batch.run(&mut *connection).await;
+    if result.is_err() {
+        // "no transaction is active" is the expected answer when BEGIN itself failed.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{Database, WriteBatch};
+
+    async fn database() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = crate::storage::resolve_url(dir.path(), None).expect("url");
+        let db = Database::open(&url).await.expect("db");
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+            .execute(&db.pool)
+            .await
+            .expect("table");
+        (dir, db)
+    }
+
+    fn insert(key: &str, value: i64) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        batch
+            .statement("INSERT INTO t (k, v) VALUES (?, ?)")
+            .bind(key)
+            .bind(value);
+        batch
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_all_commit() {
+        let (_dir, db) = database().await;
+        let commits = (0..200).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move { db.commit(insert(&format!("k{i}"), i)).await })
+        });
+        for commit in commits {
+            commit.await.expect("task").expect("committed");
+        }
+        let (count, sum): (i64, i64) = sqlx::query_as("SELECT COUNT(*), SUM(v) FROM t")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!((count, sum), (200, (0..200).sum()));
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_fails_alone_and_leaves_nothing_behind() {
+        let (_dir, db) = database().await;
+        db.commit(insert("taken", 1)).await.expect("first");
+        // Two statements: the first succeeds, the second breaks the primary key, so the
+        // whole batch must roll back — while the batches around it commit.
+        let mut bad = insert("half", 2);
+        bad.statement("INSERT INTO t (k, v) VALUES (?, ?)")
+            .bind("taken")
+            .bind(3i64);
+        let (a, b, c) = tokio::join!(db.commit(insert("a", 4)), db.commit(bad), db.commit(insert("c", 5)));
+        a.expect("a commits");
+        c.expect("c commits");
+        let error = b.expect_err("the bad batch fails");
+        assert!(error.to_string().contains("UNIQUE"), "{error}");
+        let keys: Vec<String> = sqlx::query_scalar("SELECT k FROM t ORDER BY k")
+            .fetch_all(&db.pool)
+            .await
+            .expect("keys");
+        assert_eq!(keys, ["a", "c", "taken"], "nothing of the bad batch remains");
+        db.commit(insert("after", 6)).await.expect("the writer still works");
+    }
+}
