@@ -326,7 +326,7 @@ async fn kill_9_under_load_loses_nothing_and_delivers_each_notification_once() {
     // reached the killed process is sent again, with the same Message-ID, which this
     // (idempotent) server drops. Only a send in flight at the kill can repeat: at most one
     // per mail worker per kill.
-    let duplicates = capture.duplicates();
+    let duplicates = capture.duplicates().await.expect("duplicates") as u64;
     assert!(duplicates <= KILLS * MAIL_WORKERS, "{duplicates} repeated sends");
 
     clients_stop.cancel();

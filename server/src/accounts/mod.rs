@@ -14,7 +14,6 @@ use argon2::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Sqlite, Transaction};
 
 use crate::{now_ms, storage::Database};
 
@@ -132,7 +131,7 @@ pub async fn find_by_email(
 
 /// Creates a session and returns its token, `<user id>.<secret>`. The user part lets
 /// the load balancer keep one user's sockets on one server without a lookup.
-pub async fn create_session(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> Result<String, sqlx::Error> {
+pub async fn create_session(connection: &mut sqlx::SqliteConnection, user_id: &str) -> Result<String, sqlx::Error> {
     let secret = new_secret();
     let now = now_ms();
     sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
@@ -140,7 +139,7 @@ pub async fn create_session(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> 
         .bind(user_id)
         .bind(now)
         .bind(now + SESSION_TTL_MS)
-        .execute(&mut **tx)
+        .execute(connection)
         .await?;
     Ok(format!("{user_id}.{secret}"))
 }

@@ -7,14 +7,13 @@ pub mod notifications;
 pub mod purchases;
 
 use axum::http::request::Parts;
-use sqlx::{Sqlite, Transaction};
 
 use crate::{
     api_error::ApiError,
     notify::{self, FannedOut, Notice},
     queue::Channel,
     servers::AppServer,
-    storage::WriteBatch,
+    storage::{WriteBatch, WriteTransaction},
 };
 
 /// The request id the balancer (or the request-id middleware) attached.
@@ -39,7 +38,7 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
 /// then wakes the workers. For controllers that read inside their transaction first.
 pub async fn commit_with_notices(
     server: &AppServer,
-    mut tx: Transaction<'_, Sqlite>,
+    mut tx: WriteTransaction,
     mut batch: WriteBatch,
     notices: &[Notice],
     request_id: &RequestId,

@@ -186,8 +186,9 @@ pub async fn mailbox(
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let messages = capture.messages(limit).await?;
     let total = capture.count().await?;
+    let duplicates = capture.duplicates().await?;
     Ok(Json(
-        json!({ "total": total, "duplicatesIgnored": capture.duplicates(), "messages": messages }),
+        json!({ "total": total, "duplicatesIgnored": duplicates, "messages": messages }),
     ))
 }
 

@@ -264,29 +264,38 @@ impl Queues {
     ) -> Result<Vec<Job>, sqlx::Error> {
         let now = now_ms();
         let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
+        // Two index range scans on (queue, state, run_at_ms): due waiting or delayed
+        // jobs, and expired leases. One condition with OR would make SQLite walk every
+        // job of the queue, completed ones included (tens of thousands under load), on
+        // every claim.
+        let pending = format!(
+            "SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state IN ('waiting', 'delayed') AND run_at_ms <= ? \
+                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
+             UNION ALL \
+             SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state = 'active' AND lease_until_ms < ? \
+                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1)",
+            names = placeholders(names.len())
+        );
         let sql = format!(
             "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
-             WHERE id IN (SELECT id FROM jobs WHERE queue IN ({}) \
-                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
-                AND ((state IN ('waiting', 'delayed') AND run_at_ms <= ?) OR (state = 'active' AND lease_until_ms < ?)) \
-                ORDER BY run_at_ms LIMIT ?) \
-             RETURNING id, queue, target_id, request_id, attempts, last_error",
-            placeholders(names.len())
+             WHERE id IN (SELECT id FROM ({pending}) ORDER BY run_at_ms LIMIT ?) \
+             RETURNING id, queue, target_id, request_id, attempts, last_error"
         );
         // Only `?` placeholders are formatted in; every value is bound.
         let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
             .bind(worker)
             .bind(now + lease.as_millis() as i64)
             .bind(now);
-        for name in names {
-            query = query.bind(name);
+        for name in &names {
+            query = query.bind(*name);
         }
-        let mut jobs = query
-            .bind(now)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.db.pool)
-            .await?;
+        query = query.bind(now);
+        for name in &names {
+            query = query.bind(*name);
+        }
+        let writing = self.db.writing().await;
+        let mut jobs = query.bind(now).bind(i64::from(limit)).fetch_all(&self.db.pool).await?;
+        drop(writing);
         // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)

@@ -10,10 +10,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -25,7 +22,11 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{accounts::new_id, now_ms, storage::Database};
+use crate::{
+    accounts::new_id,
+    now_ms,
+    storage::{Database, WriteBatch},
+};
 
 /// RFC 5321's limit on a line, CRLF included.
 const MAX_LINE: u64 = 1000;
@@ -115,9 +116,6 @@ struct Envelope {
 pub struct CaptureServer {
     db: Database,
     faults: Arc<RwLock<Faults>>,
-    /// Messages answered 250 whose Message-ID was already stored: a sender's retry of a
-    /// delivery whose first 250 it never recorded.
-    duplicates: Arc<AtomicU64>,
 }
 
 impl CaptureServer {
@@ -125,13 +123,15 @@ impl CaptureServer {
         Self {
             db,
             faults: Arc::new(RwLock::new(Faults::default())),
-            duplicates: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// How many re-deliveries of an already stored Message-ID were accepted and not stored again.
-    pub fn duplicates(&self) -> u64 {
-        self.duplicates.load(Ordering::Relaxed)
+    /// How many re-deliveries of a stored Message-ID were answered 250 and not stored
+    /// again: a sender's retry of a delivery whose first 250 it never recorded.
+    pub async fn duplicates(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COALESCE(SUM(repeats), 0) FROM mailbox")
+            .fetch_one(&self.db.pool)
+            .await
     }
 
     pub fn faults(&self) -> Faults {
@@ -237,32 +237,26 @@ impl CaptureServer {
     }
 
     /// Stores a message once per Message-ID: the sender's idempotency key. A repeat is
-    /// acknowledged like the original (the sender must stop retrying) but not stored twice.
+    /// acknowledged like the original (the sender must stop retrying), counted on the
+    /// stored row, and not stored twice. The insert shares a commit with whatever else is
+    /// being written (group commit): the 250 goes out once it is durable.
     async fn store(&self, envelope: Envelope) -> Result<String, sqlx::Error> {
         let raw = String::from_utf8_lossy(&envelope.data).into_owned();
-        let message_id = header(&raw, "message-id");
         let id = new_id();
-        let stored = sqlx::query(
-            "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&message_id)
-        .bind(&envelope.from)
-        .bind(envelope.recipients.join(","))
-        .bind(header(&raw, "subject"))
-        .bind(&raw)
-        .bind(now_ms())
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected();
-        if stored == 0 {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                message_id = message_id.as_deref().unwrap_or_default(),
-                "capture server ignored a repeated Message-ID"
-            );
-        }
+        let mut batch = WriteBatch::default();
+        batch
+            .statement(
+                "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (message_id) DO UPDATE SET repeats = repeats + 1",
+            )
+            .bind(&id)
+            .bind(header(&raw, "message-id"))
+            .bind(envelope.from)
+            .bind(envelope.recipients.join(","))
+            .bind(header(&raw, "subject"))
+            .bind(raw)
+            .bind(now_ms());
+        self.db.commit(batch).await?;
         Ok(id)
     }
 

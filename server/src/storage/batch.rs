@@ -7,7 +7,9 @@
 //! [`SqlValue`]s rather than sqlx's argument buffer so that batches can be joined: the
 //! group committer ([`super::group`]) runs many requests' batches as one.
 
-use sqlx::{Arguments, Sqlite, Transaction, sqlite::SqliteArguments};
+use sqlx::{Arguments, sqlite::SqliteArguments};
+
+use super::WriteTransaction;
 
 /// A value bound to a `?` in a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +112,7 @@ impl WriteBatch {
     }
 
     /// Runs every statement inside `tx`, in one round trip.
-    pub async fn execute(self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
+    pub async fn execute(self, tx: &mut WriteTransaction) -> Result<(), sqlx::Error> {
         self.run(&mut **tx).await
     }
 

@@ -16,8 +16,10 @@
 //! A caller that stops waiting (its request was cancelled) does not withdraw its batch:
 //! once handed over it commits, as if the reply had been lost on the way back.
 
+use std::sync::Arc;
+
 use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::WriteBatch;
 
@@ -41,10 +43,11 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Opens the writer's own connection and starts the writer task.
-    pub async fn start(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+    /// `writer` is the database's right to write, taken around each group.
+    pub async fn start(options: SqliteConnectOptions, writer: Arc<Mutex<()>>) -> Result<Self, sqlx::Error> {
         let connection = SqliteConnection::connect_with(&options).await?;
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_groups(connection, options, receiver));
+        tokio::spawn(write_groups(connection, options, writer, receiver));
         Ok(Self { sender })
     }
 
@@ -66,11 +69,15 @@ impl GroupCommitter {
 async fn write_groups(
     mut connection: SqliteConnection,
     options: SqliteConnectOptions,
+    writer: Arc<Mutex<()>>,
     mut receiver: mpsc::Receiver<Pending>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let outcomes = commit_group(&mut connection, &group).await;
+        let outcomes = {
+            let _writing = writer.lock().await;
+            commit_group(&mut connection, &group).await
+        };
         let broken = outcomes
             .iter()
             .any(|outcome| matches!(outcome, Err(sqlx::Error::Io(_))));

@@ -9,13 +9,17 @@ pub use batch::{SqlValue, WriteBatch};
 use group::GroupCommitter;
 
 use std::{
+    ops::{Deref, DerefMut},
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
 use sqlx::{
-    SqlitePool,
+    Sqlite, SqliteConnection, SqlitePool, Transaction,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -43,6 +47,8 @@ pub struct Database {
     pub pool: SqlitePool,
     /// Commits blind write batches together (see [`group`]).
     group: GroupCommitter,
+    /// Held by whoever writes; see [`Database::writing`].
+    writer: Arc<Mutex<()>>,
     /// The URL with any password removed, for logs and the status page.
     pub display_url: String,
 }
@@ -106,10 +112,14 @@ impl Database {
                 url: display_url.clone(),
                 source,
             })?;
-        let group = GroupCommitter::start(options).await.map_err(open_error)?;
+        let writer = Arc::new(Mutex::new(()));
+        let group = GroupCommitter::start(options, writer.clone())
+            .await
+            .map_err(open_error)?;
         let database = Self {
             pool,
             group,
+            writer,
             display_url,
         };
         database.record_boot().await?;
@@ -129,12 +139,23 @@ impl Database {
             })
     }
 
-    /// Begins a transaction that will write. SQLite's default (deferred) transaction
-    /// takes the write lock only at its first write and fails at once with "database is
-    /// locked" if another writer got in since its first read; an immediate one takes the
-    /// lock up front, so the busy timeout applies and it waits its turn instead.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// Waits for the right to write. SQLite lets one connection write at a time; when
+    /// another holds the lock it makes the others *sleep and poll* (1, 2, 5, 10, … up to
+    /// 100 ms), which under load put whole seconds into the tail latency. Writers in this
+    /// process queue here instead, first come first served, and each is woken the moment
+    /// the previous one is done. Writes that skip it still work, through the busy
+    /// timeout; the hot paths (claims, commits, the capture server) take it.
+    pub async fn writing(&self) -> OwnedMutexGuard<()> {
+        self.writer.clone().lock_owned().await
+    }
+
+    /// Begins a transaction that will write, holding the right to write until it ends.
+    /// An immediate transaction takes SQLite's lock up front, so it can never fail half
+    /// way with "database is locked" the way a deferred one that read first can.
+    pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let writing = self.writing().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTransaction { tx, _writing: writing })
     }
 
     /// Commits a batch of writes that needs no answer, in one transaction shared with
@@ -159,6 +180,34 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A write transaction and the right to write ([`Database::writing`]), released
+/// together when it commits or is dropped (which rolls back).
+pub struct WriteTransaction {
+    // Declared first so it ends (and its rollback is queued) before the right is released.
+    tx: Transaction<'static, Sqlite>,
+    _writing: OwnedMutexGuard<()>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
     }
 }
 

@@ -33,7 +33,7 @@ use crate::{
     accounts::User,
     now_ms,
     servers::{AppServer, extract::AuthUser},
-    storage::Database,
+    storage::{Database, WriteBatch},
 };
 
 /// Pushes waiting for a connection task beyond this are refused (the worker retries later).
@@ -362,29 +362,27 @@ impl UserConnection {
         if handed_over {
             return;
         }
-        let marked = sqlx::query(
-            "UPDATE notifications SET delivered_at_ms = ? WHERE id = ? AND user_id = ? AND delivered_at_ms IS NULL",
-        )
-        .bind(now_ms())
-        .bind(&ack)
-        .bind(&self.user.id)
-        .execute(&self.db.pool)
-        .await;
-        if let Err(error) = marked {
+        let mut batch = WriteBatch::default();
+        batch
+            .statement(
+                "UPDATE notifications SET delivered_at_ms = ? WHERE id = ? AND user_id = ? AND delivered_at_ms IS NULL",
+            )
+            .bind(now_ms())
+            .bind(ack)
+            .bind(&self.user.id);
+        if let Err(error) = self.db.commit(batch).await {
             tracing::warn!(%error, "could not record an ack; the notification will be pushed again");
         }
     }
 
     /// The client says it holds everything up to `last_seq`.
     async fn client_has_up_to(&mut self, last_seq: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE notifications SET delivered_at_ms = ? WHERE user_id = ? AND seq <= ? AND delivered_at_ms IS NULL",
-        )
-        .bind(now_ms())
-        .bind(&self.user.id)
-        .bind(last_seq)
-        .execute(&self.db.pool)
-        .await
-        .map(drop)
+        let mut batch = WriteBatch::default();
+        batch
+            .statement("UPDATE notifications SET delivered_at_ms = ? WHERE user_id = ? AND seq <= ? AND delivered_at_ms IS NULL")
+            .bind(now_ms())
+            .bind(&self.user.id)
+            .bind(last_seq);
+        self.db.commit(batch).await
     }
 }
