@@ -5,6 +5,12 @@ use std::{io::Write, process::ExitCode};
 use clap::{Parser, error::ErrorKind};
 use liveview::config::{Bench, Command, Config};
 
+/// mimalloc instead of glibc's allocator: under load
+/// malloc, free and glibc's arena consolidation took about 15% of the CPU (a profile at 1,600
+/// purchases/s; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::try_parse() {

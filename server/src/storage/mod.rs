@@ -96,8 +96,11 @@ impl Database {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
-            // Map the file instead of copying pages through read(2) on every miss.
-            .pragma("mmap_size", "268435456")
+            // No memory map: the file grows all the time under load, and every growth
+            // made each connection unmap and map it again, with a TLB shootdown across
+            // cores each time (a profile at 1,600 purchases/s: 3% in munmap alone). A
+            // 64 MiB page cache per connection keeps the working set in memory instead.
+            .pragma("mmap_size", "0")
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
