@@ -89,6 +89,10 @@ pub struct Config {
     )]
     pub keep_completed_jobs: u64,
 
+    /// Request journeys kept in memory for the live view and its API.
+    #[arg(long, env = "LIVEVIEW_JOURNEYS", value_name = "COUNT", default_value_t = 1_000)]
+    pub journeys: usize,
+
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
     #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]

@@ -16,6 +16,7 @@ pub mod servers;
 pub mod smtp;
 pub mod status;
 pub mod storage;
+pub mod telemetry;
 pub mod websocket;
 pub mod workers;
 
@@ -35,6 +36,7 @@ use crate::{
     smtp::CaptureServer,
     status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
+    telemetry::{Controls, Journeys, Telemetry},
     websocket::Registry,
     workers::ledger::SentLedger,
 };
@@ -111,8 +113,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let hub = Arc::new(LiveHub::new());
+    let controls = Arc::new(Controls::default());
+    let (telemetry, observations) = Telemetry::new(controls.clone());
+    let journeys = Arc::new(Journeys::new(config.journeys));
+    tasks.spawn(telemetry::aggregate(
+        observations,
+        journeys.clone(),
+        hub.clone(),
+        controls.clone(),
+        shutdown.clone(),
+    ));
 
-    let queues = Queues::new(database.clone(), config.time_scale);
+    let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
     let balancer_addr = local_addr(&balancer_listener);
     let registry = Registry::new();
     let shared = Shared {
@@ -120,6 +132,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         queues: queues.clone(),
         registry: registry.clone(),
         sessions: Default::default(),
+        telemetry: telemetry.clone(),
         public_url: format!("http://{balancer_addr}"),
     };
     let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());
@@ -187,6 +200,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.health_policy(),
         shutdown.clone(),
         tasks.clone(),
+        telemetry.clone(),
     );
     serve(
         &tasks,
@@ -219,6 +233,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         servers: pool.clone(),
         queues: queues.clone(),
         capture: capture.as_ref().map(|(capture, _)| capture.clone()),
+        telemetry: telemetry.clone(),
+        journeys: journeys.clone(),
     };
     serve(
         &tasks,

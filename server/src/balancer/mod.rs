@@ -35,6 +35,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use health::HealthPolicy;
 use strategy::Candidate;
 
+use crate::telemetry::Telemetry;
+
 /// A sticky user without an open socket keeps their server this long.
 const STICKY_IDLE_TTL: Duration = Duration::from_secs(600);
 
@@ -96,6 +98,7 @@ pub struct BalancerState {
     health: HealthPolicy,
     shutdown: CancellationToken,
     tunnels: TaskTracker,
+    telemetry: Telemetry,
 }
 
 /// The balancer's shared state; cheap to clone.
@@ -116,6 +119,7 @@ impl Balancer {
         health: HealthPolicy,
         shutdown: CancellationToken,
         tunnels: TaskTracker,
+        telemetry: Telemetry,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -136,6 +140,7 @@ impl Balancer {
             health,
             shutdown,
             tunnels,
+            telemetry,
         }))
     }
 

@@ -15,14 +15,24 @@ use axum::{
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use app::wire::SystemStage;
+
 use super::Balancer;
-use crate::api_error::ApiError;
+use crate::{
+    api_error::ApiError,
+    telemetry::{controls::DelayPoint, journeys::kind_of_route},
+};
 
 /// The largest request body the balancer forwards.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+/// `X-LiveView-Step: 1` on a request starts it in step mode: it waits at every stage
+/// boundary until `POST /api/live-view/requests/{id}/step`.
+pub static X_LIVEVIEW_STEP: HeaderName = HeaderName::from_static("x-liveview-step");
+/// The component name stages of the balancer carry.
+const COMPONENT: &str = "load-balancer";
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -37,9 +47,17 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Response {
+    let received = std::time::Instant::now();
     let (mut parts, body) = request.into_parts();
     let request_id = ensure_request_id(&mut parts.headers);
     let upgrade = is_websocket_upgrade(&parts.headers);
+    // Business actions are traced as journeys; other requests only get their id.
+    let kind = kind_of_route(parts.method.as_str(), parts.uri.path()).filter(|_| !upgrade);
+    let telemetry = &balancer.telemetry;
+    if kind.is_some() && parts.headers.get(&X_LIVEVIEW_STEP).is_some_and(|value| value == "1") {
+        telemetry.controls().start_stepping(&request_id);
+    }
+    telemetry.controls().inject(DelayPoint::LoadBalancer).await;
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let sticky_key = if upgrade { sticky_key(&parts) } else { None };
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -53,6 +71,15 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
         }
     };
 
+    if let Some(kind) = kind {
+        telemetry
+            .stage_since(&request_id, SystemStage::LbReceived, COMPONENT, received)
+            .kind(kind)
+            .meta("method", parts.method.as_str())
+            .meta("path", parts.uri.path())
+            .done();
+        telemetry.boundary(&request_id).await;
+    }
     let mut refused = Vec::new();
     loop {
         let Some(index) = balancer.choose(sticky_key.as_deref(), &refused) else {
@@ -60,6 +87,16 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
             return with_request_id(error.into_response(), &request_id);
         };
         let backend = balancer.backends[index].clone();
+        if kind.is_some() {
+            let algorithm = serde_json::to_value(balancer.algorithm()).unwrap_or_default();
+            telemetry
+                .stage(&request_id, SystemStage::LbForwarded, COMPONENT)
+                .meta("server", backend.id.as_str())
+                .meta("algorithm", algorithm)
+                .meta("retriedAfterRefusal", refused.len())
+                .done();
+            telemetry.boundary(&request_id).await;
+        }
         let active = backend.begin();
         let outgoing = match forward_request(&parts, body.clone(), backend.addr, upgrade) {
             Ok(outgoing) => outgoing,

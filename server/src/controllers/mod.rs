@@ -6,30 +6,58 @@ pub mod friends;
 pub mod notifications;
 pub mod purchases;
 
+use std::time::Instant;
+
+use app::wire::SystemStage;
 use axum::http::request::Parts;
 
 use crate::{
     api_error::ApiError,
     notify::{self, FannedOut, Notice},
-    queue::Channel,
-    servers::AppServer,
+    queue::{Channel, QueueName},
+    servers::{AppServer, middleware::Received},
     storage::{WriteBatch, WriteTransaction},
+    telemetry::controls::DelayPoint,
 };
 
-/// The request id the balancer (or the request-id middleware) attached.
+/// The request id the balancer (or the request-id middleware) attached, and what the
+/// controller needs to record its stages. Extracting it records the middleware stage:
+/// by then the request id, error handling, body limit, timeout and (for handlers that
+/// ask for it first) authentication have run.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub id: String,
+    /// Traced as a journey (a business action).
+    pub traced: bool,
+    /// When the handler itself began.
+    pub handler_started: Instant,
+}
 
 impl axum::extract::FromRequestParts<AppServer> for RequestId {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppServer) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, server: &AppServer) -> Result<Self, Self::Rejection> {
         let id = parts
             .headers
             .get("x-request-id")
             .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        Ok(Self(id.to_string()))
+            .unwrap_or_default()
+            .to_string();
+        let received = parts.extensions.get::<Received>().copied();
+        let traced = received.is_some_and(|received| received.traced);
+        if let Some(received) = received.filter(|received| received.traced) {
+            let telemetry = &server.shared.telemetry;
+            telemetry
+                .stage_since(&id, SystemStage::Middleware, &server.id, received.at)
+                .meta("pipeline", "request-id, errors, body-limit, timeout, auth")
+                .done();
+            telemetry.boundary(&id).await;
+        }
+        Ok(Self {
+            id,
+            traced,
+            handler_started: Instant::now(),
+        })
     }
 }
 
@@ -44,8 +72,11 @@ pub async fn commit_with_notices(
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
     let written = fan_out(&mut batch, notices, request_id);
+    let statements = batch.statements();
+    let commit = before_commit(server, request_id).await;
     batch.execute(&mut tx).await?;
     tx.commit().await?;
+    after_commit(server, request_id, commit, statements, "own", &written).await;
     wake_workers(server, &written);
     Ok(written)
 }
@@ -59,16 +90,93 @@ pub async fn group_commit_with_notices(
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
     let written = fan_out(&mut batch, notices, request_id);
+    let statements = batch.statements();
+    let commit = before_commit(server, request_id).await;
     server.shared.db.commit(batch).await?;
+    after_commit(server, request_id, commit, statements, "group", &written).await;
     wake_workers(server, &written);
     Ok(written)
 }
 
 fn fan_out(batch: &mut WriteBatch, notices: &[Notice], request_id: &RequestId) -> Vec<FannedOut> {
+    let id = (!request_id.id.is_empty()).then_some(request_id.id.as_str());
     notices
         .iter()
-        .map(|notice| notify::fan_out(batch, notice, Some(&request_id.0)))
+        .map(|notice| notify::fan_out(batch, notice, id))
         .collect()
+}
+
+/// Ends the controller stage, waits at its boundary and injects the database delay;
+/// returns when the commit starts.
+async fn before_commit(server: &AppServer, request_id: &RequestId) -> Instant {
+    let telemetry = &server.shared.telemetry;
+    if request_id.traced {
+        telemetry
+            .stage_since(
+                &request_id.id,
+                SystemStage::Controller,
+                &server.id,
+                request_id.handler_started,
+            )
+            .done();
+        telemetry.boundary(&request_id.id).await;
+    }
+    let commit_started = Instant::now();
+    // Inside the database stage, so the injected delay shows in its duration.
+    telemetry.controls().inject(DelayPoint::Database).await;
+    commit_started
+}
+
+/// Records the commit, the fan-out and each job added.
+async fn after_commit(
+    server: &AppServer,
+    request_id: &RequestId,
+    commit_started: Instant,
+    statements: usize,
+    transaction: &str,
+    written: &[FannedOut],
+) {
+    if !request_id.traced {
+        return;
+    }
+    let telemetry = &server.shared.telemetry;
+    let id = &request_id.id;
+    telemetry
+        .stage_since(id, SystemStage::DbQuery, "database", commit_started)
+        .meta("statements", statements)
+        .meta("transaction", transaction)
+        .done();
+    telemetry.boundary(id).await;
+    let deliveries = written
+        .iter()
+        .map(|out| usize::from(out.email_job_id.is_some()) + usize::from(out.inapp_job_id.is_some()))
+        .sum::<usize>();
+    telemetry
+        .stage(id, SystemStage::NotificationFanout, "notification-service")
+        .meta("deliveries", deliveries)
+        .meta("emails", written.iter().filter(|out| out.email_id.is_some()).count())
+        .meta(
+            "inApp",
+            written.iter().filter(|out| out.notification_id.is_some()).count(),
+        )
+        .done();
+    telemetry.boundary(id).await;
+    for out in written {
+        for (queue, job, target) in [
+            (QueueName::Mail, &out.email_job_id, &out.email_id),
+            (QueueName::Inapp, &out.inapp_job_id, &out.notification_id),
+        ] {
+            if let (Some(job), Some(target)) = (job, target) {
+                telemetry
+                    .stage(id, SystemStage::QueueAdd, "queue-manager")
+                    .meta("queue", queue.as_str())
+                    .meta("jobId", job.as_str())
+                    .meta("notificationId", target.as_str())
+                    .done();
+            }
+        }
+    }
+    telemetry.boundary(id).await;
 }
 
 fn wake_workers(server: &AppServer, written: &[FannedOut]) {

@@ -1,5 +1,6 @@
 //! The user's notification center: newest first, paginated, with the unread count.
 
+use app::wire::SystemStage;
 use axum::{
     Json,
     extract::{Path, Query, State},
@@ -73,16 +74,26 @@ pub async fn mark_read(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let read_at: Option<i64> = sqlx::query_scalar(
-        "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, ?) WHERE id = ? AND user_id = ? RETURNING read_at_ms",
+    let read: Option<(i64, Option<String>)> = sqlx::query_as(
+        "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, ?) WHERE id = ? AND user_id = ? \
+         RETURNING read_at_ms, request_id",
     )
     .bind(now_ms())
     .bind(&id)
     .bind(&user.id)
     .fetch_optional(&server.shared.db.pool)
     .await?;
-    match read_at {
-        Some(read_at) => Ok(Json(json!({ "id": id, "readAtMs": read_at }))),
+    match read {
+        Some((read_at, request_id)) => {
+            // The read receipt is the last stage of the journey that created the notification.
+            server
+                .shared
+                .telemetry
+                .stage(request_id.as_deref().unwrap_or_default(), SystemStage::Read, &server.id)
+                .meta("notificationId", id.as_str())
+                .done();
+            Ok(Json(json!({ "id": id, "readAtMs": read_at })))
+        }
         None => Err(ApiError::not_found("no such notification")),
     }
 }

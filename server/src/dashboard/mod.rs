@@ -2,6 +2,7 @@
 //! (HTML, or JSON on `Accept: application/json`), the live stream and `/healthz`.
 
 mod control;
+mod live_api;
 
 use std::{path::Path, sync::Arc};
 
@@ -29,6 +30,7 @@ use crate::{
     servers::ServerPool,
     smtp::CaptureServer,
     status::StatusProbe,
+    telemetry::{Journeys, Telemetry},
 };
 
 #[derive(Clone)]
@@ -40,6 +42,8 @@ pub struct Dashboard {
     pub queues: Arc<Queues>,
     /// The embedded capture SMTP server, when it runs.
     pub capture: Option<CaptureServer>,
+    pub telemetry: Telemetry,
+    pub journeys: Arc<Journeys>,
 }
 
 impl Dashboard {
@@ -62,6 +66,13 @@ impl Dashboard {
             .route("/api/queues/{name}/{action}", post(control::queue_action))
             .route("/api/mailbox", get(control::mailbox))
             .route("/api/faults", get(control::faults).put(control::set_faults))
+            .route("/api/live-view/requests", get(live_api::list_requests))
+            .route("/api/live-view/requests/{id}", get(live_api::request_details))
+            .route("/api/live-view/requests/{id}/step", post(live_api::step_request))
+            .route(
+                "/api/live-view/controls",
+                get(live_api::controls).put(live_api::update_controls),
+            )
             .route("/api/{*rest}", axum::routing::any(api_not_found))
             .with_state(self)
             .merge(api)

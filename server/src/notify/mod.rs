@@ -41,6 +41,10 @@ pub struct Notice {
 pub struct FannedOut {
     pub email_id: Option<String>,
     pub notification_id: Option<String>,
+    /// The `mail` job of the email, if any.
+    pub email_job_id: Option<String>,
+    /// The `inapp` job of the notification, if any.
+    pub inapp_job_id: Option<String>,
 }
 
 /// Adds the notice's rows and jobs to `batch`, which the caller commits with its
@@ -64,7 +68,7 @@ pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>
             .bind(email.body.clone())
             .bind(request_id.clone())
             .bind(now);
-        Queues::enqueue(batch, QueueName::Mail, &id, request_id.as_deref());
+        out.email_job_id = Some(Queues::enqueue(batch, QueueName::Mail, &id, request_id.as_deref()));
         out.email_id = Some(id);
     }
     if let (Some(message), Some(user_id)) = (&notice.in_app, &notice.user_id) {
@@ -85,7 +89,7 @@ pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>
             .bind(message.body.clone())
             .bind(request_id.clone())
             .bind(now);
-        Queues::enqueue(batch, QueueName::Inapp, &id, request_id.as_deref());
+        out.inapp_job_id = Some(Queues::enqueue(batch, QueueName::Inapp, &id, request_id.as_deref()));
         out.notification_id = Some(id);
     }
     out

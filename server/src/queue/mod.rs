@@ -10,10 +10,13 @@ use serde::Serialize;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
+use app::wire::{LiveEvent, QueueJobFailed, QueueJobRetry, SystemStage};
+
 use crate::{
     accounts::new_id,
     now_ms,
     storage::{Database, WriteBatch},
+    telemetry::Telemetry,
 };
 
 /// The delivery channel a job belongs to.
@@ -193,16 +196,27 @@ pub struct Queues {
     time_scale: f64,
     wake_mail: Notify,
     wake_inapp: Notify,
+    telemetry: Telemetry,
 }
 
 impl Queues {
     pub fn new(db: Database, time_scale: f64) -> Arc<Self> {
+        Self::with_telemetry(db, time_scale, Telemetry::disabled())
+    }
+
+    /// Queues whose workers, retries and dead letters are recorded in `telemetry`.
+    pub fn with_telemetry(db: Database, time_scale: f64, telemetry: Telemetry) -> Arc<Self> {
         Arc::new(Self {
             db,
+            telemetry,
             time_scale,
             wake_mail: Notify::new(),
             wake_inapp: Notify::new(),
         })
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Scales a real delay by `--time-scale` (0.01 turns 5 minutes into 3 seconds).
@@ -368,17 +382,62 @@ impl Queues {
             Some((queue, delay)) => {
                 let due_at_ms = now_ms() + self.scaled(delay).as_millis() as i64;
                 self.move_job(job, queue, "delayed", due_at_ms, reason).await?;
+                self.record_failure(job, reason, queue, Some(due_at_ms));
                 Ok(Failure::Retried { queue, due_at_ms })
             }
             None => self.dead_letter(job, reason).await,
         }
     }
 
-    /// A failure that will not pass: straight to the dead-letter queue.
+    /// A failure that will not pass: the job moves to its dead-letter queue.
     pub async fn dead_letter(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
         let queue = job.queue_name().dead_letter();
         self.move_job(job, queue, "failed", now_ms(), reason).await?;
+        self.record_failure(job, reason, queue, None);
         Ok(Failure::DeadLettered { queue })
+    }
+
+    /// The journey's retry or dead-letter stage and the queue event for the live view.
+    fn record_failure(&self, job: &Job, reason: &str, moved_to: QueueName, due_at_ms: Option<i64>) {
+        let request_id = job.request_id.clone().unwrap_or_default();
+        let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+        let due_at = due_at_ms.and_then(chrono::DateTime::from_timestamp_millis);
+        let stage = match due_at {
+            Some(due_at) => self
+                .telemetry
+                .stage(&request_id, SystemStage::RetryScheduled, "queue-manager")
+                .meta("tier", moved_to.as_str())
+                .meta("dueAt", due_at.to_rfc3339()),
+            None => self
+                .telemetry
+                .stage(&request_id, SystemStage::DeadLetter, "queue-manager")
+                .meta("queue", moved_to.as_str()),
+        };
+        stage
+            .meta("jobId", job.id.as_str())
+            .meta("attempt", attempt)
+            .meta("reason", reason)
+            .done();
+        let request_id = job.request_id.clone();
+        self.telemetry.event(match due_at {
+            Some(due_at) => LiveEvent::QueueJobRetry(QueueJobRetry {
+                queue: job.queue.clone(),
+                next_queue: moved_to.as_str().to_string(),
+                job_id: job.id.clone(),
+                request_id,
+                attempt,
+                due_at,
+                reason: reason.to_string(),
+            }),
+            None => LiveEvent::QueueJobFailed(QueueJobFailed {
+                queue: job.queue.clone(),
+                job_id: job.id.clone(),
+                request_id,
+                attempt,
+                error: reason.to_string(),
+                dead_lettered: true,
+            }),
+        });
     }
 
     async fn move_job(

@@ -2,16 +2,68 @@
 //! (timeout and panics become the stable JSON error), body size limit. Authentication
 //! and validation are extractors (`extract.rs`), so each handler states what it needs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use app::wire::SystemStage;
 use axum::{
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
-use crate::api_error::ApiError;
+use super::AppServer;
+use crate::{
+    api_error::ApiError,
+    telemetry::{controls::DelayPoint, journeys::kind_of_route},
+};
+
+/// Put on each request by [`trace`]: when the server received it and whether it is
+/// traced as a journey.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub at: Instant,
+    pub traced: bool,
+}
+
+/// Records the server's stages of a business action (received, response with its
+/// status), injects the server-processing delay, and waits at step boundaries.
+pub async fn trace(State(server): State<AppServer>, mut request: Request, next: Next) -> Response {
+    let at = Instant::now();
+    let kind = kind_of_route(request.method().as_str(), request.uri().path());
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let telemetry = &server.shared.telemetry;
+    if let Some(kind) = kind {
+        telemetry
+            .stage(&id, SystemStage::ServerReceived, &server.id)
+            .kind(kind)
+            .done();
+        telemetry.boundary(&id).await;
+    }
+    telemetry.controls().inject(DelayPoint::ServerProcessing).await;
+    request.extensions_mut().insert(Received {
+        at,
+        traced: kind.is_some(),
+    });
+    let response = next.run(request).await;
+    if kind.is_some() {
+        let status = response.status();
+        let stage = telemetry
+            .stage_since(&id, SystemStage::Response, &server.id, at)
+            .meta("status", status.as_u16());
+        if status.is_server_error() {
+            stage.failed(format!("HTTP {}", status.as_u16()));
+        } else {
+            stage.done();
+        }
+    }
+    response
+}
 
 /// The largest request body an app server reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -26,7 +26,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// How long a stopping server lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-use crate::{accounts::SessionCache, controllers, queue::Queues, storage::Database, websocket::Registry};
+use crate::{
+    accounts::SessionCache, controllers, queue::Queues, storage::Database, telemetry::Telemetry, websocket::Registry,
+};
 
 /// What every app server shares: the database, the queues, and the public address that
 /// links in emails point at.
@@ -38,6 +40,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Session tokens checked moments ago, shared by every app server.
     pub sessions: Arc<SessionCache>,
+    /// Where stages are recorded, and the controls (delays, step mode).
+    pub telemetry: Telemetry,
     /// `http://<balancer address>`.
     pub public_url: String,
 }
@@ -70,13 +74,14 @@ impl AppServer {
             .route("/api/notifications/{id}/read", post(notifications::mark_read))
             .route("/api/notifications/ws", get(crate::websocket::user_socket))
             .fallback(not_found)
-            .with_state(self)
+            .with_state(self.clone())
             .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
             .layer(axum::middleware::from_fn(middleware::json_errors))
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 middleware::panic_response,
             ))
             .layer(axum::middleware::from_fn(middleware::timeout))
+            .layer(axum::middleware::from_fn_with_state(self, middleware::trace))
             .layer(axum::middleware::from_fn(middleware::request_id))
     }
 }
@@ -273,6 +278,7 @@ mod tests {
             queues: Queues::new(db.clone(), 1.0),
             registry: Registry::new(),
             sessions: Default::default(),
+            telemetry: Telemetry::disabled(),
             db,
             public_url: "http://127.0.0.1:8000".into(),
         };

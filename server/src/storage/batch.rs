@@ -105,6 +105,11 @@ impl WriteBatch {
         self.sql.is_empty()
     }
 
+    /// How many statements the batch holds.
+    pub fn statements(&self) -> usize {
+        self.sql.matches(";\n").count()
+    }
+
     /// Appends every statement of `other` after this batch's own.
     pub fn append(&mut self, other: WriteBatch) {
         self.sql.push_str(&other.sql);

@@ -6,12 +6,14 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use app::wire::{InAppDelivered, LiveEvent, SystemStage};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     now_ms,
     queue::{Channel, Job, QueueName, Queues, placeholders},
     storage::{Database, WriteBatch},
+    telemetry::controls::DelayPoint,
     websocket::{Frame, PushError, Registry},
 };
 
@@ -79,9 +81,16 @@ impl InAppWorker {
     /// Hands a batch to the users' connections (each pushes in seq order), waits for the
     /// acks together, and completes every acked or stored job in one transaction.
     async fn process(&self, jobs: &[Job]) -> Result<(), sqlx::Error> {
+        let started = std::time::Instant::now();
         let mut rows = self.load(jobs).await?;
+        let telemetry = self.queues.telemetry();
         let mut completed: Vec<&str> = Vec::new();
         let mut waiting = Vec::new();
+        telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
+        super::record_pickups(telemetry, jobs, &self.id, started).await;
+        let pushing = std::time::Instant::now();
+        // Inside the push stage, so the injected delay shows in its duration.
+        telemetry.controls().inject(DelayPoint::WebSocketDelivery).await;
         for job in jobs {
             let Some((user_id, frame, delivered)) = rows.remove(&job.target_id) else {
                 self.queues.dead_letter(job, "the notification row is missing").await?;
@@ -91,31 +100,59 @@ impl InAppWorker {
                 completed.push(&job.id);
                 continue;
             }
+            let request_id = job.request_id.as_deref().unwrap_or_default();
+            let push = telemetry
+                .stage_since(request_id, SystemStage::InappPush, &self.id, pushing)
+                .meta("seq", frame.seq);
             match self.registry.push(&user_id, frame) {
-                Ok((acked, _server)) => waiting.push((job, acked)),
+                Ok((acked, server)) => {
+                    push.meta("server", server.as_str()).done();
+                    let ack = telemetry
+                        .stage(request_id, SystemStage::ClientAck, &server)
+                        .meta("notificationId", job.target_id.as_str());
+                    waiting.push((job, acked, ack, server, user_id));
+                }
                 // Stored: it goes out, in order, when the user's socket connects.
-                Err(PushError::Offline) => completed.push(&job.id),
-                Err(PushError::Busy) => self.retry(job, "the user's socket is backed up").await?,
+                Err(PushError::Offline) => {
+                    push.meta("stored", "the user is offline; sent when their socket connects")
+                        .done();
+                    completed.push(&job.id);
+                }
+                Err(PushError::Busy) => {
+                    push.failed("the user's socket is backed up");
+                    self.retry(job, "the user's socket is backed up").await?;
+                }
             }
         }
         let timeout = self.ack_timeout();
-        let acks = futures_util::future::join_all(
-            waiting
-                .into_iter()
-                .map(|(job, acked)| async move { (job, tokio::time::timeout(timeout, acked).await) }),
-        )
+        let acks = futures_util::future::join_all(waiting.into_iter().map(
+            |(job, acked, stage, server, user_id)| async move {
+                (job, tokio::time::timeout(timeout, acked).await, stage, server, user_id)
+            },
+        ))
         .await;
         let mut delivered: Vec<&str> = Vec::new();
-        for (job, ack) in acks {
+        for (job, ack, stage, server, user_id) in acks {
             match ack {
                 Ok(Ok(())) => {
+                    stage.done();
+                    telemetry.event(LiveEvent::InAppDelivered(InAppDelivered {
+                        notification_id: job.target_id.clone(),
+                        request_id: job.request_id.clone(),
+                        user_id,
+                        server,
+                    }));
                     completed.push(&job.id);
                     delivered.push(&job.target_id);
                 }
-                Ok(Err(_)) => self.retry(job, "the socket closed before the ack").await?,
+                Ok(Err(_)) => {
+                    stage.failed("the socket closed before the ack");
+                    self.retry(job, "the socket closed before the ack").await?;
+                }
                 Err(_) => {
-                    self.retry(job, &format!("no ack within {} ms", timeout.as_millis()))
-                        .await?
+                    let reason = format!("no ack within {} ms", timeout.as_millis());
+                    stage.failed(reason.clone());
+                    self.retry(job, &reason).await?;
                 }
             }
         }

@@ -11,6 +11,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use app::wire::{EmailSent, LiveEvent, SystemStage};
 use lettre::{
     Message,
     message::{Mailbox, header::ContentType},
@@ -28,6 +29,7 @@ use crate::{
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
     storage::{Database, WriteBatch},
+    telemetry::{controls::DelayPoint, mask_email},
 };
 
 /// One SMTP conversation may take this long before it counts as a transient failure.
@@ -220,10 +222,15 @@ impl MailWorker {
     /// (each 250 is in the sent ledger from the moment it arrives, so waiting for the
     /// batch's commit adds no risk of sending twice).
     async fn process(&self, jobs: &[Job], smtp: &mut SmtpClient) -> Result<(), sqlx::Error> {
+        let started = std::time::Instant::now();
         let mut emails = self.load(jobs).await?;
         let mut completed: Vec<&str> = Vec::new();
         let mut sent: Vec<(String, String)> = Vec::new();
+        let telemetry = self.queues.telemetry();
+        telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
+        super::record_pickups(telemetry, jobs, &self.id, started).await;
         for job in jobs {
+            let request_id = job.request_id.as_deref().unwrap_or_default();
             let Some(email) = emails.remove(&job.target_id) else {
                 self.queues.dead_letter(job, "the email row is missing").await?;
                 continue;
@@ -233,23 +240,40 @@ impl MailWorker {
                 completed.push(&job.id);
                 continue;
             }
+            let attempt = telemetry
+                .stage(request_id, SystemStage::SmtpAttempt, &self.id)
+                .meta("to", mask_email(&email.to_address))
+                .meta("attempt", job.attempts);
+            attempt.announce();
+            telemetry.controls().inject(DelayPoint::EmailDelivery).await;
             match self.send(&email, smtp).await {
                 Ok(reply) => {
                     if let Err(error) = self.ledger.record(&email.id) {
                         tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
                     }
+                    let code: u16 = reply.get(..3).and_then(|code| code.parse().ok()).unwrap_or(250);
+                    attempt.meta("smtpCode", code).done();
+                    telemetry.event(LiveEvent::EmailSent(EmailSent {
+                        notification_id: email.id.clone(),
+                        request_id: job.request_id.clone(),
+                        to: mask_email(&email.to_address),
+                        smtp_code: code,
+                    }));
                     completed.push(&job.id);
                     sent.push((email.id, reply));
                 }
                 Err(DeliveryError::Transient(reason)) => {
+                    attempt.failed(reason.clone());
                     let outcome = self.queues.retry_later(job, &reason).await?;
                     log_failure(&self.id, job, &reason, &outcome);
                 }
                 Err(DeliveryError::Permanent(reason)) => {
+                    attempt.failed(reason.clone());
                     let outcome = self.queues.dead_letter(job, &reason).await?;
                     log_failure(&self.id, job, &reason, &outcome);
                 }
             }
+            telemetry.boundary(request_id).await;
         }
         let committed = self.record_sent(&completed, &sent).await;
         sent.iter().for_each(|_| self.ledger.committed());

@@ -6,11 +6,34 @@ pub mod inapp;
 pub mod ledger;
 pub mod mail;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{Channel, Job, QueueName, Queues};
+use app::wire::SystemStage;
+
+use crate::{
+    queue::{Channel, Job, QueueName, Queues},
+    telemetry::Telemetry,
+};
+
+/// Records that `worker` picked up `jobs`, which took from `started` (claim and load,
+/// plus any injected worker-processing delay), and waits there if a request is stepped.
+pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: &str, started: Instant) {
+    for job in jobs {
+        let request_id = job.request_id.as_deref().unwrap_or_default();
+        telemetry
+            .stage_since(request_id, SystemStage::WorkerPickup, worker, started)
+            .meta("queue", job.queue.as_str())
+            .meta("jobId", job.id.as_str())
+            .meta("attempt", job.attempts)
+            .meta("batch", jobs.len())
+            .done();
+    }
+    for job in jobs {
+        telemetry.boundary(job.request_id.as_deref().unwrap_or_default()).await;
+    }
+}
 
 /// How long a claimed job is a worker's alone. Longer than any single delivery attempt
 /// (which has its own timeout), so a live worker never loses its job to another.

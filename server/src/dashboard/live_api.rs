@@ -1,0 +1,166 @@
+//! The live-view API: recent journeys and one journey in detail, the controls (delays,
+//! step mode) that act on the real system, and stepping a request.
+
+use app::wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
+use axum::{
+    Json,
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+
+use super::Dashboard;
+use crate::{
+    api_error::ApiError,
+    telemetry::journeys::{Journey, LogLine, Outcome},
+};
+
+/// Most journeys one listing returns.
+const MAX_LIST: usize = 1_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestsQuery {
+    limit: Option<usize>,
+    #[serde(rename = "type")]
+    kind: Option<NotificationType>,
+    /// `in-progress`, `completed` or `failed`.
+    outcome: Option<Outcome>,
+    /// Only journeys that passed this app server.
+    server: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JourneySummary {
+    #[serde(flatten)]
+    request: RequestTracker,
+    outcome: Outcome,
+}
+
+/// `GET /api/live-view/requests?limit=&type=&outcome=&server=`: newest first.
+pub async fn list_requests(
+    State(dashboard): State<Dashboard>,
+    query: Result<Query<RequestsQuery>, QueryRejection>,
+) -> Result<Json<Vec<JourneySummary>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
+    let journeys = dashboard.journeys.recent(limit, |journey| {
+        query.kind.is_none_or(|kind| journey.tracker.kind == kind)
+            && query.outcome.is_none_or(|outcome| journey.outcome == outcome)
+            && query.server.as_deref().is_none_or(|server| passed(journey, server))
+    });
+    Ok(Json(
+        journeys
+            .into_iter()
+            .map(|journey| JourneySummary {
+                request: journey.tracker,
+                outcome: journey.outcome,
+            })
+            .collect(),
+    ))
+}
+
+fn passed(journey: &Journey, server: &str) -> bool {
+    journey.tracker.stages.iter().any(|stage| {
+        stage.component == server || stage.metadata.get("server").and_then(|value| value.as_str()) == Some(server)
+    })
+}
+
+/// Figures about one journey, derived from its stages.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMetrics {
+    /// Milliseconds.
+    total_duration: f64,
+    stages: usize,
+    failed_stages: usize,
+    retries: usize,
+    /// Milliseconds spent in each kind of stage, summed.
+    time_by_stage: std::collections::BTreeMap<String, f64>,
+    stepping: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDetails {
+    request: RequestTracker,
+    outcome: Outcome,
+    logs: Vec<LogLine>,
+    metrics: RequestMetrics,
+}
+
+/// `GET /api/live-view/requests/{id}`: the journey, its log lines and its figures.
+pub async fn request_details(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<String>,
+) -> Result<Json<RequestDetails>, ApiError> {
+    let journey = dashboard
+        .journeys
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such request in the journey window"))?;
+    let stages = &journey.tracker.stages;
+    let mut time_by_stage = std::collections::BTreeMap::new();
+    for stage in stages {
+        let name = serde_json::to_value(stage.stage)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *time_by_stage.entry(name).or_insert(0.0) += stage.duration.unwrap_or_default();
+    }
+    let metrics = RequestMetrics {
+        total_duration: journey.tracker.total_duration,
+        stages: stages.len(),
+        failed_stages: stages
+            .iter()
+            .filter(|stage| stage.status == StageStatus::Failed)
+            .count(),
+        retries: stages
+            .iter()
+            .filter(|stage| stage.stage == app::wire::SystemStage::RetryScheduled)
+            .count(),
+        time_by_stage,
+        stepping: dashboard.telemetry.controls().is_stepping(&id),
+    };
+    Ok(Json(RequestDetails {
+        request: journey.tracker,
+        outcome: journey.outcome,
+        logs: journey.logs,
+        metrics,
+    }))
+}
+
+/// `POST /api/live-view/requests/{id}/step`: lets a stepped request pass one boundary.
+pub async fn step_request(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if dashboard.telemetry.controls().step(&id) {
+        Ok(Json(serde_json::json!({ "requestId": id, "stepped": true })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "that request is not waiting in step mode (finished, unknown, or never stepped)",
+        ))
+    }
+}
+
+/// `GET /api/live-view/controls`.
+pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSettings> {
+    Json(dashboard.telemetry.controls().settings())
+}
+
+/// `PUT /api/live-view/controls`: replaces the settings (missing fields take their
+/// defaults), answers what is in force after clamping, and streams `controls:changed`.
+pub async fn update_controls(
+    State(dashboard): State<Dashboard>,
+    body: Result<Json<ControlSettings>, JsonRejection>,
+) -> Result<Json<ControlSettings>, ApiError> {
+    let Json(wanted) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
+    let applied = dashboard.telemetry.controls().update(wanted);
+    dashboard.telemetry.event(LiveEvent::ControlsChanged(applied.clone()));
+    Ok(Json(applied))
+}

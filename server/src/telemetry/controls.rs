@@ -1,0 +1,237 @@
+//! Controls that act on the real system: delays injected into the real stages, and step
+//! mode, where a traced request waits at every stage boundary until someone steps it.
+//!
+//! The settings are the wire's [`ControlSettings`]; changing them publishes
+//! `controls:changed` to every viewer (done by the dashboard's handler).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use app::wire::{ControlSettings, Delays};
+use tokio::sync::Semaphore;
+
+/// The longest delay that can be injected into one stage.
+pub const MAX_DELAY_MS: u64 = 30_000;
+/// A stepped request left waiting this long continues on its own, so a forgotten step
+/// never holds a request (and its connection) forever.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where a delay is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayPoint {
+    LoadBalancer,
+    ServerProcessing,
+    Database,
+    Queueing,
+    WorkerProcessing,
+    EmailDelivery,
+    WebSocketDelivery,
+}
+
+#[derive(Default)]
+pub struct Controls {
+    settings: RwLock<ControlSettings>,
+    /// Requests in step mode, each with the steps granted and not yet taken.
+    stepped: Mutex<HashMap<String, std::sync::Arc<Semaphore>>>,
+    /// How many requests are in step mode: the fast path reads only this.
+    stepped_count: AtomicUsize,
+}
+
+impl Controls {
+    pub fn settings(&self) -> ControlSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// Replaces the settings after clamping them to what is allowed; returns what is now
+    /// in force.
+    pub fn update(&self, mut settings: ControlSettings) -> ControlSettings {
+        settings.playback_speed = if settings.playback_speed.is_finite() {
+            settings
+                .playback_speed
+                .clamp(ControlSettings::MIN_SPEED, ControlSettings::MAX_SPEED)
+        } else {
+            1.0
+        };
+        let delays = &mut settings.delays;
+        for delay in [
+            &mut delays.load_balancer,
+            &mut delays.server_processing,
+            &mut delays.database_operation,
+            &mut delays.queueing,
+            &mut delays.worker_processing,
+            &mut delays.email_delivery,
+            &mut delays.websocket_delivery,
+        ] {
+            *delay = (*delay).min(MAX_DELAY_MS);
+        }
+        if !settings.simulation_rate.is_finite() || settings.simulation_rate < 0.0 {
+            settings.simulation_rate = 0.0;
+        }
+        *self.settings.write().unwrap_or_else(|poison| poison.into_inner()) = settings.clone();
+        settings
+    }
+
+    pub fn delay(&self, point: DelayPoint) -> Duration {
+        let settings = self.settings.read().unwrap_or_else(|poison| poison.into_inner());
+        let Delays {
+            load_balancer,
+            server_processing,
+            database_operation,
+            queueing,
+            worker_processing,
+            email_delivery,
+            websocket_delivery,
+        } = settings.delays;
+        Duration::from_millis(match point {
+            DelayPoint::LoadBalancer => load_balancer,
+            DelayPoint::ServerProcessing => server_processing,
+            DelayPoint::Database => database_operation,
+            DelayPoint::Queueing => queueing,
+            DelayPoint::WorkerProcessing => worker_processing,
+            DelayPoint::EmailDelivery => email_delivery,
+            DelayPoint::WebSocketDelivery => websocket_delivery,
+        })
+    }
+
+    /// Waits the delay injected at `point`, if any: a real wait in the real stage.
+    pub async fn inject(&self, point: DelayPoint) {
+        let delay = self.delay(point);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Puts a request in step mode: from now on it waits at every stage boundary.
+    pub fn start_stepping(&self, request_id: &str) {
+        let mut stepped = self.stepped.lock().unwrap_or_else(|poison| poison.into_inner());
+        if stepped
+            .insert(request_id.to_string(), std::sync::Arc::new(Semaphore::new(0)))
+            .is_none()
+        {
+            self.stepped_count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lets a stepped request pass one boundary. False if it is not in step mode.
+    pub fn step(&self, request_id: &str) -> bool {
+        let stepped = self.stepped.lock().unwrap_or_else(|poison| poison.into_inner());
+        match stepped.get(request_id) {
+            Some(gate) => {
+                gate.add_permits(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a request out of step mode (it finished); a waiting boundary is released.
+    pub fn stop_stepping(&self, request_id: &str) {
+        let removed = self
+            .stepped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(request_id);
+        if let Some(gate) = removed {
+            self.stepped_count.fetch_sub(1, Ordering::Relaxed);
+            gate.close();
+        }
+    }
+
+    pub fn is_stepping(&self, request_id: &str) -> bool {
+        self.stepped_count.load(Ordering::Relaxed) > 0
+            && self
+                .stepped
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .contains_key(request_id)
+    }
+
+    /// Waits for one step if the request is in step mode.
+    pub async fn boundary(&self, request_id: &str) {
+        if self.stepped_count.load(Ordering::Relaxed) == 0 || request_id.is_empty() {
+            return;
+        }
+        let gate = self
+            .stepped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(request_id)
+            .cloned();
+        let Some(gate) = gate else {
+            return;
+        };
+        // Closed (no longer stepped) or forgotten (timed out): go on without a permit.
+        if let Ok(Ok(permit)) = tokio::time::timeout(STEP_TIMEOUT, gate.acquire()).await {
+            permit.forget();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn settings_are_clamped() {
+        let controls = Controls::default();
+        let mut wanted = ControlSettings {
+            playback_speed: 50.0,
+            ..Default::default()
+        };
+        wanted.delays.database_operation = 10_000_000;
+        let applied = controls.update(wanted);
+        assert_eq!(applied.playback_speed, ControlSettings::MAX_SPEED);
+        assert_eq!(applied.delays.database_operation, MAX_DELAY_MS);
+        assert_eq!(
+            controls.delay(DelayPoint::Database),
+            Duration::from_millis(MAX_DELAY_MS)
+        );
+        assert_eq!(controls.delay(DelayPoint::LoadBalancer), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_stepped_request_passes_exactly_one_boundary_per_step() {
+        let controls = Arc::new(Controls::default());
+        controls.start_stepping("r1");
+        let passed = Arc::new(AtomicUsize::new(0));
+        let walker = {
+            let (controls, passed) = (controls.clone(), passed.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    controls.boundary("r1").await;
+                    passed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        controls.boundary("other").await; // not stepped: passes at once
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 0, "waits for a step");
+        assert!(controls.step("r1"));
+        wait_for(|| passed.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 1, "one step, one boundary");
+        controls.stop_stepping("r1");
+        walker.await.expect("released when stepping stops");
+        assert!(!controls.step("r1"));
+    }
+
+    async fn wait_for(condition: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+}

@@ -1,0 +1,311 @@
+//! Telemetry: every stage a request passes, observed as it happens and turned into
+//! journeys and live events without ever slowing the pipeline.
+//!
+//! Components call [`Telemetry::stage`] (or [`Telemetry::event`]); that is a `try_send`
+//! of a small record on a bounded channel: it never waits, never allocates without bound,
+//! and a record that finds the channel full is counted in [`Telemetry::dropped`] instead
+//! of being kept. One aggregator task ([`aggregate`]) folds the records into journeys
+//! ([`journeys`]) and hands the resulting live events to the hub in batches: at once
+//! when traffic is light, at most every [`FLUSH_EVERY`] under load.
+//!
+//! The controls that act on the real system (injected delays, step mode) live in
+//! [`controls`], next to the telemetry that makes their effect visible.
+
+pub mod controls;
+pub mod journeys;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use app::wire::{LiveEvent, NotificationType, StageMetadata, StageStatus, SystemStage, Timestamp};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use controls::Controls;
+pub use journeys::Journeys;
+
+use crate::live::LiveHub;
+
+/// Records the channel holds before new ones are dropped (and counted).
+pub const CHANNEL_CAPACITY: usize = 65_536;
+/// The longest the aggregator holds events back to batch them.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// A batch this small goes out at once: traffic is light, batching would only add delay.
+const LIGHT_BATCH: usize = 32;
+
+/// One stage of one request, as a component saw it.
+#[derive(Debug, Clone)]
+pub struct StageRecord {
+    pub request_id: String,
+    /// Set by whoever knows what the request is for (the balancer from the route, the
+    /// controller for certain).
+    pub kind: Option<NotificationType>,
+    pub stage: SystemStage,
+    pub component: String,
+    pub start: Timestamp,
+    pub end: Option<Timestamp>,
+    pub status: StageStatus,
+    pub metadata: StageMetadata,
+}
+
+/// What components send to the aggregator.
+#[derive(Debug)]
+pub enum Observation {
+    Stage(StageRecord),
+    Event(LiveEvent),
+}
+
+/// The handle every component holds; cheap to clone.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: mpsc::Sender<Observation>,
+    dropped: AtomicU64,
+    controls: Arc<Controls>,
+}
+
+impl Telemetry {
+    /// A handle and the receiving end for [`aggregate`].
+    pub fn new(controls: Arc<Controls>) -> (Self, mpsc::Receiver<Observation>) {
+        Self::with_capacity(controls, CHANNEL_CAPACITY)
+    }
+
+    pub fn with_capacity(controls: Arc<Controls>, capacity: usize) -> (Self, mpsc::Receiver<Observation>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let inner = Inner {
+            sender,
+            dropped: AtomicU64::new(0),
+            controls,
+        };
+        (Self { inner: Arc::new(inner) }, receiver)
+    }
+
+    /// A handle whose records go nowhere, for code paths (and unit tests) that run
+    /// without a live view.
+    pub fn disabled() -> Self {
+        let (telemetry, receiver) = Self::with_capacity(Arc::new(Controls::default()), 1);
+        drop(receiver);
+        telemetry
+    }
+
+    pub fn controls(&self) -> &Arc<Controls> {
+        &self.inner.controls
+    }
+
+    /// Records that could not be kept because the aggregator was behind.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends an observation without waiting; counts it as dropped if the channel is full.
+    pub fn observe(&self, observation: Observation) {
+        match self.inner.sender.try_send(observation) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // No aggregator (shutting down, or telemetry disabled): nothing to count.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn event(&self, event: LiveEvent) {
+        self.observe(Observation::Event(event));
+    }
+
+    /// Starts timing a stage of `request_id` at `component`; finish it with
+    /// [`StageTimer::done`] or [`StageTimer::failed`]. A request without an id (work
+    /// from before ids existed) is not traced.
+    pub fn stage(&self, request_id: &str, stage: SystemStage, component: &str) -> StageTimer {
+        StageTimer {
+            telemetry: (!request_id.is_empty()).then(|| self.clone()),
+            record: StageRecord {
+                request_id: request_id.to_string(),
+                kind: None,
+                stage,
+                component: component.to_string(),
+                start: chrono::Utc::now(),
+                end: None,
+                status: StageStatus::Processing,
+                metadata: StageMetadata::new(),
+            },
+        }
+    }
+
+    /// A stage that began at `started` (measured by the caller) and ends now.
+    pub fn stage_since(&self, request_id: &str, stage: SystemStage, component: &str, started: Instant) -> StageTimer {
+        let mut timer = self.stage(request_id, stage, component);
+        let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+        timer.record.start -= elapsed;
+        timer
+    }
+
+    /// Waits at a stage boundary if `request_id` runs in step mode; returns at once
+    /// otherwise (one atomic load when nothing is being stepped).
+    pub async fn boundary(&self, request_id: &str) {
+        self.inner.controls.boundary(request_id).await;
+    }
+}
+
+/// A stage being timed. Dropping it unfinished records nothing.
+#[must_use = "a stage is recorded only when finished"]
+pub struct StageTimer {
+    telemetry: Option<Telemetry>,
+    record: StageRecord,
+}
+
+impl StageTimer {
+    pub fn kind(mut self, kind: NotificationType) -> Self {
+        self.record.kind = Some(kind);
+        self
+    }
+
+    pub fn meta(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.record.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.record.metadata.insert(key.to_string(), value.into());
+    }
+
+    /// Records the stage as completed, ending now.
+    pub fn done(self) {
+        self.finish(StageStatus::Completed);
+    }
+
+    /// Records the stage as failed, ending now, with a reason for people.
+    pub fn failed(self, error: impl Into<String>) {
+        let error: String = error.into();
+        self.meta("error", error).finish(StageStatus::Failed);
+    }
+
+    /// Records that the stage has begun and is still going (a long wait the viewer should
+    /// see); `done` or `failed` later records its end.
+    pub fn announce(&self) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.observe(Observation::Stage(self.record.clone()));
+        }
+    }
+
+    fn finish(mut self, status: StageStatus) {
+        let Some(telemetry) = self.telemetry.take() else {
+            return;
+        };
+        self.record.end = Some(chrono::Utc::now());
+        self.record.status = status;
+        telemetry.observe(Observation::Stage(self.record));
+    }
+}
+
+/// `a***@example.com`: enough to recognise an address, not enough to harvest it.
+pub fn mask_email(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// Folds observations into journeys and publishes the live events in batches until
+/// shutdown (or until every [`Telemetry`] handle is gone).
+pub async fn aggregate(
+    mut receiver: mpsc::Receiver<Observation>,
+    journeys: Arc<Journeys>,
+    hub: Arc<LiveHub>,
+    controls: Arc<Controls>,
+    shutdown: CancellationToken,
+) {
+    let mut received = Vec::with_capacity(1024);
+    let mut pending: Vec<LiveEvent> = Vec::new();
+    let mut last_flush = tokio::time::Instant::now();
+    loop {
+        let deadline = last_flush + FLUSH_EVERY;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            count = receiver.recv_many(&mut received, 1024) => {
+                if count == 0 {
+                    break;
+                }
+                for observation in received.drain(..) {
+                    match observation {
+                        Observation::Stage(record) => {
+                            let before = pending.len();
+                            journeys.fold(record, &mut pending);
+                            release_finished(&controls, &pending[before..]);
+                        }
+                        Observation::Event(event) => pending.push(event),
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {}
+        }
+        let light = pending.len() <= LIGHT_BATCH && receiver.is_empty();
+        if !pending.is_empty() && (light || tokio::time::Instant::now() >= deadline) {
+            publish(&hub, std::mem::take(&mut pending));
+            last_flush = tokio::time::Instant::now();
+        }
+    }
+    if !pending.is_empty() {
+        publish(&hub, pending);
+    }
+}
+
+/// A journey that ended leaves step mode, so nothing waits for steps that will never come.
+fn release_finished(controls: &Controls, events: &[LiveEvent]) {
+    for event in events {
+        match event {
+            LiveEvent::RequestComplete(done) => controls.stop_stepping(&done.request_id),
+            LiveEvent::RequestFailed(failed) => controls.stop_stepping(&failed.request_id),
+            _ => {}
+        }
+    }
+}
+
+fn publish(hub: &LiveHub, events: Vec<LiveEvent>) {
+    for event in events {
+        hub.publish(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_masked() {
+        assert_eq!(mask_email("ada@example.com"), "a***@example.com");
+        assert_eq!(mask_email("not-an-address"), "***");
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_drops_and_counts_instead_of_waiting() {
+        let (telemetry, _receiver) = Telemetry::with_capacity(Arc::new(Controls::default()), 2);
+        for _ in 0..5 {
+            telemetry.stage("r1", SystemStage::LbReceived, "load-balancer").done();
+        }
+        assert_eq!(telemetry.dropped(), 3);
+    }
+
+    #[tokio::test]
+    async fn requests_without_an_id_are_not_traced() {
+        let (telemetry, mut receiver) = Telemetry::with_capacity(Arc::new(Controls::default()), 4);
+        telemetry.stage("", SystemStage::WorkerPickup, "mail-worker-1").done();
+        telemetry.stage("r1", SystemStage::WorkerPickup, "mail-worker-1").done();
+        let Some(Observation::Stage(record)) = receiver.recv().await else {
+            panic!("one record");
+        };
+        assert_eq!(record.request_id, "r1");
+        assert!(receiver.is_empty());
+    }
+}

@@ -1,0 +1,305 @@
+//! Telemetry end to end: a purchase's journey over the live stream, stage by stage and
+//! in order; the journey API with its logs and nothing secret in it; injected delays in
+//! the stage durations; step mode advancing one stage per step while other traffic flows.
+
+use std::time::Duration;
+use support::TestSystem;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+mod support;
+
+const FLAGS: &[&str] = &["--servers", "2"];
+const PASSWORD: &str = "long-enough-secret";
+
+impl TestSystem {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+        let mut request = self.http.post(self.lb(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("answers")
+    }
+
+    /// Signs up and logs in; returns the session token.
+    async fn user(&self, email: &str) -> String {
+        let body = json!({ "email": email, "name": "Ada", "password": PASSWORD });
+        assert!(self.post("/api/auth/signup", None, body).await.status().is_success());
+        let login = json!({ "email": email, "password": PASSWORD });
+        let login: Value = self
+            .post("/api/auth/login", None, login)
+            .await
+            .json()
+            .await
+            .expect("json");
+        login["token"].as_str().expect("token").to_string()
+    }
+
+    /// Holds the user's in-app socket and acks every frame, as a real client does.
+    async fn acking_client(&self, token: &str) {
+        let url = format!("ws://{}/api/notifications/ws?token={token}", self.running.balancer);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("in-app socket");
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message {
+                    let frame: Value = serde_json::from_str(&text).expect("frame");
+                    let ack = json!({ "ack": frame["id"] }).to_string();
+                    if socket.send(Message::text(ack)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A purchase with an id of the test's choosing; returns it.
+    async fn purchase(&self, token: &str, request_id: &str, step: bool) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.lb("/api/purchases"))
+            .bearer_auth(token)
+            .header("x-request-id", request_id)
+            .json(&json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }));
+        if step {
+            request = request.header("x-liveview-step", "1");
+        }
+        request.send().await.expect("answers")
+    }
+
+    async fn journey(&self, request_id: &str) -> Option<Value> {
+        let url = self.dashboard(&format!("/api/live-view/requests/{request_id}"));
+        let response = self.http.get(url).send().await.expect("answers");
+        response.status().is_success().then_some(())?;
+        Some(response.json().await.expect("json"))
+    }
+
+    /// Waits until the journey satisfies `done` (5 s at most).
+    async fn journey_when(&self, request_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            if let Some(journey) = self.journey(request_id).await.filter(|journey| done(journey)) {
+                return journey;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "journey {request_id} never got there: {:?}",
+            self.journey(request_id).await
+        );
+    }
+}
+
+/// Every envelope of a live-stream frame: one object, or an array of them (a batch).
+fn envelopes(text: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(text).expect("json frame") {
+        Value::Array(batch) => batch,
+        single => vec![single],
+    }
+}
+
+fn stage_names(journey: &Value) -> Vec<String> {
+    journey["request"]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|stage| stage["stage"].as_str().expect("name").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_purchase_journey_arrives_stage_by_stage_in_order() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dashboard))
+        .await
+        .expect("live stream");
+
+    let response = system.purchase(&token, "journey-1", false).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-request-id"], "journey-1");
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut last_seq = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    'reading: loop {
+        let message = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .expect("request:complete within 10 s")
+            .expect("stream open")
+            .expect("frame");
+        let Message::Text(text) = message else { continue };
+        for envelope in envelopes(&text) {
+            let seq = envelope["seq"].as_u64().expect("seq");
+            assert!(seq > last_seq, "seq increases: {seq} after {last_seq}");
+            last_seq = seq;
+            let payload = &envelope["payload"];
+            let mine = payload["requestId"] == "journey-1";
+            match envelope["topic"].as_str().expect("topic") {
+                "request:new" if mine => seen.push(payload["stages"][0]["stage"].as_str().expect("stage").into()),
+                "request:progress" if mine => {
+                    let stage = &payload["stage"];
+                    if stage["status"] == "completed" {
+                        seen.push(stage["stage"].as_str().expect("stage").into());
+                    }
+                }
+                "request:complete" if mine => break 'reading,
+                "request:failed" if mine => panic!("the purchase failed: {payload}"),
+                _ => {}
+            }
+        }
+    }
+    let expected_prefix = [
+        "lb-received",
+        "lb-forwarded",
+        "server-received",
+        "middleware",
+        "controller",
+        "db-query",
+        "notification-fanout",
+        "queue-add",
+        "queue-add",
+    ];
+    assert_eq!(seen[..expected_prefix.len()], expected_prefix, "{seen:?}");
+    let position = |name: &str| {
+        seen.iter()
+            .position(|seen| seen == name)
+            .unwrap_or_else(|| panic!("{name} in {seen:?}"))
+    };
+    assert!(position("worker-pickup") < position("smtp-attempt"), "{seen:?}");
+    assert!(position("inapp-push") < position("client-ack"), "{seen:?}");
+    assert!(seen.contains(&"response".to_string()), "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|name| *name == "worker-pickup").count(),
+        2,
+        "{seen:?}"
+    );
+
+    let journey = system.journey("journey-1").await.expect("kept");
+    assert_eq!(journey["outcome"], "completed");
+    assert_eq!(journey["request"]["type"], "purchase");
+    assert!(journey["logs"].as_array().expect("logs").len() >= seen.len());
+    let text = journey.to_string();
+    assert!(!text.contains("ada@example.com"), "addresses are masked: {text}");
+    assert!(text.contains("a***@example.com"), "the masked address is shown");
+    assert!(
+        !text.contains(&token) && !text.contains(PASSWORD),
+        "no secret in a journey"
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn an_injected_delay_shows_in_the_stage_duration() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    let controls = system
+        .http
+        .put(system.dashboard("/api/live-view/controls"))
+        .json(&json!({ "delays": { "databaseOperation": 300 } }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(controls.status(), 200);
+    let applied: Value = controls.json().await.expect("json");
+    assert_eq!(applied["delays"]["databaseOperation"], 300);
+
+    assert_eq!(system.purchase(&token, "slow-1", false).await.status(), 201);
+    let journey = system
+        .journey_when("slow-1", |journey| stage_names(journey).contains(&"db-query".into()))
+        .await;
+    let db = journey["request"]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|stage| stage["stage"] == "db-query")
+        .expect("db stage");
+    let duration = db["duration"].as_f64().expect("duration");
+    assert!(
+        duration >= 300.0,
+        "the 300 ms delay is inside the database stage: {duration}"
+    );
+
+    let reset = system
+        .http
+        .put(system.dashboard("/api/live-view/controls"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(reset.status(), 200);
+    assert_eq!(system.purchase(&token, "fast-1", false).await.status(), 201);
+    let journey = system
+        .journey_when("fast-1", |journey| stage_names(journey).contains(&"db-query".into()))
+        .await;
+    let db = journey["request"]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|stage| stage["stage"] == "db-query")
+        .expect("db stage");
+    assert!(db["duration"].as_f64().expect("duration") < 300.0, "delay removed");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    let stepped = {
+        let http = system.http.clone();
+        let url = system.lb("/api/purchases");
+        let token = token.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("x-request-id", "stepped-1")
+                .header("x-liveview-step", "1")
+                .json(&json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }))
+                .send()
+                .await
+                .expect("answers")
+                .status()
+        })
+    };
+    let count = |journey: &Value| journey["request"]["stages"].as_array().map_or(0, Vec::len);
+    let first = system.journey_when("stepped-1", |journey| count(journey) >= 1).await;
+    assert_eq!(stage_names(&first), ["lb-received"], "waits after its first stage");
+
+    // Other requests are not held up by the stepped one.
+    assert_eq!(system.purchase(&token, "free-1", false).await.status(), 201);
+
+    let step = || async {
+        let url = system.dashboard("/api/live-view/requests/stepped-1/step");
+        system.http.post(url).send().await.expect("answers").status()
+    };
+    for expected in 2..=4 {
+        assert_eq!(step().await, 200);
+        let journey = system
+            .journey_when("stepped-1", |journey| count(journey) >= expected)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = system.journey("stepped-1").await.expect("kept");
+        assert_eq!(
+            count(&settled),
+            expected,
+            "one step, one stage: {:?}",
+            stage_names(&journey)
+        );
+    }
+    assert_eq!(
+        stage_names(&system.journey("stepped-1").await.expect("kept")),
+        ["lb-received", "lb-forwarded", "server-received", "middleware"]
+    );
+    // Step it through to its answer.
+    for _ in 0..20 {
+        if stepped.is_finished() {
+            break;
+        }
+        step().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stepped.await.expect("request task"), 201);
+    system.stop().await;
+}
