@@ -36,7 +36,10 @@ use crate::{
     smtp::CaptureServer,
     status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
-    telemetry::{Controls, Journeys, Telemetry},
+    telemetry::{
+        Controls, Journeys, Telemetry,
+        sampler::{Sampler, Sources},
+    },
     websocket::Registry,
     workers::ledger::SentLedger,
 };
@@ -223,7 +226,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             capture: capture.as_ref().map(|(capture, _)| capture.clone()),
         },
     ));
+    let sampler = Sampler::new(Sources {
+        telemetry: telemetry.clone(),
+        journeys: journeys.clone(),
+        balancer: balancer.clone(),
+        pool: pool.clone(),
+        queues: queues.clone(),
+        registry: registry.clone(),
+        hub: hub.clone(),
+        probe: probe.clone(),
+        mail_workers: config.mail_workers,
+        inapp_workers: config.inapp_workers,
+    });
+    tasks.spawn(sampler.clone().run(shutdown.clone()));
     let dashboard = Dashboard {
+        sampler,
         probe: probe.clone(),
         live: LiveSocketState {
             hub,

@@ -303,3 +303,98 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     assert_eq!(stepped.await.expect("request task"), 201);
     system.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
+    assert_eq!(system.purchase(&token, "metered-1", false).await.status(), 201);
+    system
+        .journey_when("metered-1", |journey| journey["outcome"] == "completed")
+        .await;
+    // Two samples after the traffic, so the last one has seen it.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    let status: Value = system
+        .http
+        .get(system.dashboard("/api/live-view/status"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let kinds: Vec<&str> = status["componentMetrics"]
+        .as_array()
+        .expect("component metrics")
+        .iter()
+        .map(|component| component["component"].as_str().expect("tag"))
+        .collect();
+    for kind in ["load-balancer", "server", "queue", "websocket", "database", "smtp"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|kind| **kind == "server").count(), 2);
+    assert_eq!(kinds.iter().filter(|kind| **kind == "queue").count(), 7);
+    assert!(status["metrics"]["systemStatus"].is_string(), "{status}");
+    let smtp = status["componentMetrics"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["component"] == "smtp")
+        .expect("smtp card");
+    assert!(
+        smtp["sent"].as_u64().expect("sent") >= 2,
+        "welcome, login, receipt: {smtp}"
+    );
+    assert_eq!(smtp["lastReply"]["code"], 250);
+
+    let realtime: Value = system
+        .http
+        .get(system.dashboard("/api/v1/analytics/realtime-metrics"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(realtime["telemetry"]["droppedRecords"], 0);
+    assert!(realtime["telemetry"]["journeysKept"].as_u64().expect("kept") >= 3);
+
+    let metrics = system
+        .http
+        .get(system.dashboard("/metrics"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    for needle in [
+        "# TYPE liveview_http_request_duration_seconds histogram",
+        "liveview_http_requests_total{server=\"server-",
+        "liveview_smtp_attempts_total{outcome=\"sent\"}",
+        "liveview_queue_jobs{queue=\"mail\",state=\"completed\"}",
+        "liveview_telemetry_dropped_total 0",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dashboard))
+        .await
+        .expect("live stream");
+    let mut topics = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !(topics.contains("system:metrics") && topics.contains("component:metrics")) {
+        let message = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .expect("metrics on the stream within 5 s")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            for envelope in envelopes(&text) {
+                topics.insert(envelope["topic"].as_str().expect("topic").to_string());
+            }
+        }
+    }
+    system.stop().await;
+}

@@ -159,6 +159,7 @@ pub async fn authenticate(db: &Database, cache: &SessionCache, token: &str) -> R
         return Ok(Some(user));
     }
     let looked_up = Instant::now();
+    db.stats.read();
     let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
         "SELECT u.id, u.email, u.name, u.created_at_ms, s.expires_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.secret_hash = ? AND s.user_id = ? AND s.expires_at_ms > ?",

@@ -41,6 +41,53 @@ pub struct JourneySummary {
     outcome: Outcome,
 }
 
+/// `GET /api/live-view/status`: every component's health, the header figures and every
+/// component's metrics, as of now.
+pub async fn status(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+    let health = dashboard.probe.current().await;
+    let sample = match dashboard.sampler.latest() {
+        Some(sample) => sample,
+        None => dashboard.sampler.sample().await,
+    };
+    Json(serde_json::json!({
+        "components": health.components,
+        "metrics": sample.metrics,
+        "componentMetrics": sample.components,
+        "timestamp": chrono::Utc::now(),
+    }))
+}
+
+/// `GET /api/v1/analytics/realtime-metrics`: the last second's figures for clients
+/// without a socket, and the telemetry's own health.
+pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+    let sample = match dashboard.sampler.latest() {
+        Some(sample) => sample,
+        None => dashboard.sampler.sample().await,
+    };
+    Json(serde_json::json!({
+        "metrics": sample.metrics,
+        "components": sample.components,
+        "telemetry": {
+            "droppedRecords": dashboard.telemetry.dropped(),
+            "journeysKept": dashboard.journeys.len(),
+            "journeysInProgress": dashboard.journeys.in_progress(),
+            "viewers": dashboard.live.hub.viewer_count(),
+        },
+        "timestamp": chrono::Utc::now(),
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn prometheus(State(dashboard): State<Dashboard>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        dashboard.telemetry.meters().encode(),
+    )
+}
+
 /// `GET /api/live-view/requests?limit=&type=&outcome=&server=`: newest first.
 pub async fn list_requests(
     State(dashboard): State<Dashboard>,

@@ -30,7 +30,7 @@ use crate::{
     servers::ServerPool,
     smtp::CaptureServer,
     status::StatusProbe,
-    telemetry::{Journeys, Telemetry},
+    telemetry::{Journeys, Telemetry, sampler::Sampler},
 };
 
 #[derive(Clone)]
@@ -44,6 +44,7 @@ pub struct Dashboard {
     pub capture: Option<CaptureServer>,
     pub telemetry: Telemetry,
     pub journeys: Arc<Journeys>,
+    pub sampler: Arc<Sampler>,
 }
 
 impl Dashboard {
@@ -66,6 +67,9 @@ impl Dashboard {
             .route("/api/queues/{name}/{action}", post(control::queue_action))
             .route("/api/mailbox", get(control::mailbox))
             .route("/api/faults", get(control::faults).put(control::set_faults))
+            .route("/api/live-view/status", get(live_api::status))
+            .route("/api/v1/analytics/realtime-metrics", get(live_api::realtime_metrics))
+            .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))
             .route("/api/live-view/requests/{id}", get(live_api::request_details))
             .route("/api/live-view/requests/{id}/step", post(live_api::step_request))

@@ -145,6 +145,8 @@ pub struct Job {
     pub request_id: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// When the job became due: how long it waited is pickup time minus this.
+    pub run_at_ms: i64,
 }
 
 impl Job {
@@ -217,6 +219,10 @@ impl Queues {
 
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Scales a real delay by `--time-scale` (0.01 turns 5 minutes into 3 seconds).
@@ -293,7 +299,7 @@ impl Queues {
         let sql = format!(
             "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
              WHERE id IN (SELECT id FROM ({pending}) ORDER BY run_at_ms LIMIT ?) \
-             RETURNING id, queue, target_id, request_id, attempts, last_error"
+             RETURNING id, queue, target_id, request_id, attempts, last_error, run_at_ms"
         );
         // Only `?` placeholders are formatted in; every value is bound.
         let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
@@ -308,8 +314,10 @@ impl Queues {
             query = query.bind(*name);
         }
         let writing = self.db.writing().await;
+        let claim_started = std::time::Instant::now();
         let mut jobs = query.bind(now).bind(i64::from(limit)).fetch_all(&self.db.pool).await?;
         drop(writing);
+        self.db.stats.wrote(claim_started);
         // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)

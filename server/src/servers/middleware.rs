@@ -15,7 +15,7 @@ use axum::{
 use super::AppServer;
 use crate::{
     api_error::ApiError,
-    telemetry::{controls::DelayPoint, journeys::kind_of_route},
+    telemetry::{controls::DelayPoint, journeys::kind_of_route, meters::ServerLabels},
 };
 
 /// Put on each request by [`trace`]: when the server received it and whether it is
@@ -50,7 +50,19 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         at,
         traced: kind.is_some(),
     });
+    let meters = telemetry.meters();
+    // A clone of the gauge (it shares the value): the family's guard must not be held
+    // across the await.
+    let in_flight = meters
+        .http_in_flight
+        .get_or_create(&ServerLabels {
+            server: server.id.clone(),
+        })
+        .clone();
+    in_flight.inc();
     let response = next.run(request).await;
+    in_flight.dec();
+    meters.request_done(&server.id, response.status().as_u16(), at.elapsed().as_secs_f64());
     if kind.is_some() {
         let status = response.status();
         let stage = telemetry

@@ -49,6 +49,8 @@ pub struct Database {
     group: GroupCommitter,
     /// Held by whoever writes; see [`Database::writing`].
     writer: Arc<Mutex<()>>,
+    /// Counted reads, writes and commit latencies, for the live view's database card.
+    pub stats: Arc<DbStats>,
     /// The URL with any password removed, for logs and the status page.
     pub display_url: String,
 }
@@ -123,6 +125,7 @@ impl Database {
             pool,
             group,
             writer,
+            stats: Arc::default(),
             display_url,
         };
         database.record_boot().await?;
@@ -157,6 +160,7 @@ impl Database {
     /// way with "database is locked" the way a deferred one that read first can.
     pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         let writing = self.writing().await;
+        self.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTransaction { tx, _writing: writing })
     }
@@ -164,7 +168,10 @@ impl Database {
     /// Commits a batch of writes that needs no answer, in one transaction shared with
     /// whatever other batches are waiting (group commit); returns once it is durable.
     pub async fn commit(&self, batch: WriteBatch) -> Result<(), sqlx::Error> {
-        self.group.commit(batch).await
+        let started = Instant::now();
+        let result = self.group.commit(batch).await;
+        self.stats.wrote(started);
+        result
     }
 
     /// How many times a process has started on this database.
@@ -183,6 +190,36 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// What the database card shows, counted where the hot queries run (commits, claims,
+/// session lookups, the workers' loads).
+#[derive(Default)]
+pub struct DbStats {
+    pub reads: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
+    /// Milliseconds each commit took in the current second (bounded).
+    commit_ms: std::sync::Mutex<Vec<f64>>,
+}
+
+impl DbStats {
+    pub fn read(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A write that began at `started` is done.
+    pub fn wrote(&self, started: Instant) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut window = self.commit_ms.lock().unwrap_or_else(|poison| poison.into_inner());
+        if window.len() < 8_192 {
+            window.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// The commit latencies since the last call.
+    pub fn take_latencies(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.commit_ms.lock().unwrap_or_else(|poison| poison.into_inner()))
     }
 }
 

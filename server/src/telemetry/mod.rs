@@ -13,6 +13,8 @@
 
 pub mod controls;
 pub mod journeys;
+pub mod meters;
+pub mod sampler;
 
 use std::{
     sync::{
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use controls::Controls;
 pub use journeys::Journeys;
+pub use meters::Meters;
 
 use crate::live::LiveHub;
 
@@ -70,6 +73,7 @@ struct Inner {
     sender: mpsc::Sender<Observation>,
     dropped: AtomicU64,
     controls: Arc<Controls>,
+    meters: Meters,
 }
 
 impl Telemetry {
@@ -84,6 +88,7 @@ impl Telemetry {
             sender,
             dropped: AtomicU64::new(0),
             controls,
+            meters: Meters::new(),
         };
         (Self { inner: Arc::new(inner) }, receiver)
     }
@@ -98,6 +103,10 @@ impl Telemetry {
 
     pub fn controls(&self) -> &Arc<Controls> {
         &self.inner.controls
+    }
+
+    pub fn meters(&self) -> &Meters {
+        &self.inner.meters
     }
 
     /// Records that could not be kept because the aggregator was behind.

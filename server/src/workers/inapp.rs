@@ -67,6 +67,7 @@ impl InAppWorker {
         )
         .await
         {
+            let _busy = super::Busy::new(&self.queues.telemetry().meters().inapp_busy);
             let outcome = tokio::select! {
                 // Shutting down mid-wait: the leases run out and the jobs are retried.
                 () = shutdown.cancelled() => return,
@@ -107,6 +108,10 @@ impl InAppWorker {
             match self.registry.push(&user_id, frame) {
                 Ok((acked, server)) => {
                     push.meta("server", server.as_str()).done();
+                    telemetry
+                        .meters()
+                        .inapp_pushed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let ack = telemetry
                         .stage(request_id, SystemStage::ClientAck, &server)
                         .meta("notificationId", job.target_id.as_str());
@@ -186,6 +191,7 @@ impl InAppWorker {
         for job in jobs {
             query = query.bind(&job.target_id);
         }
+        self.db.stats.read();
         let rows = query.fetch_all(&self.db.pool).await?;
         Ok(rows
             .into_iter()

@@ -211,6 +211,7 @@ impl MailWorker {
         while let Some(jobs) =
             super::next_jobs(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
         {
+            let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
             if let Err(error) = self.process(&jobs, &mut smtp).await {
                 // The leases run out and another attempt follows; nothing is lost.
                 tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record mail jobs' outcome");
@@ -253,6 +254,7 @@ impl MailWorker {
                     }
                     let code: u16 = reply.get(..3).and_then(|code| code.parse().ok()).unwrap_or(250);
                     attempt.meta("smtpCode", code).done();
+                    telemetry.meters().smtp_reply(code, &reply, chrono::Utc::now());
                     telemetry.event(LiveEvent::EmailSent(EmailSent {
                         notification_id: email.id.clone(),
                         request_id: job.request_id.clone(),
@@ -263,11 +265,17 @@ impl MailWorker {
                     sent.push((email.id, reply));
                 }
                 Err(DeliveryError::Transient(reason)) => {
+                    telemetry
+                        .meters()
+                        .smtp_reply(reply_code(&reason), &reason, chrono::Utc::now());
                     attempt.failed(reason.clone());
                     let outcome = self.queues.retry_later(job, &reason).await?;
                     log_failure(&self.id, job, &reason, &outcome);
                 }
                 Err(DeliveryError::Permanent(reason)) => {
+                    telemetry
+                        .meters()
+                        .smtp_reply(reply_code(&reason), &reason, chrono::Utc::now());
                     attempt.failed(reason.clone());
                     let outcome = self.queues.dead_letter(job, &reason).await?;
                     log_failure(&self.id, job, &reason, &outcome);
@@ -285,6 +293,7 @@ impl MailWorker {
             "SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id IN ({})",
             placeholders(jobs.len())
         );
+        self.db.stats.read();
         let mut query = sqlx::query_as::<_, Email>(sqlx::AssertSqlSafe(sql));
         for job in jobs {
             query = query.bind(&job.target_id);
@@ -329,6 +338,17 @@ impl MailWorker {
             }
         }
     }
+}
+
+/// The SMTP reply code a failure names (lettre's errors start with it), or 0 when the
+/// server never answered (a timeout, a refused connection).
+fn reply_code(reason: &str) -> u16 {
+    reason
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|part| part.len() == 3)
+        .and_then(|code| code.parse().ok())
+        .filter(|code| (400..600).contains(code))
+        .unwrap_or(0)
 }
 
 /// SMTP's own rule: 5xx is permanent, everything else (4xx, network) may pass.

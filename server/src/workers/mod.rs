@@ -6,7 +6,10 @@ pub mod inapp;
 pub mod ledger;
 pub mod mail;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicI64, Ordering},
+    time::{Duration, Instant},
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -17,9 +20,29 @@ use crate::{
     telemetry::Telemetry,
 };
 
+/// Counts a worker as busy for as long as it lives.
+pub(crate) struct Busy<'a>(&'a AtomicI64);
+
+impl<'a> Busy<'a> {
+    pub(crate) fn new(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Records that `worker` picked up `jobs`, which took from `started` (claim and load,
 /// plus any injected worker-processing delay), and waits there if a request is stepped.
 pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: &str, started: Instant) {
+    let now = crate::now_ms();
+    for job in jobs {
+        telemetry.meters().picked(&job.queue, (now - job.run_at_ms) as f64);
+    }
     for job in jobs {
         let request_id = job.request_id.as_deref().unwrap_or_default();
         telemetry

@@ -1,0 +1,297 @@
+//! The sampler: once a second it reads every component's meters and state and publishes
+//! `component:metrics` for each and `system:metrics` for the header; the last sample is
+//! kept for the REST endpoints.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use app::wire::{
+    ComponentMetrics, DatabaseMetrics, LiveEvent, QueueMetrics, ServerMetrics, SmtpMetrics, SystemMetrics,
+    WebSocketMetrics, WorkerCounts, format_uptime,
+};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{Journeys, Telemetry, meters::quantile};
+use crate::{
+    balancer::Balancer,
+    live::LiveHub,
+    queue::{QueueName, Queues},
+    servers::ServerPool,
+    status::StatusProbe,
+    websocket::Registry,
+};
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// One second's figures: the header's and every component's.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub metrics: SystemMetrics,
+    pub components: Vec<ComponentMetrics>,
+}
+
+/// What the sampler reads.
+pub struct Sources {
+    pub telemetry: Telemetry,
+    pub journeys: Arc<Journeys>,
+    pub balancer: Balancer,
+    pub pool: ServerPool,
+    pub queues: Arc<Queues>,
+    pub registry: Arc<Registry>,
+    pub hub: Arc<LiveHub>,
+    pub probe: Arc<StatusProbe>,
+    pub mail_workers: u16,
+    pub inapp_workers: u16,
+}
+
+pub struct Sampler {
+    sources: Sources,
+    latest: RwLock<Option<Sample>>,
+    previous: RwLock<Previous>,
+}
+
+/// Totals at the last sample, for per-second rates.
+#[derive(Default)]
+struct Previous {
+    at: Option<Instant>,
+    requests_by_server: HashMap<String, u64>,
+    errors_by_server: HashMap<String, u64>,
+    smtp_sent: u64,
+    smtp_failed: u64,
+    inapp_pushed: u64,
+    db_reads: u64,
+    db_writes: u64,
+    dropped: u64,
+}
+
+impl Sampler {
+    pub fn new(sources: Sources) -> Arc<Self> {
+        Arc::new(Self {
+            sources,
+            latest: RwLock::new(None),
+            previous: RwLock::new(Previous::default()),
+        })
+    }
+
+    pub fn latest(&self) -> Option<Sample> {
+        self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Samples every [`SAMPLE_EVERY`] until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        crate::every(SAMPLE_EVERY, shutdown, || async {
+            let sample = self.sample().await;
+            let telemetry = &self.sources.telemetry;
+            for component in &sample.components {
+                telemetry.event(LiveEvent::ComponentMetrics(component.clone()));
+            }
+            telemetry.event(LiveEvent::SystemMetrics(sample.metrics.clone()));
+            *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(sample);
+        })
+        .await;
+    }
+
+    /// Reads everything now.
+    pub async fn sample(&self) -> Sample {
+        let sources = &self.sources;
+        let meters = sources.telemetry.meters();
+        let now = Instant::now();
+        let mut previous = self
+            .previous
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        let seconds = previous
+            .at
+            .map_or(1.0, |at| now.duration_since(at).as_secs_f64())
+            .max(0.001);
+
+        let balancer = sources.balancer.metrics();
+        for server in &balancer.servers {
+            let labels = super::meters::ServerLabels {
+                server: server.id.clone(),
+            };
+            meters
+                .balancer_active
+                .get_or_create(&labels)
+                .set(server.active_connections as i64);
+            meters
+                .server_healthy
+                .get_or_create(&labels)
+                .set(i64::from(server.healthy));
+        }
+        let mut windows = meters.take_windows();
+        let mut components = vec![ComponentMetrics::LoadBalancer(balancer.clone())];
+        let (mut total_requests, mut total_errors, mut all_latencies) = (0u64, 0u64, Vec::new());
+        for info in sources.pool.list() {
+            let window = windows.remove(&info.id).unwrap_or_default();
+            let handled = previous.requests_by_server.entry(info.id.clone()).or_default();
+            *handled += window.requests;
+            let errors = previous.errors_by_server.entry(info.id.clone()).or_default();
+            *errors += window.errors;
+            total_requests += window.requests;
+            total_errors += window.errors;
+            let mut latencies = window.latencies_ms;
+            let in_flight = meters
+                .http_in_flight
+                .get_or_create(&super::meters::ServerLabels {
+                    server: info.id.clone(),
+                })
+                .get()
+                .max(0) as u64;
+            components.push(ComponentMetrics::Server(ServerMetrics {
+                id: info.id.clone(),
+                url: format!("http://{}", info.addr),
+                running: info.running,
+                requests_per_second: window.requests as f64 / seconds,
+                in_flight,
+                latency_p50: quantile(&mut latencies, 0.5),
+                latency_p99: quantile(&mut latencies, 0.99),
+                errors: *errors,
+                requests_handled: *handled,
+            }));
+            all_latencies.extend(latencies);
+        }
+
+        let queue_windows = meters.take_queue_windows();
+        if let Ok(counts) = sources.queues.counts().await {
+            for count in counts {
+                for (state, value) in [
+                    ("waiting", count.waiting),
+                    ("active", count.active),
+                    ("completed", count.completed),
+                    ("failed", count.failed),
+                    ("delayed", count.delayed),
+                ] {
+                    meters
+                        .queue_jobs
+                        .get_or_create(&super::meters::QueueStateLabels {
+                            queue: count.name.clone(),
+                            state: state.into(),
+                        })
+                        .set(value as i64);
+                }
+                let window = queue_windows.get(&count.name).copied().unwrap_or_default();
+                let (pool, busy) = match count.name.parse::<QueueName>().map(|queue| queue.channel()) {
+                    Ok(crate::queue::Channel::Email) => (sources.mail_workers, &meters.mail_busy),
+                    _ => (sources.inapp_workers, &meters.inapp_busy),
+                };
+                let active_workers = (busy.load(Ordering::Relaxed).max(0) as u64).min(u64::from(pool));
+                components.push(ComponentMetrics::Queue(QueueMetrics {
+                    name: count.name,
+                    waiting: count.waiting,
+                    active: count.active,
+                    completed: count.completed,
+                    failed: count.failed,
+                    delayed: count.delayed,
+                    processing_rate: window.picked as f64 / seconds,
+                    average_wait_time: if window.picked == 0 {
+                        0.0
+                    } else {
+                        window.waited_ms / window.picked as f64
+                    },
+                    workers: WorkerCounts {
+                        active: active_workers,
+                        idle: u64::from(pool) - active_workers,
+                    },
+                    paused: count.paused,
+                }));
+            }
+        }
+
+        let (users, sockets) = sources.registry.counts();
+        meters.inapp_sockets.set(sockets as i64);
+        let pushed = meters.inapp_pushed.load(Ordering::Relaxed);
+        components.push(ComponentMetrics::Websocket(WebSocketMetrics {
+            total_connections: sockets as u64,
+            authenticated_users: users as u64,
+            messages_per_second: pushed.saturating_sub(previous.inapp_pushed) as f64 / seconds,
+            rooms: Vec::new(),
+            recent_events: Vec::new(),
+        }));
+        previous.inapp_pushed = pushed;
+
+        let stats = &sources.queues.database().stats;
+        let (reads, writes) = (
+            stats.reads.load(Ordering::Relaxed),
+            stats.writes.load(Ordering::Relaxed),
+        );
+        let mut commit_ms = stats.take_latencies();
+        for ms in &commit_ms {
+            meters.db_commit_duration.observe(ms / 1000.0);
+        }
+        let ping = sources.probe.current().await;
+        components.push(ComponentMetrics::Database(DatabaseMetrics {
+            backend: "sqlite".into(),
+            reads_per_second: reads.saturating_sub(previous.db_reads) as f64 / seconds,
+            writes_per_second: writes.saturating_sub(previous.db_writes) as f64 / seconds,
+            query_latency_p50: quantile(&mut commit_ms, 0.5),
+            query_latency_p99: quantile(&mut commit_ms, 0.99),
+        }));
+        previous.db_reads = reads;
+        previous.db_writes = writes;
+
+        let (sent, failed) = (
+            meters.smtp_sent.load(Ordering::Relaxed),
+            meters.smtp_failed.load(Ordering::Relaxed),
+        );
+        let (sent_now, failed_now) = (sent - previous.smtp_sent, failed - previous.smtp_failed);
+        let attempts = (sent_now + failed_now).max(1) as f64;
+        components.push(ComponentMetrics::Smtp(SmtpMetrics {
+            sent_per_second: sent_now as f64 / seconds,
+            success_rate: if sent_now + failed_now == 0 {
+                1.0
+            } else {
+                sent_now as f64 / attempts
+            },
+            failure_rate: failed_now as f64 / attempts,
+            sent,
+            failed,
+            last_reply: meters.last_reply(),
+        }));
+        previous.smtp_sent = sent;
+        previous.smtp_failed = failed;
+
+        let dropped = sources.telemetry.dropped();
+        meters
+            .telemetry_dropped
+            .inc_by(dropped.saturating_sub(previous.dropped));
+        previous.dropped = dropped;
+        meters.live_viewers.set(sources.hub.viewer_count() as i64);
+        let in_progress = sources.journeys.in_progress();
+        meters.journeys_in_progress.set(in_progress as i64);
+
+        let average_latency = if all_latencies.is_empty() {
+            0.0
+        } else {
+            all_latencies.iter().sum::<f64>() / all_latencies.len() as f64
+        };
+        let metrics = SystemMetrics {
+            system_status: ping.status,
+            active_requests: balancer.servers.iter().map(|server| server.active_connections).sum(),
+            requests_per_second: total_requests as f64 / seconds,
+            average_latency,
+            error_rate: if total_requests == 0 {
+                0.0
+            } else {
+                total_errors as f64 / total_requests as f64
+            },
+            uptime: format_uptime(sources.probe.started.elapsed().as_secs()),
+            timestamp: chrono::Utc::now(),
+        };
+        previous.at = Some(now);
+        *self.previous.write().unwrap_or_else(|poison| poison.into_inner()) = previous;
+        Sample { metrics, components }
+    }
+}
+
+impl Previous {
+    fn take(&mut self) -> Self {
+        std::mem::take(self)
+    }
+}
