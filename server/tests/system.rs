@@ -167,9 +167,10 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         let Message::Text(text) = message else {
             continue;
         };
+        // Other topics (metrics) share the stream; this test follows system:status.
         let envelope: Envelope = serde_json::from_str(&text).expect("an envelope");
         let LiveEvent::SystemStatus(status) = envelope.event else {
-            panic!("unexpected topic in {text}")
+            continue;
         };
         assert!(status.components.iter().any(|c| c.id == "database"));
         seqs.push(envelope.seq);
