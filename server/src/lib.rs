@@ -13,6 +13,7 @@ pub mod live;
 pub mod notify;
 pub mod queue;
 pub mod servers;
+pub mod simulate;
 pub mod smtp;
 pub mod status;
 pub mod storage;
@@ -33,6 +34,7 @@ use crate::{
     live::{LiveHub, LiveSocketState},
     queue::Queues,
     servers::{ServerPool, Shared},
+    simulate::Simulator,
     smtp::CaptureServer,
     status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
@@ -239,8 +241,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         inapp_workers: config.inapp_workers,
     });
     tasks.spawn(sampler.clone().run(shutdown.clone()));
+    let simulator = Simulator::new(balancer_addr, tasks.clone(), shutdown.clone());
+    tasks.spawn(simulator.clone().run_continuous(controls.clone()));
     let dashboard = Dashboard {
         sampler,
+        simulator,
         probe: probe.clone(),
         live: LiveSocketState {
             hub,

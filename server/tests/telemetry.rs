@@ -398,3 +398,107 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     }
     system.stop().await;
 }
+
+#[tokio::test]
+async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
+    let system = TestSystem::start(FLAGS).await;
+    let answer = system
+        .http
+        .post(system.dashboard("/api/live-view/simulate"))
+        .json(&json!({ "type": "purchase", "count": 3, "interval": 50 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 202);
+    let answer: Value = answer.json().await.expect("json");
+    let ids: Vec<String> = answer["requestIds"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        // Virtual users sign up first (argon2): allow for it.
+        let mut journey = None;
+        for _ in 0..200 {
+            journey = system
+                .journey(id)
+                .await
+                .filter(|journey| journey["outcome"] == "completed");
+            if journey.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let journey = journey.unwrap_or_else(|| panic!("{id} completed"));
+        assert_eq!(journey["request"]["type"], "purchase");
+        let names = stage_names(&journey);
+        for stage in ["smtp-attempt", "client-ack"] {
+            assert!(names.contains(&stage.to_string()), "{id}: {names:?}");
+        }
+    }
+    assert_eq!(
+        system.count("SELECT COUNT(*) FROM purchases").await,
+        3,
+        "real rows, one per simulated request"
+    );
+
+    for (body, field) in [
+        (json!({ "type": "purchase", "count": 0, "interval": 0 }), "count"),
+        (
+            json!({ "type": "purchase", "count": 1, "interval": 3_600_000 }),
+            "interval",
+        ),
+    ] {
+        let refused = system
+            .http
+            .post(system.dashboard("/api/live-view/simulate"))
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.expect("json");
+        assert!(error["fields"][field].is_string(), "{error}");
+    }
+    let unknown = system
+        .http
+        .post(system.dashboard("/api/live-view/simulate"))
+        .json(&json!({ "type": "teleport", "count": 1 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 400);
+
+    // Continuous load from the controls, then off again.
+    let on = json!({ "simulateLoad": true, "simulationRate": 20.0, "simulationMix": ["purchase"] });
+    let put = |body: Value| {
+        system
+            .http
+            .put(system.dashboard("/api/live-view/controls"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(put(on).await.expect("answers").status(), 200);
+    let before = system.count("SELECT COUNT(*) FROM purchases").await;
+    let mut grew = false;
+    for _ in 0..100 {
+        if system.count("SELECT COUNT(*) FROM purchases").await >= before + 10 {
+            grew = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(grew, "the load generator sends purchases while on");
+    assert_eq!(put(json!({})).await.expect("answers").status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = system.count("SELECT COUNT(*) FROM purchases").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        system.count("SELECT COUNT(*) FROM purchases").await,
+        settled,
+        "and stops when off"
+    );
+    system.stop().await;
+}

@@ -51,6 +51,8 @@ pub struct ControlSettings {
     pub simulate_load: bool,
     /// Requests per second the load generator sends.
     pub simulation_rate: f64,
+    /// The request types the load generator sends, taken in turn (empty: purchases).
+    pub simulation_mix: Vec<NotificationType>,
 }
 
 impl ControlSettings {
@@ -68,6 +70,7 @@ impl Default for ControlSettings {
             filters: Filters::default(),
             simulate_load: false,
             simulation_rate: 1.0,
+            simulation_mix: vec![NotificationType::Purchase],
         }
     }
 }
@@ -96,6 +99,7 @@ mod tests {
             },
             simulate_load: true,
             simulation_rate: 20.0,
+            simulation_mix: vec![NotificationType::Purchase, NotificationType::FriendRequest],
         };
         let json = round_trip(&settings);
         assert_eq!(json["playbackSpeed"], 0.25);
@@ -104,6 +108,7 @@ mod tests {
         assert_eq!(json["filters"]["showInAppFlow"], true);
         assert_eq!(json["filters"]["notificationTypes"][0], "purchase");
         assert_eq!(json["simulationRate"], 20.0);
+        assert_eq!(json["simulationMix"][1], "friend-request");
     }
 
     #[test]

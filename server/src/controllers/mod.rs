@@ -71,7 +71,8 @@ pub async fn commit_with_notices(
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let written = fan_out(&mut batch, notices, request_id);
+    let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
+    let written = fan_out(&mut batch, notices, request_id, hold);
     let statements = batch.statements();
     let commit = before_commit(server, request_id).await;
     batch.execute(&mut tx).await?;
@@ -89,7 +90,8 @@ pub async fn group_commit_with_notices(
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let written = fan_out(&mut batch, notices, request_id);
+    let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
+    let written = fan_out(&mut batch, notices, request_id, hold);
     let statements = batch.statements();
     let commit = before_commit(server, request_id).await;
     server.shared.db.commit(batch).await?;
@@ -98,11 +100,16 @@ pub async fn group_commit_with_notices(
     Ok(written)
 }
 
-fn fan_out(batch: &mut WriteBatch, notices: &[Notice], request_id: &RequestId) -> Vec<FannedOut> {
+fn fan_out(
+    batch: &mut WriteBatch,
+    notices: &[Notice],
+    request_id: &RequestId,
+    hold: std::time::Duration,
+) -> Vec<FannedOut> {
     let id = (!request_id.id.is_empty()).then_some(request_id.id.as_str());
     notices
         .iter()
-        .map(|notice| notify::fan_out(batch, notice, id))
+        .map(|notice| notify::fan_out(batch, notice, id, hold))
         .collect()
 }
 

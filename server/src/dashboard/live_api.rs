@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use crate::{
     api_error::ApiError,
+    simulate::{MAX_COUNT, MAX_INTERVAL_MS, Plan},
     telemetry::journeys::{Journey, LogLine, Outcome},
 };
 
@@ -193,6 +194,56 @@ pub async fn step_request(
             "that request is not waiting in step mode (finished, unknown, or never stepped)",
         ))
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SimulateRequest {
+    #[serde(rename = "type")]
+    kind: NotificationType,
+    count: u32,
+    /// Milliseconds between requests.
+    #[serde(default)]
+    interval: u64,
+    /// Start every request in step mode.
+    #[serde(default)]
+    step: bool,
+}
+
+/// `POST /api/live-view/simulate {type, count, interval, step}` → 202 with the run's id
+/// and the request id of each request it sends, in order.
+pub async fn simulate(
+    State(dashboard): State<Dashboard>,
+    body: Result<Json<SimulateRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(body) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
+    let mut errors = Vec::new();
+    if !(1..=MAX_COUNT).contains(&body.count) {
+        errors.push(("count", format!("must be between 1 and {MAX_COUNT}")));
+    }
+    if body.interval > MAX_INTERVAL_MS {
+        errors.push(("interval", format!("must be at most {MAX_INTERVAL_MS} ms")));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let (simulation, request_ids) = dashboard.simulator.start(Plan {
+        kind: body.kind,
+        count: body.count,
+        interval: std::time::Duration::from_millis(body.interval),
+        step: body.step,
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "simulationId": simulation,
+            "type": body.kind,
+            "count": body.count,
+            "interval": body.interval,
+            "step": body.step,
+            "requestIds": request_ids,
+        })),
+    ))
 }
 
 /// `GET /api/live-view/controls`.

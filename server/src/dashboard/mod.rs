@@ -28,6 +28,7 @@ use crate::{
     live::{self, LiveSocketState},
     queue::Queues,
     servers::ServerPool,
+    simulate::Simulator,
     smtp::CaptureServer,
     status::StatusProbe,
     telemetry::{Journeys, Telemetry, sampler::Sampler},
@@ -45,6 +46,7 @@ pub struct Dashboard {
     pub telemetry: Telemetry,
     pub journeys: Arc<Journeys>,
     pub sampler: Arc<Sampler>,
+    pub simulator: Arc<Simulator>,
 }
 
 impl Dashboard {
@@ -68,6 +70,7 @@ impl Dashboard {
             .route("/api/mailbox", get(control::mailbox))
             .route("/api/faults", get(control::faults).put(control::set_faults))
             .route("/api/live-view/status", get(live_api::status))
+            .route("/api/live-view/simulate", post(live_api::simulate))
             .route("/api/v1/analytics/realtime-metrics", get(live_api::realtime_metrics))
             .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))

@@ -49,7 +49,13 @@ pub struct FannedOut {
 
 /// Adds the notice's rows and jobs to `batch`, which the caller commits with its
 /// business rows.
-pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>) -> FannedOut {
+/// `hold` delays the jobs (the injected queueing delay).
+pub fn fan_out(
+    batch: &mut WriteBatch,
+    notice: &Notice,
+    request_id: Option<&str>,
+    hold: std::time::Duration,
+) -> FannedOut {
     let kind = kind_name(notice.kind);
     let now = now_ms();
     let request_id = request_id.map(str::to_string);
@@ -68,7 +74,13 @@ pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>
             .bind(email.body.clone())
             .bind(request_id.clone())
             .bind(now);
-        out.email_job_id = Some(Queues::enqueue(batch, QueueName::Mail, &id, request_id.as_deref()));
+        out.email_job_id = Some(Queues::enqueue(
+            batch,
+            QueueName::Mail,
+            &id,
+            request_id.as_deref(),
+            hold,
+        ));
         out.email_id = Some(id);
     }
     if let (Some(message), Some(user_id)) = (&notice.in_app, &notice.user_id) {
@@ -89,7 +101,13 @@ pub fn fan_out(batch: &mut WriteBatch, notice: &Notice, request_id: Option<&str>
             .bind(message.body.clone())
             .bind(request_id.clone())
             .bind(now);
-        out.inapp_job_id = Some(Queues::enqueue(batch, QueueName::Inapp, &id, request_id.as_deref()));
+        out.inapp_job_id = Some(Queues::enqueue(
+            batch,
+            QueueName::Inapp,
+            &id,
+            request_id.as_deref(),
+            hold,
+        ));
         out.notification_id = Some(id);
     }
     out

@@ -232,9 +232,18 @@ impl Queues {
 
     /// Adds a job to the caller's batch, which commits with the business rows (the
     /// outbox): the job exists exactly when they do. Returns the job's id.
-    pub fn enqueue(batch: &mut WriteBatch, queue: QueueName, target_id: &str, request_id: Option<&str>) -> String {
+    /// `hold` keeps the job waiting that long before it is due (the live view's
+    /// injected queueing delay; zero otherwise).
+    pub fn enqueue(
+        batch: &mut WriteBatch,
+        queue: QueueName,
+        target_id: &str,
+        request_id: Option<&str>,
+        hold: Duration,
+    ) -> String {
         let id = new_id();
         let now = now_ms();
+        let due = now + hold.as_millis() as i64;
         batch
             .statement(
                 "INSERT INTO jobs (id, queue, channel, target_id, request_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
@@ -245,7 +254,7 @@ impl Queues {
             .bind(queue.channel().as_str())
             .bind(target_id.to_string())
             .bind(request_id.map(str::to_string))
-            .bind(now)
+            .bind(due)
             .bind(now)
             .bind(now);
         id
@@ -611,7 +620,7 @@ mod tests {
 
     async fn add(db: &Database, queue: QueueName, target: &str) -> String {
         let mut batch = WriteBatch::default();
-        let id = Queues::enqueue(&mut batch, queue, target, Some("req-1"));
+        let id = Queues::enqueue(&mut batch, queue, target, Some("req-1"), Duration::ZERO);
         let mut tx = db.begin_write().await.expect("tx");
         batch.execute(&mut tx).await.expect("enqueued");
         tx.commit().await.expect("commit");

@@ -1,0 +1,302 @@
+//! The load simulator: virtual users who send real requests through the balancer and
+//! hold real in-app sockets that ack every frame, exactly as a person's browser would.
+//! Nothing is short-cut: a simulated purchase is an HTTP request through the proxy, a
+//! commit, an SMTP conversation and a WebSocket frame like any other.
+//!
+//! Two ways in: `POST /api/live-view/simulate {type, count, interval, step}` sends a
+//! fixed run, and the `simulateLoad` / `simulationRate` / `simulationMix` controls keep
+//! a steady stream going until switched off.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use app::wire::NotificationType;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::telemetry::Controls;
+
+/// Virtual users kept signed in with a socket open.
+const POOL_SIZE: usize = 8;
+const PASSWORD: &str = "virtual-user-password";
+/// The most requests one `simulate` call may send, and the longest pause between them.
+pub const MAX_COUNT: u32 = 10_000;
+pub const MAX_INTERVAL_MS: u64 = 60_000;
+
+#[derive(Clone)]
+struct VirtualUser {
+    email: String,
+    token: String,
+}
+
+pub struct Simulator {
+    balancer: String,
+    http: reqwest::Client,
+    users: Mutex<Vec<VirtualUser>>,
+    /// Numbers simulations and virtual users.
+    counter: AtomicU64,
+    /// A random tag per process, so virtual users of different runs never collide.
+    run_tag: String,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// One fixed run, as asked for.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: NotificationType,
+    pub count: u32,
+    pub interval: Duration,
+    pub step: bool,
+}
+
+impl Simulator {
+    pub fn new(balancer: std::net::SocketAddr, tasks: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Arc::new(Self {
+            balancer: format!("http://{balancer}"),
+            http,
+            users: Mutex::new(Vec::new()),
+            counter: AtomicU64::new(1),
+            run_tag: uuid::Uuid::now_v7().simple().to_string()[20..].to_string(),
+            tasks,
+            shutdown,
+        })
+    }
+
+    /// Starts a fixed run in the background; returns its id and the request ids it will
+    /// use, in order, so a caller can follow each journey.
+    pub fn start(self: &Arc<Self>, plan: Plan) -> (String, Vec<String>) {
+        let number = self.counter.fetch_add(1, Ordering::Relaxed);
+        let simulation = format!("sim-{}-{number}", self.run_tag);
+        let ids: Vec<String> = (1..=plan.count).map(|n| format!("{simulation}-{n}")).collect();
+        let this = self.clone();
+        let run_ids = ids.clone();
+        self.tasks.spawn(async move {
+            for (index, id) in run_ids.iter().enumerate() {
+                if this.shutdown.is_cancelled() {
+                    return;
+                }
+                if index > 0 && !plan.interval.is_zero() {
+                    tokio::time::sleep(plan.interval).await;
+                }
+                let this = this.clone();
+                let id = id.clone();
+                // Each request on its own task: a stepped one waits for its steps
+                // without holding up the rest of the run.
+                this.tasks.clone().spawn(async move {
+                    if let Err(error) = this.send(plan.kind, &id, plan.step).await {
+                        tracing::warn!(request = %id, %error, "simulated request failed");
+                    }
+                });
+            }
+        });
+        (simulation, ids)
+    }
+
+    /// Keeps sending at the controls' rate and mix while `simulateLoad` is on.
+    pub async fn run_continuous(self: Arc<Self>, controls: Arc<Controls>) {
+        let tick = Duration::from_millis(100);
+        let mut owed = 0.0;
+        let mut turn = 0usize;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(tick) => {}
+            }
+            let settings = controls.settings();
+            if !settings.simulate_load || settings.simulation_rate <= 0.0 {
+                owed = 0.0;
+                continue;
+            }
+            owed += settings.simulation_rate * tick.as_secs_f64();
+            while owed >= 1.0 {
+                owed -= 1.0;
+                let kind = match settings.simulation_mix.len() {
+                    0 => NotificationType::Purchase,
+                    len => settings.simulation_mix[turn % len],
+                };
+                turn += 1;
+                let number = self.counter.fetch_add(1, Ordering::Relaxed);
+                let id = format!("load-{}-{number}", self.run_tag);
+                let this = self.clone();
+                self.tasks.spawn(async move {
+                    if let Err(error) = this.send(kind, &id, false).await {
+                        tracing::debug!(request = %id, %error, "simulated request failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Sends one request of `kind` with the given id; answers its HTTP status.
+    async fn send(&self, kind: NotificationType, request_id: &str, step: bool) -> anyhow::Result<u16> {
+        let (path, token, body) = match kind {
+            NotificationType::Signup => {
+                let email = self.new_email();
+                let body = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
+                ("/api/auth/signup".to_string(), None, body)
+            }
+            NotificationType::Login => {
+                let user = self.user().await?;
+                let body = json!({ "email": user.email, "password": PASSWORD });
+                ("/api/auth/login".to_string(), None, body)
+            }
+            NotificationType::ResetPassword => {
+                let user = self.user().await?;
+                (
+                    "/api/auth/reset-password".to_string(),
+                    None,
+                    json!({ "email": user.email }),
+                )
+            }
+            NotificationType::Purchase => {
+                let user = self.user().await?;
+                let number = self.counter.fetch_add(1, Ordering::Relaxed);
+                let body = json!({
+                    "item": format!("Item #{}", number % 50 + 1),
+                    "amountCents": 500 + (number % 20) * 125,
+                    "currency": "EUR",
+                });
+                ("/api/purchases".to_string(), Some(user.token), body)
+            }
+            NotificationType::FriendRequest => {
+                let (from, to) = self.two_users().await?;
+                let body = json!({ "toEmail": to.email });
+                ("/api/friend-requests".to_string(), Some(from.token), body)
+            }
+            NotificationType::FriendAccept => {
+                let (from, to) = self.two_users().await?;
+                // The request to accept is sent first, untraced by this run's id.
+                let created = self
+                    .post(
+                        "/api/friend-requests",
+                        Some(&from.token),
+                        json!({ "toEmail": to.email }),
+                        None,
+                        false,
+                    )
+                    .await?;
+                let id = created.1["id"].as_str().unwrap_or_default().to_string();
+                (format!("/api/friend-requests/{id}/accept"), Some(to.token), json!({}))
+            }
+        };
+        let (status, _) = self.post(&path, token.as_deref(), body, Some(request_id), step).await?;
+        Ok(status)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+        request_id: Option<&str>,
+        step: bool,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.post(format!("{}{path}", self.balancer)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        if step {
+            request = request.header("x-liveview-step", "1");
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    fn new_email(&self) -> String {
+        let number = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("virtual-{}-{number}@liveview.example", self.run_tag)
+    }
+
+    /// A signed-in virtual user with an open, acking socket; the pool grows to
+    /// [`POOL_SIZE`] and then users are reused in turn.
+    async fn user(&self) -> anyhow::Result<VirtualUser> {
+        let mut users = self.users.lock().await;
+        if users.len() < POOL_SIZE {
+            let user = self.new_user().await?;
+            users.push(user.clone());
+            return Ok(user);
+        }
+        let turn = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
+        Ok(users[turn % users.len()].clone())
+    }
+
+    async fn two_users(&self) -> anyhow::Result<(VirtualUser, VirtualUser)> {
+        let from = self.user().await?;
+        loop {
+            let to = self.user().await?;
+            if to.email != from.email {
+                return Ok((from, to));
+            }
+        }
+    }
+
+    async fn new_user(&self) -> anyhow::Result<VirtualUser> {
+        let email = self.new_email();
+        let signup = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
+        self.post("/api/auth/signup", None, signup, None, false).await?;
+        let login = json!({ "email": email, "password": PASSWORD });
+        let (status, body) = self.post("/api/auth/login", None, login, None, false).await?;
+        let token = body["token"]
+            .as_str()
+            .filter(|_| status == 200)
+            .ok_or_else(|| anyhow::anyhow!("virtual user could not log in: HTTP {status}"))?
+            .to_string();
+        self.tasks.spawn(acking_client(
+            self.balancer.replace("http://", "ws://"),
+            token.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(VirtualUser { email, token })
+    }
+}
+
+/// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
+/// last seq) if the socket drops, until shutdown.
+async fn acking_client(base: String, token: String, shutdown: CancellationToken) {
+    let mut last_seq = 0;
+    while !shutdown.is_cancelled() {
+        let url = format!("{base}/api/notifications/ws?token={token}&lastSeq={last_seq}");
+        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    message = socket.next() => message,
+                };
+                let Some(Ok(message)) = message else {
+                    break;
+                };
+                if let Message::Text(text) = message {
+                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    last_seq = frame["seq"].as_i64().unwrap_or(last_seq);
+                    let ack = json!({ "ack": frame["id"] }).to_string();
+                    if socket.send(Message::text(ack)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
