@@ -502,3 +502,68 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
     );
     system.stop().await;
 }
+
+#[tokio::test]
+async fn a_signup_journey_ends_when_the_new_user_first_connects() {
+    let system = TestSystem::start(FLAGS).await;
+    let signup = system
+        .http
+        .post(system.lb("/api/auth/signup"))
+        .header("x-request-id", "signup-1")
+        .json(&json!({ "email": "bo@example.com", "name": "Bo", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(signup.status(), 201);
+    let waiting = system
+        .journey_when("signup-1", |journey| {
+            stage_names(journey).contains(&"inapp-push".into())
+        })
+        .await;
+    assert_eq!(
+        waiting["outcome"], "in-progress",
+        "the welcome waits for the user's first connect"
+    );
+
+    let login = json!({ "email": "bo@example.com", "password": PASSWORD });
+    let login: Value = system
+        .post("/api/auth/login", None, login)
+        .await
+        .json()
+        .await
+        .expect("json");
+    system.acking_client(login["token"].as_str().expect("token")).await;
+    let done = system
+        .journey_when("signup-1", |journey| journey["outcome"] == "completed")
+        .await;
+    let ack = done["request"]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|stage| stage["stage"] == "client-ack")
+        .expect("acked");
+    assert_eq!(ack["metadata"]["storedAndForwarded"], true);
+    assert_eq!(stage_names(&done)[0], "lb-received");
+
+    // The socket shows in the WebSocket card: a room on its server, a connect event.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let status: Value = system
+        .http
+        .get(system.dashboard("/api/live-view/status"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let websocket = status["componentMetrics"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["component"] == "websocket")
+        .expect("websocket card");
+    assert_eq!(websocket["totalConnections"], 1, "{websocket}");
+    assert_eq!(websocket["rooms"][0]["users"], 1, "{websocket}");
+    assert_eq!(websocket["recentEvents"][0]["type"], "connect", "{websocket}");
+    system.stop().await;
+}

@@ -211,8 +211,8 @@ impl Sampler {
             total_connections: sockets as u64,
             authenticated_users: users as u64,
             messages_per_second: pushed.saturating_sub(previous.inapp_pushed) as f64 / seconds,
-            rooms: Vec::new(),
-            recent_events: Vec::new(),
+            rooms: sources.registry.rooms(),
+            recent_events: sources.registry.recent_events(),
         }));
         previous.inapp_pushed = pushed;
 

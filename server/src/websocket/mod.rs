@@ -10,7 +10,7 @@
 //! everything up to N, so nothing it has is pushed again.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use app::wire::{Room, SocketEvent, SystemStage};
 use axum::{
     extract::{
         Query, State, WebSocketUpgrade,
@@ -34,6 +35,7 @@ use crate::{
     now_ms,
     servers::{AppServer, extract::AuthUser},
     storage::{Database, WriteBatch},
+    telemetry::Telemetry,
 };
 
 /// Pushes waiting for a connection task beyond this are refused (the worker retries later).
@@ -102,7 +104,12 @@ struct Connection {
 pub struct Registry {
     next_id: AtomicU64,
     users: Mutex<HashMap<String, Vec<Connection>>>,
+    /// The latest connects and disconnects, newest last, for the WebSocket card.
+    recent: Mutex<VecDeque<SocketEvent>>,
 }
+
+/// Socket events kept for the WebSocket card.
+const RECENT_EVENTS: usize = 20;
 
 /// Why a push could not be handed to a connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -134,6 +141,41 @@ impl Registry {
         Ok((receiver, connection.server.clone()))
     }
 
+    /// One room per app server: the users whose socket it holds.
+    pub fn rooms(&self) -> Vec<Room> {
+        let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
+        for connections in users.values() {
+            let mut servers: Vec<&str> = connections
+                .iter()
+                .map(|connection| connection.server.as_str())
+                .collect();
+            servers.dedup();
+            for server in servers {
+                *rooms.entry(server.to_string()).or_default() += 1;
+            }
+        }
+        rooms.into_iter().map(|(name, users)| Room { name, users }).collect()
+    }
+
+    /// The latest connects and disconnects, newest first.
+    pub fn recent_events(&self) -> Vec<SocketEvent> {
+        let recent = self.recent.lock().unwrap_or_else(|poison| poison.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
+    fn note(&self, kind: &str, user_id: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|poison| poison.into_inner());
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(SocketEvent {
+            kind: kind.to_string(),
+            user_id: user_id.to_string(),
+            timestamp: chrono::Utc::now(),
+        });
+    }
+
     /// Users with an open socket, and sockets in all.
     pub fn counts(&self) -> (usize, usize) {
         let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -149,6 +191,8 @@ impl Registry {
             server: server.to_string(),
             pushes,
         });
+        drop(users);
+        self.note("connect", user_id);
         (
             Registration {
                 registry: self.clone(),
@@ -176,6 +220,8 @@ impl Drop for Registration {
                 users.remove(&self.user_id);
             }
         }
+        drop(users);
+        self.registry.note("disconnect", &self.user_id);
     }
 }
 
@@ -194,6 +240,8 @@ pub async fn user_socket(
 ) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         let connection = UserConnection {
+            telemetry: server.shared.telemetry.clone(),
+            server: server.id.clone(),
             db: server.shared.db.clone(),
             user,
             pushed_up_to: resume.last_seq.unwrap_or(0),
@@ -212,6 +260,9 @@ pub async fn user_socket(
 }
 
 struct UserConnection {
+    telemetry: Telemetry,
+    /// The app server holding the socket.
+    server: String,
     db: Database,
     user: User,
     /// The highest seq pushed on this connection (or that the client said it had).
@@ -368,10 +419,26 @@ impl UserConnection {
                 "UPDATE notifications SET delivered_at_ms = ? WHERE id = ? AND user_id = ? AND delivered_at_ms IS NULL",
             )
             .bind(now_ms())
-            .bind(ack)
+            .bind(ack.as_str())
             .bind(&self.user.id);
         if let Err(error) = self.db.commit(batch).await {
             tracing::warn!(%error, "could not record an ack; the notification will be pushed again");
+            return;
+        }
+        // The journey that created it ends with this ack (stored while the user was away).
+        let request_id: Option<Option<String>> =
+            sqlx::query_scalar("SELECT request_id FROM notifications WHERE id = ? AND user_id = ?")
+                .bind(&ack)
+                .bind(&self.user.id)
+                .fetch_optional(&self.db.pool)
+                .await
+                .ok();
+        if let Some(Some(request_id)) = request_id {
+            self.telemetry
+                .stage(&request_id, SystemStage::ClientAck, &self.server)
+                .meta("notificationId", ack.as_str())
+                .meta("storedAndForwarded", true)
+                .done();
         }
     }
 
