@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod controllers;
 pub mod dashboard;
+pub mod history;
 pub mod live;
 pub mod notify;
 pub mod queue;

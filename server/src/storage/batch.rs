@@ -121,6 +121,12 @@ impl WriteBatch {
         self.run(&mut **tx).await
     }
 
+    /// Runs every statement on `connection` in one round trip; the statements bring
+    /// their own transaction (`BEGIN … COMMIT`).
+    pub async fn run_on(self, connection: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        self.run(connection).await
+    }
+
     /// Runs every statement on `executor` in one round trip (the caller owns the
     /// transaction, or the statements bring their own).
     pub(super) async fn run(self, executor: impl sqlx::SqliteExecutor<'_>) -> Result<(), sqlx::Error> {
