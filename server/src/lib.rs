@@ -29,7 +29,7 @@ use crate::{
     balancer::Balancer,
     config::Config,
     dashboard::Dashboard,
-    live::{LiveHub, LiveSocketState},
+    live::{LiveHub, LiveSocketState, OriginPolicy},
     queue::Queues,
     servers::{ServerPool, Shared},
     smtp::CaptureServer,
@@ -66,6 +66,8 @@ pub struct Running {
     pub balancer_state: Balancer,
     pub database: Database,
     pub queues: Arc<Queues>,
+    /// The live stream's hub: what publishes to every dashboard viewer.
+    pub hub: Arc<LiveHub>,
     /// The embedded capture SMTP server's address, when it runs.
     pub smtp_sink: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -110,7 +112,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let hub = Arc::new(LiveHub::new());
+    let hub = Arc::new(LiveHub::with_history(config.live_history_len()));
 
     let queues = Queues::new(database.clone(), config.time_scale);
     let balancer_addr = local_addr(&balancer_listener);
@@ -212,8 +214,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let dashboard = Dashboard {
         probe: probe.clone(),
         live: LiveSocketState {
-            hub,
+            hub: hub.clone(),
             shutdown: shutdown.clone(),
+            origins: Arc::new(OriginPolicy::new(&config.allowed_origins)),
         },
         balancer: balancer.clone(),
         servers: pool.clone(),
@@ -239,6 +242,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         balancer_state: balancer,
         database,
         queues,
+        hub,
         smtp_sink: capture.map(|(_, addr)| addr),
         shutdown,
         tasks,

@@ -1,5 +1,6 @@
 //! The dashboard listener: the SPA's files at `/`, the server-rendered `/status` page
-//! (HTML, or JSON on `Accept: application/json`), the live stream and `/healthz`.
+//! (HTML, or JSON on `Accept: application/json`), the live stream (WebSocket and SSE) and
+//! `/healthz`.
 
 mod control;
 
@@ -47,6 +48,7 @@ impl Dashboard {
     pub fn router(self, site: &Path) -> Router {
         let api = Router::new()
             .route("/api/live-view/ws", get(live::live_socket))
+            .route("/api/live-view/sse", get(live::live_sse))
             .with_state(self.live.clone());
         Router::new()
             .route("/status", get(status))
