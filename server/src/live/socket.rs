@@ -198,12 +198,14 @@ fn websocket_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
         .ok_or_else(|| ApiError::invalid([("sec-websocket-key", "missing".to_string())]))
 }
 
-/// Why a send did not happen.
-enum SendError {
-    /// The peer did not take the frame in time.
+/// Why a connection ends.
+enum Stop {
+    /// The peer did not take a frame in time: close with 4008.
     TooSlow,
-    /// The connection is gone.
-    Closed,
+    /// Close with this code.
+    Close(u16, &'static str),
+    /// Already closed, or nothing more can be sent.
+    Gone,
 }
 
 /// One viewer's connection until it closes. Generic over the byte stream so tests can
@@ -222,94 +224,86 @@ async fn serve<S>(
         encoding,
         malformed: 0,
     };
-    for outgoing in viewer.start(after) {
-        if connection.send(&outgoing).await.is_err() {
-            return;
+    if let Err(stop) = connection.send_all(&viewer.start(after)).await {
+        if matches!(stop, Stop::TooSlow) {
+            viewer.closed_too_slow();
+            connection.close(CLOSE_TOO_SLOW, "too slow").await;
         }
+        return;
     }
     let mut ping = interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut silence = pin!(sleep_until(last_heard + SILENCE_LIMIT));
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                connection.close(CLOSE_AWAY, "server shutting down").await;
-                return;
-            }
-            update = viewer.next() => {
-                let sent = match update {
-                    Update::Send(outgoing) => connection.send(&outgoing).await,
-                    Update::Resync(outgoing) => connection.send_all(&outgoing).await,
-                    Update::TooSlow => Err(SendError::TooSlow),
-                    Update::Closed => {
-                        connection.close(CLOSE_AWAY, "server shutting down").await;
-                        return;
-                    }
-                };
-                match sent {
-                    Ok(()) => {}
-                    Err(SendError::TooSlow) => {
-                        tracing::info!("live viewer too slow; closing");
-                        connection.close(CLOSE_TOO_SLOW, "too slow").await;
-                        return;
-                    }
-                    Err(SendError::Closed) => return,
-                }
-            }
+        let step = tokio::select! {
+            () = shutdown.cancelled() => Err(Stop::Close(CLOSE_AWAY, "server shutting down")),
+            update = viewer.next() => match update {
+                Update::Send(outgoing) => connection.send(&outgoing).await,
+                Update::Resync(outgoing) => connection.send_all(&outgoing).await,
+                Update::TooSlow => Err(Stop::TooSlow),
+                Update::Closed => Err(Stop::Close(CLOSE_AWAY, "server shutting down")),
+            },
             incoming = connection.socket.next() => {
                 last_heard = Instant::now();
                 match incoming {
-                    None => return,
+                    None => Err(Stop::Gone),
                     Some(Err(WsError::Capacity(error))) => {
                         tracing::info!(%error, "live viewer sent a message over the limit; closing");
                         connection.close_unread(CLOSE_TOO_BIG, "message too big").await;
-                        return;
+                        Err(Stop::Gone)
                     }
                     Some(Err(error)) => {
                         tracing::debug!(%error, "live socket failed");
-                        return;
+                        Err(Stop::Gone)
                     }
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite has queued the echo; sending it completes the close.
                         let _ = timeout(CLOSE_TIMEOUT, connection.socket.flush()).await;
-                        return;
+                        Err(Stop::Gone)
                     }
                     Some(Ok(Message::Text(text))) => {
                         let parsed = serde_json::from_str(&text).map_err(|error| error.to_string());
-                        if connection.handle(&mut viewer, parsed).await.is_err() {
-                            return;
-                        }
+                        connection.handle(&mut viewer, parsed).await
                     }
                     Some(Ok(Message::Binary(data))) => {
                         let parsed = rmp_serde::from_slice(&data).map_err(|error| error.to_string());
-                        if connection.handle(&mut viewer, parsed).await.is_err() {
-                            return;
-                        }
+                        connection.handle(&mut viewer, parsed).await
                     }
                     // Pongs and pings only prove the peer is there; tungstenite answers pings.
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => Ok(()),
                 }
             }
             _ = ping.tick() => {
-                let sent = timeout(WRITE_TIMEOUT, connection.socket.send(Message::Ping(Bytes::new()))).await;
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        connection.close(CLOSE_TOO_SLOW, "too slow").await;
-                        return;
-                    }
+                match timeout(WRITE_TIMEOUT, connection.socket.send(Message::Ping(Bytes::new()))).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(Stop::Gone),
+                    Err(_) => Err(Stop::TooSlow),
                 }
             }
             () = &mut silence => {
                 let deadline = last_heard + SILENCE_LIMIT;
                 if deadline <= Instant::now() {
                     tracing::debug!("live viewer silent for {SILENCE_LIMIT:?}; closing");
-                    connection.close(CLOSE_SILENT, "no pong").await;
-                    return;
+                    Err(Stop::Close(CLOSE_SILENT, "no pong"))
+                } else {
+                    silence.as_mut().reset(deadline);
+                    Ok(())
                 }
-                silence.as_mut().reset(deadline);
+            }
+        };
+        match step {
+            Ok(()) => {}
+            Err(Stop::Gone) => return,
+            Err(Stop::Close(code, reason)) => {
+                connection.close(code, reason).await;
+                return;
+            }
+            Err(Stop::TooSlow) => {
+                tracing::info!("live viewer too slow; closing");
+                viewer.closed_too_slow();
+                connection.close(CLOSE_TOO_SLOW, "too slow").await;
+                return;
             }
         }
     }
@@ -325,14 +319,14 @@ impl<S> Connection<'_, S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Acts on one client message. `Err` when the connection was closed for it.
-    async fn handle(&mut self, viewer: &mut Viewer, parsed: Result<ClientMessage, String>) -> Result<(), ()> {
+    /// Acts on one client message.
+    async fn handle(&mut self, viewer: &mut Viewer, parsed: Result<ClientMessage, String>) -> Result<(), Stop> {
         let outcome = match parsed {
             Ok(ClientMessage::Subscribe { topics, filters }) => viewer.subscription.subscribe(topics, filters),
             Ok(ClientMessage::Unsubscribe { topics }) => viewer.subscription.unsubscribe(topics),
             Ok(ClientMessage::Resume { after_seq }) => {
                 let replay = viewer.resume(after_seq);
-                return self.send_all(&replay).await.map_err(|_| ());
+                return self.send_all(&replay).await;
             }
             Err(error) => Err(format!("malformed message: {error}")),
         };
@@ -342,13 +336,12 @@ where
         self.malformed += 1;
         if self.malformed >= MAX_MALFORMED {
             tracing::info!("live viewer sent {MAX_MALFORMED} malformed messages; closing");
-            self.close(CLOSE_POLICY, "too many malformed messages").await;
-            return Err(());
+            return Err(Stop::Close(CLOSE_POLICY, "too many malformed messages"));
         }
-        self.send(&Outgoing::Control(viewer.error(error))).await.map_err(|_| ())
+        self.send(&Outgoing::Control(viewer.error(error))).await
     }
 
-    async fn send_all(&mut self, outgoing: &[Outgoing]) -> Result<(), SendError> {
+    async fn send_all(&mut self, outgoing: &[Outgoing]) -> Result<(), Stop> {
         for outgoing in outgoing {
             self.send(outgoing).await?;
         }
@@ -356,7 +349,7 @@ where
     }
 
     /// Sends one frame in this connection's encoding, within [`WRITE_TIMEOUT`].
-    async fn send(&mut self, outgoing: &Outgoing) -> Result<(), SendError> {
+    async fn send(&mut self, outgoing: &Outgoing) -> Result<(), Stop> {
         let (data, kind) = match (self.encoding, outgoing) {
             (Encoding::Json, Outgoing::Frame(published)) => (Bytes::from(published.json().clone()), OpData::Text),
             (Encoding::Json, Outgoing::Events(events)) => (Bytes::from(json_frame(events)), OpData::Text),
@@ -371,8 +364,8 @@ where
         }
         match timeout(WRITE_TIMEOUT, send_fragmented(self.socket, data, kind)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SendError::Closed),
-            Err(_) => Err(SendError::TooSlow),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::TooSlow),
         }
     }
 

@@ -106,6 +106,7 @@ impl SseStream {
                 Update::Send(outgoing) => self.queue([outgoing]),
                 Update::Resync(outgoing) => self.queue(outgoing),
                 Update::TooSlow => {
+                    viewer.closed_too_slow();
                     let error = "too slow: fell behind the stream 3 times within 60 s";
                     self.pending.push_back(viewer.error(error.into()));
                     self.ending = true;

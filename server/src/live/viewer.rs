@@ -3,7 +3,7 @@
 //! to do when it falls behind.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -112,16 +112,20 @@ impl Viewer {
                 }
                 Err(RecvError::Lagged(frames)) => {
                     if self.lags.record(Instant::now()) {
-                        self.hub.too_slow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return Update::TooSlow;
                     }
-                    self.hub.resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.hub.resyncs.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(frames, position = self.position, "live viewer lagged; resyncing");
                     return Update::Resync(self.gap_and_snapshot(self.position + 1));
                 }
                 Err(RecvError::Closed) => return Update::Closed,
             }
         }
+    }
+
+    /// Counts this viewer as closed for being too slow (its endpoint closes it).
+    pub fn closed_too_slow(&self) {
+        self.hub.too_slow.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `stream:error` about a client message, carrying this viewer's position.
@@ -284,7 +288,7 @@ mod tests {
                     );
                     assert_eq!((gap.seq, snapshot.seq), (hub.last_seq(), hub.last_seq()));
                 }
-                Update::TooSlow if round == 2 => {}
+                Update::TooSlow if round == 2 => viewer.closed_too_slow(),
                 other => panic!("round {round}: {other:?}"),
             }
         }
