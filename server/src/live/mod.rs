@@ -75,13 +75,11 @@ impl Encoded {
             tracing::error!(%error, "stream message did not serialize");
             String::new()
         });
-        let msgpack = OnceLock::new();
-        let _ = msgpack.set(encode_msgpack(&envelope));
         Arc::new(Self {
             seq,
             tags,
             json: json.into(),
-            msgpack,
+            msgpack: OnceLock::new(),
         })
     }
 

@@ -40,7 +40,7 @@ impl OriginPolicy {
         if self.allows(headers) {
             return Ok(());
         }
-        tracing::info!(origin = ?headers.get(header::ORIGIN), "live stream refused a foreign origin");
+        tracing::debug!(origin = ?headers.get(header::ORIGIN), "live stream refused a foreign origin");
         Err(ApiError::new(StatusCode::FORBIDDEN, "origin not allowed"))
     }
 

@@ -493,4 +493,51 @@ mod tests {
         drop(client);
         task.await.expect("the task ends");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_30_s_and_closes_a_peer_silent_for_75_s() {
+        let hub = Arc::new(LiveHub::new());
+        let (server, mut client) = pair().await;
+        let viewer = Viewer::join(&hub, Subscription::default());
+        let task = tokio::spawn(serve(server, viewer, Encoding::Json, None, CancellationToken::new()));
+        // Reading nothing, the client answers no ping (in virtual time). It wakes while the
+        // server still waits for the close echo, so the pipe is still there to read.
+        tokio::time::sleep(SILENCE_LIMIT + CLOSE_TIMEOUT / 2).await;
+        let mut pings = 0;
+        let code = loop {
+            match client.next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Close(frame))) => break frame.map(|frame| u16::from(frame.code)),
+                Some(Ok(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(CLOSE_SILENT));
+        assert_eq!(pings, 2, "at 30 s and 60 s");
+        task.await.expect("the task ends");
+        assert_eq!(hub.viewer_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_pings_stays() {
+        let hub = Arc::new(LiveHub::new());
+        let (server, mut client) = pair().await;
+        let viewer = Viewer::join(&hub, Subscription::default());
+        let _task = tokio::spawn(serve(server, viewer, Encoding::Json, None, CancellationToken::new()));
+        let mut pings = 0;
+        // Reading is what makes tungstenite answer pings with pongs.
+        let read = tokio::time::timeout(SILENCE_LIMIT * 2, async {
+            loop {
+                match client.next().await {
+                    Some(Ok(Message::Ping(_))) => pings += 1,
+                    Some(Ok(Message::Close(frame))) => panic!("closed: {frame:?}"),
+                    Some(Ok(_)) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert!(read.is_err(), "still open after {:?}", SILENCE_LIMIT * 2);
+        assert!(pings >= 4, "{pings} pings");
+    }
 }
