@@ -5,7 +5,7 @@
 //! Publishing takes one short lock (numbering, framing, the history ring, a broadcast
 //! send) and never awaits. Fan-out is a bounded tokio broadcast ring shared by every
 //! viewer: a viewer that falls behind it loses its place, gets a `stream:gap` and a fresh
-//! `stream:snapshot`, and is closed if that keeps happening (see [`socket`]). So memory is
+//! `stream:snapshot`, and is closed if that keeps happening (close codes in `socket.rs`). So memory is
 //! bounded by the ring and the history, never by the number or slowness of viewers.
 
 mod filter;
