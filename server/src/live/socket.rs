@@ -25,7 +25,9 @@
 //! buffering, and outgoing messages written as 4 KiB fragments, so the socket's buffers
 //! never grow to the size of the largest message (a snapshot can be large). The upgrade is
 //! done here with tokio-tungstenite rather than through axum's `WebSocketUpgrade`,
-//! because only that lets us send fragments.
+//! because only that lets us send fragments: tungstenite's write buffer keeps the capacity
+//! of the largest frame it ever wrote. Measured: about 7 KiB of server memory per idle
+//! viewer (2,000 viewers on a debug build, after their snapshot and a few statuses).
 
 use std::{pin::pin, sync::Arc, time::Duration};
 
