@@ -1,5 +1,9 @@
 //! The browser application: keeps one live WebSocket to the dashboard, shows the latest
 //! `system:status` and says at all times whether the connection is live.
+//!
+//! Each text frame of the stream is one Envelope or a JSON array of Envelopes in seq order
+//! (the server batches under load); both are read with [`crate::wire::parse_frame`]. The
+//! first frame is a `stream:snapshot`; a `stream:gap` is always followed by one.
 
 use futures_util::{
     StreamExt,
@@ -12,7 +16,7 @@ use leptos::{prelude::*, task::spawn_local};
 use crate::{
     backoff,
     components::StatusReport,
-    wire::{Envelope, LiveEvent, SystemStatus},
+    wire::{Envelope, LiveEvent, SystemStatus, parse_frame},
 };
 
 /// Where the live stream is, relative to the page's own origin.
@@ -138,13 +142,15 @@ async fn read_until_lost(url: &str, live: LiveState) -> bool {
         let Message::Text(text) = message else {
             continue;
         };
-        match serde_json::from_str::<Envelope>(&text) {
-            Ok(envelope) => {
+        match parse_frame(&text) {
+            Ok(envelopes) => {
                 if !received {
                     received = true;
                     live.connection.set(Connection::Live);
                 }
-                apply(live, envelope);
+                for envelope in envelopes {
+                    apply(live, envelope);
+                }
             }
             Err(error) => leptos::logging::warn!("unreadable live message: {error}"),
         }
@@ -153,8 +159,16 @@ async fn read_until_lost(url: &str, live: LiveState) -> bool {
 
 fn apply(live: LiveState, envelope: Envelope) {
     live.last_seq.set(envelope.seq);
-    if let LiveEvent::SystemStatus(status) = envelope.event {
-        live.status.set(Some(status));
+    match envelope.event {
+        LiveEvent::SystemStatus(status) => live.status.set(Some(status)),
+        LiveEvent::Snapshot(snapshot) => {
+            if let Some(status) = snapshot.status {
+                live.status.set(Some(status));
+            }
+        }
+        LiveEvent::Gap(gap) => leptos::logging::log!("live stream gap: missed {}..={}", gap.from, gap.to),
+        LiveEvent::StreamError(error) => leptos::logging::warn!("live stream error: {}", error.error),
+        _ => {}
     }
 }
 

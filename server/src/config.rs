@@ -93,10 +93,39 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_JOURNEYS", value_name = "COUNT", default_value_t = 1_000)]
     pub journeys: usize,
 
+    /// Minutes of live-stream history kept for replay (in `DATA/history.db`).
+    #[arg(long, env = "LIVEVIEW_HISTORY_MINUTES", value_name = "MINUTES", default_value_t = 60)]
+    pub history_minutes: u64,
+
+    /// Minutes of history with every metric sample; older ones keep one per minute.
+    #[arg(
+        long,
+        env = "LIVEVIEW_HISTORY_FULL_MINUTES",
+        value_name = "MINUTES",
+        default_value_t = 10
+    )]
+    pub history_full_minutes: u64,
+
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
     #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
     pub time_scale: f64,
+
+    /// How many live-stream events are kept so a viewer that reconnects gets exactly what
+    /// it missed; one that missed more gets a gap and a fresh snapshot.
+    #[arg(long, env = "LIVEVIEW_LIVE_HISTORY", value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub live_history: u64,
+
+    /// Origins (`https://ops.example.com`), comma-separated, allowed to open the live
+    /// stream from a browser besides the dashboard's own; `*` allows any. Requests without
+    /// an Origin header (non-browser clients) are always allowed.
+    #[arg(
+        long,
+        env = "LIVEVIEW_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
 
     /// Directory holding the built SPA (Trunk's output).
     #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
@@ -135,6 +164,11 @@ impl Config {
             failure_threshold: self.health_failures,
             recovery_threshold: self.health_recoveries,
         }
+    }
+
+    /// `--live-history` as a length.
+    pub fn live_history_len(&self) -> usize {
+        usize::try_from(self.live_history).unwrap_or(usize::MAX)
     }
 
     /// Where the embedded capture server listens, if it runs.
@@ -251,6 +285,23 @@ mod tests {
             "capped"
         );
         assert!(parse(&["--health-failures", "0"]).is_err());
+    }
+
+    #[test]
+    fn live_stream_flags() {
+        let defaults = parse(&[]).expect("parses");
+        assert_eq!(defaults.live_history_len(), 10_000);
+        assert!(defaults.allowed_origins.is_empty());
+        let config = parse(&[
+            "--live-history",
+            "50",
+            "--allowed-origins",
+            "https://a.example,http://b.example:8080",
+        ])
+        .expect("parses");
+        assert_eq!(config.live_history_len(), 50);
+        assert_eq!(config.allowed_origins, ["https://a.example", "http://b.example:8080"]);
+        assert!(parse(&["--live-history", "-1"]).is_err());
     }
 
     #[test]

@@ -32,7 +32,8 @@ use crate::{
     balancer::Balancer,
     config::Config,
     dashboard::Dashboard,
-    live::{LiveHub, LiveSocketState},
+    history::{History, Retention},
+    live::{LiveHub, LiveSocketState, OriginPolicy},
     queue::Queues,
     servers::{ServerPool, Shared},
     simulate::Simulator,
@@ -46,6 +47,9 @@ use crate::{
     websocket::Registry,
     workers::ledger::SentLedger,
 };
+
+/// Journeys a live viewer's snapshot carries (the newest).
+const SNAPSHOT_JOURNEYS: usize = 100;
 
 /// How long shutdown waits for open connections before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -74,6 +78,8 @@ pub struct Running {
     pub balancer_state: Balancer,
     pub database: Database,
     pub queues: Arc<Queues>,
+    /// The live stream's hub: what publishes to every dashboard viewer.
+    pub hub: Arc<LiveHub>,
     /// The embedded capture SMTP server's address, when it runs.
     pub smtp_sink: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -118,7 +124,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let hub = Arc::new(LiveHub::new());
+    let hub = Arc::new(LiveHub::with_history(config.live_history_len()));
     let controls = Arc::new(Controls::default());
     let (telemetry, observations) = Telemetry::new(controls.clone());
     let journeys = Arc::new(Journeys::new(config.journeys));
@@ -130,6 +136,29 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown.clone(),
     ));
 
+    let history = History::open(
+        &config.data,
+        Retention {
+            keep: Duration::from_secs(config.history_minutes * 60),
+            full_detail: Duration::from_secs(config.history_full_minutes * 60),
+        },
+        &tasks,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|error| StartError::Config(format!("cannot open the live history: {error}")))?;
+    {
+        let history = history.clone();
+        hub.set_sink(Arc::new(move |published| history.record_frame(published)));
+        let journeys = journeys.clone();
+        hub.set_journey_source(Arc::new(move || {
+            journeys
+                .recent(SNAPSHOT_JOURNEYS, |_| true)
+                .into_iter()
+                .map(|journey| journey.tracker)
+                .collect()
+        }));
+    }
     let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
     let balancer_addr = local_addr(&balancer_listener);
     let registry = Registry::new();
@@ -245,12 +274,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let simulator = Simulator::new(balancer_addr, tasks.clone(), shutdown.clone());
     tasks.spawn(simulator.clone().run_continuous(controls.clone()));
     let dashboard = Dashboard {
+        history,
         sampler,
         simulator,
         probe: probe.clone(),
         live: LiveSocketState {
-            hub,
+            hub: hub.clone(),
             shutdown: shutdown.clone(),
+            origins: Arc::new(OriginPolicy::new(&config.allowed_origins)),
         },
         balancer: balancer.clone(),
         servers: pool.clone(),
@@ -278,6 +309,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         balancer_state: balancer,
         database,
         queues,
+        hub,
         smtp_sink: capture.map(|(_, addr)| addr),
         shutdown,
         tasks,

@@ -158,6 +158,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
     let url = format!("ws://{}/api/live-view/ws", running.dashboard);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let mut seqs = Vec::new();
+    let mut snapshot_seq = None;
     while seqs.len() < 3 {
         let message = tokio::time::timeout(Duration::from_secs(3), socket.next())
             .await
@@ -169,6 +170,14 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         };
         // Other topics (metrics) share the stream; this test follows system:status.
         let envelope: Envelope = serde_json::from_str(&text).expect("an envelope");
+        if snapshot_seq.is_none() {
+            assert!(
+                matches!(envelope.event, LiveEvent::Snapshot(_)),
+                "a snapshot first: {text}"
+            );
+            snapshot_seq = Some(envelope.seq);
+            continue;
+        }
         let LiveEvent::SystemStatus(status) = envelope.event else {
             continue;
         };
@@ -176,6 +185,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         seqs.push(envelope.seq);
     }
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
+    assert!(snapshot_seq < Some(seqs[0]), "deltas follow the snapshot");
     system.stop().await;
 }
 

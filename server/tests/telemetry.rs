@@ -567,3 +567,72 @@ async fn a_signup_journey_ends_when_the_new_user_first_connects() {
     assert_eq!(websocket["recentEvents"][0]["type"], "connect", "{websocket}");
     system.stop().await;
 }
+
+#[tokio::test]
+async fn a_past_window_replays_from_history_in_order_with_original_timestamps() {
+    let system = TestSystem::start(FLAGS).await;
+    let from = chrono::Utc::now().timestamp_millis();
+    let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
+    assert_eq!(system.purchase(&token, "past-1", false).await.status(), 201);
+    system
+        .journey_when("past-1", |journey| journey["outcome"] == "completed")
+        .await;
+    let to = chrono::Utc::now().timestamp_millis();
+
+    // History is written in batches, once a second.
+    let mut events = Vec::new();
+    for _ in 0..60 {
+        let url = system.dashboard(&format!("/api/live-view/history?from={from}&to={to}&topics=request:*"));
+        let answer: Value = system
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        events = answer["events"].as_array().expect("events").clone();
+        let complete = events
+            .iter()
+            .any(|event| event["topic"] == "request:complete" && event["payload"]["requestId"] == "past-1");
+        if complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["payload"]["requestId"] == "past-1")
+        .collect();
+    assert_eq!(mine.first().expect("events")["topic"], "request:new");
+    assert_eq!(mine.last().expect("events")["topic"], "request:complete");
+    assert!(
+        events
+            .iter()
+            .all(|event| event["topic"].as_str().expect("topic").starts_with("request:"))
+    );
+    let seqs: Vec<u64> = events.iter().map(|event| event["seq"].as_u64().expect("seq")).collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "in the order they went out"
+    );
+    for event in &events {
+        let ts = chrono::DateTime::parse_from_rfc3339(event["ts"].as_str().expect("ts")).expect("rfc 3339");
+        let ms = ts.timestamp_millis();
+        assert!(
+            (from..=to + 1_000).contains(&ms),
+            "original timestamp {ms} in the window"
+        );
+    }
+
+    let bad = system
+        .http
+        .get(system.dashboard("/api/live-view/history?from=yesterday"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(bad.status(), 400);
+    system.stop().await;
+}

@@ -1,9 +1,19 @@
-//! The live stream: one [`Envelope`] per message, carrying a sequence number, the server's
+//! The live stream: one [`Envelope`] per event, carrying a sequence number, the server's
 //! timestamp, the design's event name as `topic`, and a typed `payload`.
 //!
 //! ```json
 //! {"seq":42,"ts":"2026-11-23T18:00:00Z","topic":"system:status","payload":{...}}
 //! ```
+//!
+//! Framing: one WebSocket frame (or one `data:` of server-sent events) carries either one
+//! Envelope object or a JSON array of Envelopes in seq order, when the server sends a batch
+//! at once. [`parse_frame`] reads both. With `?encoding=msgpack` the frames are binary and
+//! hold the same Envelope (or array of Envelopes) in MessagePack with field names kept.
+//!
+//! Three topics are about the stream itself and are never stored for resuming:
+//! `stream:snapshot` (the whole state, sent first and after every gap), `stream:gap` (the
+//! seqs this viewer will never get, followed by a snapshot) and `stream:error` (a client
+//! message the server could not use). Their `seq` is the last event they reflect.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +73,13 @@ pub enum LiveEvent {
     InAppDelivered(InAppDelivered),
     #[serde(rename = "controls:changed")]
     ControlsChanged(ControlSettings),
+    /// Boxed: far larger than any other event (the wire form is the same).
+    #[serde(rename = "stream:snapshot")]
+    Snapshot(Box<LiveSnapshot>),
+    #[serde(rename = "stream:gap")]
+    Gap(StreamGap),
+    #[serde(rename = "stream:error")]
+    StreamError(StreamError),
 }
 
 impl LiveEvent {
@@ -87,8 +104,63 @@ impl LiveEvent {
             Self::EmailSent(_) => "notification:email:sent",
             Self::InAppDelivered(_) => "notification:inapp:delivered",
             Self::ControlsChanged(_) => "controls:changed",
+            Self::Snapshot(_) => "stream:snapshot",
+            Self::Gap(_) => "stream:gap",
+            Self::StreamError(_) => "stream:error",
         }
     }
+
+    /// True for the messages about the stream itself (`stream:*`), which only the server's
+    /// stream endpoints make and no one publishes.
+    pub fn is_stream_control(&self) -> bool {
+        matches!(self, Self::Snapshot(_) | Self::Gap(_) | Self::StreamError(_))
+    }
+}
+
+/// Reads one frame of the live stream: an Envelope object or an array of them.
+pub fn parse_frame(text: &str) -> Result<Vec<Envelope>, serde_json::Error> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|envelope| vec![envelope])
+    }
+}
+
+/// `stream:snapshot`: everything a new (or resynced) viewer needs before the next delta.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSnapshot {
+    /// The latest `system:status`.
+    #[serde(default)]
+    pub status: Option<SystemStatus>,
+    /// The latest `system:metrics`.
+    #[serde(default)]
+    pub metrics: Option<SystemMetrics>,
+    /// The latest `component:metrics` of each component.
+    #[serde(default)]
+    pub components: Vec<ComponentMetrics>,
+    /// The latest `controls:changed`.
+    #[serde(default)]
+    pub controls: Option<ControlSettings>,
+    /// Recent request journeys.
+    #[serde(default)]
+    pub requests: Vec<RequestTracker>,
+}
+
+/// `stream:gap`: the viewer will never get the events `from..=to` (inclusive); a
+/// `stream:snapshot` follows at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamGap {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// `stream:error`: a client message the server could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamError {
+    pub error: String,
 }
 
 /// `request:progress`: one stage started or ended.
@@ -430,6 +502,23 @@ mod tests {
                 LiveEvent::ControlsChanged(ControlSettings::default()),
                 "controls:changed",
             ),
+            (
+                LiveEvent::Snapshot(Box::new(LiveSnapshot {
+                    status: Some(status.clone()),
+                    metrics: None,
+                    components: crate::wire::components::tests::every_component_metric(),
+                    controls: Some(ControlSettings::default()),
+                    requests: Vec::new(),
+                })),
+                "stream:snapshot",
+            ),
+            (LiveEvent::Gap(StreamGap { from: 3, to: 9 }), "stream:gap"),
+            (
+                LiveEvent::StreamError(StreamError {
+                    error: "unknown message type".into(),
+                }),
+                "stream:error",
+            ),
         ];
         for metric in crate::wire::components::tests::every_component_metric() {
             events.push((LiveEvent::ComponentMetrics(metric), "component:metrics"));
@@ -468,6 +557,42 @@ mod tests {
         let keys: Vec<_> = json.as_object().expect("object").keys().cloned().collect();
         assert_eq!(keys, ["payload", "seq", "topic", "ts"]);
         assert_eq!(json["payload"]["workerId"], "w");
+    }
+
+    #[test]
+    fn stream_messages_use_design_names() {
+        let snapshot = round_trip(&LiveSnapshot::default());
+        for key in ["status", "metrics", "components", "controls", "requests"] {
+            assert!(snapshot.get(key).is_some(), "{key} in {snapshot}");
+        }
+        let gap = round_trip(&Envelope {
+            seq: 9,
+            ts: at(0),
+            event: LiveEvent::Gap(StreamGap { from: 3, to: 9 }),
+        });
+        assert_eq!(gap["topic"], "stream:gap");
+        assert_eq!(gap["payload"], serde_json::json!({"from": 3, "to": 9}));
+        let error = serde_json::to_value(StreamError { error: "bad".into() }).expect("json");
+        assert_eq!(error, serde_json::json!({"error": "bad"}));
+        assert!(LiveEvent::Gap(StreamGap { from: 1, to: 1 }).is_stream_control());
+        assert!(!LiveEvent::ControlsChanged(ControlSettings::default()).is_stream_control());
+    }
+
+    #[test]
+    fn a_frame_is_one_envelope_or_an_array_of_them() {
+        let one = Envelope {
+            seq: 1,
+            ts: at(0),
+            event: LiveEvent::Gap(StreamGap { from: 1, to: 1 }),
+        };
+        let two = Envelope { seq: 2, ..one.clone() };
+        let single = serde_json::to_string(&one).expect("json");
+        assert_eq!(parse_frame(&single).expect("object"), vec![one.clone()]);
+        let batch = serde_json::to_string(&[&one, &two]).expect("json");
+        assert_eq!(parse_frame(&batch).expect("array"), vec![one, two]);
+        assert!(parse_frame("[]").expect("empty array").is_empty());
+        assert!(parse_frame("{}").is_err());
+        assert!(parse_frame("not json").is_err());
     }
 
     #[test]

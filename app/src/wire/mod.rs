@@ -4,12 +4,14 @@
 //! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
 //! change for both the server and the SPA, and the round-trip tests prove both still read it.
 
+mod client;
 mod components;
 mod controls;
 mod events;
 mod journey;
 mod status;
 
+pub use client::*;
 pub use components::*;
 pub use controls::*;
 pub use events::*;

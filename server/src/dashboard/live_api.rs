@@ -9,6 +9,7 @@ use axum::{
         rejection::{JsonRejection, QueryRejection},
     },
     http::StatusCode,
+    response::IntoResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,8 @@ pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<serde_
             "journeysKept": dashboard.journeys.len(),
             "journeysInProgress": dashboard.journeys.in_progress(),
             "viewers": dashboard.live.hub.viewer_count(),
+            "historyDropped": dashboard.history.dropped(),
+            "stream": dashboard.live.hub.stats(),
         },
         "timestamp": chrono::Utc::now(),
     }))
@@ -244,6 +247,72 @@ pub async fn simulate(
             "requestIds": request_ids,
         })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HistoryQuery {
+    /// RFC 3339 or milliseconds since the epoch.
+    from: String,
+    to: Option<String>,
+    /// Comma-separated topics or prefixes (`request:*`).
+    topics: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Most events one history answer holds.
+const MAX_HISTORY: u32 = 100_000;
+
+fn instant_ms(field: &'static str, text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.timestamp_millis())
+        })
+        .ok_or_else(|| ApiError::invalid([(field, "must be RFC 3339 or milliseconds since the epoch".to_string())]))
+}
+
+/// `GET /api/live-view/history?from=&to=&topics=&limit=`: the live-stream messages of a
+/// past window, in the order they went out, with their original seq and timestamps.
+pub async fn history(
+    State(dashboard): State<Dashboard>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let from = instant_ms("from", &query.from)?;
+    let to = match &query.to {
+        Some(to) => instant_ms("to", to)?,
+        None => crate::now_ms(),
+    };
+    if to < from {
+        return Err(ApiError::invalid([("to", "must not be before from".to_string())]));
+    }
+    let topics: Vec<String> = query
+        .topics
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|topic| !topic.is_empty())
+        .map(str::to_string)
+        .collect();
+    let limit = query.limit.unwrap_or(10_000).clamp(1, MAX_HISTORY);
+    let events = dashboard.history.window(from, to, &topics, limit + 1).await?;
+    let truncated = events.len() > limit as usize;
+    let kept = &events[..events.len().min(limit as usize)];
+    let range = dashboard.history.range().await?;
+    // The envelopes are stored as the JSON that went out; they are spliced in as is.
+    let body = format!(
+        r#"{{"from":{from},"to":{to},"truncated":{truncated},"kept":{kept_range},"events":[{events}]}}"#,
+        kept_range = match range {
+            Some((oldest, newest)) => format!(r#"{{"oldest":{oldest},"newest":{newest}}}"#),
+            None => "null".into(),
+        },
+        events = kept.join(","),
+    );
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /api/live-view/controls`.

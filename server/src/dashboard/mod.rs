@@ -1,5 +1,6 @@
 //! The dashboard listener: the SPA's files at `/`, the server-rendered `/status` page
-//! (HTML, or JSON on `Accept: application/json`), the live stream and `/healthz`.
+//! (HTML, or JSON on `Accept: application/json`), the live stream (WebSocket and SSE) and
+//! `/healthz`.
 
 mod control;
 mod live_api;
@@ -25,6 +26,7 @@ use tower_http::{
 
 use crate::{
     balancer::Balancer,
+    history::History,
     live::{self, LiveSocketState},
     queue::Queues,
     servers::ServerPool,
@@ -46,6 +48,7 @@ pub struct Dashboard {
     pub telemetry: Telemetry,
     pub journeys: Arc<Journeys>,
     pub sampler: Arc<Sampler>,
+    pub history: History,
     pub simulator: Arc<Simulator>,
 }
 
@@ -54,6 +57,7 @@ impl Dashboard {
     pub fn router(self, site: &Path) -> Router {
         let api = Router::new()
             .route("/api/live-view/ws", get(live::live_socket))
+            .route("/api/live-view/sse", get(live::live_sse))
             .with_state(self.live.clone());
         Router::new()
             .route("/status", get(status))
@@ -70,6 +74,7 @@ impl Dashboard {
             .route("/api/mailbox", get(control::mailbox))
             .route("/api/faults", get(control::faults).put(control::set_faults))
             .route("/api/live-view/status", get(live_api::status))
+            .route("/api/live-view/history", get(live_api::history))
             .route("/api/live-view/simulate", post(live_api::simulate))
             .route("/api/v1/analytics/realtime-metrics", get(live_api::realtime_metrics))
             .route("/metrics", get(live_api::prometheus))

@@ -15,7 +15,7 @@ use std::{
     str::FromStr,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -24,13 +24,20 @@ use sqlx::{
     Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::{now_ms, storage::WriteBatch};
 
-/// Messages waiting to be written before new ones are dropped (and counted).
+/// Messages waiting to be written before new ones are dropped (and counted)...
 const QUEUE: usize = 200_000;
+/// ...and the bytes they may hold: the history must not grow memory faster than it
+/// can write, whatever the size of the events.
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Queued bytes that wake the writer before its second is up, and the most one
+/// transaction writes: SQLite copies what it binds, so big transactions cost memory.
+const WRITE_BYTES: usize = 1024 * 1024;
 /// Rows per INSERT statement.
 const ROWS_PER_STATEMENT: usize = 200;
 /// The longest a message waits to be written.
@@ -44,8 +51,8 @@ pub struct Entry {
     pub seq: u64,
     pub ts_ms: i64,
     pub topic: &'static str,
-    /// The whole envelope as JSON.
-    pub json: Arc<str>,
+    /// The whole envelope as JSON (shared with the live stream's frame, not copied).
+    pub json: Utf8Bytes,
 }
 
 /// Retention settings.
@@ -62,6 +69,10 @@ pub struct Retention {
 pub struct History {
     sender: mpsc::Sender<Entry>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of JSON queued and not yet taken by the writer.
+    queued_bytes: Arc<AtomicUsize>,
+    /// Wakes the writer when a transaction's worth is waiting.
+    wake: Arc<Notify>,
     pool: SqlitePool,
 }
 
@@ -98,19 +109,47 @@ impl History {
             .execute(&pool)
             .await?;
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let wake = Arc::new(Notify::new());
         let history = Self {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
+            queued_bytes: queued_bytes.clone(),
+            wake: wake.clone(),
             pool: pool.clone(),
         };
-        tasks.spawn(write(pool.clone(), receiver, shutdown.clone()));
+        tasks.spawn(write(pool.clone(), receiver, queued_bytes, wake, shutdown.clone()));
         tasks.spawn(retain(pool, retention, shutdown));
         Ok(history)
     }
 
+    /// Records every event of a published frame.
+    pub fn record_frame(&self, published: &crate::live::Published) {
+        let ts_ms = now_ms();
+        for event in &published.events {
+            self.record(Entry {
+                seq: event.seq,
+                ts_ms,
+                topic: event.tags.topic,
+                json: event.json().clone(),
+            });
+        }
+    }
+
     /// Queues a message for writing; never waits.
     pub fn record(&self, entry: Entry) {
+        let bytes = entry.json.len();
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if queued >= WRITE_BYTES {
+            self.wake.notify_one();
+        }
+        if queued > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.sender.try_send(entry).is_err() {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -162,20 +201,40 @@ impl History {
 }
 
 /// Writes queued messages in batches until shutdown, then what is left.
-async fn write(pool: SqlitePool, mut receiver: mpsc::Receiver<Entry>, shutdown: CancellationToken) {
+async fn write(
+    pool: SqlitePool,
+    mut receiver: mpsc::Receiver<Entry>,
+    queued_bytes: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut entries = Vec::with_capacity(4_096);
     loop {
         let stop = tokio::select! {
             () = shutdown.cancelled() => true,
+            () = wake.notified() => false,
             () = tokio::time::sleep(FLUSH_EVERY) => false,
         };
-        while receiver.try_recv().map(|entry| entries.push(entry)).is_ok() {}
-        if !entries.is_empty()
-            && let Err(error) = insert(&pool, &entries).await
-        {
-            tracing::warn!(%error, lost = entries.len(), "could not write live history");
+        let mut bytes = 0;
+        loop {
+            let next = receiver.try_recv().ok();
+            if let Some(entry) = &next {
+                queued_bytes.fetch_sub(entry.json.len(), Ordering::Relaxed);
+                bytes += entry.json.len();
+            }
+            let done = next.is_none();
+            entries.extend(next);
+            if (done || bytes >= WRITE_BYTES) && !entries.is_empty() {
+                if let Err(error) = insert(&pool, &entries).await {
+                    tracing::warn!(%error, lost = entries.len(), "could not write live history");
+                }
+                entries.clear();
+                bytes = 0;
+            }
+            if done {
+                break;
+            }
         }
-        entries.clear();
         if stop {
             return;
         }
@@ -195,7 +254,7 @@ async fn insert(pool: &SqlitePool, entries: &[Entry]) -> Result<(), sqlx::Error>
                 .bind(entry.ts_ms)
                 .bind(entry.seq as i64)
                 .bind(entry.topic)
-                .bind(entry.json.as_ref());
+                .bind(entry.json.as_str());
         }
     }
     batch.statement("COMMIT");

@@ -282,9 +282,7 @@ fn release_finished(controls: &Controls, events: &[LiveEvent]) {
 }
 
 fn publish(hub: &LiveHub, events: Vec<LiveEvent>) {
-    for event in events {
-        hub.publish(event);
-    }
+    hub.publish_batch(events);
 }
 
 #[cfg(test)]
