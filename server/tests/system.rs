@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use app::wire::{ComponentHealth, Envelope, LiveEvent, OverallHealth, SystemStatus};
+use app::wire::{ComponentHealth, LiveEvent, OverallHealth, SystemStatus};
 use futures_util::StreamExt;
 use support::TestSystem;
 use tokio_tungstenite::tungstenite::Message;
@@ -168,21 +168,23 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         let Message::Text(text) = message else {
             continue;
         };
-        // Other topics (metrics) share the stream; this test follows system:status.
-        let envelope: Envelope = serde_json::from_str(&text).expect("an envelope");
-        if snapshot_seq.is_none() {
-            assert!(
-                matches!(envelope.event, LiveEvent::Snapshot(_)),
-                "a snapshot first: {text}"
-            );
-            snapshot_seq = Some(envelope.seq);
-            continue;
+        // Other topics (metrics) share the stream, and a frame may carry a batch; this
+        // test follows system:status.
+        for envelope in app::wire::parse_frame(&text).expect("envelopes") {
+            if snapshot_seq.is_none() {
+                assert!(
+                    matches!(envelope.event, LiveEvent::Snapshot(_)),
+                    "a snapshot first: {text}"
+                );
+                snapshot_seq = Some(envelope.seq);
+                continue;
+            }
+            let LiveEvent::SystemStatus(status) = envelope.event else {
+                continue;
+            };
+            assert!(status.components.iter().any(|c| c.id == "database"));
+            seqs.push(envelope.seq);
         }
-        let LiveEvent::SystemStatus(status) = envelope.event else {
-            continue;
-        };
-        assert!(status.components.iter().any(|c| c.id == "database"));
-        seqs.push(envelope.seq);
     }
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
     assert!(snapshot_seq < Some(seqs[0]), "deltas follow the snapshot");
