@@ -368,10 +368,37 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         .await
         .expect("answers");
     assert_eq!(metrics.status(), 200);
+    let content_type = metrics.headers()["content-type"].to_str().expect("ascii").to_string();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let text = metrics.text().await.expect("text");
+    // A real Prometheus text-format parser must read it, with the conventional types.
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("parses");
+    let value_of = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|sample| sample.metric == name)
+            .map(|sample| sample.value.clone())
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    assert!(matches!(value_of("liveview_http_requests_total"), prometheus_parse::Value::Counter(n) if n >= 1.0));
+    assert!(matches!(
+        value_of("liveview_smtp_attempts_total"),
+        prometheus_parse::Value::Counter(_)
+    ));
+    assert!(matches!(
+        value_of("liveview_queue_jobs"),
+        prometheus_parse::Value::Gauge(_)
+    ));
+    assert!(matches!(
+        value_of("liveview_live_viewers"),
+        prometheus_parse::Value::Gauge(_)
+    ));
+    assert!(matches!(
+        value_of("liveview_http_request_duration_seconds"),
+        prometheus_parse::Value::Histogram(_)
+    ));
     for needle in [
-        "# TYPE liveview_http_request_duration_seconds histogram",
-        "liveview_http_requests_total{server=\"server-",
         "liveview_smtp_attempts_total{outcome=\"sent\"}",
         "liveview_queue_jobs{queue=\"mail\",state=\"completed\"}",
         "liveview_telemetry_dropped_total 0",

@@ -15,7 +15,7 @@ use axum::{
 use super::AppServer;
 use crate::{
     api_error::ApiError,
-    telemetry::{controls::DelayPoint, journeys::kind_of_route, meters::ServerLabels},
+    telemetry::{controls::DelayPoint, journeys::kind_of_route},
 };
 
 /// Put on each request by [`trace`]: when the server received it and whether it is
@@ -31,6 +31,8 @@ pub struct Received {
 pub async fn trace(State(server): State<AppServer>, mut request: Request, next: Next) -> Response {
     let at = Instant::now();
     let kind = kind_of_route(request.method().as_str(), request.uri().path());
+    // The balancer's health checks are not traffic: they stay out of the figures.
+    let metered = request.uri().path() != "/healthz";
     let id = request
         .headers()
         .get("x-request-id")
@@ -51,14 +53,10 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         traced: kind.is_some(),
     });
     let meters = telemetry.meters();
-    // A clone of the gauge (it shares the value): the family's guard must not be held
-    // across the await.
-    let in_flight = meters
-        .http_in_flight
-        .get_or_create(&ServerLabels {
-            server: server.id.clone(),
-        })
-        .clone();
+    let in_flight = meters.http_in_flight.with_label_values(&[server.id.as_str()]);
+    if !metered {
+        return next.run(request).await;
+    }
     in_flight.inc();
     let response = next.run(request).await;
     in_flight.dec();

@@ -1,6 +1,7 @@
 //! Meters: what the components count as they work, read once a second by the sampler
 //! ([`super::sampler`]) for `component:metrics` and `system:metrics`, and by Prometheus
-//! at `GET /metrics` (through `prometheus-client`, which owns the text format).
+//! at `GET /metrics` (through the `prometheus` crate, which owns the text format 0.0.4
+//! that Prometheus and its parsers read).
 //!
 //! Counting is an atomic add or a short mutex push; nothing here waits on I/O.
 
@@ -13,45 +14,15 @@ use std::{
 };
 
 use app::wire::{SmtpReply, Timestamp};
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::{Registry, Unit},
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latencies kept per server per second for p50/p99; beyond this they are sampled.
 const WINDOW_SAMPLES: usize = 8_192;
 /// Histogram buckets for request latency, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServerLabels {
-    pub server: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub server: String,
-    /// `2xx`, `4xx`, `5xx`, ...
-    pub status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabels {
-    pub queue: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueStateLabels {
-    pub queue: String,
-    pub state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// `sent`, `transient` or `permanent`.
-    pub outcome: String,
-}
 
 /// One server's requests in the current second.
 #[derive(Default)]
@@ -70,19 +41,18 @@ pub struct QueueWindow {
 
 pub struct Meters {
     registry: Registry,
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_duration: Family<ServerLabels, Histogram>,
-    pub http_in_flight: Family<ServerLabels, Gauge>,
-    pub smtp_attempts: Family<OutcomeLabels, Counter>,
-    pub queue_jobs: Family<QueueStateLabels, Gauge>,
-    pub queue_picked: Family<QueueLabels, Counter>,
-    pub workers_busy: Family<QueueLabels, Gauge>,
-    pub telemetry_dropped: Counter,
-    pub live_viewers: Gauge,
-    pub inapp_sockets: Gauge,
-    pub journeys_in_progress: Gauge,
-    pub balancer_active: Family<ServerLabels, Gauge>,
-    pub server_healthy: Family<ServerLabels, Gauge>,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_in_flight: IntGaugeVec,
+    pub smtp_attempts: IntCounterVec,
+    pub queue_jobs: IntGaugeVec,
+    pub queue_picked: IntCounterVec,
+    pub telemetry_dropped: IntCounter,
+    pub live_viewers: IntGauge,
+    pub inapp_sockets: IntGauge,
+    pub journeys_in_progress: IntGauge,
+    pub balancer_active: IntGaugeVec,
+    pub server_healthy: IntGaugeVec,
     pub db_commit_duration: Histogram,
     windows: Mutex<HashMap<String, Window>>,
     queue_windows: Mutex<HashMap<String, QueueWindow>>,
@@ -101,76 +71,93 @@ impl Default for Meters {
     }
 }
 
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("liveview")
+}
+
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help)
+        .namespace("liveview")
+        .buckets(LATENCY_BUCKETS.to_vec())
+}
+
 impl Meters {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("liveview");
-        let http_requests = Family::<RequestLabels, Counter>::default();
-        let http_duration =
-            Family::<ServerLabels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS.iter().copied()));
-        let http_in_flight = Family::<ServerLabels, Gauge>::default();
-        let smtp_attempts = Family::<OutcomeLabels, Counter>::default();
-        let queue_jobs = Family::<QueueStateLabels, Gauge>::default();
-        let queue_picked = Family::<QueueLabels, Counter>::default();
-        let workers_busy = Family::<QueueLabels, Gauge>::default();
-        let telemetry_dropped = Counter::default();
-        let live_viewers = Gauge::default();
-        let inapp_sockets = Gauge::default();
-        let journeys_in_progress = Gauge::default();
-        let balancer_active = Family::<ServerLabels, Gauge>::default();
-        let server_healthy = Family::<ServerLabels, Gauge>::default();
-        let db_commit_duration = Histogram::new(LATENCY_BUCKETS.iter().copied());
-        registry.register(
-            "http_requests",
-            "Requests answered by the app servers",
-            http_requests.clone(),
-        );
-        registry.register_with_unit(
-            "http_request_duration",
-            "Time an app server took to answer",
-            Unit::Seconds,
-            http_duration.clone(),
-        );
-        registry.register(
-            "http_requests_in_flight",
-            "Requests an app server is working on",
-            http_in_flight.clone(),
-        );
-        registry.register(
-            "smtp_attempts",
-            "SMTP delivery attempts by outcome",
-            smtp_attempts.clone(),
-        );
-        registry.register("queue_jobs", "Jobs in each queue by state", queue_jobs.clone());
-        registry.register("queue_jobs_picked", "Jobs picked up by workers", queue_picked.clone());
-        registry.register("workers_busy", "Workers busy with a batch", workers_busy.clone());
-        registry.register(
-            "telemetry_dropped",
+        // Names and label sets are fixed here, so building them cannot fail.
+        let http_requests = IntCounterVec::new(
+            opts("http_requests_total", "Requests answered by the app servers"),
+            &["server", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            latency("http_request_duration_seconds", "Time an app server took to answer"),
+            &["server"],
+        )
+        .expect("valid metric");
+        let http_in_flight = IntGaugeVec::new(
+            opts("http_requests_in_flight", "Requests an app server is working on"),
+            &["server"],
+        )
+        .expect("valid metric");
+        let smtp_attempts = IntCounterVec::new(
+            opts("smtp_attempts_total", "SMTP delivery attempts by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let queue_jobs = IntGaugeVec::new(opts("queue_jobs", "Jobs in each queue by state"), &["queue", "state"])
+            .expect("valid metric");
+        let queue_picked = IntCounterVec::new(opts("queue_jobs_picked_total", "Jobs picked up by workers"), &["queue"])
+            .expect("valid metric");
+        let telemetry_dropped = IntCounter::with_opts(opts(
+            "telemetry_dropped_total",
             "Telemetry records dropped because the aggregator was behind",
-            telemetry_dropped.clone(),
-        );
-        registry.register("live_viewers", "Open live-view streams", live_viewers.clone());
-        registry.register("inapp_sockets", "Open end-user in-app sockets", inapp_sockets.clone());
-        registry.register(
+        ))
+        .expect("valid metric");
+        let live_viewers = IntGauge::with_opts(opts("live_viewers", "Open live-view streams")).expect("valid metric");
+        let inapp_sockets =
+            IntGauge::with_opts(opts("inapp_sockets", "Open end-user in-app sockets")).expect("valid metric");
+        let journeys_in_progress = IntGauge::with_opts(opts(
             "journeys_in_progress",
             "Traced requests whose deliveries have not all ended",
-            journeys_in_progress.clone(),
-        );
-        registry.register(
-            "balancer_active_connections",
-            "Connections the balancer holds open to each server",
-            balancer_active.clone(),
-        );
-        registry.register(
-            "server_healthy",
-            "1 when the balancer counts the server healthy",
-            server_healthy.clone(),
-        );
-        registry.register_with_unit(
-            "db_commit_duration",
-            "Time a request's commit took, injected delay included",
-            Unit::Seconds,
-            db_commit_duration.clone(),
-        );
+        ))
+        .expect("valid metric");
+        let balancer_active = IntGaugeVec::new(
+            opts(
+                "balancer_active_connections",
+                "Connections the balancer holds open to each server",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let server_healthy = IntGaugeVec::new(
+            opts("server_healthy", "1 when the balancer counts the server healthy"),
+            &["server"],
+        )
+        .expect("valid metric");
+        let db_commit_duration = Histogram::with_opts(latency(
+            "db_commit_duration_seconds",
+            "Time a commit took, injected delay included",
+        ))
+        .expect("valid metric");
+        let registry = Registry::new();
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(http_requests.clone()),
+            Box::new(http_duration.clone()),
+            Box::new(http_in_flight.clone()),
+            Box::new(smtp_attempts.clone()),
+            Box::new(queue_jobs.clone()),
+            Box::new(queue_picked.clone()),
+            Box::new(telemetry_dropped.clone()),
+            Box::new(live_viewers.clone()),
+            Box::new(inapp_sockets.clone()),
+            Box::new(journeys_in_progress.clone()),
+            Box::new(balancer_active.clone()),
+            Box::new(server_healthy.clone()),
+            Box::new(db_commit_duration.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("each metric is registered once");
+        }
         Self {
             registry,
             http_requests,
@@ -179,7 +166,6 @@ impl Meters {
             smtp_attempts,
             queue_jobs,
             queue_picked,
-            workers_busy,
             telemetry_dropped,
             live_viewers,
             inapp_sockets,
@@ -200,16 +186,11 @@ impl Meters {
 
     /// An app server answered a request.
     pub fn request_done(&self, server: &str, status: u16, seconds: f64) {
-        let labels = ServerLabels { server: server.into() };
-        self.http_requests
-            .get_or_create(&RequestLabels {
-                server: server.into(),
-                status: format!("{}xx", status / 100),
-            })
-            .inc();
-        self.http_duration.get_or_create(&labels).observe(seconds);
+        let class = format!("{}xx", status / 100);
+        self.http_requests.with_label_values(&[server, class.as_str()]).inc();
+        self.http_duration.with_label_values(&[server]).observe(seconds);
         let mut windows = self.windows.lock().unwrap_or_else(|poison| poison.into_inner());
-        let window = windows.entry(labels.server).or_default();
+        let window = windows.entry(server.to_string()).or_default();
         window.requests += 1;
         if status >= 500 {
             window.errors += 1;
@@ -226,9 +207,7 @@ impl Meters {
 
     /// A worker picked a job of `queue` that had been due for `waited_ms`.
     pub fn picked(&self, queue: &str, waited_ms: f64) {
-        self.queue_picked
-            .get_or_create(&QueueLabels { queue: queue.into() })
-            .inc();
+        self.queue_picked.with_label_values(&[queue]).inc();
         let mut windows = self.queue_windows.lock().unwrap_or_else(|poison| poison.into_inner());
         let window = windows.entry(queue.to_string()).or_default();
         window.picked += 1;
@@ -246,11 +225,7 @@ impl Meters {
             500..=599 => "permanent",
             _ => "transient",
         };
-        self.smtp_attempts
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
+        self.smtp_attempts.with_label_values(&[outcome]).inc();
         if outcome == "sent" {
             self.smtp_sent.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -272,12 +247,11 @@ impl Meters {
             .clone()
     }
 
-    /// The Prometheus text exposition of every meter.
+    /// The Prometheus text exposition (format 0.0.4) of every meter.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| format!("# encoding failed: {error}\n"))
     }
 }
 
@@ -309,6 +283,7 @@ mod tests {
         meters.request_done("server-1", 201, 0.003);
         meters.smtp_reply(250, "2.0.0 Ok", chrono::Utc::now());
         let text = meters.encode();
+        assert!(text.contains("# TYPE liveview_http_requests_total counter"), "{text}");
         assert!(
             text.contains("liveview_http_requests_total{server=\"server-1\",status=\"2xx\"} 1"),
             "{text}"

@@ -113,16 +113,14 @@ impl Sampler {
 
         let balancer = sources.balancer.metrics();
         for server in &balancer.servers {
-            let labels = super::meters::ServerLabels {
-                server: server.id.clone(),
-            };
+            let labels = [server.id.as_str()];
             meters
                 .balancer_active
-                .get_or_create(&labels)
+                .with_label_values(&labels)
                 .set(server.active_connections as i64);
             meters
                 .server_healthy
-                .get_or_create(&labels)
+                .with_label_values(&labels)
                 .set(i64::from(server.healthy));
         }
         let mut windows = meters.take_windows();
@@ -139,9 +137,7 @@ impl Sampler {
             let mut latencies = window.latencies_ms;
             let in_flight = meters
                 .http_in_flight
-                .get_or_create(&super::meters::ServerLabels {
-                    server: info.id.clone(),
-                })
+                .with_label_values(&[info.id.as_str()])
                 .get()
                 .max(0) as u64;
             components.push(ComponentMetrics::Server(ServerMetrics {
@@ -170,10 +166,7 @@ impl Sampler {
                 ] {
                     meters
                         .queue_jobs
-                        .get_or_create(&super::meters::QueueStateLabels {
-                            queue: count.name.clone(),
-                            state: state.into(),
-                        })
+                        .with_label_values(&[count.name.as_str(), state])
                         .set(value as i64);
                 }
                 let window = queue_windows.get(&count.name).copied().unwrap_or_default();
