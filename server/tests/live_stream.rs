@@ -17,7 +17,7 @@ use app::wire::{
 };
 use futures_util::{SinkExt, StreamExt};
 use liveview::live::LiveHub;
-use support::TestSystem;
+use support::{Sse, TestSystem};
 use tokio::{net::TcpStream, sync::MutexGuard};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
@@ -750,87 +750,4 @@ fn resident_bytes() -> usize {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .expect("VmRSS");
     kib * 1024
-}
-
-/// A reader of `/api/live-view/sse`.
-struct Sse {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-}
-
-#[derive(Debug)]
-struct SseEvent {
-    id: Option<String>,
-    event: String,
-    data: String,
-}
-
-impl SseEvent {
-    fn envelope(&self) -> Envelope {
-        serde_json::from_str(&self.data).expect("an Envelope")
-    }
-}
-
-impl Sse {
-    async fn open(system: &TestSystem, query: &str, last_event_id: Option<u64>) -> Self {
-        let mut request = system.http.get(system.dashboard(&format!("/api/live-view/sse{query}")));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.expect("answers");
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self {
-            response,
-            buffer: Vec::new(),
-        }
-    }
-
-    /// The next event with data (keep-alive comments skipped).
-    async fn next(&mut self) -> SseEvent {
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
-                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                let block = String::from_utf8(block).expect("UTF-8");
-                let mut event = SseEvent {
-                    id: None,
-                    event: String::new(),
-                    data: String::new(),
-                };
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => event.id = Some(value.to_string()),
-                        "event" => event.event = value.to_string(),
-                        "data" => event.data.push_str(value),
-                        _ => {}
-                    }
-                }
-                if !event.data.is_empty() {
-                    return event;
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
-                .await
-                .expect("an event in time")
-                .expect("the stream reads")
-                .expect("the stream is open");
-            self.buffer.extend_from_slice(&chunk);
-        }
-    }
-
-    /// Whether the server ends the stream (within [`WAIT`]).
-    async fn ended(&mut self) -> bool {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(WAIT, self.response.chunk()).await {
-                Ok(Ok(Some(_))) => {}
-                Ok(Ok(None)) | Ok(Err(_)) => return true,
-                Err(_) => return false,
-            }
-        }
-        false
-    }
 }

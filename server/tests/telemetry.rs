@@ -3,7 +3,7 @@
 //! the stage durations; step mode advancing one stage per step while other traffic flows.
 
 use std::time::Duration;
-use support::TestSystem;
+use support::{Sse, TestSystem};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -661,5 +661,53 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
         .await
         .expect("answers");
     assert_eq!(bad.status(), 400);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_journey_arrives_in_order_over_server_sent_events() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
+    let mut events = Sse::open(&system, "?topics=request:*", None).await;
+    assert_eq!(events.next().await.event, "stream:snapshot");
+    assert_eq!(system.purchase(&token, "sse-1", false).await.status(), 201);
+    let mut seen = Vec::new();
+    let mut last_id = 0;
+    loop {
+        let event = events.next().await;
+        let envelope: Value = serde_json::from_str(&event.data).expect("an envelope");
+        assert_eq!(event.event, envelope["topic"], "the SSE event name is the topic");
+        let id: u64 = event.id.as_deref().expect("id").parse().expect("numeric id");
+        assert!(id > last_id && id == envelope["seq"], "id = seq, increasing");
+        last_id = id;
+        let payload = &envelope["payload"];
+        if payload["requestId"] != "sse-1" {
+            continue;
+        }
+        match event.event.as_str() {
+            "request:new" => seen.push(payload["stages"][0]["stage"].as_str().expect("stage").to_string()),
+            "request:progress" if payload["stage"]["status"] == "completed" => {
+                seen.push(payload["stage"]["stage"].as_str().expect("stage").to_string());
+            }
+            "request:complete" => break,
+            "request:failed" => panic!("failed: {payload}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen[..7],
+        [
+            "lb-received",
+            "lb-forwarded",
+            "server-received",
+            "middleware",
+            "controller",
+            "db-query",
+            "notification-fanout"
+        ],
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"client-ack".to_string()) && seen.contains(&"smtp-attempt".to_string()));
     system.stop().await;
 }
