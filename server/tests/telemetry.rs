@@ -68,6 +68,18 @@ impl TestSystem {
         request.send().await.expect("answers")
     }
 
+    async fn live_status(&self) -> Value {
+        let url = self.dashboard("/api/live-view/status");
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
     async fn journey(&self, request_id: &str) -> Option<Value> {
         let url = self.dashboard(&format!("/api/live-view/requests/{request_id}"));
         let response = self.http.get(url).send().await.expect("answers");
@@ -316,15 +328,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     // Two samples after the traffic, so the last one has seen it.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
 
-    let status: Value = system
-        .http
-        .get(system.dashboard("/api/live-view/status"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let status = system.live_status().await;
     let kinds: Vec<&str> = status["componentMetrics"]
         .as_array()
         .expect("component metrics")
@@ -574,15 +578,7 @@ async fn a_signup_journey_ends_when_the_new_user_first_connects() {
 
     // The socket shows in the WebSocket card: a room on its server, a connect event.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let status: Value = system
-        .http
-        .get(system.dashboard("/api/live-view/status"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let status = system.live_status().await;
     let websocket = status["componentMetrics"]
         .as_array()
         .expect("components")

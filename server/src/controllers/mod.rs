@@ -66,26 +66,30 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
 /// then wakes the workers. For controllers that read inside their transaction first.
 pub async fn commit_with_notices(
     server: &AppServer,
-    mut tx: WriteTransaction,
-    mut batch: WriteBatch,
+    tx: WriteTransaction,
+    batch: WriteBatch,
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
-    let written = fan_out(&mut batch, notices, request_id, hold);
-    let statements = batch.statements();
-    let commit = before_commit(server, request_id).await;
-    batch.execute(&mut tx).await?;
-    tx.commit().await?;
-    after_commit(server, request_id, commit, statements, "own", &written).await;
-    wake_workers(server, &written);
-    Ok(written)
+    commit(server, Some(tx), batch, notices, request_id).await
 }
 
 /// Like [`commit_with_notices`] for a controller whose writes need no reads: the batch
 /// goes to the group committer and shares a transaction with other requests' batches.
 pub async fn group_commit_with_notices(
     server: &AppServer,
+    batch: WriteBatch,
+    notices: &[Notice],
+    request_id: &RequestId,
+) -> Result<Vec<FannedOut>, ApiError> {
+    commit(server, None, batch, notices, request_id).await
+}
+
+/// The commit itself: in the controller's own transaction, or (`None`) through the
+/// group committer; recorded as the request's database stage.
+async fn commit(
+    server: &AppServer,
+    tx: Option<WriteTransaction>,
     mut batch: WriteBatch,
     notices: &[Notice],
     request_id: &RequestId,
@@ -93,9 +97,19 @@ pub async fn group_commit_with_notices(
     let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
     let written = fan_out(&mut batch, notices, request_id, hold);
     let statements = batch.statements();
-    let commit = before_commit(server, request_id).await;
-    server.shared.db.commit(batch).await?;
-    after_commit(server, request_id, commit, statements, "group", &written).await;
+    let commit_started = before_commit(server, request_id).await;
+    let transaction = match tx {
+        Some(mut tx) => {
+            batch.execute(&mut tx).await?;
+            tx.commit().await?;
+            "own"
+        }
+        None => {
+            server.shared.db.commit(batch).await?;
+            "group"
+        }
+    };
+    after_commit(server, request_id, commit_started, statements, transaction, &written).await;
     wake_workers(server, &written);
     Ok(written)
 }
