@@ -360,6 +360,23 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     assert_eq!(realtime["telemetry"]["droppedRecords"], 0);
     assert!(realtime["telemetry"]["journeysKept"].as_u64().expect("kept") >= 3);
 
+    let series: Value = system
+        .http
+        .get(system.dashboard("/api/live-view/series?seconds=60"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let samples = series.as_array().expect("samples");
+    assert!(samples.len() >= 2, "one sample a second, kept: {}", samples.len());
+    let times: Vec<&str> = samples
+        .iter()
+        .map(|sample| sample["metrics"]["timestamp"].as_str().expect("ts"))
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "oldest first");
+
     let metrics = system
         .http
         .get(system.dashboard("/metrics"))
@@ -656,13 +673,28 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
 }
 
 #[tokio::test]
-async fn the_same_journey_arrives_in_order_over_server_sent_events() {
+async fn a_signup_journey_arrives_in_order_over_server_sent_events() {
     let system = TestSystem::start(FLAGS).await;
-    let token = system.user("ada@example.com").await;
-    system.acking_client(&token).await;
     let mut events = Sse::open(&system, "?topics=request:*", None).await;
     assert_eq!(events.next().await.event, "stream:snapshot");
-    assert_eq!(system.purchase(&token, "sse-1", false).await.status(), 201);
+    let signup = system
+        .http
+        .post(system.lb("/api/auth/signup"))
+        .header("x-request-id", "sse-1")
+        .json(&json!({ "email": "cy@example.com", "name": "Cy", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(signup.status(), 201);
+    // The welcome in-app message is delivered, and the journey ends, when Cy connects.
+    let login = json!({ "email": "cy@example.com", "password": PASSWORD });
+    let login: Value = system
+        .post("/api/auth/login", None, login)
+        .await
+        .json()
+        .await
+        .expect("json");
+    system.acking_client(login["token"].as_str().expect("token")).await;
     let mut seen = Vec::new();
     let mut last_id = 0;
     loop {

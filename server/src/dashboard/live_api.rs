@@ -81,6 +81,26 @@ pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<serde_
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    seconds: Option<usize>,
+}
+
+/// `GET /api/live-view/series?seconds=60`: the per-second samples kept in memory (up to
+/// ten minutes), oldest first, for sparklines.
+pub async fn series(
+    State(dashboard): State<Dashboard>,
+    query: Result<Query<SeriesQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::telemetry::sampler::Sample>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let seconds = query
+        .seconds
+        .unwrap_or(60)
+        .clamp(1, crate::telemetry::sampler::SERIES_LENGTH);
+    Ok(Json(dashboard.sampler.series(seconds)))
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn prometheus(State(dashboard): State<Dashboard>) -> impl axum::response::IntoResponse {
     (

@@ -75,6 +75,7 @@ impl Dashboard {
             .route("/api/faults", get(control::faults).put(control::set_faults))
             .route("/api/live-view/status", get(live_api::status))
             .route("/api/live-view/history", get(live_api::history))
+            .route("/api/live-view/series", get(live_api::series))
             .route("/api/live-view/simulate", post(live_api::simulate))
             .route("/api/v1/analytics/realtime-metrics", get(live_api::realtime_metrics))
             .route("/metrics", get(live_api::prometheus))

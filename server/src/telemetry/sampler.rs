@@ -3,7 +3,7 @@
 //! kept for the REST endpoints.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, RwLock, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -26,6 +26,8 @@ use crate::{
 };
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Samples kept in memory for sparklines: ten minutes at one a second.
+pub const SERIES_LENGTH: usize = 600;
 
 /// One second's figures: the header's and every component's.
 #[derive(Debug, Clone, Serialize)]
@@ -51,7 +53,8 @@ pub struct Sources {
 
 pub struct Sampler {
     sources: Sources,
-    latest: RwLock<Option<Sample>>,
+    /// The last [`SERIES_LENGTH`] samples, oldest first (a ring buffer).
+    series: RwLock<VecDeque<Sample>>,
     previous: RwLock<Previous>,
 }
 
@@ -73,13 +76,27 @@ impl Sampler {
     pub fn new(sources: Sources) -> Arc<Self> {
         Arc::new(Self {
             sources,
-            latest: RwLock::new(None),
+            series: RwLock::new(VecDeque::with_capacity(SERIES_LENGTH)),
             previous: RwLock::new(Previous::default()),
         })
     }
 
     pub fn latest(&self) -> Option<Sample> {
-        self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.series
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .back()
+            .cloned()
+    }
+
+    /// The samples of the last `seconds`, oldest first.
+    pub fn series(&self, seconds: usize) -> Vec<Sample> {
+        let series = self.series.read().unwrap_or_else(|poison| poison.into_inner());
+        series
+            .iter()
+            .skip(series.len().saturating_sub(seconds))
+            .cloned()
+            .collect()
     }
 
     /// Samples every [`SAMPLE_EVERY`] until shutdown.
@@ -91,7 +108,11 @@ impl Sampler {
                 telemetry.event(LiveEvent::ComponentMetrics(component.clone()));
             }
             telemetry.event(LiveEvent::SystemMetrics(sample.metrics.clone()));
-            *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(sample);
+            let mut series = self.series.write().unwrap_or_else(|poison| poison.into_inner());
+            if series.len() == SERIES_LENGTH {
+                series.pop_front();
+            }
+            series.push_back(sample);
         })
         .await;
     }
