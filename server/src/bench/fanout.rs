@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::{
-    Arrivals, client, cores, cpu_seconds, post_accepted, purchase, rss_kib, sign_up_users, start_system,
+    Arrivals, client, cores, cpu_seconds, kernel_kib, post_accepted, purchase, rss_kib, sign_up_users, start_system,
     tcp_kernel_kib,
     viewers::{ViewerProcess, probe},
 };
@@ -25,7 +25,7 @@ use crate::Running;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
-    /// Viewer counts to try, in order, each with a fresh set of viewers.
+    /// Viewer counts to try, each with a fresh set of viewers, smallest first.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub viewers: Vec<usize>,
     /// Probe events published per second (each to every viewer), through the telemetry
@@ -73,11 +73,19 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     };
     // The sampler's first ticks, the history file's first pages: not the viewers' memory.
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    // Memory is measured against what the process held before any viewer: the allocator
+    // keeps what closed viewers freed and gives it to the next ones, so a baseline taken
+    // between counts would hide it. Smallest first, each count reuses and then exceeds it.
+    let mut counts = args.viewers.clone();
+    counts.sort_unstable();
+    let rss_before = rss_kib();
+    let kernel_before = kernel_kib();
 
     println!(
-        "{:>7} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:>7} {:>7} {:>8} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "viewers",
         "ev/s",
+        "frames/s",
         "deliv/s",
         "got",
         "probe p50",
@@ -95,13 +103,11 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     );
     let mut serial = 0usize;
     let mut notes = Vec::new();
-    for &count in &args.viewers {
-        let rss_before = rss_kib();
-        let kernel_before = tcp_kernel_kib();
+    for &count in &counts {
         let mut viewers = ViewerProcess::spawn(running.dashboard, count, args.sample_every).await?;
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
         let rss_idle = rss_kib();
-        let kernel_idle = tcp_kernel_kib();
+        let kernel_idle = kernel_kib();
         let ready = viewers.ready.clone();
         let open = ready.connected.max(1) as f64;
         let server_per_viewer = rss_idle.saturating_sub(rss_before) as f64 / open;
@@ -125,9 +131,10 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         // Every open viewer should get every event published while it was counting.
         let expected = events as f64 * ready.connected as f64;
         println!(
-            "{:>7} {:>7.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5.1} KiB {:>4.1} KiB {:>4.1} KiB {:>7.0}% {:>7.0}% {:>6.1} µs",
+            "{:>7} {:>7.0} {:>8.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5.1} KiB {:>4.1} KiB {:>4.1} KiB {:>7.0}% {:>7.0}% {:>6.1} µs",
             ready.connected,
             events as f64 / seconds,
+            report.frames as f64 / seconds,
             report.deliveries as f64 / seconds,
             100.0 * report.deliveries as f64 / expected.max(1.0),
             report.probes.p50(),
@@ -149,15 +156,14 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         );
         notes.push(format!(
             "{count} viewers: opened {} ({} failed) in {:.1} s; probes published {probes}, \
-             timed {} of {} expected; frames {:.0}/s; purchases accepted {accepted}; \
-             gaps {} closed {} (too slow {}); server RSS {} → {} (idle) → {} (after) MiB, \
-             i.e. {:.1} KiB per viewer after the load",
+             timed {} of {} expected; purchases accepted {accepted}; gaps {} closed {} (too slow {}); \
+             server RSS {} → {} (idle) → {} (after) MiB, i.e. {:.1} KiB per viewer after the load; \
+             kernel TCP buffers {} KiB",
             ready.connected,
             ready.failed,
             ready.seconds,
             report.probes.count,
             probes * ready.connected as u64,
-            report.frames as f64 / seconds,
             report.gaps,
             report.closed,
             report.closed_too_slow,
@@ -165,6 +171,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
             rss_idle / 1024,
             rss_after / 1024,
             rss_after.saturating_sub(rss_before) as f64 / open,
+            tcp_kernel_kib(),
         ));
         viewers.close().await;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -177,8 +184,9 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     }
     println!(
         "got: deliveries / (events published × viewers); srv/view, cli/view: resident memory per idle \
-         viewer of this process (the server) and of the viewers' process; krn/view: kernel TCP memory \
-         per viewer, both ends; cpu: % of one core; srv/deliv: server process CPU per delivery"
+         viewer of this process (the server) and of the viewers' process; krn/view: the kernel's \
+         unreclaimable slab (socket objects; system-wide) per viewer, both ends; cpu: % of one core; \
+         srv/deliv: server process CPU per delivery"
     );
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

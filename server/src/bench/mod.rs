@@ -538,6 +538,20 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// The kernel's unreclaimable slab memory (`SUnreclaim` in `/proc/meminfo`: socket
+/// objects among others), system-wide, in KiB.
+pub fn kernel_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("SUnreclaim:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The kernel's memory for all TCP sockets (`/proc/net/sockstat`, `TCP: ... mem`), in KiB.
 pub fn tcp_kernel_kib() -> u64 {
     std::fs::read_to_string("/proc/net/sockstat")
