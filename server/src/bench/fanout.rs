@@ -128,15 +128,13 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         let rss_after = rss_kib();
 
         let events = stats.last_seq - stats_before.last_seq;
-        // Every open viewer should get every event published while it was counting.
-        let expected = events as f64 * ready.connected as f64;
         println!(
             "{:>7} {:>7.0} {:>8.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5.1} KiB {:>4.1} KiB {:>4.1} KiB {:>7.0}% {:>7.0}% {:>6.1} µs",
             ready.connected,
             events as f64 / seconds,
             report.frames as f64 / seconds,
             report.deliveries as f64 / seconds,
-            100.0 * report.deliveries as f64 / expected.max(1.0),
+            100.0 * report.deliveries as f64 / report.expected.max(1) as f64,
             report.probes.p50(),
             report.probes.p99(),
             report.probes.max(),
@@ -183,7 +181,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         println!("{note}");
     }
     println!(
-        "got: deliveries / (events published × viewers); srv/view, cli/view: resident memory per idle \
+        "got: events received / events due (each viewer's span of seqs while counting); srv/view, cli/view: resident memory per idle \
          viewer of this process (the server) and of the viewers' process; krn/view: the kernel's \
          unreclaimable slab (socket objects; system-wide) per viewer, both ends; cpu: % of one core; \
          srv/deliv: server process CPU per delivery"

@@ -121,8 +121,8 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     );
     if watching.is_some() {
         print!(
-            " {:>8} {:>9} {:>9} {:>9} {:>8} {:>8}",
-            "live ev/s", "deliv/s", "live p50", "live p99", "resyncs", "view cpu"
+            " {:>9} {:>9} {:>6} {:>9} {:>9} {:>7} {:>8}",
+            "live ev/s", "deliv/s", "got", "live p50", "live p99", "resyncs", "view cpu"
         );
     }
     println!();
@@ -172,9 +172,10 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
             let stats = running.hub.stats();
             let seconds = report.seconds.max(1e-3);
             print!(
-                " {:>9.0} {:>9.0} {:>9} {:>9} {:>8} {:>7.0}%",
+                " {:>9.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>7} {:>7.0}%",
                 (stats.last_seq - stats_before.last_seq) as f64 / seconds,
                 report.deliveries as f64 / seconds,
+                100.0 * report.deliveries as f64 / report.expected.max(1) as f64,
                 report.pipeline.p50(),
                 report.pipeline.p99(),
                 format!(

@@ -76,6 +76,10 @@ pub struct Report {
     pub frames: u64,
     /// Published events received (envelopes; `stream:*` messages not counted).
     pub deliveries: u64,
+    /// Events each viewer should have received: for each, the span of seqs from the
+    /// first it got while counting to the last. `deliveries / expected` is what arrived
+    /// of what was due, free of the window's edges.
+    pub expected: u64,
     pub probes: Latencies,
     pub pipeline: Latencies,
     pub gaps: u64,
@@ -109,8 +113,11 @@ struct Samples {
 
 struct Counters {
     measuring: AtomicBool,
+    /// Bumped by every `start`, so each viewer begins its seq span afresh.
+    epoch: AtomicU64,
     frames: AtomicU64,
     deliveries: AtomicU64,
+    expected: AtomicU64,
     gaps: AtomicU64,
     snapshots: AtomicU64,
     closed: AtomicU64,
@@ -123,8 +130,10 @@ impl Default for Counters {
     fn default() -> Self {
         Self {
             measuring: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             frames: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             closed: AtomicU64::new(0),
@@ -140,6 +149,7 @@ impl Counters {
         for counter in [
             &self.frames,
             &self.deliveries,
+            &self.expected,
             &self.gaps,
             &self.snapshots,
             &self.parse_errors,
@@ -163,6 +173,7 @@ impl Counters {
             seconds,
             frames: self.frames.load(Relaxed),
             deliveries: self.deliveries.load(Relaxed),
+            expected: self.expected.load(Relaxed),
             probes: Latencies::of(probes),
             pipeline: Latencies::of(pipeline),
             gaps: self.gaps.load(Relaxed),
@@ -224,6 +235,7 @@ pub async fn viewers(args: ViewersArgs) -> anyhow::Result<()> {
             "start" => {
                 counters.measuring.store(false, Relaxed);
                 counters.reset();
+                counters.epoch.fetch_add(1, Relaxed);
                 started = Instant::now();
                 counters.measuring.store(true, Relaxed);
             }
@@ -271,6 +283,9 @@ async fn viewer(
     };
     let mut ready = Some((ready, permit));
     let shard = &counters.samples[next_shard()];
+    // The counting window this viewer last saw, and the last seq it got in it.
+    let mut epoch = 0;
+    let mut last_seq: Option<u64> = None;
     while let Some(message) = socket.next().await {
         let text = match message {
             Ok(Message::Text(text)) => text,
@@ -296,7 +311,12 @@ async fn viewer(
             continue;
         }
         counters.frames.fetch_add(1, Relaxed);
+        let now = counters.epoch.load(Relaxed);
+        if now != epoch {
+            (epoch, last_seq) = (now, None);
+        }
         let mut delivered = 0;
+        let mut due = 0;
         let mut probes = Vec::new();
         let mut pipeline = Vec::new();
         for envelope in &envelopes {
@@ -327,8 +347,11 @@ async fn viewer(
                 _ => {}
             }
             delivered += 1;
+            due += last_seq.map_or(1, |last| envelope.seq.saturating_sub(last));
+            last_seq = Some(envelope.seq);
         }
         counters.deliveries.fetch_add(delivered, Relaxed);
+        counters.expected.fetch_add(due, Relaxed);
         if !probes.is_empty() || !pipeline.is_empty() {
             let mut samples = lock(shard);
             samples.probes.append(&mut probes);
