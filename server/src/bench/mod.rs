@@ -565,3 +565,32 @@ pub fn tcp_kernel_kib() -> u64 {
         })
         .map_or(0, |pages| pages * 4)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_nearest_rank_percentiles_in_milliseconds() {
+        let summary = Latencies::of((1..=1000).rev().map(|ms| ms * 1000).collect());
+        assert_eq!(
+            (summary.count, summary.p50_us, summary.p99_us, summary.max_us),
+            (1000, 501_000, 990_000, 1_000_000)
+        );
+        assert_eq!(
+            (summary.p50(), summary.max()),
+            ("501 ms".to_string(), "1000 ms".to_string())
+        );
+        assert_eq!(Latencies::of(vec![2_345]).p99(), "2.3 ms");
+        assert_eq!(Latencies::of(Vec::new()).p50(), "-");
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        assert!(rss_kib() > 0);
+        // Busy until the kernel has counted a tick (10 ms) for this process.
+        let spin = std::time::Instant::now();
+        while cpu_seconds(std::process::id()) == 0.0 && spin.elapsed() < Duration::from_secs(10) {}
+        assert!(cpu_seconds(std::process::id()) > 0.0);
+    }
+}

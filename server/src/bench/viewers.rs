@@ -99,6 +99,11 @@ pub fn probe() -> LiveEvent {
     })
 }
 
+/// When a probe was created (Unix nanoseconds), from its `workerId`; `None` for real workers.
+fn probe_created(worker_id: &str) -> Option<i64> {
+    worker_id.strip_prefix(PROBE_PREFIX)?.parse().ok()
+}
+
 fn unix_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -331,11 +336,7 @@ async fn viewer(
                 }
                 LiveEvent::StreamError(_) => continue,
                 LiveEvent::WorkerIdle(idle) => {
-                    if let Some(created) = idle
-                        .worker_id
-                        .strip_prefix(PROBE_PREFIX)
-                        .and_then(|nanos| nanos.parse::<i64>().ok())
-                    {
+                    if let Some(created) = probe_created(&idle.worker_id) {
                         probes.push(micros(at - created));
                     }
                 }
@@ -446,4 +447,28 @@ async fn read<T: serde::de::DeserializeOwned>(lines: &mut Lines<BufReader<ChildS
         .await?
         .ok_or_else(|| anyhow::anyhow!("the viewer process ended early"))?;
     Ok(serde_json::from_str(&line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_carries_its_creation_time_and_real_workers_are_not_probes() {
+        let before = unix_nanos();
+        let LiveEvent::WorkerIdle(idle) = probe() else {
+            panic!("a worker:idle event")
+        };
+        let created = probe_created(&idle.worker_id).expect("a probe");
+        assert!((before..=unix_nanos()).contains(&created));
+        assert_eq!(probe_created("mail-worker-3"), None);
+    }
+
+    #[test]
+    fn a_report_round_trips_through_its_line() {
+        let report = Counters::default().report(1.5);
+        let line = serde_json::to_string(&report).expect("serializes");
+        let back: Report = serde_json::from_str(&line).expect("parses");
+        assert_eq!((back.seconds, back.deliveries, back.probes.count), (1.5, 0, 0));
+    }
 }
