@@ -148,6 +148,12 @@ pub enum Bench {
     /// Drives requests through the balancer at rising rates and measures both delivery
     /// channels end to end.
     Pipeline(crate::bench::PipelineArgs),
+    /// Opens N live-stream viewers and measures deliveries, event-to-client latency and
+    /// memory per idle viewer.
+    Fanout(crate::bench::FanoutArgs),
+    /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
+    #[command(hide = true)]
+    Viewers(crate::bench::ViewersArgs),
 }
 
 /// The embedded capture server's default address.

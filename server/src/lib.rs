@@ -80,6 +80,9 @@ pub struct Running {
     pub queues: Arc<Queues>,
     /// The live stream's hub: what publishes to every dashboard viewer.
     pub hub: Arc<LiveHub>,
+    /// The handle components observe through; what it is sent reaches the hub through the
+    /// aggregator (benchmarks time events from here to the viewer).
+    pub telemetry: Telemetry,
     /// The embedded capture SMTP server's address, when it runs.
     pub smtp_sink: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -310,6 +313,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         database,
         queues,
         hub,
+        telemetry,
         smtp_sink: capture.map(|(_, addr)| addr),
         shutdown,
         tasks,

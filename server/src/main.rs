@@ -27,13 +27,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Bench(Bench::Pipeline(args))) = config.command.clone() {
+    if let Some(Command::Bench(bench)) = config.command.clone() {
         // Benchmarks print a table; only warnings go to the log.
         tracing_subscriber::fmt()
             .with_env_filter("warn")
             .with_writer(std::io::stderr)
             .init();
-        return match liveview::bench::pipeline(args).await {
+        let run = match bench {
+            Bench::Pipeline(args) => liveview::bench::pipeline(args).await,
+            Bench::Fanout(args) => liveview::bench::fanout(args).await,
+            Bench::Viewers(args) => liveview::bench::viewers(args).await,
+        };
+        return match run {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error}");

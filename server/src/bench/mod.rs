@@ -6,6 +6,16 @@
 //! A rate is sustained when at least 95% of its requests were accepted, at no less
 //! than 95% of the rate, every notification of the accepted ones arrived within the
 //! grace period, and both channels' p99 stayed under `--max-p99-ms` (1 s by default).
+//! With `--viewers N`, N live-stream viewers (in a child process, see [`viewers`]) watch
+//! the whole run, so the pipeline's throughput with and without them can be compared.
+//!
+//! `liveview bench fanout` ([`fanout`]) measures the live stream itself.
+
+mod fanout;
+mod viewers;
+
+pub use fanout::{FanoutArgs, fanout};
+pub use viewers::{ViewersArgs, viewers};
 
 use std::{
     collections::HashMap,
@@ -18,7 +28,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{config::Config, now_ms, storage::Database};
+use crate::{Running, config::Config, now_ms, storage::Database};
+use viewers::ViewerProcess;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PipelineArgs {
@@ -47,6 +58,10 @@ pub struct PipelineArgs {
     pub mail_workers: u16,
     #[arg(long, default_value_t = 8)]
     pub inapp_workers: u16,
+    /// Live-stream viewers (WebSocket clients of the dashboard, in a child process) that
+    /// watch the whole run; 0 for none. Telemetry itself is always on.
+    #[arg(long, default_value_t = 0)]
+    pub viewers: usize,
 }
 
 /// When each notification's frame reached its client (wall-clock ms), by notification id.
@@ -70,64 +85,56 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         "signup" => true,
         other => anyhow::bail!("unknown --kind {other:?}: use purchase or signup"),
     };
-    let dir = std::env::temp_dir().join(format!("liveview-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = Config::try_parse_from([
-        "liveview".to_string(),
-        "--dashboard=127.0.0.1:0".into(),
-        "--lb=127.0.0.1:0".into(),
-        "--server-port-base=0".into(),
-        "--smtp-sink=127.0.0.1:0".into(),
-        format!("--mail-workers={}", args.mail_workers),
-        format!("--inapp-workers={}", args.inapp_workers),
-        format!("--data={}", dir.join("data").display()),
-        format!("--site={}", dir.join("no-site").display()),
-    ])?;
-    let running = crate::start(&config).await?;
+    let (running, dir) = start_system(args.mail_workers, args.inapp_workers).await?;
     let lb = running.balancer.to_string();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let http = client()?;
     println!(
-        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} cores={}",
+        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} viewers={} cores={}",
         args.kind,
         args.users,
         args.mail_workers,
         args.inapp_workers,
-        std::thread::available_parallelism().map_or(0, usize::from)
+        args.viewers,
+        cores()
     );
 
     let arrivals: Arrivals = Arc::default();
-    let mut tokens = Vec::new();
-    if !signup {
-        for user in 0..args.users {
-            let email = format!("bench{user}@example.com");
-            let signup = json!({ "email": email, "name": "Bench", "password": "bench-password" });
-            post(&http, &lb, "/api/auth/signup", None, signup).await?;
-            let login = post(
-                &http,
-                &lb,
-                "/api/auth/login",
-                None,
-                json!({ "email": email, "password": "bench-password" }),
-            )
-            .await?;
-            let token = login["token"].as_str().unwrap_or_default().to_string();
-            tokio::spawn(socket_client(lb.clone(), token.clone(), arrivals.clone()));
-            tokens.push(token);
-        }
-        // Let the signup and login notifications drain before measuring.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    let tokens = if signup {
+        Vec::new()
+    } else {
+        sign_up_users(&http, &lb, args.users, &arrivals).await?
+    };
+    let mut watching = None;
+    if args.viewers > 0 {
+        // About ten of them time every pipeline event they get.
+        let viewers = ViewerProcess::spawn(running.dashboard, args.viewers, (args.viewers / 10).max(1)).await?;
+        println!(
+            "{} live viewers open ({} failed) in {:.1} s",
+            viewers.ready.connected, viewers.ready.failed, viewers.ready.seconds
+        );
+        watching = Some(viewers);
     }
 
-    println!(
-        "{:>7} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "rate/s", "accepted", "acc/s", "email p50", "email p99", "inapp p50", "inapp p99", "sustained"
+    print!(
+        "{:>7} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "rate/s", "accepted", "acc/s", "email p50", "email p99", "inapp p50", "inapp p99", "sustained", "cpu/req"
     );
+    if watching.is_some() {
+        print!(
+            " {:>9} {:>9} {:>6} {:>9} {:>9} {:>7} {:>8}",
+            "live ev/s", "deliv/s", "got", "live p50", "live p99", "resyncs", "view cpu"
+        );
+    }
+    println!();
     let mut best = None;
     let mut serial = 0usize;
     for &rate in &args.rates {
+        let cpu_before = cpu_seconds(std::process::id());
+        let stats_before = running.hub.stats();
+        let viewer_cpu_before = watching.as_ref().map_or(0.0, ViewerProcess::cpu_seconds);
+        if let Some(viewers) = watching.as_mut() {
+            viewers.start().await?;
+        }
         let step = run_step(
             &args,
             rate,
@@ -147,8 +154,9 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
                 percentile(&step.inapp, q)
             }
         };
-        println!(
-            "{:>7} {:>9} {:>8.0} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        let cpu = cpu_seconds(std::process::id()) - cpu_before;
+        print!(
+            "{:>7} {:>9} {:>8.0} {:>10} {:>10} {:>10} {:>10} {:>9} {:>5} µs",
             step.rate,
             step.accepted,
             step.accepted_per_second,
@@ -157,7 +165,28 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
             inapp(0.50),
             inapp(0.99),
             if step.sustained { "yes" } else { "no" },
+            (cpu * 1e6 / step.accepted.max(1) as f64).round(),
         );
+        if let Some(viewers) = watching.as_mut() {
+            let report = viewers.stop().await?;
+            let stats = running.hub.stats();
+            let seconds = report.seconds.max(1e-3);
+            print!(
+                " {:>9.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>7} {:>7.0}%",
+                (stats.last_seq - stats_before.last_seq) as f64 / seconds,
+                report.deliveries as f64 / seconds,
+                100.0 * report.deliveries as f64 / report.expected.max(1) as f64,
+                report.pipeline.p50(),
+                report.pipeline.p99(),
+                format!(
+                    "{}/{}",
+                    stats.resyncs - stats_before.resyncs,
+                    stats.too_slow - stats_before.too_slow
+                ),
+                (viewers.cpu_seconds() - viewer_cpu_before) * 100.0 / seconds,
+            );
+        }
+        println!();
         if !step.sustained {
             break;
         }
@@ -169,6 +198,9 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
             args.kind
         ),
         None => println!("no rate was sustained"),
+    }
+    if let Some(viewers) = watching {
+        viewers.close().await;
     }
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -204,9 +236,7 @@ async fn run_step(
                 json!({ "email": email, "name": "New", "password": "bench-password" }),
             )
         } else {
-            let token = tokens[*serial % tokens.len()].clone();
-            let body = json!({ "item": format!("item {serial}"), "amountCents": 999, "currency": "EUR" });
-            ("/api/purchases", Some(token), body)
+            purchase(tokens, *serial)
         };
         let (http, lb, sent) = (http.clone(), lb.to_string(), sent.clone());
         requests.push(tokio::spawn(async move {
@@ -248,6 +278,73 @@ async fn run_step(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Starts the whole system in this process on ephemeral ports, with its data in a fresh
+/// temporary directory (returned, for removal).
+async fn start_system(mail_workers: u16, inapp_workers: u16) -> anyhow::Result<(Running, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("liveview-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = Config::try_parse_from([
+        "liveview".to_string(),
+        "--dashboard=127.0.0.1:0".into(),
+        "--lb=127.0.0.1:0".into(),
+        "--server-port-base=0".into(),
+        "--smtp-sink=127.0.0.1:0".into(),
+        format!("--mail-workers={mail_workers}"),
+        format!("--inapp-workers={inapp_workers}"),
+        format!("--data={}", dir.join("data").display()),
+        format!("--site={}", dir.join("no-site").display()),
+    ])?;
+    Ok((crate::start(&config).await?, dir))
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .build()?)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
+}
+
+/// Signs up and logs in `users` users, each holding an in-app socket that acks every
+/// frame; returns their tokens once their own notifications have drained.
+async fn sign_up_users(
+    http: &reqwest::Client,
+    lb: &str,
+    users: usize,
+    arrivals: &Arrivals,
+) -> anyhow::Result<Vec<String>> {
+    let mut tokens = Vec::with_capacity(users);
+    for user in 0..users {
+        let email = format!("bench{user}@example.com");
+        let signup = json!({ "email": email, "name": "Bench", "password": "bench-password" });
+        post(http, lb, "/api/auth/signup", None, signup).await?;
+        let login = post(
+            http,
+            lb,
+            "/api/auth/login",
+            None,
+            json!({ "email": email, "password": "bench-password" }),
+        )
+        .await?;
+        let token = login["token"].as_str().unwrap_or_default().to_string();
+        tokio::spawn(socket_client(lb.to_string(), token.clone(), arrivals.clone()));
+        tokens.push(token);
+    }
+    // Let the signup and login notifications drain before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(tokens)
+}
+
+/// A purchase by one of `tokens`, the `serial`th.
+fn purchase(tokens: &[String], serial: usize) -> (&'static str, Option<String>, Value) {
+    let token = tokens[serial % tokens.len()].clone();
+    let body = json!({ "item": format!("item {serial}"), "amountCents": 999, "currency": "EUR" });
+    ("/api/purchases", Some(token), body)
 }
 
 async fn post(http: &reqwest::Client, lb: &str, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
@@ -359,4 +456,141 @@ fn percentile(values: &[i64], q: f64) -> String {
     sorted.sort_unstable();
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     format!("{} ms", sorted[index])
+}
+
+/// Latencies in microseconds, summarized.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct Latencies {
+    pub count: u64,
+    pub p50_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
+}
+
+impl Latencies {
+    pub fn of(mut samples: Vec<u32>) -> Self {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            samples
+                .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        Self {
+            count: samples.len() as u64,
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: samples.last().copied().unwrap_or(0),
+        }
+    }
+
+    pub fn p50(&self) -> String {
+        self.show(self.p50_us)
+    }
+
+    pub fn p99(&self) -> String {
+        self.show(self.p99_us)
+    }
+
+    pub fn max(&self) -> String {
+        self.show(self.max_us)
+    }
+
+    /// Milliseconds, with one decimal below 10 ms; `-` without samples.
+    fn show(&self, micros: u32) -> String {
+        match (self.count, f64::from(micros) / 1000.0) {
+            (0, _) => "-".into(),
+            (_, ms) if ms < 10.0 => format!("{ms:.1} ms"),
+            (_, ms) => format!("{ms:.0} ms"),
+        }
+    }
+}
+
+/// This process's resident memory (VmRSS), in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of process `pid` so far, in seconds (all its threads).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is the first, utime
+    // and stime the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The kernel's unreclaimable slab memory (`SUnreclaim` in `/proc/meminfo`: socket
+/// objects among others), system-wide, in KiB.
+pub fn kernel_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("SUnreclaim:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The kernel's memory for all TCP sockets (`/proc/net/sockstat`, `TCP: ... mem`), in KiB.
+pub fn tcp_kernel_kib() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|sockstat| {
+            let tcp = sockstat.lines().find(|line| line.starts_with("TCP:"))?;
+            let mut words = tcp.split_whitespace();
+            words.find(|word| *word == "mem")?;
+            words.next()?.parse::<u64>().ok()
+        })
+        .map_or(0, |pages| pages * 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_nearest_rank_percentiles_in_milliseconds() {
+        let summary = Latencies::of((1..=1000).rev().map(|ms| ms * 1000).collect());
+        assert_eq!(
+            (summary.count, summary.p50_us, summary.p99_us, summary.max_us),
+            (1000, 501_000, 990_000, 1_000_000)
+        );
+        assert_eq!(
+            (summary.p50(), summary.max()),
+            ("501 ms".to_string(), "1000 ms".to_string())
+        );
+        assert_eq!(Latencies::of(vec![2_345]).p99(), "2.3 ms");
+        assert_eq!(Latencies::of(Vec::new()).p50(), "-");
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        assert!(rss_kib() > 0);
+        // Busy until the kernel has counted a tick (10 ms) for this process.
+        let spin = std::time::Instant::now();
+        while cpu_seconds(std::process::id()) == 0.0 && spin.elapsed() < Duration::from_secs(10) {}
+        assert!(cpu_seconds(std::process::id()) > 0.0);
+    }
 }
