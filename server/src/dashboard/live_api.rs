@@ -319,20 +319,22 @@ pub async fn history(
         .map(str::to_string)
         .collect();
     let limit = query.limit.unwrap_or(10_000).clamp(1, MAX_HISTORY);
-    let events = dashboard.history.window(from, to, &topics, limit + 1).await?;
+    let mut events = dashboard.history.window(from, to, &topics, limit + 1).await?;
     let truncated = events.len() > limit as usize;
-    let kept = &events[..events.len().min(limit as usize)];
-    let range = dashboard.history.range().await?;
-    // The envelopes are stored as the JSON that went out; they are spliced in as is.
-    let body = format!(
-        r#"{{"from":{from},"to":{to},"truncated":{truncated},"kept":{kept_range},"events":[{events}]}}"#,
-        kept_range = match range {
-            Some((oldest, newest)) => format!(r#"{{"oldest":{oldest},"newest":{newest}}}"#),
-            None => "null".into(),
-        },
-        events = kept.join(","),
-    );
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    events.truncate(limit as usize);
+    let kept = dashboard
+        .history
+        .range()
+        .await?
+        .map(|(oldest, newest)| serde_json::json!({ "oldest": oldest, "newest": newest }));
+    Ok(Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "truncated": truncated,
+        "kept": kept,
+        "events": events,
+    }))
+    .into_response())
 }
 
 /// `GET /api/live-view/controls`.
