@@ -26,8 +26,9 @@
 //! never grow to the size of the largest message (a snapshot can be large). The upgrade is
 //! done here with tokio-tungstenite rather than through axum's `WebSocketUpgrade`,
 //! because only that lets us send fragments: tungstenite's write buffer keeps the capacity
-//! of the largest frame it ever wrote. Measured: about 7 KiB of server memory per idle
-//! viewer (2,000 viewers on a debug build, after their snapshot and a few statuses).
+//! of the largest frame it ever wrote. Measured: about 11.6 KiB of server memory per idle
+//! viewer at 10,000 viewers (release build with mimalloc, `liveview bench fanout`; see
+//! BENCHMARKS.md), plus about 3 KiB of kernel socket memory.
 
 use std::{pin::pin, sync::Arc, time::Duration};
 
