@@ -238,9 +238,12 @@ async fn serve<S>(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut silence = pin!(sleep_until(last_heard + SILENCE_LIMIT));
+    // Made once: a fresh `cancelled()` future per frame showed up at 1–2.6% of the CPU
+    // with 10,000 viewers (`liveview bench fanout`).
+    let mut stopping = pin!(shutdown.cancelled());
     loop {
         let step = tokio::select! {
-            () = shutdown.cancelled() => Err(Stop::Close(CLOSE_AWAY, "server shutting down")),
+            () = &mut stopping => Err(Stop::Close(CLOSE_AWAY, "server shutting down")),
             update = viewer.next() => match update {
                 Update::Send(outgoing) => connection.send(&outgoing).await,
                 Update::Resync(outgoing) => connection.send_all(&outgoing).await,
