@@ -348,27 +348,11 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     );
     assert_eq!(smtp["lastReply"]["code"], 250);
 
-    let realtime: Value = system
-        .http
-        .get(system.dashboard("/api/v1/analytics/realtime-metrics"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let realtime = system.dashboard_json("/api/v1/analytics/realtime-metrics").await;
     assert_eq!(realtime["telemetry"]["droppedRecords"], 0);
     assert!(realtime["telemetry"]["journeysKept"].as_u64().expect("kept") >= 3);
 
-    let series: Value = system
-        .http
-        .get(system.dashboard("/api/live-view/series?seconds=60"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let series = system.dashboard_json("/api/live-view/series?seconds=60").await;
     let samples = series.as_array().expect("samples");
     assert!(samples.len() >= 2, "one sample a second, kept: {}", samples.len());
     let times: Vec<&str> = samples

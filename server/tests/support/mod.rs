@@ -58,6 +58,13 @@ impl TestSystem {
         format!("http://{}{path}", self.running.dashboard)
     }
 
+    /// `GET` on the dashboard, answered with JSON.
+    pub async fn dashboard_json(&self, path: &str) -> serde_json::Value {
+        let response = self.http.get(self.dashboard(path)).send().await.expect("answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.running.database.pool)
