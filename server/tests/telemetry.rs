@@ -221,12 +221,11 @@ async fn an_injected_delay_shows_in_the_stage_duration() {
     let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
     let controls = system
-        .http
-        .put(system.dashboard("/api/live-view/controls"))
-        .json(&json!({ "delays": { "databaseOperation": 300 } }))
-        .send()
-        .await
-        .expect("answers");
+        .dashboard_put(
+            "/api/live-view/controls",
+            &json!({ "delays": { "databaseOperation": 300 } }),
+        )
+        .await;
     assert_eq!(controls.status(), 200);
     let applied: Value = controls.json().await.expect("json");
     assert_eq!(applied["delays"]["databaseOperation"], 300);
@@ -237,13 +236,7 @@ async fn an_injected_delay_shows_in_the_stage_duration() {
         "the 300 ms delay is inside the database stage: {duration}"
     );
 
-    let reset = system
-        .http
-        .put(system.dashboard("/api/live-view/controls"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("answers");
+    let reset = system.dashboard_put("/api/live-view/controls", &json!({})).await;
     assert_eq!(reset.status(), 200);
     let duration = system.db_stage_duration(&token, "fast-1").await;
     assert!(duration < 300.0, "delay removed: {duration}");
@@ -430,12 +423,11 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
 async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
     let system = TestSystem::start(FLAGS).await;
     let answer = system
-        .http
-        .post(system.dashboard("/api/live-view/simulate"))
-        .json(&json!({ "type": "purchase", "count": 3, "interval": 50 }))
-        .send()
-        .await
-        .expect("answers");
+        .dashboard_post(
+            "/api/live-view/simulate",
+            &json!({ "type": "purchase", "count": 3, "interval": 50 }),
+        )
+        .await;
     assert_eq!(answer.status(), 202);
     let answer: Value = answer.json().await.expect("json");
     let ids: Vec<String> = answer["requestIds"]
@@ -478,36 +470,20 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
             "interval",
         ),
     ] {
-        let refused = system
-            .http
-            .post(system.dashboard("/api/live-view/simulate"))
-            .json(&body)
-            .send()
-            .await
-            .expect("answers");
+        let refused = system.dashboard_post("/api/live-view/simulate", &body).await;
         assert_eq!(refused.status(), 400);
         let error: Value = refused.json().await.expect("json");
         assert!(error["fields"][field].is_string(), "{error}");
     }
     let unknown = system
-        .http
-        .post(system.dashboard("/api/live-view/simulate"))
-        .json(&json!({ "type": "teleport", "count": 1 }))
-        .send()
-        .await
-        .expect("answers");
+        .dashboard_post("/api/live-view/simulate", &json!({ "type": "teleport", "count": 1 }))
+        .await;
     assert_eq!(unknown.status(), 400);
 
     // Continuous load from the controls, then off again.
     let on = json!({ "simulateLoad": true, "simulationRate": 20.0, "simulationMix": ["purchase"] });
-    let put = |body: Value| {
-        system
-            .http
-            .put(system.dashboard("/api/live-view/controls"))
-            .json(&body)
-            .send()
-    };
-    assert_eq!(put(on).await.expect("answers").status(), 200);
+    let controls = "/api/live-view/controls";
+    assert_eq!(system.dashboard_put(controls, &on).await.status(), 200);
     let before = system.count("SELECT COUNT(*) FROM purchases").await;
     let mut grew = false;
     for _ in 0..100 {
@@ -518,7 +494,7 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(grew, "the load generator sends purchases while on");
-    assert_eq!(put(json!({})).await.expect("answers").status(), 200);
+    assert_eq!(system.dashboard_put(controls, &json!({})).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let settled = system.count("SELECT COUNT(*) FROM purchases").await;
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -15,6 +15,16 @@ pub enum BalancerAlgorithm {
     LeastConnections,
 }
 
+impl BalancerAlgorithm {
+    /// The wire name, without going through serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round-robin",
+            Self::LeastConnections => "least-connections",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActiveState {
@@ -247,6 +257,13 @@ pub(crate) mod tests {
                 }),
             }),
         ]
+    }
+
+    #[test]
+    fn algorithm_names_are_the_wire_names() {
+        for algorithm in [BalancerAlgorithm::RoundRobin, BalancerAlgorithm::LeastConnections] {
+            assert_eq!(serde_json::to_value(algorithm).expect("json"), algorithm.name());
+        }
     }
 
     #[test]

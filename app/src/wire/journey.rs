@@ -48,6 +48,50 @@ pub enum SystemStage {
     Read,
 }
 
+impl SystemStage {
+    pub const ALL: [SystemStage; 16] = [
+        Self::LbReceived,
+        Self::LbForwarded,
+        Self::ServerReceived,
+        Self::Middleware,
+        Self::Controller,
+        Self::DbQuery,
+        Self::Response,
+        Self::NotificationFanout,
+        Self::QueueAdd,
+        Self::WorkerPickup,
+        Self::SmtpAttempt,
+        Self::RetryScheduled,
+        Self::DeadLetter,
+        Self::InappPush,
+        Self::ClientAck,
+        Self::Read,
+    ];
+
+    /// The wire name (`lb-received`, …), without going through serde: log lines and
+    /// figures name stages on the telemetry's hot path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LbReceived => "lb-received",
+            Self::LbForwarded => "lb-forwarded",
+            Self::ServerReceived => "server-received",
+            Self::Middleware => "middleware",
+            Self::Controller => "controller",
+            Self::DbQuery => "db-query",
+            Self::Response => "response",
+            Self::NotificationFanout => "notification-fanout",
+            Self::QueueAdd => "queue-add",
+            Self::WorkerPickup => "worker-pickup",
+            Self::SmtpAttempt => "smtp-attempt",
+            Self::RetryScheduled => "retry-scheduled",
+            Self::DeadLetter => "dead-letter",
+            Self::InappPush => "inapp-push",
+            Self::ClientAck => "client-ack",
+            Self::Read => "read",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageStatus {
@@ -110,6 +154,13 @@ mod tests {
             duration: Some(1000.0),
             status: StageStatus::Completed,
             metadata,
+        }
+    }
+
+    #[test]
+    fn stage_names_are_the_wire_names() {
+        for stage in SystemStage::ALL {
+            assert_eq!(serde_json::to_value(stage).expect("json"), stage.name());
         }
     }
 

@@ -88,11 +88,10 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
         };
         let backend = balancer.backends[index].clone();
         if kind.is_some() {
-            let algorithm = serde_json::to_value(balancer.algorithm()).unwrap_or_default();
             telemetry
                 .stage(&request_id, SystemStage::LbForwarded, COMPONENT)
                 .meta("server", backend.id.as_str())
-                .meta("algorithm", algorithm)
+                .meta("algorithm", balancer.algorithm().name())
                 .meta("retriedAfterRefusal", refused.len())
                 .done();
             telemetry.boundary(&request_id).await;

@@ -47,10 +47,7 @@ pub struct JourneySummary {
 /// component's metrics, as of now.
 pub async fn status(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
     let health = dashboard.probe.current().await;
-    let sample = match dashboard.sampler.latest() {
-        Some(sample) => sample,
-        None => dashboard.sampler.sample().await,
-    };
+    let sample = dashboard.sampler.current().await;
     Json(serde_json::json!({
         "components": health.components,
         "metrics": sample.metrics,
@@ -62,10 +59,7 @@ pub async fn status(State(dashboard): State<Dashboard>) -> Json<serde_json::Valu
 /// `GET /api/v1/analytics/realtime-metrics`: the last second's figures for clients
 /// without a socket, and the telemetry's own health.
 pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
-    let sample = match dashboard.sampler.latest() {
-        Some(sample) => sample,
-        None => dashboard.sampler.sample().await,
-    };
+    let sample = dashboard.sampler.current().await;
     Json(serde_json::json!({
         "metrics": sample.metrics,
         "components": sample.components,
@@ -176,10 +170,7 @@ pub async fn request_details(
     let stages = &journey.tracker.stages;
     let mut time_by_stage = std::collections::BTreeMap::new();
     for stage in stages {
-        let name = serde_json::to_value(stage.stage)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let name = stage.stage.name().to_string();
         *time_by_stage.entry(name).or_insert(0.0) += stage.duration.unwrap_or_default();
     }
     let metrics = RequestMetrics {

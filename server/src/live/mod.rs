@@ -561,11 +561,12 @@ impl Drop for ViewerGuard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use app::wire::{OverallHealth, WorkerIdle, WorkerKind};
 
-    fn idle() -> LiveEvent {
+    /// A small event with no flow, type or server of its own (shared by the live tests).
+    pub(crate) fn idle() -> LiveEvent {
         LiveEvent::WorkerIdle(WorkerIdle {
             worker_id: "w".into(),
             kind: WorkerKind::Mail,

@@ -209,14 +209,7 @@ impl LagWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::wire::{WorkerIdle, WorkerKind};
-
-    fn idle() -> LiveEvent {
-        LiveEvent::WorkerIdle(WorkerIdle {
-            worker_id: "w".into(),
-            kind: WorkerKind::Mail,
-        })
-    }
+    use crate::live::tests::idle;
 
     fn sent_seqs(outgoing: &[Outgoing]) -> Vec<u64> {
         outgoing

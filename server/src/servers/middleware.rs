@@ -52,11 +52,11 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         at,
         traced: kind.is_some(),
     });
-    let meters = telemetry.meters();
-    let in_flight = meters.http_in_flight.with_label_values(&[server.id.as_str()]);
     if !metered {
         return next.run(request).await;
     }
+    let meters = telemetry.meters();
+    let in_flight = meters.http_in_flight.with_label_values(&[server.id.as_str()]);
     in_flight.inc();
     let response = next.run(request).await;
     in_flight.dec();

@@ -280,10 +280,7 @@ fn conclude(journey: &mut Journey, events: &mut Vec<LiveEvent>) {
 }
 
 fn log_line(stage: &Stage) -> LogLine {
-    let name = serde_json::to_value(stage.stage)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let name = stage.stage.name();
     let facts: Vec<String> = stage
         .metadata
         .iter()

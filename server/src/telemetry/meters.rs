@@ -186,11 +186,22 @@ impl Meters {
 
     /// An app server answered a request.
     pub fn request_done(&self, server: &str, status: u16, seconds: f64) {
-        let class = format!("{}xx", status / 100);
-        self.http_requests.with_label_values(&[server, class.as_str()]).inc();
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        self.http_requests.with_label_values(&[server, class]).inc();
         self.http_duration.with_label_values(&[server]).observe(seconds);
         let mut windows = self.windows.lock().unwrap_or_else(|poison| poison.into_inner());
-        let window = windows.entry(server.to_string()).or_default();
+        if !windows.contains_key(server) {
+            windows.insert(server.to_string(), Window::default());
+        }
+        let Some(window) = windows.get_mut(server) else {
+            return;
+        };
         window.requests += 1;
         if status >= 500 {
             window.errors += 1;

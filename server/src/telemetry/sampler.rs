@@ -89,6 +89,15 @@ impl Sampler {
             .cloned()
     }
 
+    /// The latest sample, or (in the first instant after start, before the first tick)
+    /// one taken now.
+    pub async fn current(&self) -> Sample {
+        match self.latest() {
+            Some(sample) => sample,
+            None => self.sample().await,
+        }
+    }
+
     /// The samples of the last `seconds`, oldest first.
     pub fn series(&self, seconds: usize) -> Vec<Sample> {
         let series = self.series.read().unwrap_or_else(|poison| poison.into_inner());

@@ -65,6 +65,26 @@ impl TestSystem {
         response.json().await.expect("json")
     }
 
+    /// `POST` on the dashboard with a JSON body.
+    pub async fn dashboard_post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.dashboard(path))
+            .json(body)
+            .send()
+            .await
+            .expect("answers")
+    }
+
+    /// `PUT` on the dashboard with a JSON body.
+    pub async fn dashboard_put(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .put(self.dashboard(path))
+            .json(body)
+            .send()
+            .await
+            .expect("answers")
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.running.database.pool)
