@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod components;
+pub mod flow;
 pub mod wire;
 
 #[cfg(feature = "csr")]
