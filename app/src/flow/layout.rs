@@ -10,8 +10,8 @@
 use std::fmt;
 
 /// World size the layout fills; "fit to screen" shows exactly this rectangle.
-pub const WORLD_WIDTH: f64 = 1600.0;
-pub const WORLD_HEIGHT: f64 = 760.0;
+pub const WORLD_WIDTH: f64 = 1380.0;
+pub const WORLD_HEIGHT: f64 = 720.0;
 
 /// What a node is, which decides its color and shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +177,8 @@ impl Layout {
         let mut nodes = Vec::new();
         let mut add = |id: NodeId, kind: NodeKind, label: &str, x: f64, y: f64| {
             let (half_width, half_height) = match kind {
-                NodeKind::Queue | NodeKind::DeadLetter => (62.0, 24.0),
-                _ => (58.0, 28.0),
+                NodeKind::Queue | NodeKind::DeadLetter => (58.0, 26.0),
+                _ => (56.0, 28.0),
             };
             nodes.push(Node {
                 id,
@@ -190,12 +190,12 @@ impl Layout {
                 half_height,
             });
         };
-        add(NodeId::Users, NodeKind::External, "users", 70.0, REQUEST_ROW);
+        add(NodeId::Users, NodeKind::External, "users", 60.0, REQUEST_ROW);
         add(
             NodeId::Balancer,
             NodeKind::Balancer,
             "load balancer",
-            220.0,
+            190.0,
             REQUEST_ROW,
         );
         // Servers stack in one column around the request row; many servers get closer
@@ -208,36 +208,36 @@ impl Layout {
                 NodeId::Server(server.clone()),
                 NodeKind::Server,
                 server,
-                380.0,
+                325.0,
                 top + spacing * index as f64,
             );
         }
-        add(NodeId::Middleware, NodeKind::Service, "middleware", 540.0, REQUEST_ROW);
+        add(NodeId::Middleware, NodeKind::Service, "middleware", 460.0, REQUEST_ROW);
         add(
             NodeId::Controllers,
             NodeKind::Service,
             "controllers",
-            690.0,
+            595.0,
             REQUEST_ROW,
         );
-        add(NodeId::Database, NodeKind::Database, "database", 840.0, 110.0);
+        add(NodeId::Database, NodeKind::Database, "database", 730.0, 110.0);
         add(
             NodeId::NotificationService,
             NodeKind::Service,
             "notifications",
-            690.0,
+            595.0,
             470.0,
         );
-        add(NodeId::QueueManager, NodeKind::Service, "queue manager", 860.0, 470.0);
+        add(NodeId::QueueManager, NodeKind::Service, "queue manager", 740.0, 470.0);
         for (name, label, y, dead) in QUEUES {
             let kind = if dead { NodeKind::DeadLetter } else { NodeKind::Queue };
-            add(NodeId::Queue(name.into()), kind, label, 1040.0, y);
+            add(NodeId::Queue(name.into()), kind, label, 895.0, y);
         }
-        add(NodeId::MailWorker, NodeKind::Worker, "mail worker", 1220.0, 245.0);
-        add(NodeId::InAppWorker, NodeKind::Worker, "in-app worker", 1220.0, 575.0);
-        add(NodeId::EmailService, NodeKind::External, "SMTP server", 1390.0, 245.0);
-        add(NodeId::WebSocketService, NodeKind::Service, "WebSocket", 1390.0, 575.0);
-        add(NodeId::Client, NodeKind::External, "client", 1530.0, 575.0);
+        add(NodeId::MailWorker, NodeKind::Worker, "mail worker", 1045.0, 245.0);
+        add(NodeId::InAppWorker, NodeKind::Worker, "in-app worker", 1045.0, 575.0);
+        add(NodeId::EmailService, NodeKind::External, "SMTP server", 1190.0, 245.0);
+        add(NodeId::WebSocketService, NodeKind::Service, "WebSocket", 1190.0, 575.0);
+        add(NodeId::Client, NodeKind::External, "client", 1315.0, 575.0);
         for node in nodes.iter_mut().filter(|node| node.kind == NodeKind::Server) {
             node.half_height = node.half_height.min(spacing / 2.0 - 4.0);
         }

@@ -4,8 +4,10 @@
 
 pub mod camera;
 pub mod layout;
+pub mod replay;
 pub mod scene;
 
 pub use camera::Camera;
 pub use layout::{EdgeStyle, Layout, Node, NodeId, NodeKind};
+pub use replay::Replay;
 pub use scene::{Lane, Scene, Sprite, Tint, Visibility};

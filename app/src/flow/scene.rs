@@ -458,7 +458,9 @@ impl Scene {
             return sprites;
         }
         const STRETCHES: f64 = 8.0;
-        let mut groups: HashMap<(&NodeId, Option<&NodeId>, Tint, u32), (Sprite, f64)> = HashMap::new();
+        // Keyed by edge, tint and stretch; each group sums its members' alpha.
+        type Stretch<'a> = (&'a NodeId, Option<&'a NodeId>, Tint, u32);
+        let mut groups: HashMap<Stretch<'_>, (Sprite, f64)> = HashMap::new();
         for bubble in visible {
             let stretch = (bubble.progress * STRETCHES) as u32;
             let key = (&bubble.from, bubble.to.as_ref(), bubble.tint, stretch);

@@ -1,0 +1,552 @@
+//! The control panel: playback speed, pause and animation switches, step mode, delay
+//! injection per component, filters, load simulation, and replay of a past window.
+//!
+//! Speed, delays, filters and load simulation are the server's shared `ControlSettings`:
+//! a change is a `PUT /api/live-view/controls` and comes back to every viewer as
+//! `controls:changed`. Delays are real waits inside the real stages.
+
+use leptos::{prelude::*, task::spawn_local};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{api, canvas::with_engine, state::Live};
+use crate::{
+    flow::Replay,
+    wire::{ControlSettings, Envelope, NotificationType, Timestamp},
+};
+
+pub const TYPES: [NotificationType; 6] = [
+    NotificationType::Signup,
+    NotificationType::Login,
+    NotificationType::ResetPassword,
+    NotificationType::Purchase,
+    NotificationType::FriendRequest,
+    NotificationType::FriendAccept,
+];
+
+/// The wire name of a notification type (`friend-request`).
+pub fn type_name(kind: NotificationType) -> &'static str {
+    match kind {
+        NotificationType::Signup => "signup",
+        NotificationType::Login => "login",
+        NotificationType::ResetPassword => "reset-password",
+        NotificationType::Purchase => "purchase",
+        NotificationType::FriendRequest => "friend-request",
+        NotificationType::FriendAccept => "friend-accept",
+    }
+}
+
+/// Changes the shared settings: applies `change` to the current ones and sends them.
+pub fn change_controls(live: Live, change: impl FnOnce(&mut ControlSettings)) {
+    let mut next = live.controls.get_untracked();
+    change(&mut next);
+    live.controls.set(next.clone());
+    spawn_local(async move {
+        match api::put::<ControlSettings>("/api/live-view/controls", &next).await {
+            Ok(applied) => live.controls.set(applied),
+            Err(error) => live.notice.set(Some(format!("Controls not saved: {error}"))),
+        }
+    });
+}
+
+/// The speeds `+` and `−` step through.
+const SPEEDS: [f64; 8] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0];
+
+/// One notch faster (`up`) or slower.
+pub fn nudge_speed(live: Live, up: bool) {
+    let current = live.controls.get_untracked().playback_speed;
+    let next = if up {
+        SPEEDS
+            .iter()
+            .copied()
+            .find(|speed| *speed > current + 1e-9)
+            .unwrap_or(ControlSettings::MAX_SPEED)
+    } else {
+        SPEEDS
+            .iter()
+            .rev()
+            .copied()
+            .find(|speed| *speed < current - 1e-9)
+            .unwrap_or(ControlSettings::MIN_SPEED)
+    };
+    change_controls(live, |controls| controls.playback_speed = next);
+}
+
+/// Lets the stepped request pass one more stage.
+pub fn step(live: Live, id: String) {
+    spawn_local(async move {
+        let path = format!("/api/live-view/requests/{}/step", api::encode(&id));
+        if let Err(error) = api::post::<serde_json::Value>(&path, &json!({})).await {
+            live.notice.set(Some(format!("Step failed: {error}")));
+        }
+    });
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Started {
+    request_ids: Vec<String>,
+}
+
+#[component]
+pub fn ControlPanel(live: Live) -> impl IntoView {
+    let controls = live.controls;
+    let speed = move || controls.with(|controls| controls.playback_speed);
+    let step_type = RwSignal::new(NotificationType::Signup);
+    let start_stepped = move |_| {
+        let kind = step_type.get_untracked();
+        spawn_local(async move {
+            let body = json!({ "type": kind, "count": 1, "step": true });
+            match api::post::<Started>("/api/live-view/simulate", &body).await {
+                Ok(started) => {
+                    if let Some(id) = started.request_ids.first() {
+                        live.stepping.set(Some(id.clone()));
+                        live.selected_request.set(Some(id.clone()));
+                    }
+                }
+                Err(error) => live.notice.set(Some(format!("Could not start: {error}"))),
+            }
+        });
+    };
+    let step_now = move |_| {
+        if let Some(id) = live.stepping.get_untracked() {
+            step(live, id);
+        }
+    };
+    view! {
+        <section class="controls" aria-label="Controls">
+            <div class="control-group">
+                <h3>"Playback"</h3>
+                <label class="control slider">
+                    <span>"Speed"</span>
+                    <input
+                        type="range"
+                        min=ControlSettings::MIN_SPEED
+                        max=ControlSettings::MAX_SPEED
+                        step="0.25"
+                        aria-label="Playback speed"
+                        data-testid="speed"
+                        prop:value=speed
+                        on:change=move |event| {
+                            let value: f64 = event_target_value(&event).parse().unwrap_or(1.0);
+                            change_controls(live, |controls| controls.playback_speed = value);
+                        }
+                    />
+                    <output data-testid="speed-value">{move || format!("{}×", speed())}</output>
+                </label>
+                <div class="row">
+                    <button
+                        data-testid="pause"
+                        aria-pressed=move || live.paused.get().to_string()
+                        aria-label="Pause or resume the animation (space)"
+                        on:click=move |_| live.paused.update(|paused| *paused = !*paused)
+                    >
+                        {move || if live.paused.get() { "Resume" } else { "Pause" }}
+                    </button>
+                    <Toggle label="Animation" signal=live.animate testid="toggle-animation" />
+                    <Toggle label="Trails" signal=live.trails testid="toggle-trails" />
+                    <Toggle label="Glow" signal=live.glow testid="toggle-glow" />
+                </div>
+            </div>
+            <div class="control-group">
+                <h3>"Step mode"</h3>
+                <div class="row">
+                    <TypeSelect selected=step_type label="Type of the stepped request" />
+                    <button data-testid="start-stepped" on:click=start_stepped>"Start stepped request"</button>
+                    <button
+                        class="primary"
+                        data-testid="step"
+                        aria-label="Advance the stepped request one stage (→)"
+                        disabled=move || live.stepping.get().is_none()
+                        on:click=step_now
+                    >
+                        "Step →"
+                    </button>
+                </div>
+                <p class="hint" data-testid="stepping">
+                    {move || live.stepping.get().map(|id| format!("stepping {id}")).unwrap_or_default()}
+                </p>
+            </div>
+            <Delays live />
+            <Filters live />
+            <Simulation live />
+            <ReplayPanel live />
+        </section>
+    }
+}
+
+#[component]
+fn Toggle(label: &'static str, signal: RwSignal<bool>, testid: &'static str) -> impl IntoView {
+    view! {
+        <label class="toggle">
+            <input
+                type="checkbox"
+                data-testid=testid
+                aria-label=label
+                prop:checked=move || signal.get()
+                on:change=move |event| signal.set(event_target_checked(&event))
+            />
+            {label}
+        </label>
+    }
+}
+
+#[component]
+fn TypeSelect(selected: RwSignal<NotificationType>, label: &'static str) -> impl IntoView {
+    view! {
+        <select
+            aria-label=label
+            data-testid="step-type"
+            on:change=move |event| {
+                let name = event_target_value(&event);
+                if let Some(kind) = TYPES.into_iter().find(|kind| type_name(*kind) == name) {
+                    selected.set(kind);
+                }
+            }
+        >
+            {TYPES
+                .into_iter()
+                .map(|kind| view! { <option value=type_name(kind) selected=move || selected.get() == kind>{type_name(kind)}</option> })
+                .collect_view()}
+        </select>
+    }
+}
+
+#[component]
+fn Delays(live: Live) -> impl IntoView {
+    type Field = fn(&mut crate::wire::Delays) -> &mut u64;
+    let sliders: [(&'static str, &'static str, Field); 7] = [
+        ("Load balancer", "loadBalancer", |d| &mut d.load_balancer),
+        ("Server processing", "serverProcessing", |d| &mut d.server_processing),
+        ("Database", "databaseOperation", |d| &mut d.database_operation),
+        ("Queueing", "queueing", |d| &mut d.queueing),
+        ("Worker", "workerProcessing", |d| &mut d.worker_processing),
+        ("Email delivery", "emailDelivery", |d| &mut d.email_delivery),
+        ("WebSocket delivery", "websocketDelivery", |d| &mut d.websocket_delivery),
+    ];
+    view! {
+        <div class="control-group">
+            <h3>"Delay injection (ms)"</h3>
+            {sliders
+                .into_iter()
+                .map(|(label, name, field)| {
+                    let value = move || live.controls.with(|controls| *field(&mut controls.delays.clone()));
+                    view! {
+                        <label class="control slider">
+                            <span>{label}</span>
+                            <input
+                                type="range"
+                                min="0"
+                                max="2000"
+                                step="50"
+                                aria-label=format!("{label} delay in milliseconds")
+                                data-testid=format!("delay-{name}")
+                                prop:value=value
+                                on:change=move |event| {
+                                    let ms: u64 = event_target_value(&event).parse().unwrap_or(0);
+                                    change_controls(live, |controls| *field(&mut controls.delays) = ms);
+                                }
+                            />
+                            <output>{value}</output>
+                        </label>
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+#[component]
+fn Filters(live: Live) -> impl IntoView {
+    let servers = move || {
+        live.components.with(|components| {
+            components
+                .keys()
+                .filter(|key| key.starts_with("server-"))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    let flow = |label: &'static str, testid: &'static str, email: bool| {
+        view! {
+            <label class="toggle">
+                <input
+                    type="checkbox"
+                    data-testid=testid
+                    aria-label=format!("Show the {label} flow")
+                    prop:checked=move || live.controls.with(|c| if email { c.filters.show_email_flow } else { c.filters.show_in_app_flow })
+                    on:change=move |event| {
+                        let on = event_target_checked(&event);
+                        change_controls(live, |controls| {
+                            if email { controls.filters.show_email_flow = on } else { controls.filters.show_in_app_flow = on }
+                        });
+                    }
+                />
+                {label}
+            </label>
+        }
+    };
+    view! {
+        <div class="control-group">
+            <h3>"Filters"</h3>
+            <div class="row">{flow("email", "filter-email", true)}{flow("in-app", "filter-inapp", false)}</div>
+            <div class="row chips" aria-label="Notification types (none checked: all)">
+                {TYPES
+                    .into_iter()
+                    .map(|kind| view! {
+                        <label class="toggle">
+                            <input
+                                type="checkbox"
+                                aria-label=format!("Only {} requests", type_name(kind))
+                                data-testid=format!("filter-type-{}", type_name(kind))
+                                prop:checked=move || live.controls.with(|c| c.filters.notification_types.contains(&kind))
+                                on:change=move |event| {
+                                    let on = event_target_checked(&event);
+                                    change_controls(live, |controls| {
+                                        let types = &mut controls.filters.notification_types;
+                                        types.retain(|other| *other != kind);
+                                        if on { types.push(kind) }
+                                    });
+                                }
+                            />
+                            {type_name(kind)}
+                        </label>
+                    })
+                    .collect_view()}
+            </div>
+            <div class="row chips" aria-label="Servers (none checked: all)">
+                <For each=servers key=|server| server.clone() let:server>
+                    {
+                        let id = server.clone();
+                        let checked = server.clone();
+                        view! {
+                            <label class="toggle">
+                                <input
+                                    type="checkbox"
+                                    aria-label=format!("Only requests through {server}")
+                                    data-testid=format!("filter-server-{server}")
+                                    prop:checked=move || live.controls.with(|c| c.filters.server_filter.contains(&checked))
+                                    on:change=move |event| {
+                                        let on = event_target_checked(&event);
+                                        let id = id.clone();
+                                        change_controls(live, move |controls| {
+                                            let servers = &mut controls.filters.server_filter;
+                                            servers.retain(|other| *other != id);
+                                            if on { servers.push(id) }
+                                        });
+                                    }
+                                />
+                                {server.clone()}
+                            </label>
+                        }
+                    }
+                </For>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Simulation(live: Live) -> impl IntoView {
+    let on = move || live.controls.with(|controls| controls.simulate_load);
+    let rate = move || live.controls.with(|controls| controls.simulation_rate);
+    view! {
+        <div class="control-group">
+            <h3>"Load simulation"</h3>
+            <div class="row">
+                <label class="toggle">
+                    <input
+                        type="checkbox"
+                        data-testid="simulate"
+                        aria-label="Simulate load"
+                        prop:checked=on
+                        on:change=move |event| {
+                            let on = event_target_checked(&event);
+                            change_controls(live, |controls| controls.simulate_load = on);
+                        }
+                    />
+                    "virtual users on"
+                </label>
+            </div>
+            <label class="control slider">
+                <span>"Rate (req/s)"</span>
+                <input
+                    type="range"
+                    min="0.5"
+                    max="50"
+                    step="0.5"
+                    aria-label="Simulated requests per second"
+                    data-testid="simulation-rate"
+                    prop:value=rate
+                    on:change=move |event| {
+                        let value: f64 = event_target_value(&event).parse().unwrap_or(1.0);
+                        change_controls(live, |controls| controls.simulation_rate = value);
+                    }
+                />
+                <output>{rate}</output>
+            </label>
+            <div class="row chips" aria-label="Mix of request types">
+                {TYPES
+                    .into_iter()
+                    .map(|kind| view! {
+                        <label class="toggle">
+                            <input
+                                type="checkbox"
+                                aria-label=format!("Simulate {} requests", type_name(kind))
+                                data-testid=format!("mix-{}", type_name(kind))
+                                prop:checked=move || live.controls.with(|c| c.simulation_mix.contains(&kind))
+                                on:change=move |event| {
+                                    let on = event_target_checked(&event);
+                                    change_controls(live, |controls| {
+                                        controls.simulation_mix.retain(|other| *other != kind);
+                                        if on { controls.simulation_mix.push(kind) }
+                                    });
+                                }
+                            />
+                            {type_name(kind)}
+                        </label>
+                    })
+                    .collect_view()}
+            </div>
+        </div>
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct History {
+    events: Vec<Envelope>,
+}
+
+/// What the replay panel shows, copied from the engine a few times a second.
+#[derive(Debug, Clone, PartialEq)]
+struct ReplayView {
+    from: Timestamp,
+    to: Timestamp,
+    position_ms: f64,
+    duration_ms: f64,
+    playing: bool,
+    events: usize,
+}
+
+#[component]
+fn ReplayPanel(live: Live) -> impl IntoView {
+    let minutes = RwSignal::new(5u32);
+    let view_state = RwSignal::new(None::<ReplayView>);
+    set_interval(
+        move || {
+            let next = with_engine(|engine| {
+                engine.replay.as_ref().map(|replay| ReplayView {
+                    from: replay.from,
+                    to: replay.to,
+                    position_ms: replay.position_ms,
+                    duration_ms: replay.duration_ms(),
+                    playing: replay.playing,
+                    events: replay.len(),
+                })
+            });
+            if view_state.get_untracked() != next {
+                view_state.set(next);
+            }
+        },
+        std::time::Duration::from_millis(200),
+    );
+    let load = move |_| {
+        let to = chrono::Utc::now();
+        let from = to - chrono::Duration::minutes(i64::from(minutes.get_untracked()));
+        spawn_local(async move {
+            let path = format!(
+                "/api/live-view/history?from={}&to={}&topics=request:progress&limit=50000",
+                from.timestamp_millis(),
+                to.timestamp_millis()
+            );
+            match api::get::<History>(&path).await {
+                Ok(history) => {
+                    with_engine(|engine| {
+                        engine.scene.clear();
+                        engine.replay = Some(Replay::new(history.events, from, to));
+                    });
+                    live.connection.set(super::state::Connection::Replay);
+                }
+                Err(error) => live.notice.set(Some(format!("History not loaded: {error}"))),
+            }
+        });
+    };
+    // Runs an action on the loaded replay, if any.
+    let with_replay = |action: fn(&mut Replay, &mut crate::flow::Scene, &crate::flow::Layout)| {
+        with_engine(|engine| {
+            let super::canvas::Engine {
+                replay, scene, layout, ..
+            } = engine;
+            if let Some(replay) = replay.as_mut() {
+                action(replay, scene, layout);
+            }
+        })
+    };
+    let exit = move |_| {
+        with_engine(|engine| {
+            engine.replay = None;
+            engine.scene.clear();
+        });
+        live.connection.set(super::state::Connection::Live);
+    };
+    view! {
+        <div class="control-group">
+            <h3>"Replay"</h3>
+            <div class="row">
+                <label class="control">
+                    "Last "
+                    <select
+                        aria-label="Replay window"
+                        data-testid="replay-window"
+                        on:change=move |event| minutes.set(event_target_value(&event).parse().unwrap_or(5))
+                    >
+                        <option value="1">"1 minute"</option>
+                        <option value="5" selected>"5 minutes"</option>
+                        <option value="15">"15 minutes"</option>
+                        <option value="60">"60 minutes"</option>
+                    </select>
+                </label>
+                <button data-testid="replay-load" on:click=load>"Replay"</button>
+            </div>
+            {move || view_state.get().map(|state| {
+                let shown = state.from + chrono::Duration::milliseconds(state.position_ms as i64);
+                view! {
+                    <div class="replay" data-testid="replay" data-playing=state.playing.to_string()>
+                        <p>
+                            <time data-testid="replay-time">{shown.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()}</time>
+                            {format!(" · {} stage events · {} – {}", state.events, state.from.format("%H:%M:%S"), state.to.format("%H:%M:%S"))}
+                        </p>
+                        <input
+                            type="range"
+                            class="scrubber"
+                            min="0"
+                            max=state.duration_ms
+                            step="100"
+                            aria-label="Replay position"
+                            data-testid="replay-scrubber"
+                            prop:value=state.position_ms
+                            on:change=move |event| {
+                                let position: f64 = event_target_value(&event).parse().unwrap_or(0.0);
+                                with_engine(|engine| {
+                                    let super::canvas::Engine { replay, scene, layout, .. } = engine;
+                                    if let Some(replay) = replay.as_mut() {
+                                        replay.seek(position, scene, layout);
+                                    }
+                                });
+                            }
+                        />
+                        <div class="row">
+                            <button data-testid="replay-toggle" on:click=move |_| with_replay(|replay, _, _| replay.playing = !replay.playing)>
+                                {if state.playing { "Pause" } else { "Play" }}
+                            </button>
+                            <button data-testid="replay-rewind" on:click=move |_| with_replay(|replay, scene, layout| replay.seek(0.0, scene, layout))>
+                                "Rewind"
+                            </button>
+                            <button data-testid="replay-exit" on:click=exit>"Back to live"</button>
+                        </div>
+                    </div>
+                }
+            })}
+        </div>
+    }
+}

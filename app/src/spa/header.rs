@@ -1,0 +1,83 @@
+//! The header: overall status, active requests, requests per second, average latency,
+//! error rate, uptime, and the connection indicator (which also says when the page fell
+//! back to server-sent events). A figure that changes flashes once.
+
+use leptos::prelude::*;
+
+use super::state::{Connection, Live, Transport};
+
+/// One header figure. The value's element is made anew when the text changes, which
+/// replays its CSS flash.
+#[component]
+fn Figure(label: &'static str, testid: &'static str, #[prop(into)] value: Signal<String>) -> impl IntoView {
+    view! {
+        <div class="figure">
+            <span class="figure-label">{label}</span>
+            {move || {
+                let text = value.get();
+                view! { <span class="figure-value flash" data-testid=testid>{text}</span> }
+            }}
+        </div>
+    }
+}
+
+#[component]
+pub fn Header(live: Live) -> impl IntoView {
+    let metrics = live.metrics;
+    let figure = move |pick: fn(&crate::wire::SystemMetrics) -> String| {
+        Signal::derive(move || metrics.with(|metrics| metrics.as_ref().map(pick).unwrap_or_else(|| "–".into())))
+    };
+    let health = move || {
+        metrics.with(|metrics| {
+            metrics
+                .as_ref()
+                .map(|metrics| metrics.system_status.label())
+                .unwrap_or("unknown")
+        })
+    };
+    let connection = live.connection;
+    let transport = live.transport;
+    let describe = move || {
+        let over = match transport.get() {
+            Transport::WebSocket => "",
+            Transport::Sse => " (server-sent events: WebSockets are refused on the way)",
+        };
+        match connection.get() {
+            Connection::Connecting => "Connecting…".to_string(),
+            Connection::Live => format!("Live{over}"),
+            Connection::Replay => "Replay".to_string(),
+            Connection::Reconnecting { attempt, retry_in_ms } => format!(
+                "Connection lost — reconnecting (attempt {attempt}, next try in {:.1} s)",
+                f64::from(retry_in_ms) / 1000.0
+            ),
+        }
+    };
+    view! {
+        <header class="topbar">
+            <h1>"Live View"</h1>
+            <div class=move || format!("overall health-{}", health()) data-testid="header-health" role="status">
+                <span class="dot" aria-hidden="true"></span>
+                {health}
+            </div>
+            <div class="figures" aria-label="System figures">
+                <Figure label="active" testid="active-requests" value=figure(|m| m.active_requests.to_string()) />
+                <Figure label="req/s" testid="requests-per-second" value=figure(|m| format!("{:.1}", m.requests_per_second)) />
+                <Figure label="avg latency" testid="average-latency" value=figure(|m| format!("{:.0} ms", m.average_latency)) />
+                <Figure label="errors" testid="error-rate" value=figure(|m| format!("{:.1}%", m.error_rate * 100.0)) />
+                <Figure label="uptime" testid="uptime-header" value=figure(|m| m.uptime.clone()) />
+            </div>
+            <a class="nav" href="/status">"Status page"</a>
+            <div
+                class=move || format!("connection connection-{}", connection.get().state())
+                data-testid="connection"
+                data-state=move || connection.get().state()
+                data-transport=move || match transport.get() { Transport::WebSocket => "websocket", Transport::Sse => "sse" }
+                role="status"
+                aria-live="polite"
+            >
+                <span class="dot" aria-hidden="true"></span>
+                <span data-testid="connection-text">{describe}</span>
+            </div>
+        </header>
+    }
+}

@@ -1,0 +1,219 @@
+//! The browser application: the header, the flow canvas with its toolbar and component
+//! list, the side panel (component card, request inspector, recent requests), the control
+//! panel and the component health table.
+//!
+//! [`stream`] keeps the live stream connected and buffers what arrives; [`canvas`] runs the
+//! one animation-frame loop that applies it ([`state::Live::apply_batch`]) and draws.
+//! Keyboard: space pauses, → steps the stepped request, + and − change speed, f fits.
+
+mod api;
+mod canvas;
+mod cards;
+mod controls;
+mod header;
+mod inspector;
+mod state;
+mod stream;
+
+use leptos::{prelude::*, task::spawn_local};
+
+use crate::{
+    components::StatusReport,
+    flow::{Layout, NodeId},
+    wire::{Flow, StreamFilters},
+};
+use canvas::{FlowCanvas, with_engine};
+use state::Live;
+use stream::Stream;
+
+/// The SPA's root component, mounted by the `frontend` crate.
+#[component]
+pub fn App() -> impl IntoView {
+    let live = Live::new();
+    let stream = Stream::default();
+    spawn_local(stream::stay_connected(live, stream.clone()));
+    live.selected_request.set(inspector::request_from_location());
+
+    // The control panel's filters narrow this viewer's subscription too.
+    {
+        let stream = stream.clone();
+        Effect::new(move |_| {
+            let filters = live.controls.with(|controls| controls.filters.clone());
+            let mut flows = Vec::new();
+            if filters.show_email_flow {
+                flows.push(Flow::Email);
+            }
+            if filters.show_in_app_flow {
+                flows.push(Flow::InApp);
+            }
+            stream.set_filters(StreamFilters {
+                flows: (flows.len() < 2).then_some(flows),
+                types: (!filters.notification_types.is_empty()).then_some(filters.notification_types),
+                servers: (!filters.server_filter.is_empty()).then_some(filters.server_filter),
+            });
+        });
+    }
+    // A notice fades after a few seconds.
+    Effect::new(move |_| {
+        if live.notice.get().is_some() {
+            set_timeout(move || live.notice.set(None), std::time::Duration::from_secs(6));
+        }
+    });
+    let keys = window_event_listener(leptos::ev::keydown, move |event| on_key(live, &event));
+    on_cleanup(move || keys.remove());
+
+    view! {
+        <header::Header live />
+        <div class=move || if live.connection.get() == state::Connection::Live { "workspace" } else { "workspace stale" }>
+            <section class="stage" aria-label="Flow canvas">
+                <Toolbar live />
+                <div class="canvas-frame">
+                    <FlowCanvas live stream />
+                    <ReplayBadge live />
+                </div>
+                <ComponentList live />
+            </section>
+            <aside class="side" aria-label="Details">
+                <cards::CardPanel live />
+                <inspector::Inspector live />
+                <inspector::RequestList live />
+            </aside>
+        </div>
+        <controls::ControlPanel live />
+        <details class="health">
+            <summary>"Component health"</summary>
+            {move || match live.status.get() {
+                Some(status) => view! { <StatusReport status /> }.into_any(),
+                None => view! {
+                    <p class="waiting" data-testid="waiting">"Waiting for the first system:status…"</p>
+                }
+                .into_any(),
+            }}
+        </details>
+        <footer>
+            "Last message: #"
+            <span data-testid="last-seq">{move || live.last_seq.get()}</span>
+        </footer>
+        <div class="notice" role="status" aria-live="polite" data-testid="notice">
+            {move || live.notice.get()}
+        </div>
+    }
+}
+
+fn on_key(live: Live, event: &web_sys::KeyboardEvent) {
+    let typing = event
+        .target()
+        .and_then(|target| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(target).ok())
+        .is_some_and(|element| matches!(element.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA" | "BUTTON"));
+    if typing || event.ctrl_key() || event.meta_key() || event.alt_key() {
+        return;
+    }
+    match event.key().as_str() {
+        " " => {
+            event.prevent_default();
+            live.paused.update(|paused| *paused = !*paused);
+        }
+        "ArrowRight" => {
+            if let Some(id) = live.stepping.get_untracked() {
+                event.prevent_default();
+                controls::step(live, id);
+            }
+        }
+        "+" | "=" => controls::nudge_speed(live, true),
+        "-" | "_" => controls::nudge_speed(live, false),
+        "f" | "F" => with_engine(|engine| engine.fit()),
+        _ => {}
+    }
+}
+
+/// Zoom buttons, fit, zoom to a component, and the current speed.
+#[component]
+fn Toolbar(live: Live) -> impl IntoView {
+    let focus = move |event: leptos::ev::Event| {
+        let key = event_target_value(&event);
+        if let Some(node) = NodeId::from_key(&key) {
+            with_engine(|engine| engine.focus(&node));
+        }
+    };
+    let keys = Layout::new(&[])
+        .nodes
+        .into_iter()
+        .map(|node| (node.id.key(), node.label))
+        .collect::<Vec<_>>();
+    view! {
+        <div class="toolbar" role="toolbar" aria-label="Canvas view">
+            <button aria-label="Zoom in" data-testid="zoom-in" on:click=move |_| with_engine(|engine| engine.zoom(1.25))>"+"</button>
+            <button aria-label="Zoom out" data-testid="zoom-out" on:click=move |_| with_engine(|engine| engine.zoom(0.8))>"−"</button>
+            <button aria-label="Fit to screen (f)" data-testid="fit" on:click=move |_| with_engine(|engine| engine.fit())>"Fit"</button>
+            <select aria-label="Zoom to a component" data-testid="zoom-to" on:change=focus>
+                <option value="">"Zoom to…"</option>
+                {keys.into_iter().map(|(key, label)| view! { <option value=key>{label}</option> }).collect_view()}
+            </select>
+            <span class="speed-badge" data-testid="speed-badge">
+                {move || format!("{}×", live.controls.with(|controls| controls.playback_speed))}
+            </span>
+            <Show when=move || live.paused.get()>
+                <span class="paused-badge" data-testid="paused">"paused"</span>
+            </Show>
+            <span class="legend" aria-label="Bubble colors">
+                <i class="swatch email"></i>"email"
+                <i class="swatch inapp"></i>"in-app"
+                <i class="swatch retry"></i>"retry"
+                <i class="swatch failed"></i>"failed"
+            </span>
+        </div>
+    }
+}
+
+/// Shown over the canvas while a past window plays.
+#[component]
+fn ReplayBadge(live: Live) -> impl IntoView {
+    view! {
+        <Show when=move || live.connection.get() == state::Connection::Replay>
+            <div class="replay-badge">"REPLAY"</div>
+        </Show>
+    }
+}
+
+/// Every canvas node as a button: the keyboard's (and a screen reader's) way to the cards.
+#[component]
+fn ComponentList(live: Live) -> impl IntoView {
+    let nodes = move || {
+        let servers: Vec<String> = live.components.with(|components| {
+            components
+                .keys()
+                .filter(|key| key.starts_with("server-"))
+                .cloned()
+                .collect()
+        });
+        Layout::new(&servers)
+            .nodes
+            .into_iter()
+            .map(|node| (node.id, node.label))
+            .collect::<Vec<_>>()
+    };
+    view! {
+        <nav class="component-list" aria-label="Components">
+            <For each=nodes key=|(id, _)| id.key() let:node>
+                {
+                    let (id, label) = node;
+                    let key = id.key();
+                    let selected = {
+                        let id = id.clone();
+                        move || live.selected_node.get().as_ref() == Some(&id)
+                    };
+                    view! {
+                        <button
+                            class=move || if selected() { "chip selected" } else { "chip" }
+                            data-testid=format!("node-{key}")
+                            aria-label=format!("Open the {label} card")
+                            on:click=move |_| live.selected_node.set(Some(id.clone()))
+                        >
+                            {label.clone()}
+                        </button>
+                    }
+                }
+            </For>
+        </nav>
+    }
+}

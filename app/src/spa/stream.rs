@@ -1,0 +1,323 @@
+//! The live stream's connection: a WebSocket that resumes where it stopped, or server-sent
+//! events when a WebSocket cannot be opened at all.
+//!
+//! Messages are parsed as they arrive and pushed into an inbox; the animation frame drains
+//! it and applies everything at once, so a burst never runs the views once per event.
+//! On every reconnect the URL carries `afterSeq` (the last seq applied): the server sends
+//! exactly what was missed, or a `stream:gap` and a fresh `stream:snapshot` when that is
+//! no longer kept. Two WebSocket attempts that never open (a proxy that refuses upgrades)
+//! switch the page to SSE, and the connection indicator says so.
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use wasm_bindgen::{JsCast, closure::Closure};
+use web_sys::{EventSource, MessageEvent, WebSocket};
+
+use super::state::{Connection, Live, Transport};
+use crate::{
+    backoff,
+    wire::{ClientMessage, Envelope, LiveEvent, StreamFilters, parse_frame},
+};
+
+const WS_PATH: &str = "/api/live-view/ws";
+const SSE_PATH: &str = "/api/live-view/sse";
+/// The server sends `system:status` every second; this much silence means the
+/// connection is dead even if the socket has not noticed yet.
+const SILENCE_LIMIT_MS: f64 = 5_000.0;
+/// How often the connection task looks at its socket.
+const POLL_MS: u32 = 250;
+/// WebSocket attempts that never open before the page falls back to SSE.
+const FALLBACK_AFTER: u32 = 2;
+
+/// Every topic the SSE stream can name (an `EventSource` listens per event name).
+const SSE_TOPICS: [&str; 21] = [
+    "system:status",
+    "system:metrics",
+    "request:new",
+    "request:progress",
+    "request:complete",
+    "request:failed",
+    "component:status",
+    "component:metrics",
+    "queue:job:added",
+    "queue:job:processing",
+    "queue:job:completed",
+    "queue:job:failed",
+    "queue:job:retry",
+    "worker:processing",
+    "worker:idle",
+    "notification:email:sent",
+    "notification:inapp:delivered",
+    "controls:changed",
+    "stream:snapshot",
+    "stream:gap",
+    "stream:error",
+];
+
+/// The stream's shared half: the inbox the frame loop drains, the open WebSocket (for
+/// subscription changes) and the filters to subscribe with.
+#[derive(Clone, Default)]
+pub struct Stream {
+    inbox: Rc<RefCell<Vec<Envelope>>>,
+    socket: Rc<RefCell<Option<WebSocket>>>,
+    filters: Rc<RefCell<Option<StreamFilters>>>,
+    /// The last seq received (what a reconnect resumes after).
+    last_seq: Rc<Cell<u64>>,
+    /// Set to make the current connection close and reconnect (SSE filter changes).
+    restart: Rc<Cell<bool>>,
+}
+
+impl Stream {
+    /// Everything received since the last call, in order.
+    pub fn drain(&self) -> Vec<Envelope> {
+        std::mem::take(&mut *self.inbox.borrow_mut())
+    }
+
+    /// Narrows the stream to these filters (flows, types, servers), now and on reconnects.
+    pub fn set_filters(&self, filters: StreamFilters) {
+        let unchanged = self.filters.borrow().as_ref() == Some(&filters);
+        if unchanged {
+            return;
+        }
+        *self.filters.borrow_mut() = Some(filters.clone());
+        match self.socket.borrow().as_ref() {
+            Some(socket) if socket.ready_state() == WebSocket::OPEN => {
+                let message = ClientMessage::Subscribe {
+                    topics: Vec::new(),
+                    filters: Some(filters),
+                };
+                if let Ok(text) = serde_json::to_string(&message) {
+                    let _ = socket.send_with_str(&text);
+                }
+            }
+            _ => self.restart.set(true),
+        }
+    }
+
+    fn receive(&self, text: &str) -> bool {
+        match parse_frame(text) {
+            Ok(envelopes) => {
+                if let Some(last) = envelopes.iter().rev().find(|envelope| !is_error(envelope)) {
+                    self.last_seq.set(self.last_seq.get().max(last.seq));
+                }
+                self.inbox.borrow_mut().extend(envelopes);
+                true
+            }
+            Err(error) => {
+                leptos::logging::warn!("unreadable live message: {error}");
+                false
+            }
+        }
+    }
+
+    fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if self.last_seq.get() > 0 {
+            parts.push(format!("afterSeq={}", self.last_seq.get()));
+        }
+        if let Some(filters) = self.filters.borrow().as_ref() {
+            let join = |values: Vec<String>| values.join(",");
+            if let Some(flows) = &filters.flows {
+                parts.push(format!("flows={}", join(flows.iter().map(wire_name).collect())));
+            }
+            if let Some(types) = &filters.types {
+                parts.push(format!("types={}", join(types.iter().map(wire_name).collect())));
+            }
+            if let Some(servers) = &filters.servers {
+                parts.push(format!("servers={}", servers.join(",")));
+            }
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+fn is_error(envelope: &Envelope) -> bool {
+    matches!(envelope.event, LiveEvent::StreamError(_))
+}
+
+/// A unit enum's wire name (`in-app`, `friend-request`).
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What one connection attempt came to.
+struct Attempt {
+    opened: bool,
+    received: bool,
+}
+
+/// Keeps the stream connected for as long as the page lives. Never returns.
+pub async fn stay_connected(live: Live, stream: Stream) {
+    let mut attempt = 0u32;
+    let mut unopened = 0u32;
+    loop {
+        let transport = live.transport.get_untracked();
+        let outcome = match transport {
+            Transport::WebSocket => run_websocket(&live, &stream).await,
+            Transport::Sse => run_sse(&live, &stream).await,
+        };
+        if outcome.received {
+            // Something arrived on that connection: the next failure starts a fresh series.
+            attempt = 0;
+            unopened = 0;
+        } else if transport == Transport::WebSocket && !outcome.opened {
+            unopened += 1;
+            if unopened >= FALLBACK_AFTER {
+                live.transport.set(Transport::Sse);
+                continue;
+            }
+        }
+        if stream.restart.replace(false) && outcome.received {
+            continue;
+        }
+        attempt = attempt.saturating_add(1);
+        let retry_in_ms = backoff::delay_ms(attempt, js_sys::Math::random());
+        live.connection.set(Connection::Reconnecting { attempt, retry_in_ms });
+        TimeoutFuture::new(retry_in_ms).await;
+    }
+}
+
+/// Flags the socket callbacks set and the connection task reads.
+#[derive(Default)]
+struct Flags {
+    opened: Cell<bool>,
+    closed: Cell<bool>,
+    received: Cell<bool>,
+    heard_at: Cell<f64>,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Marks the connection live the first time something arrives on it.
+fn on_text(live: &Live, stream: &Stream, flags: &Flags, text: &str) {
+    flags.heard_at.set(now_ms());
+    if stream.receive(text) && !flags.received.replace(true) && live.connection.get_untracked() != Connection::Replay {
+        live.connection.set(Connection::Live);
+    }
+}
+
+/// Waits until the connection closes, goes silent, or is asked to restart.
+async fn watch(flags: &Flags, stream: &Stream) {
+    flags.heard_at.set(now_ms());
+    loop {
+        TimeoutFuture::new(POLL_MS).await;
+        let silent = now_ms() - flags.heard_at.get() > SILENCE_LIMIT_MS;
+        if flags.closed.get() || silent || stream.restart.get() {
+            return;
+        }
+    }
+}
+
+async fn run_websocket(live: &Live, stream: &Stream) -> Attempt {
+    let url = format!("{}{WS_PATH}{}", origin("ws"), stream.query());
+    let Ok(socket) = WebSocket::new(&url) else {
+        return Attempt {
+            opened: false,
+            received: false,
+        };
+    };
+    let flags = Rc::new(Flags::default());
+    let on_open = {
+        let flags = flags.clone();
+        Closure::<dyn FnMut()>::new(move || flags.opened.set(true))
+    };
+    let on_message = {
+        let (flags, stream, live) = (flags.clone(), stream.clone(), *live);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                on_text(&live, &stream, &flags, &text);
+            }
+        })
+    };
+    let on_close = {
+        let flags = flags.clone();
+        Closure::<dyn FnMut()>::new(move || flags.closed.set(true))
+    };
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    socket.set_onerror(Some(on_close.as_ref().unchecked_ref()));
+    *stream.socket.borrow_mut() = Some(socket.clone());
+    watch(&flags, stream).await;
+    *stream.socket.borrow_mut() = None;
+    socket.set_onopen(None);
+    socket.set_onmessage(None);
+    socket.set_onclose(None);
+    socket.set_onerror(None);
+    let _ = socket.close();
+    Attempt {
+        opened: flags.opened.get(),
+        received: flags.received.get(),
+    }
+}
+
+async fn run_sse(live: &Live, stream: &Stream) -> Attempt {
+    let url = format!("{}{SSE_PATH}{}", origin("http"), stream.query());
+    let Ok(source) = EventSource::new(&url) else {
+        return Attempt {
+            opened: false,
+            received: false,
+        };
+    };
+    let flags = Rc::new(Flags::default());
+    let on_open = {
+        let flags = flags.clone();
+        Closure::<dyn FnMut()>::new(move || flags.opened.set(true))
+    };
+    let on_message = {
+        let (flags, stream, live) = (flags.clone(), stream.clone(), *live);
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                on_text(&live, &stream, &flags, &text);
+            }
+        })
+    };
+    // The browser would reconnect by itself, but with our own backoff and `afterSeq`
+    // the behaviour is the same as for the WebSocket.
+    let on_error = {
+        let flags = flags.clone();
+        Closure::<dyn FnMut()>::new(move || flags.closed.set(true))
+    };
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    for topic in SSE_TOPICS {
+        let _ = source.add_event_listener_with_callback(topic, on_message.as_ref().unchecked_ref());
+    }
+    watch(&flags, stream).await;
+    source.close();
+    for topic in SSE_TOPICS {
+        let _ = source.remove_event_listener_with_callback(topic, on_message.as_ref().unchecked_ref());
+    }
+    source.set_onopen(None);
+    source.set_onerror(None);
+    Attempt {
+        opened: flags.opened.get(),
+        received: flags.received.get(),
+    }
+}
+
+/// `ws://host` (or `wss://`, `http://`, `https://`) for the page's own origin.
+fn origin(scheme: &str) -> String {
+    let location = window().location();
+    let secure = location.protocol().as_deref() == Ok("https:");
+    let scheme = match (scheme, secure) {
+        ("ws", true) => "wss",
+        ("http", true) => "https",
+        (other, _) => other,
+    };
+    format!("{scheme}://{}", location.host().unwrap_or_default())
+}
