@@ -4,8 +4,9 @@
 //! drag to pan, wheel and pinch to zoom) is read off the same engine.
 //!
 //! The page also gets `window.__liveview` with `nodeCenter(key)` (a node's centre in CSS
-//! pixels relative to the canvas) and `bubbleAt(key)`, so end-to-end tests and the frame
-//! benchmark can click real nodes on the canvas without guessing coordinates.
+//! pixels relative to the canvas), `bubbles()` (how many are on the canvas) and `clock()`
+//! (animation milliseconds so far), so end-to-end tests and the frame benchmark can click
+//! real nodes and measure the animation without guessing coordinates.
 
 use std::{
     cell::RefCell,
@@ -292,7 +293,7 @@ pub fn FlowCanvas(live: Live, stream: Stream) -> impl IntoView {
     }
 }
 
-/// `window.__liveview.nodeCenter(key)` and `.bubbles()` for tests and benchmarks.
+/// `window.__liveview.nodeCenter(key)`, `.bubbles()` and `.clock()` for tests and benchmarks.
 fn expose_for_tests() {
     let api = js_sys::Object::new();
     let node_center = Closure::<dyn Fn(String) -> JsValue>::new(move |key: String| {
@@ -303,6 +304,10 @@ fn expose_for_tests() {
     });
     let bubbles =
         Closure::<dyn Fn() -> JsValue>::new(move || JsValue::from_f64(with_engine(|engine| engine.scene.len()) as f64));
+    let clock =
+        Closure::<dyn Fn() -> JsValue>::new(move || JsValue::from_f64(with_engine(|engine| engine.scene.clock_ms())));
+    let _ = js_sys::Reflect::set(&api, &"clock".into(), clock.as_ref());
+    clock.forget();
     let _ = js_sys::Reflect::set(&api, &"nodeCenter".into(), node_center.as_ref());
     let _ = js_sys::Reflect::set(&api, &"bubbles".into(), bubbles.as_ref());
     let _ = js_sys::Reflect::set(&window(), &"__liveview".into(), &api);

@@ -310,8 +310,9 @@ fn timeline(request: &RequestTracker) -> impl IntoView + use<> {
         .map(|stage| {
             let offset = (stage.start_time - start).num_microseconds().unwrap_or(0) as f64 / 1000.0;
             let duration = stage.duration.unwrap_or(0.0);
-            let left = (offset / span * 100.0).clamp(0.0, 100.0);
-            let width = (duration / span * 100.0).clamp(0.4, 100.0 - left);
+            // A bar is at least visible (0.4%) and never runs past the track's end.
+            let left = (offset / span * 100.0).clamp(0.0, 99.6);
+            let width = (duration / span * 100.0).min(100.0 - left).max(0.4);
             let status = status_label(stage.status);
             view! {
                 <div class="gantt-row">

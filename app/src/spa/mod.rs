@@ -60,7 +60,16 @@ pub fn App() -> impl IntoView {
         }
     });
     let keys = window_event_listener(leptos::ev::keydown, move |event| on_key(live, &event));
-    on_cleanup(move || keys.remove());
+    // A pasted or followed link to a request opens it without a reload.
+    let links = window_event_listener(leptos::ev::hashchange, move |_| {
+        if let Some(id) = inspector::request_from_location() {
+            live.selected_request.set(Some(id));
+        }
+    });
+    on_cleanup(move || {
+        keys.remove();
+        links.remove();
+    });
 
     view! {
         <header::Header live />
@@ -80,7 +89,7 @@ pub fn App() -> impl IntoView {
             </aside>
         </div>
         <controls::ControlPanel live />
-        <details class="health">
+        <details class="health" open>
             <summary>"Component health"</summary>
             {move || match live.status.get() {
                 Some(status) => view! { <StatusReport status /> }.into_any(),

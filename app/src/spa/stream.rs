@@ -102,8 +102,14 @@ impl Stream {
     fn receive(&self, text: &str) -> bool {
         match parse_frame(text) {
             Ok(envelopes) => {
-                if let Some(last) = envelopes.iter().rev().find(|envelope| !is_error(envelope)) {
-                    self.last_seq.set(self.last_seq.get().max(last.seq));
+                for envelope in &envelopes {
+                    match envelope.event {
+                        // A snapshot restarts the count: after a server restart seqs begin
+                        // again, and resuming must ask from the new numbering.
+                        LiveEvent::Snapshot(_) => self.last_seq.set(envelope.seq),
+                        LiveEvent::StreamError(_) => {}
+                        _ => self.last_seq.set(self.last_seq.get().max(envelope.seq)),
+                    }
                 }
                 self.inbox.borrow_mut().extend(envelopes);
                 true
@@ -138,10 +144,6 @@ impl Stream {
             format!("?{}", parts.join("&"))
         }
     }
-}
-
-fn is_error(envelope: &Envelope) -> bool {
-    matches!(envelope.event, LiveEvent::StreamError(_))
 }
 
 /// A unit enum's wire name (`in-app`, `friend-request`).

@@ -181,13 +181,14 @@ async fn after_commit(
             written.iter().filter(|out| out.notification_id.is_some()).count(),
         )
         .done();
-    telemetry.boundary(id).await;
     for out in written {
         for (queue, job, target) in [
             (QueueName::Mail, &out.email_job_id, &out.email_id),
             (QueueName::Inapp, &out.inapp_job_id, &out.notification_id),
         ] {
             if let (Some(job), Some(target)) = (job, target) {
+                // One boundary per job: in step mode each queue-add is its own step.
+                telemetry.boundary(id).await;
                 telemetry
                     .stage(id, SystemStage::QueueAdd, "queue-manager")
                     .meta("queue", queue.as_str())

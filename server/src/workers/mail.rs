@@ -241,6 +241,8 @@ impl MailWorker {
                 completed.push(&job.id);
                 continue;
             }
+            // In step mode the attempt is a step of its own, after the pickup's.
+            telemetry.boundary(request_id).await;
             let attempt = telemetry
                 .stage(request_id, SystemStage::SmtpAttempt, &self.id)
                 .meta("to", mask_email(&email.to_address))

@@ -37,14 +37,20 @@ impl Drop for Busy<'_> {
 }
 
 /// Records that `worker` picked up `jobs`, which took from `started` (claim and load,
-/// plus any injected worker-processing delay), and waits there if a request is stepped.
+/// plus any injected worker-processing delay). A stepped request waits at the boundary
+/// first, so its pickup appears only when the person steps to it; the time spent waiting
+/// there is not counted in the stage.
 pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: &str, started: Instant) {
     let now = crate::now_ms();
     for job in jobs {
         telemetry.meters().picked(&job.queue, (now - job.run_at_ms) as f64);
     }
+    let mut started = started;
     for job in jobs {
         let request_id = job.request_id.as_deref().unwrap_or_default();
+        let waiting = Instant::now();
+        telemetry.boundary(request_id).await;
+        started += waiting.elapsed();
         telemetry
             .stage_since(request_id, SystemStage::WorkerPickup, worker, started)
             .meta("queue", job.queue.as_str())
@@ -52,9 +58,6 @@ pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: 
             .meta("attempt", job.attempts)
             .meta("batch", jobs.len())
             .done();
-    }
-    for job in jobs {
-        telemetry.boundary(job.request_id.as_deref().unwrap_or_default()).await;
     }
 }
 

@@ -1,0 +1,226 @@
+// The dashboard against a live `liveview`: the canvas animates real requests, nodes open
+// their cards, the inspector lists real stages, and every control acts on the real system.
+import { test, expect, Page, APIRequestContext } from '@playwright/test';
+import { readFileSync } from 'node:fs';
+
+/** Starts `count` real requests of `type` through the balancer; returns their ids. */
+async function simulate(request: APIRequestContext, type: string, count = 1, step = false): Promise<string[]> {
+  const answer = await request.post('/api/live-view/simulate', { data: { type, count, interval: 50, step } });
+  expect(answer.status()).toBe(202);
+  return (await answer.json()).requestIds;
+}
+
+async function live(page: Page) {
+  await page.goto('/');
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
+  await page.waitForFunction(() => (window as any).__liveview?.nodeCenter('database') !== null);
+}
+
+/** Clicks a node on the canvas itself, where the page says it is drawn. */
+async function clickNode(page: Page, key: string) {
+  const canvas = page.getByTestId('flow-canvas');
+  const box = await canvas.boundingBox();
+  const center = await page.evaluate((k) => (window as any).__liveview.nodeCenter(k), key);
+  expect(center, `${key} is on the canvas`).not.toBeNull();
+  await page.mouse.click(box!.x + center[0], box!.y + center[1]);
+}
+
+async function journey(request: APIRequestContext, id: string) {
+  const answer = await request.get(`/api/live-view/requests/${id}`);
+  return answer.ok() ? (await answer.json()).request : null;
+}
+
+test.afterEach(async ({ request }) => {
+  // The server is shared by every spec: leave the controls and faults as found.
+  await request.put('/api/live-view/controls', { data: {} });
+  await request.put('/api/faults', { data: { smtp4xxRate: 0, smtp5xxRate: 0, smtpLatencyMs: 0 } });
+});
+
+test('the canvas animates while requests flow', async ({ page, request }) => {
+  await live(page);
+  const canvas = page.getByTestId('flow-canvas');
+  await simulate(request, 'purchase', 6);
+  await expect.poll(() => page.evaluate(() => (window as any).__liveview.bubbles())).toBeGreaterThan(0);
+  const first = await canvas.screenshot();
+  await page.waitForTimeout(150);
+  const second = await canvas.screenshot();
+  expect(first.equals(second), 'pixels change between frames').toBe(false);
+});
+
+test('clicking a node on the canvas opens its card', async ({ page }) => {
+  await live(page);
+  await clickNode(page, 'database');
+  const card = page.getByTestId('card-database');
+  await expect(card).toBeVisible();
+  await expect(card).toContainText('writes/s');
+  await clickNode(page, 'load-balancer');
+  await expect(page.getByTestId('card-load-balancer')).toContainText('server-1');
+  await expect(page.getByTestId('algorithm')).toHaveValue('round-robin');
+  await page.getByTestId('algorithm').selectOption('least-connections');
+  await expect
+    .poll(async () => (await (await page.request.get('/api/balancer')).json()).algorithm)
+    .toBe('least-connections');
+  await page.getByTestId('algorithm').selectOption('round-robin');
+});
+
+test('a request started through the API appears and its inspector lists every stage in order', async ({ page, request }) => {
+  await live(page);
+  // A purchase: its buyer is a virtual user whose socket acks the in-app notification, so
+  // the journey completes (a new signup's user has no socket yet: its in-app waits).
+  const [id] = await simulate(request, 'purchase');
+  const row = page.getByTestId(`request-${id}`);
+  await expect(row).toBeVisible();
+  await row.getByRole('button').click();
+  const inspector = page.getByTestId('inspector');
+  await expect(inspector).toHaveAttribute('data-request', id);
+  await expect(page.getByTestId('inspector-outcome')).toHaveText('completed', { timeout: 20_000 });
+  const stages = await page.getByTestId('stage').evaluateAll((items) => items.map((item) => item.getAttribute('data-stage')));
+  const server = await journey(request, id);
+  expect(stages).toEqual(server.stages.map((stage: { stage: string }) => stage.stage));
+  for (const expected of ['lb-received', 'lb-forwarded', 'server-received', 'middleware', 'controller', 'db-query',
+    'notification-fanout', 'queue-add', 'response', 'worker-pickup', 'smtp-attempt', 'inapp-push', 'client-ack']) {
+    expect(stages, `${expected} is listed`).toContain(expected);
+  }
+  expect(stages.indexOf('lb-received')).toBe(0);
+  expect(stages.indexOf('db-query')).toBeLessThan(stages.indexOf('queue-add'));
+  await expect(page.getByTestId('timeline').locator('.gantt-row')).toHaveCount(stages.length);
+});
+
+test('changing the speed changes the animation speed', async ({ page }) => {
+  await live(page);
+  const rate = async () => {
+    const before = await page.evaluate(() => (window as any).__liveview.clock());
+    await page.waitForTimeout(1000);
+    const after = await page.evaluate(() => (window as any).__liveview.clock());
+    return after - before;
+  };
+  const speed = page.getByTestId('speed');
+  await speed.fill('0.25');
+  await expect(page.getByTestId('speed-badge')).toHaveText('0.25×');
+  const slow = await rate();
+  await speed.fill('5');
+  await expect(page.getByTestId('speed-badge')).toHaveText('5×');
+  const fast = await rate();
+  // 20× in theory; frames are not exact, so ask for a clear difference only.
+  expect(fast / slow).toBeGreaterThan(8);
+  await page.getByTestId('flow-canvas').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('-');
+  await expect(page.getByTestId('speed-badge')).toHaveText('3×');
+  await page.keyboard.press(' ');
+  await expect(page.getByTestId('paused')).toBeVisible();
+  const paused = await rate();
+  expect(paused).toBe(0);
+});
+
+test('an injected delay shows in the stage durations', async ({ page, request }) => {
+  await live(page);
+  await page.getByTestId('delay-databaseOperation').fill('300');
+  await expect
+    .poll(async () => (await (await request.get('/api/live-view/controls')).json()).delays.databaseOperation)
+    .toBe(300);
+  const [id] = await simulate(request, 'purchase');
+  await page.getByTestId('find-request').fill(id);
+  await page.getByTestId('find-request').press('Enter');
+  const database = page.locator('[data-testid="stage"][data-stage="db-query"] [data-testid="stage-duration"]');
+  await expect(database).toHaveText(/ms$/, { timeout: 15_000 });
+  const ms = parseFloat((await database.textContent())!);
+  expect(ms).toBeGreaterThanOrEqual(300);
+});
+
+test('step mode advances exactly one stage per click', async ({ page }) => {
+  await live(page);
+  await page.getByTestId('start-stepped').click();
+  await expect(page.getByTestId('stepping')).toContainText('stepping');
+  const stages = page.getByTestId('stage');
+  await expect(stages).not.toHaveCount(0);
+  await page.waitForTimeout(800);
+  let count = await stages.count();
+  for (let click = 0; click < 4; click++) {
+    await page.getByTestId('step').click();
+    await expect(stages).toHaveCount(count + 1);
+    // And no further while nobody clicks.
+    await page.waitForTimeout(700);
+    await expect(stages).toHaveCount(count + 1);
+    count += 1;
+  }
+  // The → key steps too.
+  await page.getByTestId('flow-canvas').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('ArrowRight');
+  await expect(stages).toHaveCount(count + 1);
+});
+
+test('requeue from the dead-letter queue moves the jobs and they flow again', async ({ page, request }) => {
+  await live(page);
+  await request.put('/api/faults', { data: { smtp4xxRate: 0, smtp5xxRate: 1, smtpLatencyMs: 0 } });
+  const [id] = await simulate(request, 'signup');
+  await expect
+    .poll(async () => (await journey(request, id))?.stages.some((s: { stage: string }) => s.stage === 'dead-letter'), { timeout: 20_000 })
+    .toBe(true);
+  await request.put('/api/faults', { data: { smtp4xxRate: 0, smtp5xxRate: 0, smtpLatencyMs: 0 } });
+  await clickNode(page, 'queue:mail-dlq');
+  const card = page.getByTestId('card-queue:mail-dlq');
+  await expect(card).toBeVisible();
+  await expect(page.getByTestId('dlq-count')).not.toHaveText('0 matching');
+  await expect(card).toContainText(id);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByTestId('requeue-all').click();
+  await expect(page.getByTestId('notice')).toContainText('Requeued');
+  await expect(page.getByTestId('dlq-count')).toHaveText('0 matching');
+  // The job runs again: a new pickup and a delivered email after the dead-letter stage.
+  await expect
+    .poll(async () => {
+      const stages: { stage: string; metadata?: { smtpCode?: number } }[] = (await journey(request, id)).stages;
+      const dead = stages.findIndex((s) => s.stage === 'dead-letter');
+      return stages.slice(dead + 1).some((s) => s.stage === 'smtp-attempt' && s.metadata?.smtpCode === 250);
+    }, { timeout: 20_000 })
+    .toBe(true);
+});
+
+test('replay plays a past window with its own timestamps', async ({ page, request }) => {
+  await live(page);
+  await simulate(request, 'purchase', 3);
+  await page.waitForTimeout(2500);
+  await page.getByTestId('replay-window').selectOption('1');
+  await page.getByTestId('replay-load').click();
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'replay');
+  const replay = page.getByTestId('replay');
+  await expect(replay).toContainText('stage events');
+  const time = page.getByTestId('replay-time');
+  const first = await time.textContent();
+  await expect(time).not.toHaveText(first!);
+  expect(first).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$/);
+  await page.getByTestId('speed').fill('5');
+  await expect.poll(() => page.evaluate(() => (window as any).__liveview.bubbles()), { timeout: 20_000 }).toBeGreaterThan(0);
+  await page.getByTestId('replay-toggle').click();
+  await expect(replay).toHaveAttribute('data-playing', 'false');
+  await page.getByTestId('replay-rewind').click();
+  await page.getByTestId('replay-exit').click();
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
+});
+
+test('the JSON export downloads a valid journey', async ({ page, request }) => {
+  await live(page);
+  const [id] = await simulate(request, 'login');
+  await page.goto(`/#request=${id}`);
+  await expect(page.getByTestId('inspector')).toHaveAttribute('data-request', id);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-json').click()]);
+  expect(download.suggestedFilename()).toBe(`request-${id}.json`);
+  const exported = JSON.parse(readFileSync((await download.path())!, 'utf8'));
+  expect(exported.request.requestId).toBe(id);
+  expect(exported.request.stages[0].stage).toBe('lb-received');
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+  const lines = readFileSync((await csv.path())!, 'utf8').trim().split('\n');
+  expect(lines[0]).toContain('requestId,type,stage');
+  expect(lines.length).toBeGreaterThan(1);
+});
+
+test('when WebSockets are refused the page falls back to server-sent events', async ({ page, request }) => {
+  await page.routeWebSocket(/\/api\/live-view\/ws/, (socket) => socket.close());
+  await page.goto('/');
+  const indicator = page.getByTestId('connection');
+  await expect(indicator).toHaveAttribute('data-transport', 'sse', { timeout: 20_000 });
+  await expect(indicator).toHaveAttribute('data-state', 'live');
+  await expect(page.getByTestId('connection-text')).toContainText('server-sent events');
+  const [id] = await simulate(request, 'purchase');
+  await expect(page.getByTestId(`request-${id}`)).toBeVisible();
+});
