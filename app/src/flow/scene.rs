@@ -437,7 +437,7 @@ impl Scene {
             .values()
             .filter(|bubble| visibility.shows(bubble))
             .collect();
-        let sprite = |bubble: &Bubble| {
+        let sprite = |bubble: &Bubble, single: bool| {
             let (x, y) = bubble.position(layout);
             let (tail_x, tail_y) = bubble.tail(layout);
             Sprite {
@@ -447,12 +447,12 @@ impl Scene {
                 tail_y,
                 tint: bubble.tint,
                 count: 1,
-                request_id: Some(bubble.request_id.clone()),
+                request_id: single.then(|| bubble.request_id.clone()),
                 alpha: 1.0 - bubble.fade(),
             }
         };
         if visible.len() <= cap {
-            let mut sprites: Vec<Sprite> = visible.into_iter().map(sprite).collect();
+            let mut sprites: Vec<Sprite> = visible.into_iter().map(|bubble| sprite(bubble, true)).collect();
             // A stable order, so bubbles do not flicker over one another between frames.
             sprites.sort_by(|a, b| a.request_id.cmp(&b.request_id));
             return sprites;
@@ -464,12 +464,11 @@ impl Scene {
         for bubble in visible {
             let stretch = (bubble.progress * STRETCHES) as u32;
             let key = (&bubble.from, bubble.to.as_ref(), bubble.tint, stretch);
-            let single = sprite(bubble);
+            let single = sprite(bubble, false);
             groups
                 .entry(key)
                 .and_modify(|(group, alpha_sum)| {
                     group.count += 1;
-                    group.request_id = None;
                     *alpha_sum += single.alpha;
                 })
                 .or_insert_with(|| {

@@ -23,7 +23,7 @@ use super::{
     stream::Stream,
 };
 use crate::{
-    flow::{Camera, EdgeStyle, Layout, NodeId, Replay, Scene, Sprite, Visibility},
+    flow::{Camera, EdgeStyle, Layout, NodeId, Replay, Scene, Sprite, Tint, Visibility},
     wire::{ComponentMetrics, ControlSettings, Envelope, LiveEvent},
 };
 
@@ -362,9 +362,7 @@ fn start_frames(live: Live, stream: Stream, canvas: HtmlCanvasElement) {
 /// One animation frame: apply what arrived, move, draw.
 fn frame(live: &Live, stream: &Stream, canvas: &HtmlCanvasElement, context: &CanvasRenderingContext2d, now: f64) {
     let batch = stream.drain();
-    if !batch.is_empty() {
-        live.apply_batch(&batch);
-    }
+    live.apply_batch(&batch, now);
     let controls = live.controls.get_untracked();
     with_engine(|engine| step_engine(live, engine, canvas, context, &batch, &controls, now));
 }
@@ -611,48 +609,62 @@ fn overlay(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) -> Op
     }
 }
 
+/// Bubbles are drawn in a few batched paths — one per color and fade level — rather than
+/// one path per bubble: canvas calls, not bubbles, are what a frame pays for.
 fn draw_bubbles(live: &Live, engine: &Engine, context: &CanvasRenderingContext2d) {
+    const FADE_LEVELS: f64 = 4.0;
     let trails = live.trails.get_untracked();
     let glow = live.glow.get_untracked() && engine.sprites.len() <= GLOW_CAP;
-    context.set_line_cap("round");
+    let mut batches: BTreeMap<(Tint, u8), Vec<&Sprite>> = BTreeMap::new();
     for sprite in &engine.sprites {
-        let color = sprite.tint.color();
-        context.set_global_alpha(sprite.alpha);
-        if trails && sprite.count == 1 {
+        let level = (sprite.alpha * FADE_LEVELS).ceil().clamp(1.0, FADE_LEVELS) as u8;
+        batches.entry((sprite.tint, level)).or_default().push(sprite);
+    }
+    context.set_line_cap("round");
+    context.set_line_width(4.0);
+    for ((tint, level), sprites) in &batches {
+        let alpha = f64::from(*level) / FADE_LEVELS;
+        let color = tint.color();
+        if trails {
+            context.set_global_alpha(alpha * 0.35);
             context.set_stroke_style_str(color);
-            context.set_global_alpha(sprite.alpha * 0.35);
-            context.set_line_width(4.0);
             context.begin_path();
-            context.move_to(sprite.tail_x, sprite.tail_y);
-            context.line_to(sprite.x, sprite.y);
+            for sprite in sprites.iter().filter(|sprite| sprite.count == 1) {
+                context.move_to(sprite.tail_x, sprite.tail_y);
+                context.line_to(sprite.x, sprite.y);
+            }
             context.stroke();
-            context.set_global_alpha(sprite.alpha);
         }
+        context.set_global_alpha(alpha);
         if glow {
             context.set_shadow_blur(10.0);
             context.set_shadow_color(color);
         }
-        let radius = if sprite.count == 1 {
-            5.5
-        } else {
-            7.0 + (sprite.count as f64).log2() * 1.6
-        };
         context.set_fill_style_str(color);
         context.begin_path();
-        let _ = context.arc(sprite.x, sprite.y, radius, 0.0, std::f64::consts::TAU);
+        for sprite in sprites {
+            let radius = if sprite.count == 1 {
+                5.5
+            } else {
+                7.0 + (sprite.count as f64).log2() * 1.6
+            };
+            context.move_to(sprite.x + radius, sprite.y);
+            let _ = context.arc(sprite.x, sprite.y, radius, 0.0, std::f64::consts::TAU);
+        }
         context.fill();
         if glow {
             context.set_shadow_blur(0.0);
         }
-        if sprite.count > 1 {
-            context.set_fill_style_str("#0B1220");
-            context.set_font("700 10px system-ui, sans-serif");
-            context.set_text_align("center");
-            context.set_text_baseline("middle");
-            let _ = context.fill_text(&sprite.count.to_string(), sprite.x, sprite.y + 0.5);
-        }
     }
     context.set_global_alpha(1.0);
+    // Merged bubbles say how many they stand for.
+    context.set_fill_style_str("#0B1220");
+    context.set_font("700 10px system-ui, sans-serif");
+    context.set_text_align("center");
+    context.set_text_baseline("middle");
+    for sprite in engine.sprites.iter().filter(|sprite| sprite.count > 1) {
+        let _ = context.fill_text(&sprite.count.to_string(), sprite.x, sprite.y + 0.5);
+    }
     draw_stepping(live, engine, context);
 }
 

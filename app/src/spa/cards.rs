@@ -12,7 +12,7 @@ use plotters_canvas::CanvasBackend;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{api, state::Live};
+use super::{api, controls::Slider, state::Live};
 use crate::{
     flow::NodeId,
     wire::{ComponentMetrics, QueueMetrics},
@@ -531,25 +531,19 @@ fn SmtpCard(live: Live) -> impl IntoView {
                      get: fn(&Faults) -> f64,
                      set: fn(&mut Faults, f64)| {
         view! {
-            <label class="control slider">
-                <span>{label}</span>
-                <input
-                    type="range"
-                    min="0"
-                    max=max
-                    step=step
-                    aria-label=label
-                    data-testid=testid
-                    prop:value=move || faults.get().map(|faults| get(&faults)).unwrap_or(0.0)
-                    on:change=move |event| {
-                        let value: f64 = event_target_value(&event).parse().unwrap_or(0.0);
-                        let mut next = faults.get_untracked().unwrap_or_default();
-                        set(&mut next, value);
-                        save(next);
-                    }
-                />
-                <output>{move || faults.get().map(|faults| format!("{}", get(&faults))).unwrap_or_default()}</output>
-            </label>
+            <Slider
+                label=label.to_string()
+                testid=testid.to_string()
+                min=0.0
+                max=max
+                step=step
+                value=Signal::derive(move || faults.get().map(|faults| get(&faults)).unwrap_or(0.0))
+                set=Callback::new(move |value: f64| {
+                    let mut next = faults.get_untracked().unwrap_or_default();
+                    set(&mut next, value);
+                    save(next);
+                })
+            />
         }
     };
     view! {

@@ -15,25 +15,11 @@ use crate::{
     wire::{ControlSettings, Envelope, NotificationType, Timestamp},
 };
 
-pub const TYPES: [NotificationType; 6] = [
-    NotificationType::Signup,
-    NotificationType::Login,
-    NotificationType::ResetPassword,
-    NotificationType::Purchase,
-    NotificationType::FriendRequest,
-    NotificationType::FriendAccept,
-];
+pub const TYPES: [NotificationType; 6] = NotificationType::ALL;
 
 /// The wire name of a notification type (`friend-request`).
 pub fn type_name(kind: NotificationType) -> &'static str {
-    match kind {
-        NotificationType::Signup => "signup",
-        NotificationType::Login => "login",
-        NotificationType::ResetPassword => "reset-password",
-        NotificationType::Purchase => "purchase",
-        NotificationType::FriendRequest => "friend-request",
-        NotificationType::FriendAccept => "friend-accept",
-    }
+    kind.name()
 }
 
 /// Changes the shared settings: applies `change` to the current ones and sends them.
@@ -230,25 +216,16 @@ fn Delays(live: Live) -> impl IntoView {
             {sliders
                 .into_iter()
                 .map(|(label, name, field)| {
-                    let value = move || live.controls.with(|controls| *field(&mut controls.delays.clone()));
                     view! {
-                        <label class="control slider">
-                            <span>{label}</span>
-                            <input
-                                type="range"
-                                min="0"
-                                max="2000"
-                                step="50"
-                                aria-label=format!("{label} delay in milliseconds")
-                                data-testid=format!("delay-{name}")
-                                prop:value=value
-                                on:change=move |event| {
-                                    let ms: u64 = event_target_value(&event).parse().unwrap_or(0);
-                                    change_controls(live, |controls| *field(&mut controls.delays) = ms);
-                                }
-                            />
-                            <output>{value}</output>
-                        </label>
+                        <Slider
+                            label=format!("{label} delay (ms)")
+                            testid=format!("delay-{name}")
+                            min=0.0
+                            max=2000.0
+                            step=50.0
+                            value=Signal::derive(move || live.controls.with(|controls| *field(&mut controls.delays.clone()) as f64))
+                            set=Callback::new(move |ms: f64| change_controls(live, |controls| *field(&mut controls.delays) = ms as u64))
+                        />
                     }
                 })
                 .collect_view()}
@@ -290,30 +267,8 @@ fn Filters(live: Live) -> impl IntoView {
         <div class="control-group">
             <h3>"Filters"</h3>
             <div class="row">{flow("email", "filter-email", true)}{flow("in-app", "filter-inapp", false)}</div>
-            <div class="row chips" aria-label="Notification types (none checked: all)">
-                {TYPES
-                    .into_iter()
-                    .map(|kind| view! {
-                        <label class="toggle">
-                            <input
-                                type="checkbox"
-                                aria-label=format!("Only {} requests", type_name(kind))
-                                data-testid=format!("filter-type-{}", type_name(kind))
-                                prop:checked=move || live.controls.with(|c| c.filters.notification_types.contains(&kind))
-                                on:change=move |event| {
-                                    let on = event_target_checked(&event);
-                                    change_controls(live, |controls| {
-                                        let types = &mut controls.filters.notification_types;
-                                        types.retain(|other| *other != kind);
-                                        if on { types.push(kind) }
-                                    });
-                                }
-                            />
-                            {type_name(kind)}
-                        </label>
-                    })
-                    .collect_view()}
-            </div>
+            <TypeChips live label="Notification types (none checked: all)" verb="Only" testid="filter-type"
+                list=|controls| &mut controls.filters.notification_types />
             <div class="row chips" aria-label="Servers (none checked: all)">
                 <For each=servers key=|server| server.clone() let:server>
                     {
@@ -368,47 +323,91 @@ fn Simulation(live: Live) -> impl IntoView {
                     "virtual users on"
                 </label>
             </div>
-            <label class="control slider">
-                <span>"Rate (req/s)"</span>
-                <input
-                    type="range"
-                    min="0.5"
-                    max="50"
-                    step="0.5"
-                    aria-label="Simulated requests per second"
-                    data-testid="simulation-rate"
-                    prop:value=rate
-                    on:change=move |event| {
-                        let value: f64 = event_target_value(&event).parse().unwrap_or(1.0);
-                        change_controls(live, |controls| controls.simulation_rate = value);
-                    }
-                />
-                <output>{rate}</output>
-            </label>
-            <div class="row chips" aria-label="Mix of request types">
-                {TYPES
-                    .into_iter()
-                    .map(|kind| view! {
-                        <label class="toggle">
-                            <input
-                                type="checkbox"
-                                aria-label=format!("Simulate {} requests", type_name(kind))
-                                data-testid=format!("mix-{}", type_name(kind))
-                                prop:checked=move || live.controls.with(|c| c.simulation_mix.contains(&kind))
-                                on:change=move |event| {
-                                    let on = event_target_checked(&event);
-                                    change_controls(live, |controls| {
-                                        controls.simulation_mix.retain(|other| *other != kind);
-                                        if on { controls.simulation_mix.push(kind) }
-                                    });
-                                }
-                            />
-                            {type_name(kind)}
-                        </label>
-                    })
-                    .collect_view()}
-            </div>
+            <Slider
+                label="Rate (req/s)".to_string()
+                testid="simulation-rate".to_string()
+                min=0.5
+                max=50.0
+                step=0.5
+                value=Signal::derive(rate)
+                set=Callback::new(move |value: f64| change_controls(live, |controls| controls.simulation_rate = value))
+            />
+            <TypeChips live label="Mix of request types" verb="Simulate" testid="mix"
+                list=|controls| &mut controls.simulation_mix />
         </div>
+    }
+}
+
+/// Which of the settings' type lists a row of type checkboxes edits.
+type TypeList = fn(&mut ControlSettings) -> &mut Vec<NotificationType>;
+
+/// One checkbox per notification type, editing one list of the shared settings.
+#[component]
+fn TypeChips(
+    live: Live,
+    label: &'static str,
+    verb: &'static str,
+    testid: &'static str,
+    list: TypeList,
+) -> impl IntoView {
+    view! {
+        <div class="row chips" aria-label=label>
+            {TYPES
+                .into_iter()
+                .map(|kind| view! {
+                    <label class="toggle">
+                        <input
+                            type="checkbox"
+                            aria-label=format!("{verb} {} requests", kind.name())
+                            data-testid=format!("{testid}-{}", kind.name())
+                            prop:checked=move || live.controls.with(|controls| list(&mut controls.clone()).contains(&kind))
+                            on:change=move |event| {
+                                let on = event_target_checked(&event);
+                                change_controls(live, |controls| {
+                                    let kinds = list(controls);
+                                    kinds.retain(|other| *other != kind);
+                                    if on { kinds.push(kind) }
+                                });
+                            }
+                        />
+                        {kind.name()}
+                    </label>
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+/// A labelled range input showing its value; `set` runs when the person lets go.
+#[component]
+pub fn Slider(
+    label: String,
+    testid: String,
+    min: f64,
+    max: f64,
+    step: f64,
+    #[prop(into)] value: Signal<f64>,
+    set: Callback<f64>,
+) -> impl IntoView {
+    view! {
+        <label class="control slider">
+            <span>{label.clone()}</span>
+            <input
+                type="range"
+                min=min
+                max=max
+                step=step
+                aria-label=label
+                data-testid=testid.clone()
+                prop:value=move || value.get()
+                on:change=move |event| {
+                    if let Ok(next) = event_target_value(&event).parse::<f64>() {
+                        set.run(next);
+                    }
+                }
+            />
+            <output data-testid=format!("{testid}-value")>{move || value.get()}</output>
+        </label>
     }
 }
 

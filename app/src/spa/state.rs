@@ -186,15 +186,18 @@ impl Live {
         }
     }
 
-    /// Applies a batch of envelopes in order, touching each signal at most once.
-    pub fn apply_batch(&self, envelopes: &[Envelope]) {
-        let Some(last) = envelopes.last() else { return };
+    /// Applies a batch of envelopes in order, touching each signal at most once; `now_ms`
+    /// (the frame's time) paces the request list.
+    pub fn apply_batch(&self, envelopes: &[Envelope], now_ms: f64) {
+        let Some(last) = envelopes.last() else {
+            self.publish_rows(now_ms);
+            return;
+        };
         let mut status = None;
         let mut metrics = None;
         let mut controls = None;
         let mut component_updates: Vec<ComponentMetrics> = Vec::new();
         let mut request_events: Vec<&LiveEvent> = Vec::new();
-        let mut touched = Vec::new();
         let mut snapshot_requests: Option<&[RequestTracker]> = None;
         for envelope in envelopes {
             match &envelope.event {
@@ -246,23 +249,72 @@ impl Live {
             });
         }
         if snapshot_requests.is_some() || !request_events.is_empty() {
-            self.requests.update(|rows| {
+            ROWS.with(|rows| {
+                let mut rows = rows.borrow_mut();
+                let RowBuffer {
+                    rows,
+                    touched: pending,
+                    dirty,
+                    ..
+                } = &mut *rows;
+                *dirty = true;
                 if let Some(trackers) = snapshot_requests {
                     rows.clear();
                     rows.extend(trackers.iter().map(RequestRow::from_tracker));
                 }
                 for event in request_events {
-                    touched.push(apply_request_event(rows, event));
+                    pending.push(apply_request_event(rows, event));
                 }
                 while rows.len() > RECENT_REQUESTS {
                     rows.pop_back();
                 }
             });
+        }
+        self.publish_rows(now_ms);
+    }
+
+    /// Hands the request list and the touched ids to the views, at most every
+    /// [`ROWS_EVERY_MS`]: under load a list redrawn each frame would cost more than the canvas.
+    fn publish_rows(&self, now_ms: f64) {
+        let due = ROWS.with(|rows| {
+            let mut rows = rows.borrow_mut();
+            if !rows.changed() || now_ms - rows.published_at < ROWS_EVERY_MS {
+                return None;
+            }
+            rows.published_at = now_ms;
+            let mut touched = std::mem::take(&mut rows.touched);
             touched.sort();
             touched.dedup();
+            rows.dirty = false;
+            Some((rows.rows.clone(), touched))
+        });
+        if let Some((rows, touched)) = due {
+            self.requests.set(rows);
             self.touched.set(touched);
         }
     }
+}
+
+/// How often, at most, the request list and the inspector are refreshed.
+const ROWS_EVERY_MS: f64 = 250.0;
+
+/// The request list as the stream has it, ahead of what the views were last given.
+#[derive(Default)]
+struct RowBuffer {
+    rows: VecDeque<RequestRow>,
+    touched: Vec<String>,
+    dirty: bool,
+    published_at: f64,
+}
+
+impl RowBuffer {
+    fn changed(&self) -> bool {
+        self.dirty || !self.touched.is_empty()
+    }
+}
+
+thread_local! {
+    static ROWS: std::cell::RefCell<RowBuffer> = std::cell::RefCell::new(RowBuffer::default());
 }
 
 impl Default for Live {

@@ -224,92 +224,89 @@ async fn watch(flags: &Flags, stream: &Stream) {
     }
 }
 
+/// The callbacks one connection needs, sharing its flags: opened, a message (parsed into
+/// the inbox), closed or failed. Dropped when the attempt ends.
+struct Callbacks {
+    flags: Rc<Flags>,
+    open: Closure<dyn FnMut()>,
+    message: Closure<dyn FnMut(MessageEvent)>,
+    close: Closure<dyn FnMut()>,
+}
+
+impl Callbacks {
+    fn new(live: &Live, stream: &Stream) -> Self {
+        let flags = Rc::new(Flags::default());
+        let opened = flags.clone();
+        let closed = flags.clone();
+        let (heard, stream, live) = (flags.clone(), stream.clone(), *live);
+        Self {
+            open: Closure::new(move || opened.opened.set(true)),
+            message: Closure::new(move |event: MessageEvent| {
+                if let Some(text) = event.data().as_string() {
+                    on_text(&live, &stream, &heard, &text);
+                }
+            }),
+            close: Closure::new(move || closed.closed.set(true)),
+            flags,
+        }
+    }
+
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            opened: self.flags.opened.get(),
+            received: self.flags.received.get(),
+        }
+    }
+}
+
+const NOT_OPENED: Attempt = Attempt {
+    opened: false,
+    received: false,
+};
+
 async fn run_websocket(live: &Live, stream: &Stream) -> Attempt {
     let url = format!("{}{WS_PATH}{}", origin("ws"), stream.query());
     let Ok(socket) = WebSocket::new(&url) else {
-        return Attempt {
-            opened: false,
-            received: false,
-        };
+        return NOT_OPENED;
     };
-    let flags = Rc::new(Flags::default());
-    let on_open = {
-        let flags = flags.clone();
-        Closure::<dyn FnMut()>::new(move || flags.opened.set(true))
-    };
-    let on_message = {
-        let (flags, stream, live) = (flags.clone(), stream.clone(), *live);
-        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                on_text(&live, &stream, &flags, &text);
-            }
-        })
-    };
-    let on_close = {
-        let flags = flags.clone();
-        Closure::<dyn FnMut()>::new(move || flags.closed.set(true))
-    };
-    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    socket.set_onerror(Some(on_close.as_ref().unchecked_ref()));
+    let callbacks = Callbacks::new(live, stream);
+    socket.set_onopen(Some(callbacks.open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(callbacks.message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(callbacks.close.as_ref().unchecked_ref()));
+    socket.set_onerror(Some(callbacks.close.as_ref().unchecked_ref()));
     *stream.socket.borrow_mut() = Some(socket.clone());
-    watch(&flags, stream).await;
+    watch(&callbacks.flags, stream).await;
     *stream.socket.borrow_mut() = None;
     socket.set_onopen(None);
     socket.set_onmessage(None);
     socket.set_onclose(None);
     socket.set_onerror(None);
     let _ = socket.close();
-    Attempt {
-        opened: flags.opened.get(),
-        received: flags.received.get(),
-    }
+    callbacks.attempt()
 }
 
 async fn run_sse(live: &Live, stream: &Stream) -> Attempt {
     let url = format!("{}{SSE_PATH}{}", origin("http"), stream.query());
     let Ok(source) = EventSource::new(&url) else {
-        return Attempt {
-            opened: false,
-            received: false,
-        };
+        return NOT_OPENED;
     };
-    let flags = Rc::new(Flags::default());
-    let on_open = {
-        let flags = flags.clone();
-        Closure::<dyn FnMut()>::new(move || flags.opened.set(true))
-    };
-    let on_message = {
-        let (flags, stream, live) = (flags.clone(), stream.clone(), *live);
-        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                on_text(&live, &stream, &flags, &text);
-            }
-        })
-    };
+    let callbacks = Callbacks::new(live, stream);
     // The browser would reconnect by itself, but with our own backoff and `afterSeq`
     // the behaviour is the same as for the WebSocket.
-    let on_error = {
-        let flags = flags.clone();
-        Closure::<dyn FnMut()>::new(move || flags.closed.set(true))
-    };
-    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    source.set_onopen(Some(callbacks.open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(callbacks.close.as_ref().unchecked_ref()));
+    let message = callbacks.message.as_ref().unchecked_ref();
     for topic in SSE_TOPICS {
-        let _ = source.add_event_listener_with_callback(topic, on_message.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback(topic, message);
     }
-    watch(&flags, stream).await;
+    watch(&callbacks.flags, stream).await;
     source.close();
     for topic in SSE_TOPICS {
-        let _ = source.remove_event_listener_with_callback(topic, on_message.as_ref().unchecked_ref());
+        let _ = source.remove_event_listener_with_callback(topic, message);
     }
     source.set_onopen(None);
     source.set_onerror(None);
-    Attempt {
-        opened: flags.opened.get(),
-        received: flags.received.get(),
-    }
+    callbacks.attempt()
 }
 
 /// `ws://host` (or `wss://`, `http://`, `https://`) for the page's own origin.

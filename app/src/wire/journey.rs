@@ -19,6 +19,29 @@ pub enum NotificationType {
 }
 
 /// The delivery path a notification takes; decides a bubble's color.
+impl NotificationType {
+    pub const ALL: [NotificationType; 6] = [
+        Self::Signup,
+        Self::Login,
+        Self::ResetPassword,
+        Self::Purchase,
+        Self::FriendRequest,
+        Self::FriendAccept,
+    ];
+
+    /// The wire name (`friend-request`), without going through serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::Login => "login",
+            Self::ResetPassword => "reset-password",
+            Self::Purchase => "purchase",
+            Self::FriendRequest => "friend-request",
+            Self::FriendAccept => "friend-accept",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
@@ -154,6 +177,13 @@ mod tests {
             duration: Some(1000.0),
             status: StageStatus::Completed,
             metadata,
+        }
+    }
+
+    #[test]
+    fn type_names_are_the_wire_names() {
+        for kind in NotificationType::ALL {
+            assert_eq!(serde_json::to_value(kind).expect("serializes"), kind.name());
         }
     }
 

@@ -56,7 +56,7 @@ pub fn fan_out(
     request_id: Option<&str>,
     hold: std::time::Duration,
 ) -> FannedOut {
-    let kind = kind_name(notice.kind);
+    let kind = notice.kind.name();
     let now = now_ms();
     let request_id = request_id.map(str::to_string);
     let mut out = FannedOut::default();
@@ -111,15 +111,4 @@ pub fn fan_out(
         out.notification_id = Some(id);
     }
     out
-}
-
-pub fn kind_name(kind: NotificationType) -> &'static str {
-    match kind {
-        NotificationType::Signup => "signup",
-        NotificationType::Login => "login",
-        NotificationType::ResetPassword => "reset-password",
-        NotificationType::Purchase => "purchase",
-        NotificationType::FriendRequest => "friend-request",
-        NotificationType::FriendAccept => "friend-accept",
-    }
 }
