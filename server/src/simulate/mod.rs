@@ -37,10 +37,26 @@ struct VirtualUser {
     token: String,
 }
 
+/// Users for friend requests: every pair is used once (a second request between the same
+/// two people is refused with 409, as it should be), then the pool is retired and a fresh
+/// one signed up. A retired pool's sockets stay open one more generation, then close, so
+/// the simulator's sockets stay bounded.
+#[derive(Default)]
+struct FriendPool {
+    users: Vec<VirtualUser>,
+    /// Closes the current pool's sockets.
+    sockets: Option<CancellationToken>,
+    /// The previous pool's, closed when the current one retires in turn.
+    retired: Option<CancellationToken>,
+    /// The next unordered pair, counted over the pool's `n·(n−1)/2` pairs.
+    next_pair: usize,
+}
+
 pub struct Simulator {
     balancer: String,
     http: reqwest::Client,
     users: Mutex<Vec<VirtualUser>>,
+    friends: Mutex<FriendPool>,
     /// Numbers simulations and virtual users.
     counter: AtomicU64,
     /// A random tag per process, so virtual users of different runs never collide.
@@ -69,6 +85,7 @@ impl Simulator {
             balancer: format!("http://{balancer}"),
             http,
             users: Mutex::new(Vec::new()),
+            friends: Mutex::new(FriendPool::default()),
             counter: AtomicU64::new(1),
             run_tag: uuid::Uuid::now_v7().simple().to_string()[20..].to_string(),
             tasks,
@@ -239,17 +256,39 @@ impl Simulator {
         Ok(users[turn % users.len()].clone())
     }
 
+    /// Two virtual users who have never had a friend request between them.
     async fn two_users(&self) -> anyhow::Result<(VirtualUser, VirtualUser)> {
-        let from = self.user().await?;
-        loop {
-            let to = self.user().await?;
-            if to.email != from.email {
-                return Ok((from, to));
+        let mut pool = self.friends.lock().await;
+        let pairs = POOL_SIZE * (POOL_SIZE - 1) / 2;
+        if pool.next_pair >= pairs || pool.sockets.is_none() {
+            // The pool before the last one goes offline; the last one stays connected a
+            // generation longer, so notifications still on their way to it are delivered.
+            if let Some(oldest) = pool.retired.take() {
+                oldest.cancel();
             }
+            let retired = pool.sockets.take();
+            *pool = FriendPool {
+                sockets: Some(self.shutdown.child_token()),
+                retired,
+                ..FriendPool::default()
+            };
         }
+        let (first, second) = nth_pair(pool.next_pair, POOL_SIZE);
+        pool.next_pair += 1;
+        let sockets = pool.sockets.clone().unwrap_or_else(|| self.shutdown.child_token());
+        while pool.users.len() <= second {
+            let user = self.new_user_until(sockets.clone()).await?;
+            pool.users.push(user);
+        }
+        Ok((pool.users[first].clone(), pool.users[second].clone()))
     }
 
     async fn new_user(&self) -> anyhow::Result<VirtualUser> {
+        self.new_user_until(self.shutdown.clone()).await
+    }
+
+    /// Signs a virtual user up and in, with an acking socket open until `sockets` is cancelled.
+    async fn new_user_until(&self, sockets: CancellationToken) -> anyhow::Result<VirtualUser> {
         let email = self.new_email();
         let signup = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
         self.post("/api/auth/signup", None, signup, None, false).await?;
@@ -263,10 +302,23 @@ impl Simulator {
         self.tasks.spawn(acking_client(
             self.balancer.replace("http://", "ws://"),
             token.clone(),
-            self.shutdown.clone(),
+            sockets,
         ));
         Ok(VirtualUser { email, token })
     }
+}
+
+/// The `index`-th unordered pair `(i, j)`, `i < j`, of `n` items, row by row.
+fn nth_pair(index: usize, n: usize) -> (usize, usize) {
+    let mut rest = index;
+    for first in 0..n {
+        let row = n - first - 1;
+        if rest < row {
+            return (first, first + 1 + rest);
+        }
+        rest -= row;
+    }
+    (0, 1)
 }
 
 /// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
@@ -298,5 +350,23 @@ async fn acking_client(base: String, token: String, shutdown: CancellationToken)
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nth_pair;
+
+    #[test]
+    fn pairs_cover_every_two_users_once() {
+        let n = 5;
+        let pairs: Vec<_> = (0..n * (n - 1) / 2).map(|index| nth_pair(index, n)).collect();
+        let mut unique = pairs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), pairs.len(), "no pair twice");
+        assert!(pairs.iter().all(|(a, b)| a < b && *b < n));
+        assert_eq!(pairs[0], (0, 1));
+        assert_eq!(pairs[n - 1], (1, 2), "row two starts after the first row's n-1 pairs");
     }
 }
