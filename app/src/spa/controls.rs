@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{api, canvas::with_engine, state::Live};
 use crate::{
     flow::Replay,
-    wire::{ControlSettings, Envelope, NotificationType, Timestamp},
+    wire::{ControlSettings, Envelope, NotificationType, Timestamp, parse_frame},
 };
 
 pub const TYPES: [NotificationType; 6] = NotificationType::ALL;
@@ -411,9 +411,21 @@ pub fn Slider(
     }
 }
 
+/// `GET /api/live-view/history`: each event kept as raw JSON and read by
+/// [`parse_frame`], like the live stream's frames.
 #[derive(Debug, Deserialize)]
 struct History {
-    events: Vec<Envelope>,
+    events: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl History {
+    fn envelopes(&self) -> Vec<Envelope> {
+        self.events
+            .iter()
+            .filter_map(|event| parse_frame(event.get()).ok())
+            .flatten()
+            .collect()
+    }
 }
 
 /// What the replay panel shows, copied from the engine a few times a second.
@@ -462,7 +474,7 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 Ok(history) => {
                     with_engine(|engine| {
                         engine.scene.clear();
-                        engine.replay = Some(Replay::new(history.events, from, to));
+                        engine.replay = Some(Replay::new(history.envelopes(), from, to));
                     });
                     live.connection.set(super::state::Connection::Replay);
                 }

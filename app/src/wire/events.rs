@@ -117,15 +117,6 @@ impl LiveEvent {
     }
 }
 
-/// Reads one frame of the live stream: an Envelope object or an array of them.
-pub fn parse_frame(text: &str) -> Result<Vec<Envelope>, serde_json::Error> {
-    if text.trim_start().starts_with('[') {
-        serde_json::from_str(text)
-    } else {
-        serde_json::from_str(text).map(|envelope| vec![envelope])
-    }
-}
-
 /// `stream:snapshot`: everything a new (or resynced) viewer needs before the next delta.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -313,8 +304,9 @@ pub struct InAppDelivered {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::wire::parse_frame;
     use crate::wire::{
         ComponentHealth, ComponentKind, OverallHealth, RequestTracker, SystemStage,
         test_support::{at, round_trip},
@@ -524,6 +516,19 @@ mod tests {
             events.push((LiveEvent::ComponentMetrics(metric), "component:metrics"));
         }
         events
+    }
+
+    /// Every event in an envelope, numbered from 1.
+    pub(crate) fn every_envelope() -> Vec<Envelope> {
+        every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(seq, (event, _))| Envelope {
+                seq: seq as u64 + 1,
+                ts: at(10),
+                event,
+            })
+            .collect()
     }
 
     #[test]

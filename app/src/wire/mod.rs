@@ -8,6 +8,7 @@ mod client;
 mod components;
 mod controls;
 mod events;
+mod frame;
 mod journey;
 mod status;
 
@@ -15,6 +16,7 @@ pub use client::*;
 pub use components::*;
 pub use controls::*;
 pub use events::*;
+pub use frame::parse_frame;
 pub use journey::*;
 pub use status::*;
 
