@@ -218,7 +218,8 @@ fn Delays(live: Live) -> impl IntoView {
                 .map(|(label, name, field)| {
                     view! {
                         <Slider
-                            label=format!("{label} delay (ms)")
+                            label=label.to_string()
+                            description=format!("{label} delay in milliseconds")
                             testid=format!("delay-{name}")
                             min=0.0
                             max=2000.0
@@ -382,6 +383,9 @@ fn TypeChips(
 #[component]
 pub fn Slider(
     label: String,
+    /// What a screen reader says, when the visible label leans on its group's heading.
+    #[prop(optional)]
+    description: Option<String>,
     testid: String,
     min: f64,
     max: f64,
@@ -397,7 +401,7 @@ pub fn Slider(
                 min=min
                 max=max
                 step=step
-                aria-label=label
+                aria-label=description.unwrap_or(label)
                 data-testid=testid.clone()
                 prop:value=move || value.get()
                 on:change=move |event| {

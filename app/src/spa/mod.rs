@@ -74,7 +74,7 @@ pub fn App() -> impl IntoView {
     view! {
         <header::Header live />
         <div class=move || if live.connection.get() == state::Connection::Live { "workspace" } else { "workspace stale" }>
-            <section class="stage" aria-label="Flow canvas">
+            <section class="flow-stage" aria-label="Flow canvas">
                 <Toolbar live />
                 <div class="canvas-frame">
                     <FlowCanvas live stream />
