@@ -6,6 +6,7 @@
 //! Features `csr` (browser) and `ssr` (server) are never enabled together.
 
 pub mod backoff;
+pub mod clock;
 pub mod components;
 pub mod flow;
 pub mod wire;

@@ -14,8 +14,8 @@ pub const STYLESHEET: &str = include_str!("../../../style/main.css");
 #[component]
 pub fn StatusReport(status: SystemStatus) -> impl IntoView {
     let overall = status.status.label();
-    let checked = status.timestamp.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-    let started = status.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let checked = crate::clock::date_time(status.timestamp);
+    let started = crate::clock::date_time(status.started_at);
     let rows = status
         .components
         .into_iter()

@@ -304,7 +304,7 @@ fn FiguresCard(live: Live, key: String) -> impl IntoView {
                     .rev()
                     .take(8)
                     .map(|event| view! {
-                        <li>{format!("{} {} {}", event.timestamp.format("%H:%M:%S"), event.kind, event.user_id)}</li>
+                        <li>{format!("{} {} {}", crate::clock::hms(event.timestamp), event.kind, event.user_id)}</li>
                     })
                     .collect_view()}
             </ul>
@@ -517,7 +517,7 @@ fn SmtpCard(live: Live) -> impl IntoView {
             (
                 "last reply",
                 smtp.last_reply
-                    .map(|reply| format!("{} {} ({})", reply.code, reply.message, reply.at.format("%H:%M:%S")))
+                    .map(|reply| format!("{} {} ({})", reply.code, reply.message, crate::clock::hms(reply.at)))
                     .unwrap_or_else(|| "–".into()),
             ),
         ])

@@ -528,8 +528,8 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 view! {
                     <div class="replay" data-testid="replay" data-playing=state.playing.to_string()>
                         <p>
-                            <time data-testid="replay-time">{shown.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()}</time>
-                            {format!(" · {} stage events · {} – {}", state.events, state.from.format("%H:%M:%S"), state.to.format("%H:%M:%S"))}
+                            <time data-testid="replay-time">{crate::clock::date_time_millis(shown)}</time>
+                            {format!(" · {} stage events · {} – {}", state.events, crate::clock::hms(state.from), crate::clock::hms(state.to))}
                         </p>
                         <input
                             type="range"

@@ -198,7 +198,7 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
         .map(|line| {
             view! {
                 <li class=format!("log log-{}", line.level)>
-                    <time>{line.timestamp.format("%H:%M:%S%.3f").to_string()}</time>
+                    <time>{crate::clock::hms_millis(line.timestamp)}</time>
                     {format!(" {} {}: {}", line.level, line.component, line.message)}
                 </li>
             }
@@ -219,7 +219,7 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
             <p class="mono" data-testid="inspector-id">{id.clone()}</p>
             <p>
                 <span class=format!("pill outcome-{outcome}") data-testid="inspector-outcome">{outcome.clone()}</span>
-                {format!(" · {:.1} ms · {} stages · started {}", request.total_duration, request.stages.len(), request.start_time.format("%H:%M:%S%.3f"))}
+                {format!(" · {:.1} ms · {} stages · started {}", request.total_duration, request.stages.len(), crate::clock::hms_millis(request.start_time))}
             </p>
             <div class="actions">
                 <button data-testid="export-json" on:click=move |_| {
