@@ -31,6 +31,8 @@ const SSE_PATH: &str = "/api/live-view/sse";
 const SILENCE_LIMIT_MS: f64 = 5_000.0;
 /// How often the connection task looks at its socket.
 const POLL_MS: u32 = 250;
+/// Envelopes buffered for the next frame beyond which the page resyncs instead.
+const MAX_INBOX: usize = 20_000;
 /// WebSocket attempts that never open before the page falls back to SSE.
 const FALLBACK_AFTER: u32 = 2;
 
@@ -100,6 +102,14 @@ impl Stream {
     }
 
     fn receive(&self, text: &str) -> bool {
+        if self.inbox.borrow().len() > MAX_INBOX {
+            // Nobody is draining (a hidden tab gets no animation frames): rather than grow
+            // without end, drop what is buffered and start over from a fresh snapshot.
+            self.inbox.borrow_mut().clear();
+            self.last_seq.set(0);
+            self.restart.set(true);
+            return false;
+        }
         match parse_frame(text) {
             Ok(envelopes) => {
                 for envelope in &envelopes {
