@@ -34,6 +34,19 @@ pub fn date_time_millis(at: Timestamp) -> String {
     )
 }
 
+/// Reads a `datetime-local` input's value (`2026-11-24T18:04` or `…T18:04:05`) as UTC.
+pub fn parse_minute(text: &str) -> Option<Timestamp> {
+    let (date, time) = text.trim().split_once('T')?;
+    let mut date = date.split('-').map(|part| part.parse::<u32>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let mut time = time.split(':').map(|part| part.parse::<u32>().ok());
+    let (hour, minute) = (time.next()??, time.next()??);
+    let second = time.next().flatten().unwrap_or(0);
+    let naive =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?.and_hms_opt(hour, minute, second)?;
+    Some(naive.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +59,26 @@ mod tests {
             assert_eq!(hms_millis(at), at.format("%H:%M:%S%.3f").to_string());
             assert_eq!(date_time(at), at.format("%Y-%m-%d %H:%M:%S UTC").to_string());
             assert_eq!(date_time_millis(at), at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string());
+        }
+    }
+
+    #[test]
+    fn datetime_local_values_read_as_utc() {
+        let at = parse_minute("2026-11-24T18:04").expect("minutes");
+        assert_eq!(date_time(at), "2026-11-24 18:04:00 UTC");
+        assert_eq!(
+            date_time(parse_minute("2026-11-24T18:04:05").expect("seconds")),
+            "2026-11-24 18:04:05 UTC"
+        );
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-13-01T00:00",
+            "2026-11-24T25:00",
+            "x-y-zT1:2",
+            "2026-11-24T18",
+        ] {
+            assert_eq!(parse_minute(bad), None, "{bad}");
         }
     }
 }

@@ -465,9 +465,25 @@ fn ReplayPanel(live: Live) -> impl IntoView {
         },
         std::time::Duration::from_millis(200),
     );
+    let window_from = RwSignal::new(String::new());
+    let window_to = RwSignal::new(String::new());
     let load = move |_| {
-        let to = chrono::Utc::now();
-        let from = to - chrono::Duration::minutes(i64::from(minutes.get_untracked()));
+        // A chosen window, or else the last N minutes.
+        let chosen = (
+            crate::clock::parse_minute(&window_from.get_untracked()),
+            crate::clock::parse_minute(&window_to.get_untracked()),
+        );
+        let (from, to) = match chosen {
+            (Some(from), Some(to)) if from < to => (from, to),
+            (Some(_), Some(_)) => {
+                live.notice.set(Some("The window must end after it starts".into()));
+                return;
+            }
+            _ => {
+                let to = chrono::Utc::now();
+                (to - chrono::Duration::minutes(i64::from(minutes.get_untracked())), to)
+            }
+        };
         spawn_local(async move {
             let path = format!(
                 "/api/live-view/history?from={}&to={}&topics=request:progress&limit=50000",
@@ -522,6 +538,29 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                     </select>
                 </label>
                 <button data-testid="replay-load" on:click=load>"Replay"</button>
+            </div>
+            <div class="row">
+                <label class="control">
+                    "or from "
+                    <input
+                        type="datetime-local"
+                        aria-label="Replay window start, UTC"
+                        data-testid="replay-from"
+                        prop:value=move || window_from.get()
+                        on:change=move |event| window_from.set(event_target_value(&event))
+                    />
+                </label>
+                <label class="control">
+                    "to "
+                    <input
+                        type="datetime-local"
+                        aria-label="Replay window end, UTC"
+                        data-testid="replay-to"
+                        prop:value=move || window_to.get()
+                        on:change=move |event| window_to.set(event_target_value(&event))
+                    />
+                    " UTC"
+                </label>
             </div>
             {move || view_state.get().map(|state| {
                 let shown = state.from + chrono::Duration::milliseconds(state.position_ms as i64);
