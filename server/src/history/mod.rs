@@ -290,24 +290,25 @@ async fn insert(pool: &SqlitePool, entries: &[Entry]) -> Result<(), sqlx::Error>
 /// Applies retention and downsampling every minute until shutdown.
 async fn retain(pool: SqlitePool, retention: Retention, shutdown: CancellationToken) {
     crate::every(Duration::from_secs(60), shutdown, || async {
-        let now = now_ms();
-        let expired = sqlx::query("DELETE FROM live_frames WHERE ts_ms < ?")
-            .bind(now - retention.keep.as_millis() as i64)
-            .execute(&pool)
-            .await;
-        // One sample per minute survives: the ones from the minute's first second.
-        let thinned =
-            sqlx::query("DELETE FROM live_events WHERE ts_ms < ? AND topic IN (?, ?) AND ts_ms % 60000 >= 1000")
-                .bind(now - retention.full_detail.as_millis() as i64)
-                .bind(METRIC_TOPICS[0])
-                .bind(METRIC_TOPICS[1])
-                .execute(&pool)
-                .await;
-        if let Err(error) = expired.and(thinned) {
+        if let Err(error) = apply_retention(&pool, retention, now_ms()).await {
             tracing::warn!(%error, "could not apply live history retention");
         }
     })
     .await;
+}
+
+/// Deletes frames older than `keep`, and thins frames of metrics only (one a second) that
+/// are older than `full_detail` to the ones from each minute's first second.
+async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM live_frames WHERE ts_ms < ?")
+        .bind(now - retention.keep.as_millis() as i64)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM live_frames WHERE ts_ms < ? AND metrics_only AND ts_ms % 60000 >= 1000")
+        .bind(now - retention.full_detail.as_millis() as i64)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -375,6 +376,48 @@ mod tests {
         let limited = history.window(0, 10_000, &[], 2).await.expect("reads");
         assert_eq!(limited.len(), 2);
         assert_eq!(history.range().await.expect("range"), Some((1_000, 4_000)));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn retention_drops_old_frames_and_thins_old_metric_samples() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tasks = tokio_util::task::TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let retention = Retention {
+            keep: Duration::from_secs(3_600),
+            full_detail: Duration::from_secs(600),
+        };
+        let history = History::open(dir.path(), retention, &tasks, shutdown.clone())
+            .await
+            .expect("opens");
+        let now = 100 * 60_000_i64;
+        let metric = |first, ts_ms| Entry {
+            metrics_only: true,
+            ..frame(first, ts_ms, &["system:metrics"])
+        };
+        let expired = now - 3_700_000;
+        let old = now - 1_200_000; // older than full detail, kept
+        history.record(frame(1, expired, &["request:new"]));
+        history.record(metric(2, old - old % 60_000)); // a minute's first second: kept
+        history.record(metric(3, old - old % 60_000 + 5_000)); // thinned
+        history.record(frame(4, old - old % 60_000 + 5_000, &["request:progress"])); // not metrics: kept
+        history.record(metric(5, now - 1_000)); // recent: kept
+        for _ in 0..50 {
+            if history.window(0, now, &[], 100).await.expect("reads").len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        apply_retention(&history.pool, retention, now).await.expect("applies");
+        let seqs: Vec<u64> = history
+            .window(0, now, &[], 100)
+            .await
+            .expect("reads")
+            .iter()
+            .map(|envelope| envelope["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(seqs, [2, 4, 5]);
         shutdown.cancel();
     }
 }
