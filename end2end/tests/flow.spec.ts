@@ -86,6 +86,19 @@ test('a request started through the API appears and its inspector lists every st
   await expect(page.getByTestId('timeline').locator('.gantt-row')).toHaveCount(stages.length);
 });
 
+test('clicking a bubble opens its journey', async ({ page, request }) => {
+  await live(page);
+  // Slow playback: the bubble is easy to hit while it moves.
+  await page.getByTestId('speed').fill('0.25');
+  await expect(page.getByTestId('speed-badge')).toHaveText('0.25×');
+  const [id] = await simulate(request, 'purchase');
+  await expect.poll(() => page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id)).not.toBeNull();
+  const box = await page.getByTestId('flow-canvas').boundingBox();
+  const at = await page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id);
+  await page.mouse.click(box!.x + at[0], box!.y + at[1]);
+  await expect(page.getByTestId('inspector')).toHaveAttribute('data-request', id);
+});
+
 test('changing the speed changes the animation speed', async ({ page }) => {
   await live(page);
   const rate = async () => {

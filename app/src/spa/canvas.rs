@@ -4,7 +4,8 @@
 //! drag to pan, wheel and pinch to zoom) is read off the same engine.
 //!
 //! The page also gets `window.__liveview` with `nodeCenter(key)` (a node's centre in CSS
-//! pixels relative to the canvas), `bubbles()` (how many are on the canvas) and `clock()`
+//! pixels relative to the canvas), `bubbles()` (how many are on the canvas),
+//! `bubbleCenter(requestId)` (where that request's bubble is) and `clock()`
 //! (animation milliseconds so far), so end-to-end tests and the frame benchmark can click
 //! real nodes and measure the animation without guessing coordinates.
 
@@ -111,6 +112,16 @@ impl Engine {
     pub fn node_center(&self, key: &str) -> Option<(f64, f64)> {
         let node = self.layout.node(&NodeId::from_key(key)?)?;
         Some(self.camera.to_screen(node.x, node.y))
+    }
+
+    /// Where a request's bubble is drawn now (CSS pixels relative to the canvas), if it
+    /// is drawn on its own.
+    pub fn bubble_center(&self, request: &str) -> Option<(f64, f64)> {
+        let sprite = self
+            .sprites
+            .iter()
+            .find(|sprite| sprite.request_id.as_deref() == Some(request))?;
+        Some(self.camera.to_screen(sprite.x, sprite.y))
     }
 
     /// The request of the single bubble nearest a CSS pixel point, if one is close.
@@ -304,6 +315,14 @@ fn expose_for_tests() {
     });
     let bubbles =
         Closure::<dyn Fn() -> JsValue>::new(move || JsValue::from_f64(with_engine(|engine| engine.scene.len()) as f64));
+    let bubble_center = Closure::<dyn Fn(String) -> JsValue>::new(move |request: String| {
+        match with_engine(|engine| engine.bubble_center(&request)) {
+            Some((x, y)) => js_sys::Array::of2(&x.into(), &y.into()).into(),
+            None => JsValue::NULL,
+        }
+    });
+    let _ = js_sys::Reflect::set(&api, &"bubbleCenter".into(), bubble_center.as_ref());
+    bubble_center.forget();
     let clock =
         Closure::<dyn Fn() -> JsValue>::new(move || JsValue::from_f64(with_engine(|engine| engine.scene.clock_ms())));
     let _ = js_sys::Reflect::set(&api, &"clock".into(), clock.as_ref());
