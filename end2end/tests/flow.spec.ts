@@ -19,6 +19,7 @@ async function live(page: Page) {
 /** Clicks a node on the canvas itself, where the page says it is drawn. */
 async function clickNode(page: Page, key: string) {
   const canvas = page.getByTestId('flow-canvas');
+  await canvas.scrollIntoViewIfNeeded();
   const box = await canvas.boundingBox();
   const center = await page.evaluate((k) => (window as any).__liveview.nodeCenter(k), key);
   expect(center, `${key} is on the canvas`).not.toBeNull();
@@ -92,10 +93,26 @@ test('clicking a bubble opens its journey', async ({ page, request }) => {
   await page.getByTestId('speed').fill('0.25');
   await expect(page.getByTestId('speed-badge')).toHaveText('0.25×');
   const [id] = await simulate(request, 'purchase');
-  await expect.poll(() => page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id)).not.toBeNull();
-  const box = await page.getByTestId('flow-canvas').boundingBox();
-  const at = await page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id);
-  await page.mouse.click(box!.x + at[0], box!.y + at[1]);
+  // Pause where the bubble is clear of every other one (two can wait on the same node).
+  const pause = page.getByTestId('pause');
+  let at: [number, number] | null = null;
+  for (let attempt = 0; attempt < 40 && at === null; attempt++) {
+    await pause.click();
+    at = await page.evaluate((r) => {
+      const lv = (window as any).__liveview;
+      const center = lv.bubbleCenter(r);
+      return center && lv.bubbleAt(center[0], center[1]) === r ? center : null;
+    }, id);
+    if (at === null) {
+      await pause.click();
+      await page.waitForTimeout(150);
+    }
+  }
+  expect(at, 'the bubble was clear of others at some moment').not.toBeNull();
+  const canvas = page.getByTestId('flow-canvas');
+  await canvas.scrollIntoViewIfNeeded();
+  const box = await canvas.boundingBox();
+  await page.mouse.click(box!.x + at![0], box!.y + at![1]);
   await expect(page.getByTestId('inspector')).toHaveAttribute('data-request', id);
 });
 

@@ -5,7 +5,8 @@
 //!
 //! The page also gets `window.__liveview` with `nodeCenter(key)` (a node's centre in CSS
 //! pixels relative to the canvas), `bubbles()` (how many are on the canvas),
-//! `bubbleCenter(requestId)` (where that request's bubble is) and `clock()`
+//! `bubbleCenter(requestId)` (where that request's bubble is), `bubbleAt(x, y)` (which
+//! request a click there would open) and `clock()`
 //! (animation milliseconds so far), so end-to-end tests and the frame benchmark can click
 //! real nodes and measure the animation without guessing coordinates.
 
@@ -323,6 +324,11 @@ fn expose_for_tests() {
     });
     let _ = js_sys::Reflect::set(&api, &"bubbleCenter".into(), bubble_center.as_ref());
     bubble_center.forget();
+    let pick = Closure::<dyn Fn(f64, f64) -> JsValue>::new(move |x: f64, y: f64| {
+        with_engine(|engine| engine.bubble_at(x, y)).map_or(JsValue::NULL, |request| request.into())
+    });
+    let _ = js_sys::Reflect::set(&api, &"bubbleAt".into(), pick.as_ref());
+    pick.forget();
     let clock =
         Closure::<dyn Fn() -> JsValue>::new(move || JsValue::from_f64(with_engine(|engine| engine.scene.clock_ms())));
     let _ = js_sys::Reflect::set(&api, &"clock".into(), clock.as_ref());
