@@ -59,6 +59,26 @@ pub struct Engine {
     dash_active: JsValue,
     dash_dashed: JsValue,
     dash_none: JsValue,
+    /// The parts of the picture that change only with the layout, camera or size, drawn
+    /// once into canvases of their own and copied each frame: the edges at rest, and the
+    /// node boxes with their labels. Redrawing them every frame cost more than all the
+    /// bubbles together (BENCHMARKS.md).
+    layers: Option<StaticLayers>,
+}
+
+struct StaticLayers {
+    key: LayerKey,
+    edges: HtmlCanvasElement,
+    nodes: HtmlCanvasElement,
+}
+
+/// What the static layers were drawn for.
+#[derive(PartialEq)]
+struct LayerKey {
+    servers: Vec<String>,
+    camera: [u64; 3],
+    size: [u64; 2],
+    ratio: u64,
 }
 
 impl Engine {
@@ -88,6 +108,7 @@ impl Engine {
             dash_active: dashes(&[10.0, 6.0]),
             dash_dashed: dashes(&[4.0, 6.0]),
             dash_none: dashes(&[]),
+            layers: None,
         }
     }
 
@@ -481,49 +502,129 @@ fn resize(engine: &mut Engine, canvas: &HtmlCanvasElement) {
     }
 }
 
-fn draw(live: &Live, engine: &Engine, context: &CanvasRenderingContext2d) {
+fn draw(live: &Live, engine: &mut Engine, context: &CanvasRenderingContext2d) {
     let ratio = window().device_pixel_ratio().max(1.0);
     let (width, height) = engine.size;
+    refresh_layers(engine, ratio);
     let _ = context.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
     context.set_fill_style_str(BACKGROUND);
     context.fill_rect(0.0, 0.0, width, height);
     let camera = engine.camera;
-    let _ = context.set_transform(
-        ratio * camera.zoom,
-        0.0,
-        0.0,
-        ratio * camera.zoom,
-        ratio * camera.offset_x,
-        ratio * camera.offset_y,
-    );
-    draw_edges(engine, context);
+    let world = |context: &CanvasRenderingContext2d| {
+        let _ = context.set_transform(
+            ratio * camera.zoom,
+            0.0,
+            0.0,
+            ratio * camera.zoom,
+            ratio * camera.offset_x,
+            ratio * camera.offset_y,
+        );
+    };
+    let device = |context: &CanvasRenderingContext2d| {
+        let _ = context.set_transform(1.0, 0.0, 0.0, 1.0, 0.0, 0.0);
+    };
+    let Some(layers) = engine.layers.as_ref() else { return };
+    device(context);
+    let _ = context.draw_image_with_html_canvas_element(&layers.edges, 0.0, 0.0);
+    world(context);
+    draw_edges(engine, context, EdgePass::Live);
+    draw_pulses(engine, context);
+    device(context);
+    let _ = context.draw_image_with_html_canvas_element(&layers.nodes, 0.0, 0.0);
+    world(context);
     let selected = live.selected_node.get_untracked();
+    for node in &engine.layout.nodes {
+        let is_selected = selected.as_ref() == Some(&node.id);
+        if is_selected || engine.hover.as_ref() == Some(&node.id) {
+            draw_node(context, node, is_selected, engine.hover.as_ref() == Some(&node.id));
+        }
+    }
     live.components.with_untracked(|components| {
-        for node in &engine.layout.nodes {
-            let overlay = overlay(&node.id, components);
-            draw_node(
-                engine,
-                context,
-                node,
-                selected.as_ref() == Some(&node.id),
-                overlay.as_deref(),
-            );
+        context.set_text_align("center");
+        context.set_text_baseline("middle");
+        context.set_font("11px ui-monospace, monospace");
+        context.set_fill_style_str("#94A3B8");
+        for node in engine.layout.nodes.iter().filter(|node| has_overlay(node)) {
+            if let Some(text) = overlay(&node.id, components) {
+                let _ = context.fill_text(&text, node.x + 2.0, node.y + 10.0);
+            }
         }
     });
     draw_bubbles(live, engine, context);
 }
 
-fn draw_edges(engine: &Engine, context: &CanvasRenderingContext2d) {
+/// Redraws the static layers when the layout, camera, size or pixel ratio changed.
+fn refresh_layers(engine: &mut Engine, ratio: f64) {
+    let camera = engine.camera;
+    let key = LayerKey {
+        servers: engine.layout.servers.clone(),
+        camera: [
+            camera.zoom.to_bits(),
+            camera.offset_x.to_bits(),
+            camera.offset_y.to_bits(),
+        ],
+        size: [engine.size.0.to_bits(), engine.size.1.to_bits()],
+        ratio: ratio.to_bits(),
+    };
+    if engine.layers.as_ref().is_some_and(|layers| layers.key == key) {
+        return;
+    }
+    let layer = || -> Option<(HtmlCanvasElement, CanvasRenderingContext2d)> {
+        let canvas: HtmlCanvasElement = document().create_element("canvas").ok()?.dyn_into().ok()?;
+        canvas.set_width((engine.size.0 * ratio) as u32);
+        canvas.set_height((engine.size.1 * ratio) as u32);
+        let context = canvas
+            .get_context("2d")
+            .ok()??
+            .dyn_into::<CanvasRenderingContext2d>()
+            .ok()?;
+        let _ = context.set_transform(
+            ratio * camera.zoom,
+            0.0,
+            0.0,
+            ratio * camera.zoom,
+            ratio * camera.offset_x,
+            ratio * camera.offset_y,
+        );
+        Some((canvas, context))
+    };
+    let (Some((edges, edge_context)), Some((nodes, node_context))) = (layer(), layer()) else {
+        return;
+    };
+    draw_edges(engine, &edge_context, EdgePass::AtRest);
+    for node in &engine.layout.nodes {
+        draw_node(&node_context, node, false, false);
+    }
+    engine.layers = Some(StaticLayers { key, edges, nodes });
+}
+
+/// Which edges a pass draws: every edge at rest (the static layer), or only those in use
+/// or highlighted, over it (each frame).
+#[derive(Clone, Copy, PartialEq)]
+enum EdgePass {
+    AtRest,
+    Live,
+}
+
+fn draw_edges(engine: &Engine, context: &CanvasRenderingContext2d, pass: EdgePass) {
     let clock = engine.scene.clock_ms();
     for edge in &engine.layout.edges {
         let (Some(from), Some(to)) = (engine.layout.node(&edge.from), engine.layout.node(&edge.to)) else {
             continue;
         };
-        let highlighted = engine
-            .hover
-            .as_ref()
-            .is_some_and(|hover| hover == &edge.from || hover == &edge.to);
-        let active = engine.scene.edge_in_use(&edge.from, &edge.to);
+        let (highlighted, active) = match pass {
+            EdgePass::AtRest => (false, false),
+            EdgePass::Live => (
+                engine
+                    .hover
+                    .as_ref()
+                    .is_some_and(|hover| hover == &edge.from || hover == &edge.to),
+                engine.scene.edge_in_use(&edge.from, &edge.to),
+            ),
+        };
+        if pass == EdgePass::Live && !highlighted && !active {
+            continue;
+        }
         let (color, width, dash) = match (active, edge.style) {
             (true, _) => ("rgba(226, 232, 240, 0.75)", 2.0, &engine.dash_active),
             (false, EdgeStyle::Dashed) => ("rgba(148, 163, 184, 0.35)", 1.5, &engine.dash_dashed),
@@ -542,15 +643,47 @@ fn draw_edges(engine: &Engine, context: &CanvasRenderingContext2d) {
     let _ = context.set_line_dash(&engine.dash_none);
 }
 
-fn draw_node(
-    engine: &Engine,
-    context: &CanvasRenderingContext2d,
-    node: &crate::flow::Node,
-    selected: bool,
-    overlay: Option<&str>,
-) {
-    let pulse = engine.scene.pulse(&node.id);
-    let hovered = engine.hover.as_ref() == Some(&node.id);
+/// A node that just received a bubble glows in its kind's color around its box.
+fn draw_pulses(engine: &Engine, context: &CanvasRenderingContext2d) {
+    for node in &engine.layout.nodes {
+        let pulse = engine.scene.pulse(&node.id);
+        if pulse <= 0.0 {
+            continue;
+        }
+        let grow = 6.0 * pulse;
+        context.set_global_alpha(pulse * 0.45);
+        context.set_fill_style_str(node.kind.color());
+        context.begin_path();
+        let _ = context.round_rect_with_f64(
+            node.x - node.half_width - grow,
+            node.y - node.half_height - grow,
+            node.half_width * 2.0 + 2.0 * grow,
+            node.half_height * 2.0 + 2.0 * grow,
+            12.0,
+        );
+        context.fill();
+    }
+    context.set_global_alpha(1.0);
+}
+
+/// Whether a node shows a live figure under its label (and so has its label raised).
+fn has_overlay(node: &crate::flow::Node) -> bool {
+    node.half_height > 16.0
+        && matches!(
+            node.id,
+            NodeId::Queue(_)
+                | NodeId::Server(_)
+                | NodeId::Balancer
+                | NodeId::Database
+                | NodeId::EmailService
+                | NodeId::WebSocketService
+                | NodeId::MailWorker
+                | NodeId::InAppWorker
+        )
+}
+
+/// A node's box, color strip and label.
+fn draw_node(context: &CanvasRenderingContext2d, node: &crate::flow::Node, selected: bool, hovered: bool) {
     let (x, y, w, h) = (
         node.x - node.half_width,
         node.y - node.half_height,
@@ -558,15 +691,6 @@ fn draw_node(
         node.half_height * 2.0,
     );
     let color = node.kind.color();
-    if pulse > 0.0 {
-        context.set_global_alpha(pulse * 0.45);
-        context.set_fill_style_str(color);
-        context.begin_path();
-        let grow = 6.0 * pulse;
-        let _ = context.round_rect_with_f64(x - grow, y - grow, w + 2.0 * grow, h + 2.0 * grow, 12.0);
-        context.fill();
-        context.set_global_alpha(1.0);
-    }
     context.set_fill_style_str(if hovered { "#1E293B" } else { "#111827" });
     context.begin_path();
     let _ = context.round_rect_with_f64(x, y, w, h, 9.0);
@@ -581,17 +705,8 @@ fn draw_node(
     context.set_text_baseline("middle");
     context.set_fill_style_str("#F1F5F9");
     context.set_font("600 13px system-ui, sans-serif");
-    let label_y = if overlay.is_some() && node.half_height > 16.0 {
-        node.y - 7.0
-    } else {
-        node.y
-    };
+    let label_y = if has_overlay(node) { node.y - 7.0 } else { node.y };
     let _ = context.fill_text(&node.label, node.x + 2.0, label_y);
-    if let Some(overlay) = overlay.filter(|_| node.half_height > 16.0) {
-        context.set_font("11px ui-monospace, monospace");
-        context.set_fill_style_str("#94A3B8");
-        let _ = context.fill_text(overlay, node.x + 2.0, node.y + 10.0);
-    }
 }
 
 /// The live figure drawn under a node's label.

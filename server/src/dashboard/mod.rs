@@ -126,14 +126,15 @@ async fn cache_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Trunk names built assets `name-<16 hex digits>[_bg].ext`; those never change and may
-/// be cached for a year. Everything else (index.html above all) is revalidated.
+/// Trunk names built assets `name-<hash>[_bg].ext`, the hash a 64-bit number in hex
+/// without leading zeros (so up to 16 digits, fewer one build in 16); those never change
+/// and may be cached for a year. Everything else (index.html above all) is revalidated.
 fn cache_policy(path: &str) -> &'static str {
     let file = path.rsplit('/').next().unwrap_or_default();
     let stem = file.split('.').next().unwrap_or_default().trim_end_matches("_bg");
     let hashed = stem
         .rsplit_once('-')
-        .is_some_and(|(_, hash)| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()));
+        .is_some_and(|(_, hash)| (8..=16).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit()));
     if hashed {
         "public, max-age=31536000, immutable"
     } else {
@@ -184,6 +185,8 @@ mod tests {
         assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"), immutable);
         assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54.js"), immutable);
         assert_eq!(cache_policy("/main-0123456789abcdef.css"), immutable);
+        // A hash with a leading zero is printed one digit shorter (seen: 15 digits).
+        assert_eq!(cache_policy("/frontend-6fb5a138611071a_bg.wasm"), immutable);
         assert_eq!(cache_policy("/"), "no-cache");
         assert_eq!(cache_policy("/index.html"), "no-cache");
         assert_eq!(cache_policy("/public/favicon.svg"), "no-cache");
