@@ -510,16 +510,7 @@ fn draw(live: &Live, engine: &mut Engine, context: &CanvasRenderingContext2d) {
     context.set_fill_style_str(BACKGROUND);
     context.fill_rect(0.0, 0.0, width, height);
     let camera = engine.camera;
-    let world = |context: &CanvasRenderingContext2d| {
-        let _ = context.set_transform(
-            ratio * camera.zoom,
-            0.0,
-            0.0,
-            ratio * camera.zoom,
-            ratio * camera.offset_x,
-            ratio * camera.offset_y,
-        );
-    };
+    let world = |context: &CanvasRenderingContext2d| world_transform(context, camera, ratio);
     let device = |context: &CanvasRenderingContext2d| {
         let _ = context.set_transform(1.0, 0.0, 0.0, 1.0, 0.0, 0.0);
     };
@@ -553,6 +544,18 @@ fn draw(live: &Live, engine: &mut Engine, context: &CanvasRenderingContext2d) {
     draw_bubbles(live, engine, context);
 }
 
+/// Draws in world units from here on: the camera's zoom and pan, in device pixels.
+fn world_transform(context: &CanvasRenderingContext2d, camera: Camera, ratio: f64) {
+    let _ = context.set_transform(
+        ratio * camera.zoom,
+        0.0,
+        0.0,
+        ratio * camera.zoom,
+        ratio * camera.offset_x,
+        ratio * camera.offset_y,
+    );
+}
+
 /// Redraws the static layers when the layout, camera, size or pixel ratio changed.
 fn refresh_layers(engine: &mut Engine, ratio: f64) {
     let camera = engine.camera;
@@ -578,14 +581,7 @@ fn refresh_layers(engine: &mut Engine, ratio: f64) {
             .ok()??
             .dyn_into::<CanvasRenderingContext2d>()
             .ok()?;
-        let _ = context.set_transform(
-            ratio * camera.zoom,
-            0.0,
-            0.0,
-            ratio * camera.zoom,
-            ratio * camera.offset_x,
-            ratio * camera.offset_y,
-        );
+        world_transform(&context, camera, ratio);
         Some((canvas, context))
     };
     let (Some((edges, edge_context)), Some((nodes, node_context))) = (layer(), layer()) else {

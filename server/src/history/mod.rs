@@ -315,6 +315,20 @@ async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> R
 mod tests {
     use super::*;
 
+    /// A history keeping an hour, full detail for ten minutes.
+    async fn open(dir: &std::path::Path) -> (History, Retention, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let retention = Retention {
+            keep: Duration::from_secs(3_600),
+            full_detail: Duration::from_secs(600),
+        };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let history = History::open(dir, retention, &tasks, shutdown.clone())
+            .await
+            .expect("opens");
+        (history, retention, shutdown)
+    }
+
     /// A frame of one envelope per topic, numbered from `first`.
     fn frame(first: u64, ts_ms: i64, topics: &[&str]) -> Entry {
         let envelopes: Vec<String> = topics
@@ -338,15 +352,7 @@ mod tests {
     #[tokio::test]
     async fn a_window_comes_back_in_order_and_by_topic_prefix() {
         let dir = tempfile::tempdir().expect("dir");
-        let tasks = tokio_util::task::TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let retention = Retention {
-            keep: Duration::from_secs(3_600),
-            full_detail: Duration::from_secs(600),
-        };
-        let history = History::open(dir.path(), retention, &tasks, shutdown.clone())
-            .await
-            .expect("opens");
+        let (history, _, shutdown) = open(dir.path()).await;
         history.record(frame(1, 1_000, &["system:status"]));
         history.record(frame(2, 2_000, &["request:new", "request:progress"]));
         history.record(frame(4, 3_000, &["queue:job:retry"]));
@@ -382,15 +388,7 @@ mod tests {
     #[tokio::test]
     async fn retention_drops_old_frames_and_thins_old_metric_samples() {
         let dir = tempfile::tempdir().expect("dir");
-        let tasks = tokio_util::task::TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let retention = Retention {
-            keep: Duration::from_secs(3_600),
-            full_detail: Duration::from_secs(600),
-        };
-        let history = History::open(dir.path(), retention, &tasks, shutdown.clone())
-            .await
-            .expect("opens");
+        let (history, retention, shutdown) = open(dir.path()).await;
         let now = 100 * 60_000_i64;
         let metric = |first, ts_ms| Entry {
             metrics_only: true,
