@@ -48,6 +48,19 @@ test('the canvas animates while requests flow', async ({ page, request }) => {
   expect(first.equals(second), 'pixels change between frames').toBe(false);
 });
 
+test('a header figure flashes when it changes, and only then', async ({ page }) => {
+  await live(page);
+  await expect(page.getByTestId('uptime-header')).not.toHaveText('–');
+  const flashes = async (id: string) => Number(await page.getByTestId(id).getAttribute('data-flashes'));
+  const uptime = await flashes('uptime-header');
+  const errors = await flashes('error-rate');
+  await page.waitForTimeout(2500);
+  // Uptime changed every second; the error rate of an idle system did not.
+  expect(await flashes('uptime-header')).toBeGreaterThan(uptime);
+  expect(await flashes('error-rate')).toBe(errors);
+  await expect(page.getByTestId('uptime-header')).toHaveClass(/flash/);
+});
+
 test('clicking a node on the canvas opens its card', async ({ page }) => {
   await live(page);
   await clickNode(page, 'database');

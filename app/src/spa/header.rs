@@ -6,17 +6,33 @@ use leptos::prelude::*;
 
 use super::state::{Connection, Live, Transport};
 
-/// One header figure. The value's element is made anew when the text changes, which
-/// replays its CSS flash.
+/// One header figure. When its text changes the flash animation is replayed (the class
+/// taken off, a reflow, the class put back): the text node itself is updated in place.
+/// `data-flashes` counts the replays.
 #[component]
 fn Figure(label: &'static str, testid: &'static str, #[prop(into)] value: Signal<String>) -> impl IntoView {
+    let node = NodeRef::<leptos::html::Span>::new();
+    let flashes = StoredValue::new(0u32);
+    Effect::new(move |previous: Option<String>| {
+        let text = value.get();
+        if let (Some(previous), Some(element)) = (previous.as_ref(), node.get_untracked())
+            && previous != &text
+        {
+            let classes = element.class_list();
+            let _ = classes.remove_1("flash");
+            let _ = element.offset_width();
+            let _ = classes.add_1("flash");
+            flashes.update_value(|count| *count += 1);
+            let _ = element.set_attribute("data-flashes", &flashes.get_value().to_string());
+        }
+        text
+    });
     view! {
         <div class="figure">
             <span class="figure-label">{label}</span>
-            {move || {
-                let text = value.get();
-                view! { <span class="figure-value flash" data-testid=testid>{text}</span> }
-            }}
+            <span class="figure-value" node_ref=node data-testid=testid data-flashes="0">
+                {move || value.get()}
+            </span>
         </div>
     }
 }
@@ -24,8 +40,12 @@ fn Figure(label: &'static str, testid: &'static str, #[prop(into)] value: Signal
 #[component]
 pub fn Header(live: Live) -> impl IntoView {
     let metrics = live.metrics;
+    // A memo, not a derived signal: it wakes the view only when the text really changes,
+    // so only changed figures flash.
     let figure = move |pick: fn(&crate::wire::SystemMetrics) -> String| {
-        Signal::derive(move || metrics.with(|metrics| metrics.as_ref().map(pick).unwrap_or_else(|| "–".into())))
+        Signal::<String>::from(Memo::new(move |_| {
+            metrics.with(|metrics| metrics.as_ref().map(pick).unwrap_or_else(|| "–".into()))
+        }))
     };
     let health = move || {
         metrics.with(|metrics| {
