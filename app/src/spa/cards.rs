@@ -382,19 +382,21 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
     let filter = RwSignal::new(String::new());
     let refresh = RwSignal::new(0u32);
     let list_name = name.clone();
-    let jobs = LocalResource::new(move || {
+    let jobs = RwSignal::new(None::<api::ApiResult<JobList>>);
+    // Lists again when the filter changes, after a requeue, and as the queue's figures
+    // change (jobs arrive or leave).
+    Effect::new(move |_| {
         let filter = filter.get();
         refresh.track();
-        // Re-list as the queue's figures change (jobs arrive or leave).
         live.components.track();
         let name = list_name.clone();
-        async move {
+        spawn_local(async move {
             let mut path = format!("/api/queues/{name}/jobs?limit=20");
             if !filter.is_empty() {
                 path.push_str(&format!("&errorContains={}", api::encode(&filter)));
             }
-            api::get::<JobList>(&path).await
-        }
+            jobs.set(Some(api::get::<JobList>(&path).await));
+        });
     });
     let requeue = move |name: String, body: serde_json::Value, count: u64| {
         spawn_local(async move {
@@ -409,7 +411,7 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
     let all_name = name.clone();
     let requeue_all = move |_| {
         let total = jobs
-            .get()
+            .get_untracked()
             .and_then(|list| list.ok())
             .map(|list| list.total)
             .unwrap_or(0);
@@ -442,10 +444,12 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
                 on:input=move |event| filter.set(event_target_value(&event))
             />
         </label>
-        <Suspense fallback=|| view! { <p class="hint">"Loading…"</p> }>
             {move || {
                 let name = name.clone();
-                jobs.get().map(move |list| match list {
+                let Some(list) = jobs.get() else {
+                    return view! { <p class="hint">"Loading…"</p> }.into_any();
+                };
+                match list {
                     Err(error) => view! { <p class="error">{error}</p> }.into_any(),
                     Ok(list) => {
                         let total = list.total;
@@ -473,9 +477,8 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
                         }
                         .into_any()
                     }
-                })
+                }
             }}
-        </Suspense>
         <button data-testid="requeue-all" on:click=requeue_all aria-label="Requeue every matching dead letter">
             "Requeue all matching…"
         </button>
