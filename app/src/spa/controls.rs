@@ -245,6 +245,8 @@ fn Filters(live: Live) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
+    // Redrawn only when the set of servers changes, not with every second's figures.
+    let servers = Memo::new(move |_| servers());
     let flow = |label: &'static str, testid: &'static str, email: bool| {
         view! {
             <label class="toggle">
@@ -271,8 +273,7 @@ fn Filters(live: Live) -> impl IntoView {
             <TypeChips live label="Notification types (none checked: all)" verb="Only" testid="filter-type"
                 list=|controls| &mut controls.filters.notification_types />
             <div class="row chips" aria-label="Servers (none checked: all)">
-                <For each=servers key=|server| server.clone() let:server>
-                    {
+                {move || servers.get().into_iter().map(|server| {
                         let id = server.clone();
                         let checked = server.clone();
                         view! {
@@ -295,8 +296,7 @@ fn Filters(live: Live) -> impl IntoView {
                                 {server.clone()}
                             </label>
                         }
-                    }
-                </For>
+                    }).collect_view()}
             </div>
         </div>
     }

@@ -99,8 +99,7 @@ pub fn RequestList(live: Live) -> impl IntoView {
                 <button on:click=open aria-label="Open the request with this id">"Open"</button>
             </div>
             <ul class="request-list" data-testid="request-list">
-                <For each=rows key=|row| (row.request_id.clone(), row.stage, row.outcome) let:row>
-                    {
+                {move || rows().into_iter().map(|row| {
                         let id = row.request_id.clone();
                         let selected = {
                             let id = id.clone();
@@ -119,8 +118,7 @@ pub fn RequestList(live: Live) -> impl IntoView {
                                 </button>
                             </li>
                         }
-                    }
-                </For>
+                    }).collect_view()}
             </ul>
         </section>
     }

@@ -187,15 +187,19 @@ fn ReplayBadge(live: Live) -> impl IntoView {
 /// Every canvas node as a button: the keyboard's (and a screen reader's) way to the cards.
 #[component]
 fn ComponentList(live: Live) -> impl IntoView {
-    let nodes = move || {
-        let servers: Vec<String> = live.components.with(|components| {
+    // Redrawn only when the set of servers changes (so keyboard focus stays put), not with
+    // every second's figures.
+    let servers = Memo::new(move |_| {
+        live.components.with(|components| {
             components
                 .keys()
                 .filter(|key| key.starts_with("server-"))
                 .cloned()
-                .collect()
-        });
-        Layout::new(&servers)
+                .collect::<Vec<String>>()
+        })
+    });
+    let nodes = move || {
+        Layout::new(&servers.get())
             .nodes
             .into_iter()
             .map(|node| (node.id, node.label))
@@ -203,8 +207,7 @@ fn ComponentList(live: Live) -> impl IntoView {
     };
     view! {
         <nav class="component-list" aria-label="Components">
-            <For each=nodes key=|(id, _)| id.key() let:node>
-                {
+            {move || nodes().into_iter().map(|node| {
                     let (id, label) = node;
                     let key = id.key();
                     let selected = {
@@ -221,8 +224,7 @@ fn ComponentList(live: Live) -> impl IntoView {
                             {label.clone()}
                         </button>
                     }
-                }
-            </For>
+                }).collect_view()}
         </nav>
     }
 }
