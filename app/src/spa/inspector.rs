@@ -233,12 +233,10 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
                     let _ = window().location().set_hash(&format!("request={}", api::encode(&copy_id)));
                     live.notice.set(Some(format!("Link copied: {link}")));
                 }>"Copy link"</button>
-                <Show when=stepping>
-                    {
-                        let step_id = step_id.clone();
-                        view! { <button class="primary" data-testid="inspector-step" on:click=move |_| super::controls::step(live, step_id.clone())>"Step →"</button> }
-                    }
-                </Show>
+                {move || stepping().then(|| {
+                    let step_id = step_id.clone();
+                    view! { <button class="primary" data-testid="inspector-step" on:click=move |_| super::controls::step(live, step_id.clone())>"Step →"</button> }
+                })}
             </div>
             <h3>"Timeline"</h3>
             <div class="gantt" data-testid="timeline">{timeline}</div>

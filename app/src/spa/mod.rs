@@ -161,9 +161,7 @@ fn Toolbar(live: Live) -> impl IntoView {
             <span class="speed-badge" data-testid="speed-badge">
                 {move || format!("{}×", live.controls.with(|controls| controls.playback_speed))}
             </span>
-            <Show when=move || live.paused.get()>
-                <span class="paused-badge" data-testid="paused">"paused"</span>
-            </Show>
+            {move || live.paused.get().then(|| view! { <span class="paused-badge" data-testid="paused">"paused"</span> })}
             <span class="legend" aria-label="Bubble colors">
                 <i class="swatch email"></i>"email"
                 <i class="swatch inapp"></i>"in-app"
@@ -178,9 +176,7 @@ fn Toolbar(live: Live) -> impl IntoView {
 #[component]
 fn ReplayBadge(live: Live) -> impl IntoView {
     view! {
-        <Show when=move || live.connection.get() == state::Connection::Replay>
-            <div class="replay-badge">"REPLAY"</div>
-        </Show>
+        {move || (live.connection.get() == state::Connection::Replay).then(|| view! { <div class="replay-badge">"REPLAY"</div> })}
     }
 }
 
