@@ -388,6 +388,10 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         prometheus_parse::Value::Gauge(_)
     ));
     assert!(matches!(
+        value_of("liveview_live_last_seq"),
+        prometheus_parse::Value::Gauge(n) if n >= 1.0
+    ));
+    assert!(matches!(
         value_of("liveview_http_request_duration_seconds"),
         prometheus_parse::Value::Histogram(_)
     ));
@@ -395,6 +399,8 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         "liveview_smtp_attempts_total{outcome=\"sent\"}",
         "liveview_queue_jobs{queue=\"mail\",state=\"completed\"}",
         "liveview_telemetry_dropped_total 0",
+        "liveview_live_resyncs_total 0",
+        "liveview_live_too_slow_total 0",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }

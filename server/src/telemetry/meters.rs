@@ -48,6 +48,12 @@ pub struct Meters {
     pub queue_jobs: IntGaugeVec,
     pub queue_picked: IntCounterVec,
     pub telemetry_dropped: IntCounter,
+    /// Live-stream viewers that fell behind and were sent a gap and a snapshot.
+    pub live_resyncs: IntCounter,
+    /// Live-stream viewers closed because they could not keep up.
+    pub live_too_slow: IntCounter,
+    /// The live stream's latest sequence number.
+    pub live_last_seq: IntGauge,
     pub live_viewers: IntGauge,
     pub inapp_sockets: IntGauge,
     pub journeys_in_progress: IntGauge,
@@ -114,6 +120,18 @@ impl Meters {
         ))
         .expect("valid metric");
         let live_viewers = IntGauge::with_opts(opts("live_viewers", "Open live-view streams")).expect("valid metric");
+        let live_resyncs = IntCounter::with_opts(opts(
+            "live_resyncs_total",
+            "Live-stream viewers that fell behind and were sent a gap and a snapshot",
+        ))
+        .expect("valid metric");
+        let live_too_slow = IntCounter::with_opts(opts(
+            "live_too_slow_total",
+            "Live-stream viewers closed because they could not keep up",
+        ))
+        .expect("valid metric");
+        let live_last_seq = IntGauge::with_opts(opts("live_last_seq", "The live stream's latest sequence number"))
+            .expect("valid metric");
         let inapp_sockets =
             IntGauge::with_opts(opts("inapp_sockets", "Open end-user in-app sockets")).expect("valid metric");
         let journeys_in_progress = IntGauge::with_opts(opts(
@@ -140,7 +158,7 @@ impl Meters {
         ))
         .expect("valid metric");
         let registry = Registry::new();
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(http_in_flight.clone()),
@@ -149,6 +167,9 @@ impl Meters {
             Box::new(queue_picked.clone()),
             Box::new(telemetry_dropped.clone()),
             Box::new(live_viewers.clone()),
+            Box::new(live_resyncs.clone()),
+            Box::new(live_too_slow.clone()),
+            Box::new(live_last_seq.clone()),
             Box::new(inapp_sockets.clone()),
             Box::new(journeys_in_progress.clone()),
             Box::new(balancer_active.clone()),
@@ -167,6 +188,9 @@ impl Meters {
             queue_jobs,
             queue_picked,
             telemetry_dropped,
+            live_resyncs,
+            live_too_slow,
+            live_last_seq,
             live_viewers,
             inapp_sockets,
             journeys_in_progress,

@@ -70,6 +70,8 @@ struct Previous {
     db_reads: u64,
     db_writes: u64,
     dropped: u64,
+    resyncs: u64,
+    too_slow: u64,
 }
 
 impl Sampler {
@@ -285,7 +287,19 @@ impl Sampler {
             .telemetry_dropped
             .inc_by(dropped.saturating_sub(previous.dropped));
         previous.dropped = dropped;
-        meters.live_viewers.set(sources.hub.viewer_count() as i64);
+        let live = sources.hub.stats();
+        meters.live_viewers.set(live.viewers as i64);
+        meters
+            .live_resyncs
+            .inc_by(live.resyncs.saturating_sub(previous.resyncs));
+        meters
+            .live_too_slow
+            .inc_by(live.too_slow.saturating_sub(previous.too_slow));
+        meters
+            .live_last_seq
+            .set(i64::try_from(live.last_seq).unwrap_or(i64::MAX));
+        previous.resyncs = live.resyncs;
+        previous.too_slow = live.too_slow;
         let in_progress = sources.journeys.in_progress();
         meters.journeys_in_progress.set(in_progress as i64);
 
