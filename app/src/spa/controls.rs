@@ -236,17 +236,7 @@ fn Delays(live: Live) -> impl IntoView {
 
 #[component]
 fn Filters(live: Live) -> impl IntoView {
-    let servers = move || {
-        live.components.with(|components| {
-            components
-                .keys()
-                .filter(|key| key.starts_with("server-"))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-    };
-    // Redrawn only when the set of servers changes, not with every second's figures.
-    let servers = Memo::new(move |_| servers());
+    let servers = live.server_ids();
     let flow = |label: &'static str, testid: &'static str, email: bool| {
         view! {
             <label class="toggle">

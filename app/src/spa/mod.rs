@@ -183,17 +183,8 @@ fn ReplayBadge(live: Live) -> impl IntoView {
 /// Every canvas node as a button: the keyboard's (and a screen reader's) way to the cards.
 #[component]
 fn ComponentList(live: Live) -> impl IntoView {
-    // Redrawn only when the set of servers changes (so keyboard focus stays put), not with
-    // every second's figures.
-    let servers = Memo::new(move |_| {
-        live.components.with(|components| {
-            components
-                .keys()
-                .filter(|key| key.starts_with("server-"))
-                .cloned()
-                .collect::<Vec<String>>()
-        })
-    });
+    // Redrawn only when the set of servers changes, so keyboard focus stays put.
+    let servers = live.server_ids();
     let nodes = move || {
         Layout::new(&servers.get())
             .nodes

@@ -317,6 +317,23 @@ thread_local! {
     static ROWS: std::cell::RefCell<RowBuffer> = std::cell::RefCell::new(RowBuffer::default());
 }
 
+impl Live {
+    /// The app servers' ids (`server-1`, ...), as the metrics name them; a memo, so a view
+    /// built from it is redrawn only when the set of servers changes, not every second.
+    pub fn server_ids(&self) -> Memo<Vec<String>> {
+        let components = self.components;
+        Memo::new(move |_| {
+            components.with(|components| {
+                components
+                    .keys()
+                    .filter(|key| key.starts_with("server-"))
+                    .cloned()
+                    .collect()
+            })
+        })
+    }
+}
+
 impl Default for Live {
     fn default() -> Self {
         Self::new()
