@@ -129,6 +129,37 @@ test('clicking a bubble opens its journey', async ({ page, request }) => {
   await expect(page.getByTestId('inspector')).toHaveAttribute('data-request', id);
 });
 
+test('zoom buttons, wheel and f to fit move the picture, and fit brings it back', async ({ page }) => {
+  await live(page);
+  const center = () => page.evaluate(() => (window as any).__liveview.nodeCenter('database'));
+  const fitted = await center();
+  await page.getByTestId('zoom-in').click();
+  const zoomed = await center();
+  expect(zoomed).not.toEqual(fitted);
+  const canvas = page.getByTestId('flow-canvas');
+  const box = await canvas.boundingBox();
+  await page.mouse.move(box!.x + 40, box!.y + 40);
+  await page.mouse.wheel(0, -300);
+  await expect.poll(center).not.toEqual(zoomed);
+  await canvas.click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('f');
+  await expect.poll(center).toEqual(fitted);
+});
+
+test('on a tablet the page fits its width and the canvas stays usable', async ({ page }) => {
+  await page.setViewportSize({ width: 800, height: 1000 });
+  await live(page);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow, 'no horizontal scrolling').toBeLessThanOrEqual(0);
+  const canvas = await page.getByTestId('flow-canvas').boundingBox();
+  expect(canvas!.width).toBeGreaterThan(700);
+  // The side panel goes below the canvas rather than beside it.
+  const list = await page.getByTestId('request-list').boundingBox();
+  expect(list!.y).toBeGreaterThan(canvas!.y + canvas!.height);
+  await clickNode(page, 'queue:mail');
+  await expect(page.getByTestId('card-queue:mail')).toBeVisible();
+});
+
 test('changing the speed changes the animation speed', async ({ page }) => {
   await live(page);
   const rate = async () => {
