@@ -13,6 +13,7 @@ use crate::wire::{RequestTracker, Stage, StageStatus, SystemStage};
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLine {
+    #[serde(deserialize_with = "crate::wire::rfc3339::read")]
     pub timestamp: crate::wire::Timestamp,
     pub level: String,
     pub component: String,

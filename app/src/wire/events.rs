@@ -28,6 +28,7 @@ pub struct Envelope {
     /// Strictly increasing per server process; a client resumes after the last one it saw.
     pub seq: u64,
     /// When the server published it.
+    #[serde(deserialize_with = "super::rfc3339::read")]
     pub ts: Timestamp,
     #[serde(flatten)]
     pub event: LiveEvent,
@@ -172,6 +173,7 @@ pub struct RequestComplete {
     pub request_id: String,
     #[serde(rename = "type")]
     pub kind: NotificationType,
+    #[serde(deserialize_with = "super::rfc3339::read")]
     pub end_time: Timestamp,
     /// Milliseconds.
     pub total_duration: f64,
@@ -200,7 +202,11 @@ pub struct QueueJobAdded {
     pub request_id: Option<String>,
     pub flow: Flow,
     /// Set when the job waits for a retry tier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::rfc3339::read_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub run_at: Option<Timestamp>,
 }
 
@@ -250,6 +256,7 @@ pub struct QueueJobRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub attempt: u32,
+    #[serde(deserialize_with = "super::rfc3339::read")]
     pub due_at: Timestamp,
     pub reason: String,
 }

@@ -135,8 +135,13 @@ pub struct Stage {
     pub stage: SystemStage,
     /// The component that ran it: `load-balancer`, `server-2`, `mail-worker-1`, ...
     pub component: String,
+    #[serde(deserialize_with = "super::rfc3339::read")]
     pub start_time: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::rfc3339::read_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end_time: Option<Timestamp>,
     /// Milliseconds, once the stage has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +159,7 @@ pub struct RequestTracker {
     #[serde(rename = "type")]
     pub kind: NotificationType,
     pub current_stage: SystemStage,
+    #[serde(deserialize_with = "super::rfc3339::read")]
     pub start_time: Timestamp,
     pub stages: Vec<Stage>,
     /// Milliseconds from the first stage's start to the last stage's end so far.

@@ -10,6 +10,7 @@ mod controls;
 mod events;
 mod frame;
 mod journey;
+pub mod rfc3339;
 mod status;
 
 pub use client::*;
