@@ -37,6 +37,14 @@ test.afterEach(async ({ request }) => {
   await request.put('/api/faults', { data: { smtp4xxRate: 0, smtp5xxRate: 0, smtpLatencyMs: 0 } });
 });
 
+test('a page opens one live connection and keeps it', async ({ page }) => {
+  const sockets: string[] = [];
+  page.on('websocket', (socket) => sockets.push(socket.url()));
+  await live(page);
+  await page.waitForTimeout(2000);
+  expect(sockets.filter((url) => url.includes('/api/live-view/ws'))).toHaveLength(1);
+});
+
 test('the canvas animates while requests flow', async ({ page, request }) => {
   await live(page);
   const canvas = page.getByTestId('flow-canvas');

@@ -72,6 +72,8 @@ pub struct Stream {
     last_seq: Rc<Cell<u64>>,
     /// Set to make the current connection close and reconnect (SSE filter changes).
     restart: Rc<Cell<bool>>,
+    /// An SSE connection is open (its filters can only change by reconnecting).
+    sse_open: Rc<Cell<bool>>,
 }
 
 impl Stream {
@@ -86,18 +88,28 @@ impl Stream {
         if unchanged {
             return;
         }
-        *self.filters.borrow_mut() = Some(filters.clone());
-        match self.socket.borrow().as_ref() {
-            Some(socket) if socket.ready_state() == WebSocket::OPEN => {
-                let message = ClientMessage::Subscribe {
-                    topics: Vec::new(),
-                    filters: Some(filters),
-                };
-                if let Ok(text) = serde_json::to_string(&message) {
-                    let _ = socket.send_with_str(&text);
-                }
+        *self.filters.borrow_mut() = Some(filters);
+        // An open WebSocket is told now; one still connecting is told when it opens; SSE
+        // reconnects with the filters in its URL; with no connection the next one has them.
+        if let Some(socket) = self.socket.borrow().as_ref() {
+            if socket.ready_state() == WebSocket::OPEN {
+                self.send_filters(socket);
             }
-            _ => self.restart.set(true),
+        } else if self.sse_open.get() {
+            self.restart.set(true);
+        }
+    }
+
+    fn send_filters(&self, socket: &WebSocket) {
+        let Some(filters) = self.filters.borrow().clone() else {
+            return;
+        };
+        let message = ClientMessage::Subscribe {
+            topics: Vec::new(),
+            filters: Some(filters),
+        };
+        if let Ok(text) = serde_json::to_string(&message) {
+            let _ = socket.send_with_str(&text);
         }
     }
 
@@ -280,7 +292,16 @@ async fn run_websocket(live: &Live, stream: &Stream) -> Attempt {
         return NOT_OPENED;
     };
     let callbacks = Callbacks::new(live, stream);
-    socket.set_onopen(Some(callbacks.open.as_ref().unchecked_ref()));
+    // Once open, the socket is told the current filters (they may have changed while it
+    // was connecting; the same ones again are harmless).
+    let on_open = {
+        let (flags, stream, socket) = (callbacks.flags.clone(), stream.clone(), socket.clone());
+        Closure::<dyn FnMut()>::new(move || {
+            flags.opened.set(true);
+            stream.send_filters(&socket);
+        })
+    };
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     socket.set_onmessage(Some(callbacks.message.as_ref().unchecked_ref()));
     socket.set_onclose(Some(callbacks.close.as_ref().unchecked_ref()));
     socket.set_onerror(Some(callbacks.close.as_ref().unchecked_ref()));
@@ -309,7 +330,9 @@ async fn run_sse(live: &Live, stream: &Stream) -> Attempt {
     for topic in SSE_TOPICS {
         let _ = source.add_event_listener_with_callback(topic, message);
     }
+    stream.sse_open.set(true);
     watch(&callbacks.flags, stream).await;
+    stream.sse_open.set(false);
     source.close();
     for topic in SSE_TOPICS {
         let _ = source.remove_event_listener_with_callback(topic, message);
