@@ -114,6 +114,8 @@ test('clicking a bubble opens its journey', async ({ page, request }) => {
   await page.getByTestId('speed').fill('0.25');
   await expect(page.getByTestId('speed-badge')).toHaveText('0.25×');
   const [id] = await simulate(request, 'purchase');
+  const bubble = () => page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id);
+  await expect.poll(bubble, { timeout: 30_000, message: `a bubble for ${id}` }).not.toBeNull();
   // Pause where the bubble is clear of every other one (two can wait on the same node).
   const pause = page.getByTestId('pause');
   let at: [number, number] | null = null;
