@@ -17,8 +17,8 @@ use std::{
 };
 
 use super::{
-    Arrivals, client, cores, cpu_seconds, kernel_kib, post_accepted, purchase, rss_kib, sign_up_users, start_system,
-    tcp_kernel_kib,
+    Arrivals, client, cores, cpu_seconds, kernel_kib, post_accepted, purchase, resyncs_and_closes, rss_kib,
+    sign_up_users, start_system, tcp_kernel_kib,
     viewers::{ViewerProcess, probe},
 };
 use crate::Running;
@@ -140,11 +140,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
             report.probes.max(),
             report.pipeline.p50(),
             report.pipeline.p99(),
-            format!(
-                "{}/{}",
-                stats.resyncs - stats_before.resyncs,
-                stats.too_slow - stats_before.too_slow
-            ),
+            resyncs_and_closes(&stats, &stats_before),
             server_per_viewer,
             client_per_viewer,
             kernel_per_viewer,

@@ -178,11 +178,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
                 100.0 * report.deliveries as f64 / report.expected.max(1) as f64,
                 report.pipeline.p50(),
                 report.pipeline.p99(),
-                format!(
-                    "{}/{}",
-                    stats.resyncs - stats_before.resyncs,
-                    stats.too_slow - stats_before.too_slow
-                ),
+                resyncs_and_closes(&stats, &stats_before),
                 (viewers.cpu_seconds() - viewer_cpu_before) * 100.0 / seconds,
             );
         }
@@ -564,6 +560,11 @@ pub fn tcp_kernel_kib() -> u64 {
             words.next()?.parse::<u64>().ok()
         })
         .map_or(0, |pages| pages * 4)
+}
+
+/// The `resync/slow` column: viewers resynced and viewers closed as too slow since `before`.
+fn resyncs_and_closes(now: &crate::live::LiveStats, before: &crate::live::LiveStats) -> String {
+    format!("{}/{}", now.resyncs - before.resyncs, now.too_slow - before.too_slow)
 }
 
 #[cfg(test)]
