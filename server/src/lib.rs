@@ -155,11 +155,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         hub.set_sink(Arc::new(move |published| history.record_frame(published)));
         let journeys = journeys.clone();
         hub.set_journey_source(Arc::new(move || {
-            journeys
-                .recent(SNAPSHOT_JOURNEYS, |_| true)
-                .into_iter()
-                .map(|journey| journey.tracker)
-                .collect()
+            journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())
         }));
     }
     let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());

@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use crate::live::CLOSE_TOO_SLOW;
 use app::wire::{LiveEvent, WorkerIdle, WorkerKind, parse_frame};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,6 @@ const CONNECTING: usize = 64;
 /// How long opening all the viewers may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(180);
 /// The live socket's close code for a viewer that could not keep up (`live/socket.rs`).
-const CLOSE_TOO_SLOW: u16 = 4008;
 /// Latency samples are kept in this many locked vectors, so viewers rarely meet on one.
 const SHARDS: usize = 64;
 

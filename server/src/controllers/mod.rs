@@ -96,7 +96,8 @@ async fn commit(
 ) -> Result<Vec<FannedOut>, ApiError> {
     let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
     let written = fan_out(&mut batch, notices, request_id, hold);
-    let statements = batch.statements();
+    // Counted only for the journey of a traced request.
+    let statements = if request_id.traced { batch.statements() } else { 0 };
     let commit_started = before_commit(server, request_id).await;
     let transaction = match tx {
         Some(mut tx) => {

@@ -113,20 +113,20 @@ pub async fn list_requests(
 ) -> Result<Json<Vec<JourneySummary>>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
-    let journeys = dashboard.journeys.recent(limit, |journey| {
-        query.kind.is_none_or(|kind| journey.tracker.kind == kind)
-            && query.outcome.is_none_or(|outcome| journey.outcome == outcome)
-            && query.server.as_deref().is_none_or(|server| passed(journey, server))
-    });
-    Ok(Json(
-        journeys
-            .into_iter()
-            .map(|journey| JourneySummary {
-                request: journey.tracker,
-                outcome: journey.outcome,
-            })
-            .collect(),
-    ))
+    let journeys = dashboard.journeys.recent(
+        limit,
+        |journey| {
+            query.kind.is_none_or(|kind| journey.tracker.kind == kind)
+                && query.outcome.is_none_or(|outcome| journey.outcome == outcome)
+                && query.server.as_deref().is_none_or(|server| passed(journey, server))
+        },
+        // Only the tracker and outcome: the log lines stay behind.
+        |journey| JourneySummary {
+            request: journey.tracker.clone(),
+            outcome: journey.outcome,
+        },
+    );
+    Ok(Json(journeys))
 }
 
 fn passed(journey: &Journey, server: &str) -> bool {
@@ -300,13 +300,7 @@ pub async fn history(
     if to < from {
         return Err(ApiError::invalid([("to", "must not be before from".to_string())]));
     }
-    let topics: Vec<String> = query
-        .topics
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|topic| !topic.is_empty())
+    let topics: Vec<String> = crate::live::comma_list(query.topics.as_deref().unwrap_or_default())
         .map(str::to_string)
         .collect();
     let limit = query.limit.unwrap_or(10_000).clamp(1, MAX_HISTORY);

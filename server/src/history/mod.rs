@@ -13,6 +13,7 @@
 //! older than `--history-minutes` go, and frames of metric samples only (the sampler's
 //! once a second) older than `--history-full-minutes` are thinned to one per minute.
 
+use futures_util::TryStreamExt;
 use std::{
     path::Path,
     str::FromStr,
@@ -176,21 +177,17 @@ impl History {
         topics: &[String],
         limit: u32,
     ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-        let frames: Vec<String> =
-            sqlx::query_scalar("SELECT frame FROM live_frames WHERE ts_ms >= ? AND ts_ms <= ? ORDER BY id")
-                .bind(from_ms)
-                .bind(to_ms)
-                .fetch_all(&self.pool)
-                .await?;
-        let wanted = |topic: &str| {
-            topics.is_empty()
-                || topics.iter().any(|wanted| match wanted.strip_suffix('*') {
-                    Some(prefix) => topic.starts_with(prefix),
-                    None => topic == wanted,
-                })
-        };
+        // Read frame by frame and stop at `limit`: a window can hold an hour of frames.
+        let mut frames = sqlx::query_scalar::<_, String>(
+            "SELECT frame FROM live_frames WHERE ts_ms >= ? AND ts_ms <= ? ORDER BY id",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch(&self.pool);
+        let wanted =
+            |topic: &str| topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic));
         let mut events = Vec::new();
-        for frame in frames {
+        while let Some(frame) = frames.try_next().await? {
             let envelopes = match serde_json::from_str(&frame) {
                 Ok(serde_json::Value::Array(batch)) => batch,
                 Ok(single) => vec![single],

@@ -198,7 +198,7 @@ fn passes<T: PartialEq>(wanted: &Option<Vec<T>>, value: Option<&T>) -> bool {
 
 /// `queue:*` matches every topic starting with `queue:`; `*` matches all; anything else
 /// matches itself only.
-fn matches(pattern: &str, topic: &str) -> bool {
+pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => topic.starts_with(prefix),
         None => pattern == topic,
@@ -315,7 +315,7 @@ pub fn parse_seq(field: &'static str, text: Option<&str>) -> Result<Option<u64>,
     .transpose()
 }
 
-fn list(text: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|item| !item.is_empty())
 }
 

@@ -32,8 +32,9 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use filter::{Subscription, Tags};
+pub(crate) use filter::{list as comma_list, matches as topic_matches};
 pub use origin::OriginPolicy;
-pub use socket::{LiveSocketState, live_socket};
+pub use socket::{CLOSE_TOO_SLOW, LiveSocketState, live_socket};
 pub use sse::live_sse;
 
 /// How many events are kept for resuming unless `--live-history` says otherwise.
@@ -174,8 +175,9 @@ fn encode_msgpack(envelope: &Envelope) -> Bytes {
 /// MessagePack from the JSON made at publish: kept events hold only their JSON, and most
 /// are never asked for in MessagePack.
 fn transcode(json: &str) -> Bytes {
-    match serde_json::from_str::<Envelope>(json) {
-        Ok(envelope) => encode_msgpack(&envelope),
+    match app::wire::parse_frame(json).map(|mut envelopes| envelopes.pop()) {
+        Ok(Some(envelope)) => encode_msgpack(&envelope),
+        Ok(None) => Bytes::new(),
         Err(error) => {
             tracing::error!(%error, "published JSON did not read back as an Envelope");
             Bytes::new()
@@ -426,12 +428,12 @@ impl LiveHub {
         self.lock_state().last_seq
     }
 
-    /// Installs the provider of recent journeys for snapshots.
     /// Hands every frame published from now on to `sink` as well (the history).
     pub fn set_sink(&self, sink: PublishSink) {
         *self.sink.write().unwrap_or_else(|poison| poison.into_inner()) = Some(sink);
     }
 
+    /// Installs the provider of recent journeys for snapshots.
     pub fn set_journey_source(&self, source: JourneySource) {
         *self.journeys.write().unwrap_or_else(|poison| poison.into_inner()) = Some(source);
         *self.lock_cache() = None;

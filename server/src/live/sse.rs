@@ -14,7 +14,7 @@
 //! time within a minute a `stream:error` ("too slow") ends the response. A comment is
 //! sent every 15 s to keep proxies from closing an idle stream.
 
-use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
+use std::{collections::VecDeque, convert::Infallible, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Query, State},
@@ -24,7 +24,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::{
     Encoded, LiveSocketState,
@@ -60,14 +60,15 @@ pub async fn live_sse(
         Err(error) => return error.into_response(),
     };
     let mut viewer = Viewer::join(&state.hub, subscription);
+    let first = viewer.start(after);
     let mut stream = SseStream {
-        viewer: None,
+        viewer,
         pending: VecDeque::new(),
-        shutdown: state.shutdown.clone(),
+        // Made once: a new shutdown future per event is measurable with many viewers.
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         ending: false,
     };
-    stream.queue(viewer.start(after));
-    stream.viewer = Some(viewer);
+    stream.queue(first);
     let events = futures_util::stream::unfold(stream, |mut stream| async move {
         let event = stream.next_event().await?;
         Some((Ok::<_, Infallible>(event), stream))
@@ -78,12 +79,11 @@ pub async fn live_sse(
 }
 
 struct SseStream {
-    /// `None` once the stream is over.
-    viewer: Option<Viewer>,
+    viewer: Viewer,
     /// Messages already due, sent one event at a time: at most one frame's worth, or a
     /// replay (shared with the history, so it costs pointers, not copies).
     pending: VecDeque<Arc<Encoded>>,
-    shutdown: CancellationToken,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The stream ends once `pending` is sent.
     ending: bool,
 }
@@ -97,9 +97,9 @@ impl SseStream {
             if self.ending {
                 return None;
             }
-            let viewer = self.viewer.as_mut()?;
+            let viewer = &mut self.viewer;
             let update = tokio::select! {
-                () = self.shutdown.cancelled() => return None,
+                () = &mut self.shutdown => return None,
                 update = viewer.next() => update,
             };
             match update {

@@ -137,8 +137,9 @@ impl Journeys {
         self.lock().by_id.get(request_id).cloned()
     }
 
-    /// The newest journeys first, at most `limit`, that pass `keep`.
-    pub fn recent(&self, limit: usize, keep: impl Fn(&Journey) -> bool) -> Vec<Journey> {
+    /// The newest journeys first, at most `limit`, that pass `keep`, each as `take` makes
+    /// it (so a caller copies only what it needs, not every log line).
+    pub fn recent<T>(&self, limit: usize, keep: impl Fn(&Journey) -> bool, take: impl Fn(&Journey) -> T) -> Vec<T> {
         let store = self.lock();
         store
             .order
@@ -147,7 +148,7 @@ impl Journeys {
             .filter_map(|id| store.by_id.get(id))
             .filter(|journey| keep(journey))
             .take(limit)
-            .cloned()
+            .map(take)
             .collect()
     }
 

@@ -182,10 +182,6 @@ impl StageTimer {
         self
     }
 
-    pub fn set_meta(&mut self, key: &str, value: impl Into<serde_json::Value>) {
-        self.record.metadata.insert(key.to_string(), value.into());
-    }
-
     /// Records the stage as completed, ending now.
     pub fn done(self) {
         self.finish(StageStatus::Completed);
@@ -261,12 +257,12 @@ pub async fn aggregate(
         }
         let light = pending.len() <= LIGHT_BATCH && receiver.is_empty();
         if !pending.is_empty() && (light || tokio::time::Instant::now() >= deadline) {
-            publish(&hub, std::mem::take(&mut pending));
+            hub.publish_batch(std::mem::take(&mut pending));
             last_flush = tokio::time::Instant::now();
         }
     }
     if !pending.is_empty() {
-        publish(&hub, pending);
+        hub.publish_batch(pending);
     }
 }
 
@@ -279,10 +275,6 @@ fn release_finished(controls: &Controls, events: &[LiveEvent]) {
             _ => {}
         }
     }
-}
-
-fn publish(hub: &LiveHub, events: Vec<LiveEvent>) {
-    hub.publish_batch(events);
 }
 
 #[cfg(test)]

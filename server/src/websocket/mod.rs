@@ -150,6 +150,7 @@ impl Registry {
                 .iter()
                 .map(|connection| connection.server.as_str())
                 .collect();
+            servers.sort_unstable();
             servers.dedup();
             for server in servers {
                 *rooms.entry(server.to_string()).or_default() += 1;

@@ -243,9 +243,10 @@ impl MailWorker {
             }
             // In step mode the attempt is a step of its own, after the pickup's.
             telemetry.boundary(request_id).await;
+            let masked = mask_email(&email.to_address);
             let attempt = telemetry
                 .stage(request_id, SystemStage::SmtpAttempt, &self.id)
-                .meta("to", mask_email(&email.to_address))
+                .meta("to", masked.as_str())
                 .meta("attempt", job.attempts);
             attempt.announce();
             telemetry.controls().inject(DelayPoint::EmailDelivery).await;
@@ -260,26 +261,26 @@ impl MailWorker {
                     telemetry.event(LiveEvent::EmailSent(EmailSent {
                         notification_id: email.id.clone(),
                         request_id: job.request_id.clone(),
-                        to: mask_email(&email.to_address),
+                        to: masked,
                         smtp_code: code,
                     }));
                     completed.push(&job.id);
                     sent.push((email.id, reply));
                 }
-                Err(DeliveryError::Transient(reason)) => {
+                Err(error) => {
+                    let (reason, permanent) = match error {
+                        DeliveryError::Transient(reason) => (reason, false),
+                        DeliveryError::Permanent(reason) => (reason, true),
+                    };
                     telemetry
                         .meters()
                         .smtp_reply(reply_code(&reason), &reason, chrono::Utc::now());
                     attempt.failed(reason.clone());
-                    let outcome = self.queues.retry_later(job, &reason).await?;
-                    log_failure(&self.id, job, &reason, &outcome);
-                }
-                Err(DeliveryError::Permanent(reason)) => {
-                    telemetry
-                        .meters()
-                        .smtp_reply(reply_code(&reason), &reason, chrono::Utc::now());
-                    attempt.failed(reason.clone());
-                    let outcome = self.queues.dead_letter(job, &reason).await?;
+                    let outcome = if permanent {
+                        self.queues.dead_letter(job, &reason).await?
+                    } else {
+                        self.queues.retry_later(job, &reason).await?
+                    };
                     log_failure(&self.id, job, &reason, &outcome);
                 }
             }
