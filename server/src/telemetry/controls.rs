@@ -157,6 +157,13 @@ impl Controls {
 
     /// Waits for one step if the request is in step mode.
     pub async fn boundary(&self, request_id: &str) {
+        self.boundary_within(request_id, STEP_TIMEOUT).await;
+    }
+
+    /// [`boundary`](Self::boundary), giving up after `limit`: a worker waits on a claimed
+    /// job, and must not wait past the job's lease, or another worker would claim and
+    /// deliver it again.
+    pub async fn boundary_within(&self, request_id: &str, limit: Duration) {
         if self.stepped_count.load(Ordering::Relaxed) == 0 || request_id.is_empty() {
             return;
         }
@@ -170,7 +177,7 @@ impl Controls {
             return;
         };
         // Closed (no longer stepped) or forgotten (timed out): go on without a permit.
-        if let Ok(Ok(permit)) = tokio::time::timeout(STEP_TIMEOUT, gate.acquire()).await {
+        if let Ok(Ok(permit)) = tokio::time::timeout(limit, gate.acquire()).await {
             permit.forget();
         }
     }
@@ -223,6 +230,24 @@ mod tests {
         controls.stop_stepping("r1");
         walker.await.expect("released when stepping stops");
         assert!(!controls.step("r1"));
+    }
+
+    #[tokio::test]
+    async fn a_bounded_boundary_gives_up_without_a_step() {
+        let controls = Controls::default();
+        controls.start_stepping("r1");
+        let started = std::time::Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            controls.boundary_within("r1", Duration::from_millis(100)),
+        )
+        .await
+        .expect("passes by itself after its limit");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "but waits that long first"
+        );
+        assert!(controls.step("r1"), "still stepped: the next boundary waits again");
     }
 
     async fn wait_for(condition: impl Fn() -> bool) {

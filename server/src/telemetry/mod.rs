@@ -162,7 +162,19 @@ impl Telemetry {
     pub async fn boundary(&self, request_id: &str) {
         self.inner.controls.boundary(request_id).await;
     }
+
+    /// A boundary inside a worker, holding a claimed job: it passes by itself after
+    /// [`WORKER_STEP_WAIT`], well inside the job's lease, so a person who stops stepping
+    /// never makes a delivery run twice.
+    pub async fn worker_boundary(&self, request_id: &str) {
+        self.inner.controls.boundary_within(request_id, WORKER_STEP_WAIT).await;
+    }
 }
+
+/// The longest a worker waits at one step boundary. A job passes at most two of them per
+/// claim (pickup, then the delivery attempt), so 2 × this stays well under
+/// [`crate::workers::LEASE`] (60 s).
+pub const WORKER_STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A stage being timed. Dropping it unfinished records nothing.
 #[must_use = "a stage is recorded only when finished"]

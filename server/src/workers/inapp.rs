@@ -103,7 +103,7 @@ impl InAppWorker {
             }
             let request_id = job.request_id.as_deref().unwrap_or_default();
             // In step mode the push is a step of its own, after the pickup's.
-            telemetry.boundary(request_id).await;
+            telemetry.worker_boundary(request_id).await;
             let push = telemetry
                 .stage_since(request_id, SystemStage::InappPush, &self.id, pushing)
                 .meta("seq", frame.seq);

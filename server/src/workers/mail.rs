@@ -242,7 +242,7 @@ impl MailWorker {
                 continue;
             }
             // In step mode the attempt is a step of its own, after the pickup's.
-            telemetry.boundary(request_id).await;
+            telemetry.worker_boundary(request_id).await;
             let masked = mask_email(&email.to_address);
             let attempt = telemetry
                 .stage(request_id, SystemStage::SmtpAttempt, &self.id)
@@ -284,7 +284,6 @@ impl MailWorker {
                     log_failure(&self.id, job, &reason, &outcome);
                 }
             }
-            telemetry.boundary(request_id).await;
         }
         let committed = self.record_sent(&completed, &sent).await;
         sent.iter().for_each(|_| self.ledger.committed());

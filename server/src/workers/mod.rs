@@ -49,7 +49,7 @@ pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: 
     for job in jobs {
         let request_id = job.request_id.as_deref().unwrap_or_default();
         let waiting = Instant::now();
-        telemetry.boundary(request_id).await;
+        telemetry.worker_boundary(request_id).await;
         started += waiting.elapsed();
         telemetry
             .stage_since(request_id, SystemStage::WorkerPickup, worker, started)
