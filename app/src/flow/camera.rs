@@ -93,8 +93,13 @@ mod tests {
             camera.zoom_at(2.0, 0.0, 0.0);
         }
         assert_eq!(camera.zoom, MAX_ZOOM);
+        let before = camera.to_screen(100.0, 100.0);
         camera.pan(10.0, -5.0);
-        let (x, y) = camera.to_screen(0.0, 0.0);
-        assert_eq!((x, y), (camera.offset_x, camera.offset_y));
+        let after = camera.to_screen(100.0, 100.0);
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (10.0, -5.0),
+            "panning moves the picture"
+        );
     }
 }

@@ -38,19 +38,10 @@ pub enum Lane {
 }
 
 impl Lane {
-    pub fn flow(self) -> Option<Flow> {
-        match self {
-            Self::Request => None,
-            Self::Email => Some(Flow::Email),
-            Self::InApp => Some(Flow::InApp),
-        }
-    }
-
     fn of_queue(queue: &str) -> Self {
-        if queue.starts_with("inapp") {
-            Self::InApp
-        } else {
-            Self::Email
+        match Flow::of_queue(queue) {
+            Some(Flow::InApp) => Self::InApp,
+            _ => Self::Email,
         }
     }
 }
@@ -219,10 +210,6 @@ impl Scene {
         self.bubbles.clear();
         self.node_hits.clear();
         self.edge_hits.clear();
-    }
-
-    pub fn bubbles(&self) -> impl Iterator<Item = &Bubble> {
-        self.bubbles.values()
     }
 
     pub fn bubble(&self, request_id: &str, lane: Lane) -> Option<&Bubble> {
@@ -420,7 +407,10 @@ impl Scene {
 
     /// Whether something set off along this edge a moment ago (drawn animated).
     pub fn edge_in_use(&self, from: &NodeId, to: &NodeId) -> bool {
-        self.edge_hits.contains_key(&(from.clone(), to.clone()))
+        // Only edges used a moment ago are kept, so a scan beats building an owned key.
+        self.edge_hits
+            .keys()
+            .any(|(hit_from, hit_to)| hit_from == from && hit_to == to)
     }
 
     /// Animation time so far, for dash offsets and pulses.

@@ -167,10 +167,7 @@ impl Engine {
         let running: Vec<String> = balancer
             .servers
             .iter()
-            .filter(|server| match components.get(&server.id) {
-                Some(ComponentMetrics::Server(metrics)) => metrics.running,
-                _ => server.healthy,
-            })
+            .filter(|server| super::state::server_running(components, server))
             .map(|server| server.id.clone())
             .collect();
         if running != self.layout.servers {
@@ -409,8 +406,9 @@ fn start_frames(live: Live, stream: Stream, canvas: HtmlCanvasElement) {
 fn frame(live: &Live, stream: &Stream, canvas: &HtmlCanvasElement, context: &CanvasRenderingContext2d, now: f64) {
     let batch = stream.drain();
     live.apply_batch(&batch, now);
-    let controls = live.controls.get_untracked();
-    with_engine(|engine| step_engine(live, engine, canvas, context, &batch, &controls, now));
+    live.controls.with_untracked(|controls| {
+        with_engine(|engine| step_engine(live, engine, canvas, context, &batch, controls, now))
+    });
 }
 
 fn step_engine(
@@ -605,9 +603,6 @@ enum EdgePass {
 fn draw_edges(engine: &Engine, context: &CanvasRenderingContext2d, pass: EdgePass) {
     let clock = engine.scene.clock_ms();
     for edge in &engine.layout.edges {
-        let (Some(from), Some(to)) = (engine.layout.node(&edge.from), engine.layout.node(&edge.to)) else {
-            continue;
-        };
         let (highlighted, active) = match pass {
             EdgePass::AtRest => (false, false),
             EdgePass::Live => (
@@ -621,6 +616,9 @@ fn draw_edges(engine: &Engine, context: &CanvasRenderingContext2d, pass: EdgePas
         if pass == EdgePass::Live && !highlighted && !active {
             continue;
         }
+        let (Some(from), Some(to)) = (engine.layout.node(&edge.from), engine.layout.node(&edge.to)) else {
+            continue;
+        };
         let (color, width, dash) = match (active, edge.style) {
             (true, _) => ("rgba(226, 232, 240, 0.75)", 2.0, &engine.dash_active),
             (false, EdgeStyle::Dashed) => ("rgba(148, 163, 184, 0.35)", 1.5, &engine.dash_dashed),

@@ -132,14 +132,15 @@ fn facts(rows: Vec<(&'static str, String)>) -> impl IntoView {
 }
 
 /// A signal of one component's latest metrics.
-fn metrics_of(live: Live, key: String) -> Signal<Option<ComponentMetrics>> {
-    Signal::derive(move || live.components.with(|components| components.get(&key).cloned()))
+/// A memo: the card is redrawn when this component's figures change, not any component's.
+fn metrics_of(live: Live, key: String) -> Memo<Option<ComponentMetrics>> {
+    Memo::new(move |_| live.components.with(|components| components.get(&key).cloned()))
 }
 
 #[component]
 fn Sparkline(live: Live, key: String) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let samples = Signal::derive(move || live.sparks.with(|sparks| sparks.get(&key).cloned().unwrap_or_default()));
+    let samples = Memo::new(move |_| live.sparks.with(|sparks| sparks.get(&key).cloned().unwrap_or_default()));
     Effect::new(move |_| {
         let samples = samples.get();
         if let Some(canvas) = canvas.get() {
@@ -193,10 +194,9 @@ fn BalancerCard(live: Live) -> impl IntoView {
             .iter()
             .map(|server| {
                 let sticky = balancer.sticky_sessions.by_server.get(&server.id).copied().unwrap_or(0);
-                let running = live.components.with(|components| match components.get(&server.id) {
-                    Some(ComponentMetrics::Server(metrics)) => metrics.running,
-                    _ => server.healthy,
-                });
+                let running = live
+                    .components
+                    .with(|components| super::state::server_running(components, server));
                 view! {
                     <tr data-testid=format!("balancer-{}", server.id)>
                         <th scope="row">{server.id.clone()}</th>
@@ -383,12 +383,13 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
     let refresh = RwSignal::new(0u32);
     let list_name = name.clone();
     let jobs = RwSignal::new(None::<api::ApiResult<JobList>>);
-    // Lists again when the filter changes, after a requeue, and as the queue's figures
-    // change (jobs arrive or leave).
+    // Lists again when the filter changes, after a requeue, and when this queue's figures
+    // change (jobs arrive or leave), not at every metrics update of any component.
+    let figures = metrics_of(live, NodeId::Queue(name.clone()).key());
     Effect::new(move |_| {
         let filter = filter.get();
         refresh.track();
-        live.components.track();
+        figures.track();
         let name = list_name.clone();
         spawn_local(async move {
             let mut path = format!("/api/queues/{name}/jobs?limit=20");

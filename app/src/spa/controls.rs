@@ -15,13 +15,6 @@ use crate::{
     wire::{ControlSettings, Envelope, NotificationType, Timestamp, parse_frame},
 };
 
-pub const TYPES: [NotificationType; 6] = NotificationType::ALL;
-
-/// The wire name of a notification type (`friend-request`).
-pub fn type_name(kind: NotificationType) -> &'static str {
-    kind.name()
-}
-
 /// Changes the shared settings: applies `change` to the current ones and sends them.
 pub fn change_controls(live: Live, change: impl FnOnce(&mut ControlSettings)) {
     let mut next = live.controls.get_untracked();
@@ -185,14 +178,14 @@ fn TypeSelect(selected: RwSignal<NotificationType>, label: &'static str) -> impl
             data-testid="step-type"
             on:change=move |event| {
                 let name = event_target_value(&event);
-                if let Some(kind) = TYPES.into_iter().find(|kind| type_name(*kind) == name) {
+                if let Some(kind) = NotificationType::ALL.into_iter().find(|kind| kind.name() == name) {
                     selected.set(kind);
                 }
             }
         >
-            {TYPES
+            {NotificationType::ALL
                 .into_iter()
-                .map(|kind| view! { <option value=type_name(kind) selected=move || selected.get() == kind>{type_name(kind)}</option> })
+                .map(|kind| view! { <option value=kind.name() selected=move || selected.get() == kind>{kind.name()}</option> })
                 .collect_view()}
         </select>
     }
@@ -343,7 +336,7 @@ fn TypeChips(
 ) -> impl IntoView {
     view! {
         <div class="row chips" aria-label=label>
-            {TYPES
+            {NotificationType::ALL
                 .into_iter()
                 .map(|kind| view! {
                     <label class="toggle">
@@ -427,6 +420,8 @@ impl History {
 struct ReplayView {
     from: Timestamp,
     to: Timestamp,
+    /// The moment shown, as it really was.
+    now: Timestamp,
     position_ms: f64,
     duration_ms: f64,
     playing: bool,
@@ -442,6 +437,7 @@ fn ReplayPanel(live: Live) -> impl IntoView {
             let next = with_engine(|engine| {
                 engine.replay.as_ref().map(|replay| ReplayView {
                     from: replay.from,
+                    now: replay.now(),
                     to: replay.to,
                     position_ms: replay.position_ms,
                     duration_ms: replay.duration_ms(),
@@ -553,11 +549,10 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 </label>
             </div>
             {move || view_state.get().map(|state| {
-                let shown = state.from + chrono::Duration::milliseconds(state.position_ms as i64);
                 view! {
                     <div class="replay" data-testid="replay" data-playing=state.playing.to_string()>
                         <p>
-                            <time data-testid="replay-time">{crate::clock::date_time_millis(shown)}</time>
+                            <time data-testid="replay-time">{crate::clock::date_time_millis(state.now)}</time>
                             {format!(" · {} stage events · {} – {}", state.events, crate::clock::hms(state.from), crate::clock::hms(state.to))}
                         </p>
                         <input

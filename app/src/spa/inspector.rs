@@ -72,7 +72,7 @@ pub fn RequestList(live: Live) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
-    let open = move |_| {
+    let open = move || {
         let id = search.get_untracked().trim().to_string();
         if !id.is_empty() {
             live.selected_request.set(Some(id));
@@ -90,14 +90,11 @@ pub fn RequestList(live: Live) -> impl IntoView {
                     on:input=move |event| search.set(event_target_value(&event))
                     on:keydown=move |event: web_sys::KeyboardEvent| {
                         if event.key() == "Enter" {
-                            let id = search.get_untracked().trim().to_string();
-                            if !id.is_empty() {
-                                live.selected_request.set(Some(id));
-                            }
+                            open();
                         }
                     }
                 />
-                <button on:click=open aria-label="Open the request with this id">"Open"</button>
+                <button on:click=move |_| open() aria-label="Open the request with this id">"Open"</button>
             </div>
             <ul class="request-list" data-testid="request-list">
                 {move || rows().into_iter().map(|row| {
@@ -112,7 +109,7 @@ pub fn RequestList(live: Live) -> impl IntoView {
                                 data-testid=format!("request-{}", row.request_id)
                             >
                                 <button class="link" on:click=move |_| live.selected_request.set(Some(id.clone()))>
-                                    <span class="kind">{super::controls::type_name(row.kind)}</span>
+                                    <span class="kind">{row.kind.name()}</span>
                                     <code>{short(&row.request_id)}</code>
                                     <span class="stage">{row.stage.name()}</span>
                                     <span class="outcome">{row.outcome.label()}</span>
@@ -212,7 +209,7 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
     view! {
         <section class="inspector" data-testid="inspector" data-request=id.clone() aria-label="Request inspector">
             <header class="card-head">
-                <h2>{format!("{} request", super::controls::type_name(request.kind))}</h2>
+                <h2>{format!("{} request", request.kind.name())}</h2>
                 <button class="close" aria-label="Close the inspector" on:click=move |_| live.selected_request.set(None)>"×"</button>
             </header>
             <p class="mono" data-testid="inspector-id">{id.clone()}</p>
@@ -346,7 +343,7 @@ pub fn journey_csv(request: &RequestTracker) -> String {
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{}\n",
             quote(&request.request_id),
-            super::controls::type_name(request.kind),
+            request.kind.name(),
             stage.stage.name(),
             quote(&stage.component),
             status_label(stage.status),

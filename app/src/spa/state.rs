@@ -117,6 +117,14 @@ pub fn metrics_key(metrics: &ComponentMetrics) -> String {
     }
 }
 
+/// Whether an app server is up: its own metrics say so, or else the balancer's health check.
+pub fn server_running(components: &BTreeMap<String, ComponentMetrics>, server: &crate::wire::BalancedServer) -> bool {
+    match components.get(&server.id) {
+        Some(ComponentMetrics::Server(metrics)) => metrics.running,
+        _ => server.healthy,
+    }
+}
+
 /// The one figure a component's sparkline follows.
 pub fn spark_figure(metrics: &ComponentMetrics) -> f64 {
     match metrics {

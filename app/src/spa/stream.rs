@@ -36,31 +36,6 @@ const MAX_INBOX: usize = 20_000;
 /// WebSocket attempts that never open before the page falls back to SSE.
 const FALLBACK_AFTER: u32 = 2;
 
-/// Every topic the SSE stream can name (an `EventSource` listens per event name).
-const SSE_TOPICS: [&str; 21] = [
-    "system:status",
-    "system:metrics",
-    "request:new",
-    "request:progress",
-    "request:complete",
-    "request:failed",
-    "component:status",
-    "component:metrics",
-    "queue:job:added",
-    "queue:job:processing",
-    "queue:job:completed",
-    "queue:job:failed",
-    "queue:job:retry",
-    "worker:processing",
-    "worker:idle",
-    "notification:email:sent",
-    "notification:inapp:delivered",
-    "controls:changed",
-    "stream:snapshot",
-    "stream:gap",
-    "stream:error",
-];
-
 /// The stream's shared half: the inbox the frame loop drains, the open WebSocket (for
 /// subscription changes) and the filters to subscribe with.
 #[derive(Clone, Default)]
@@ -149,12 +124,13 @@ impl Stream {
             parts.push(format!("afterSeq={}", self.last_seq.get()));
         }
         if let Some(filters) = self.filters.borrow().as_ref() {
-            let join = |values: Vec<String>| values.join(",");
             if let Some(flows) = &filters.flows {
-                parts.push(format!("flows={}", join(flows.iter().map(wire_name).collect())));
+                let names: Vec<&str> = flows.iter().map(|flow| flow.name()).collect();
+                parts.push(format!("flows={}", names.join(",")));
             }
             if let Some(types) = &filters.types {
-                parts.push(format!("types={}", join(types.iter().map(wire_name).collect())));
+                let names: Vec<&str> = types.iter().map(|kind| kind.name()).collect();
+                parts.push(format!("types={}", names.join(",")));
             }
             if let Some(servers) = &filters.servers {
                 parts.push(format!("servers={}", servers.join(",")));
@@ -166,14 +142,6 @@ impl Stream {
             format!("?{}", parts.join("&"))
         }
     }
-}
-
-/// A unit enum's wire name (`in-app`, `friend-request`).
-fn wire_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// What one connection attempt came to.
@@ -327,14 +295,14 @@ async fn run_sse(live: &Live, stream: &Stream) -> Attempt {
     source.set_onopen(Some(callbacks.open.as_ref().unchecked_ref()));
     source.set_onerror(Some(callbacks.close.as_ref().unchecked_ref()));
     let message = callbacks.message.as_ref().unchecked_ref();
-    for topic in SSE_TOPICS {
+    for topic in LiveEvent::TOPICS {
         let _ = source.add_event_listener_with_callback(topic, message);
     }
     stream.sse_open.set(true);
     watch(&callbacks.flags, stream).await;
     stream.sse_open.set(false);
     source.close();
-    for topic in SSE_TOPICS {
+    for topic in LiveEvent::TOPICS {
         let _ = source.remove_event_listener_with_callback(topic, message);
     }
     source.set_onopen(None);

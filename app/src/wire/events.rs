@@ -84,6 +84,31 @@ pub enum LiveEvent {
 }
 
 impl LiveEvent {
+    /// Every topic, as [`topic`](Self::topic) names them (tested to be all of them).
+    pub const TOPICS: [&'static str; 21] = [
+        "system:status",
+        "system:metrics",
+        "request:new",
+        "request:progress",
+        "request:complete",
+        "request:failed",
+        "component:status",
+        "component:metrics",
+        "queue:job:added",
+        "queue:job:processing",
+        "queue:job:completed",
+        "queue:job:failed",
+        "queue:job:retry",
+        "worker:processing",
+        "worker:idle",
+        "notification:email:sent",
+        "notification:inapp:delivered",
+        "controls:changed",
+        "stream:snapshot",
+        "stream:gap",
+        "stream:error",
+    ];
+
     /// The design's name of this event, as it appears in `topic`.
     pub fn topic(&self) -> &'static str {
         match self {
@@ -536,6 +561,16 @@ pub(crate) mod tests {
                 event,
             })
             .collect()
+    }
+
+    #[test]
+    fn topics_lists_every_topic_once() {
+        let mut named: Vec<&str> = every_event().iter().map(|(event, _)| event.topic()).collect();
+        named.sort_unstable();
+        named.dedup();
+        let mut listed = LiveEvent::TOPICS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(named, listed);
     }
 
     #[test]

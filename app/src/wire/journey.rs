@@ -18,7 +18,6 @@ pub enum NotificationType {
     FriendAccept,
 }
 
-/// The delivery path a notification takes; decides a bubble's color.
 impl NotificationType {
     pub const ALL: [NotificationType; 6] = [
         Self::Signup,
@@ -42,11 +41,34 @@ impl NotificationType {
     }
 }
 
+/// The delivery path a notification takes; decides a bubble's color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
     Email,
     InApp,
+}
+
+impl Flow {
+    /// The wire name (`in-app`), without going through serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::InApp => "in-app",
+        }
+    }
+
+    /// The flow a queue carries: `mail`, `mail-retry-1`, `mail-dlq` email; `inapp`,
+    /// `inapp-retry`, `inapp-dlq` in-app.
+    pub fn of_queue(queue: &str) -> Option<Self> {
+        if queue.starts_with("mail") {
+            Some(Self::Email)
+        } else if queue.starts_with("inapp") {
+            Some(Self::InApp)
+        } else {
+            None
+        }
+    }
 }
 
 /// Where a request is: one value per stage the telemetry observes.
@@ -191,6 +213,12 @@ mod tests {
         for kind in NotificationType::ALL {
             assert_eq!(serde_json::to_value(kind).expect("serializes"), kind.name());
         }
+        for flow in [Flow::Email, Flow::InApp] {
+            assert_eq!(serde_json::to_value(flow).expect("serializes"), flow.name());
+        }
+        assert_eq!(Flow::of_queue("mail-retry-2"), Some(Flow::Email));
+        assert_eq!(Flow::of_queue("inapp-dlq"), Some(Flow::InApp));
+        assert_eq!(Flow::of_queue("other"), None);
     }
 
     #[test]

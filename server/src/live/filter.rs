@@ -49,13 +49,13 @@ impl Tags {
             LiveEvent::RequestFailed(failed) => tags.kind = Some(failed.kind),
             LiveEvent::ComponentStatus(status) => tags.server = app_server(&status.id),
             LiveEvent::ComponentMetrics(ComponentMetrics::Server(server)) => tags.server = app_server(&server.id),
-            LiveEvent::ComponentMetrics(ComponentMetrics::Queue(queue)) => tags.flow = queue_flow(&queue.name),
+            LiveEvent::ComponentMetrics(ComponentMetrics::Queue(queue)) => tags.flow = Flow::of_queue(&queue.name),
             LiveEvent::QueueJobAdded(job) => tags.flow = Some(job.flow),
-            LiveEvent::QueueJobProcessing(job) => tags.flow = queue_flow(&job.queue),
-            LiveEvent::QueueJobCompleted(job) => tags.flow = queue_flow(&job.queue),
-            LiveEvent::QueueJobFailed(job) => tags.flow = queue_flow(&job.queue),
-            LiveEvent::QueueJobRetry(job) => tags.flow = queue_flow(&job.queue),
-            LiveEvent::WorkerProcessing(worker) => tags.flow = queue_flow(&worker.queue),
+            LiveEvent::QueueJobProcessing(job) => tags.flow = Flow::of_queue(&job.queue),
+            LiveEvent::QueueJobCompleted(job) => tags.flow = Flow::of_queue(&job.queue),
+            LiveEvent::QueueJobFailed(job) => tags.flow = Flow::of_queue(&job.queue),
+            LiveEvent::QueueJobRetry(job) => tags.flow = Flow::of_queue(&job.queue),
+            LiveEvent::WorkerProcessing(worker) => tags.flow = Flow::of_queue(&worker.queue),
             LiveEvent::WorkerIdle(worker) => {
                 tags.flow = Some(match worker.kind {
                     WorkerKind::Mail => Flow::Email,
@@ -70,17 +70,6 @@ impl Tags {
             _ => {}
         }
         tags
-    }
-}
-
-/// `mail`, `mail-retry-1`, `mail-dlq` carry email; `inapp`, `inapp-retry` in-app.
-fn queue_flow(queue: &str) -> Option<Flow> {
-    if queue.starts_with("mail") {
-        Some(Flow::Email)
-    } else if queue.starts_with("inapp") {
-        Some(Flow::InApp)
-    } else {
-        None
     }
 }
 
