@@ -521,8 +521,8 @@ async fn msgpack_frames_carry_the_same_envelopes() {
     // Client messages may be MessagePack too.
     let resume = rmp_serde::to_vec_named(&ClientMessage::Resume { after_seq: first - 1 }).expect("encodes");
     socket.send(Message::binary(resume)).await.expect("sent");
-    let seen = read_until(&mut socket, |envelope| envelope.seq == first).await;
-    assert!(seen.iter().any(|envelope| envelope.seq == first), "replayed");
+    // Replayed: read_until fails the test if it never comes.
+    read_until(&mut socket, |envelope| envelope.seq == first).await;
     system.stop().await;
 }
 
@@ -536,10 +536,9 @@ async fn only_allowed_origins_may_connect() {
         panic!("an HTTP refusal, got {error}")
     };
     assert_eq!(response.status(), 403);
-    if let Some(body) = response.body() {
-        let body: serde_json::Value = serde_json::from_slice(body).expect("JSON");
-        assert_eq!(body, serde_json::json!({"error": "origin not allowed"}));
-    }
+    let body = response.body().as_deref().expect("the refusal says why");
+    let body: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    assert_eq!(body, serde_json::json!({"error": "origin not allowed"}));
 
     let sse = system
         .http
@@ -734,9 +733,8 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
     })
     .await
     .expect("the stalled viewer was dealt with");
-    assert!(outcome == "resynced" || outcome.starts_with("closed"), "{outcome}");
     let stats = hub.stats();
-    assert!(stats.resyncs + stats.too_slow >= 1, "{stats:?}");
+    assert!(stats.resyncs + stats.too_slow >= 1, "{outcome}: {stats:?}");
     reading.abort();
     system.stop().await;
 }

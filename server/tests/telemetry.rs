@@ -55,22 +55,20 @@ impl TestSystem {
     }
 
     /// A purchase with an id of the test's choosing; returns it.
-    async fn purchase(&self, token: &str, request_id: &str, step: bool) -> reqwest::Response {
-        let mut request = self
-            .http
+    async fn purchase(&self, token: &str, request_id: &str) -> reqwest::Response {
+        self.http
             .post(self.lb("/api/purchases"))
             .bearer_auth(token)
             .header("x-request-id", request_id)
-            .json(&json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }));
-        if step {
-            request = request.header("x-liveview-step", "1");
-        }
-        request.send().await.expect("answers")
+            .json(&json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }))
+            .send()
+            .await
+            .expect("answers")
     }
 
     /// Purchases with `request_id` and answers how long its database stage took (ms).
     async fn db_stage_duration(&self, token: &str, request_id: &str) -> f64 {
-        assert_eq!(self.purchase(token, request_id, false).await.status(), 201);
+        assert_eq!(self.purchase(token, request_id).await.status(), 201);
         let journey = self
             .journey_when(request_id, |journey| stage_names(journey).contains(&"db-query".into()))
             .await;
@@ -83,15 +81,7 @@ impl TestSystem {
     }
 
     async fn live_status(&self) -> Value {
-        let url = self.dashboard("/api/live-view/status");
-        self.http
-            .get(url)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json")
+        self.dashboard_json("/api/live-view/status").await
     }
 
     async fn journey(&self, request_id: &str) -> Option<Value> {
@@ -142,7 +132,7 @@ async fn a_purchase_journey_arrives_stage_by_stage_in_order() {
         .await
         .expect("live stream");
 
-    let response = system.purchase(&token, "journey-1", false).await;
+    let response = system.purchase(&token, "journey-1").await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["x-request-id"], "journey-1");
 
@@ -268,7 +258,7 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     assert_eq!(stage_names(&first), ["lb-received"], "waits after its first stage");
 
     // Other requests are not held up by the stepped one.
-    assert_eq!(system.purchase(&token, "free-1", false).await.status(), 201);
+    assert_eq!(system.purchase(&token, "free-1").await.status(), 201);
 
     let step = || async {
         let url = system.dashboard("/api/live-view/requests/stepped-1/step");
@@ -309,7 +299,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
-    assert_eq!(system.purchase(&token, "metered-1", false).await.status(), 201);
+    assert_eq!(system.purchase(&token, "metered-1").await.status(), 201);
     system
         .journey_when("metered-1", |journey| journey["outcome"] == "completed")
         .await;
@@ -575,7 +565,7 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
     let from = chrono::Utc::now().timestamp_millis();
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
-    assert_eq!(system.purchase(&token, "past-1", false).await.status(), 201);
+    assert_eq!(system.purchase(&token, "past-1").await.status(), 201);
     system
         .journey_when("past-1", |journey| journey["outcome"] == "completed")
         .await;
