@@ -113,7 +113,7 @@ pub struct Config {
 
     /// How many live-stream events are kept so a viewer that reconnects gets exactly what
     /// it missed; one that missed more gets a gap and a fresh snapshot.
-    #[arg(long, env = "LIVEVIEW_LIVE_HISTORY", value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    #[arg(long, env = "LIVEVIEW_LIVE_HISTORY", value_name = "N", default_value_t = crate::live::DEFAULT_HISTORY as u64, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub live_history: u64,
 
     /// Origins (`https://ops.example.com`), comma-separated, allowed to open the live

@@ -741,11 +741,7 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
 
 /// This process's resident memory (Linux).
 fn resident_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        .expect("VmRSS");
-    kib * 1024
+    let kib = liveview::bench::rss_kib();
+    assert!(kib > 0, "VmRSS in /proc/self/status");
+    kib as usize * 1024
 }

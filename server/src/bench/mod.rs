@@ -504,12 +504,16 @@ impl Latencies {
 
 /// This process's resident memory (VmRSS), in KiB.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_kib("/proc/self/status", "VmRSS:")
+}
+
+/// The `Key: N kB` line of a `/proc` file, in KiB; 0 when absent.
+fn proc_kib(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
                 .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
@@ -538,15 +542,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 /// The kernel's unreclaimable slab memory (`SUnreclaim` in `/proc/meminfo`: socket
 /// objects among others), system-wide, in KiB.
 pub fn kernel_kib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|meminfo| {
-            meminfo
-                .lines()
-                .find_map(|line| line.strip_prefix("SUnreclaim:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    proc_kib("/proc/meminfo", "SUnreclaim:")
 }
 
 /// The kernel's memory for all TCP sockets (`/proc/net/sockstat`, `TCP: ... mem`), in KiB.
