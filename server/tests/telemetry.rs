@@ -84,6 +84,31 @@ impl TestSystem {
         self.dashboard_json("/api/live-view/status").await
     }
 
+    /// Signs a user up through the balancer under a request id of the test's choosing.
+    async fn sign_up_traced(&self, email: &str, name: &str, request_id: &str) {
+        let signup = self
+            .http
+            .post(self.lb("/api/auth/signup"))
+            .header("x-request-id", request_id)
+            .json(&json!({ "email": email, "name": name, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(signup.status(), 201);
+    }
+
+    /// Logs the user in and opens their acking in-app socket (their first connect).
+    async fn connect_user(&self, email: &str) {
+        let login = json!({ "email": email, "password": PASSWORD });
+        let login: Value = self
+            .post("/api/auth/login", None, login)
+            .await
+            .json()
+            .await
+            .expect("json");
+        self.acking_client(login["token"].as_str().expect("token")).await;
+    }
+
     async fn journey(&self, request_id: &str) -> Option<Value> {
         let url = self.dashboard(&format!("/api/live-view/requests/{request_id}"));
         let response = self.http.get(url).send().await.expect("answers");
@@ -505,15 +530,7 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
 #[tokio::test]
 async fn a_signup_journey_ends_when_the_new_user_first_connects() {
     let system = TestSystem::start(FLAGS).await;
-    let signup = system
-        .http
-        .post(system.lb("/api/auth/signup"))
-        .header("x-request-id", "signup-1")
-        .json(&json!({ "email": "bo@example.com", "name": "Bo", "password": PASSWORD }))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(signup.status(), 201);
+    system.sign_up_traced("bo@example.com", "Bo", "signup-1").await;
     let waiting = system
         .journey_when("signup-1", |journey| {
             stage_names(journey).contains(&"inapp-push".into())
@@ -524,14 +541,7 @@ async fn a_signup_journey_ends_when_the_new_user_first_connects() {
         "the welcome waits for the user's first connect"
     );
 
-    let login = json!({ "email": "bo@example.com", "password": PASSWORD });
-    let login: Value = system
-        .post("/api/auth/login", None, login)
-        .await
-        .json()
-        .await
-        .expect("json");
-    system.acking_client(login["token"].as_str().expect("token")).await;
+    system.connect_user("bo@example.com").await;
     let done = system
         .journey_when("signup-1", |journey| journey["outcome"] == "completed")
         .await;
@@ -574,16 +584,9 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
     // History is written in batches, once a second.
     let mut events = Vec::new();
     for _ in 0..60 {
-        let url = system.dashboard(&format!("/api/live-view/history?from={from}&to={to}&topics=request:*"));
-        let answer: Value = system
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let answer = system
+            .dashboard_json(&format!("/api/live-view/history?from={from}&to={to}&topics=request:*"))
+            .await;
         events = answer["events"].as_array().expect("events").clone();
         let complete = events
             .iter()
@@ -633,24 +636,9 @@ async fn a_signup_journey_arrives_in_order_over_server_sent_events() {
     let system = TestSystem::start(FLAGS).await;
     let mut events = Sse::open(&system, "?topics=request:*", None).await;
     assert_eq!(events.next().await.event, "stream:snapshot");
-    let signup = system
-        .http
-        .post(system.lb("/api/auth/signup"))
-        .header("x-request-id", "sse-1")
-        .json(&json!({ "email": "cy@example.com", "name": "Cy", "password": PASSWORD }))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(signup.status(), 201);
+    system.sign_up_traced("cy@example.com", "Cy", "sse-1").await;
     // The welcome in-app message is delivered, and the journey ends, when Cy connects.
-    let login = json!({ "email": "cy@example.com", "password": PASSWORD });
-    let login: Value = system
-        .post("/api/auth/login", None, login)
-        .await
-        .json()
-        .await
-        .expect("json");
-    system.acking_client(login["token"].as_str().expect("token")).await;
+    system.connect_user("cy@example.com").await;
     let mut seen = Vec::new();
     let mut last_id = 0;
     loop {
