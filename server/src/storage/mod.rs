@@ -107,6 +107,10 @@ impl Database {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before handing out a connection: for SQLite it is one more round
+            // trip to the connection's thread per query, and a broken file connection
+            // fails its query just as clearly.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
