@@ -129,22 +129,26 @@ impl WriteBatch {
 
     /// Runs every statement on `executor` in one round trip (the caller owns the
     /// transaction, or the statements bring their own).
-    pub(super) async fn run(self, executor: impl sqlx::SqliteExecutor<'_>) -> Result<(), sqlx::Error> {
+    ///
+    /// sqlx keeps the prepared statements of each distinct SQL text (the whole batch is
+    /// one text), so a batch whose text recurs — a purchase's, a worker's batch of the
+    /// same size — is parsed once per connection, not on every run.
+    pub(super) async fn run(&self, executor: impl sqlx::SqliteExecutor<'_>) -> Result<(), sqlx::Error> {
         if self.sql.is_empty() {
             return Ok(());
         }
         let mut args = SqliteArguments::default();
-        for value in self.values {
+        for value in &self.values {
             match value {
                 SqlValue::Null => args.add(None::<i64>),
-                SqlValue::Int(value) => args.add(value),
-                SqlValue::Real(value) => args.add(value),
-                SqlValue::Text(value) => args.add(value),
+                SqlValue::Int(value) => args.add(*value),
+                SqlValue::Real(value) => args.add(*value),
+                SqlValue::Text(value) => args.add(value.clone()),
             }
             .map_err(sqlx::Error::Encode)?;
         }
         // Only literal statements and placeholders are appended; every value is bound.
-        sqlx::query_with(sqlx::AssertSqlSafe(self.sql), args)
+        sqlx::query_with(sqlx::AssertSqlSafe(self.sql.as_str()), args)
             .execute(executor)
             .await
             .map(drop)
