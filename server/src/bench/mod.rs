@@ -380,7 +380,8 @@ async fn post_accepted(
 /// A client that acks every frame and notes when each arrived.
 async fn socket_client(lb: String, token: String, arrivals: Arrivals) {
     let url = format!("ws://{lb}/api/notifications/ws?token={token}");
-    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await else {
+    let config = Some(crate::websocket::client_config());
+    let Ok((mut socket, _)) = tokio_tungstenite::connect_async_with_config(url, config, true).await else {
         return;
     };
     while let Some(Ok(message)) = socket.next().await {

@@ -29,7 +29,7 @@ use tokio::{
     process::{Child, ChildStdin, ChildStdout},
     sync::{Semaphore, mpsc},
 };
-use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{Latencies, cpu_seconds, rss_kib};
 
@@ -274,9 +274,7 @@ async fn viewer(
     ready: mpsc::Sender<bool>,
 ) {
     // Client messages are tiny and the server's frames come in 4 KiB fragments.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0);
+    let config = crate::websocket::client_config();
     let permit = connecting.acquire_owned().await;
     let mut socket = match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
         Ok((socket, _)) => socket,

@@ -327,7 +327,8 @@ async fn acking_client(base: String, token: String, shutdown: CancellationToken)
     let mut last_seq = 0;
     while !shutdown.is_cancelled() {
         let url = format!("{base}/api/notifications/ws?token={token}&lastSeq={last_seq}");
-        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await {
+        let config = Some(crate::websocket::client_config());
+        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async_with_config(url, config, true).await {
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => return,

@@ -63,6 +63,7 @@ impl InAppWorker {
             &QueueName::INAPP_WORK,
             Channel::InApp,
             &self.id,
+            super::BATCH,
             &shutdown,
         )
         .await

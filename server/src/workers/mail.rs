@@ -1,6 +1,7 @@
-//! Mail workers: claim a mail job, send its email over SMTP with lettre, and record the
-//! outcome. A 250 marks the email sent and completes the job in one transaction; a 4xx
-//! or timeout moves the job to the next retry tier; a 5xx dead-letters it.
+//! Mail workers: claim a batch of mail jobs, send their emails over SMTP with lettre (on
+//! a few conversations side by side), and record the outcome. A 250 marks the email
+//! sent and completes the job in one transaction; a 4xx or timeout moves the job to the
+//! next retry tier; a 5xx dead-letters it.
 //!
 //! Idempotency: an email already marked sent is never sent again, whatever its job says.
 //! The 250 is first written to the sent ledger (`ledger.rs`), then committed, so a crash
@@ -70,6 +71,25 @@ struct SmtpClient {
     target: SmtpTarget,
     connection: Option<AsyncSmtpConnection>,
     last_used: std::time::Instant,
+}
+
+/// SMTP conversations each mail worker keeps, sending a claimed batch side by side.
+/// Claiming in batches is what keeps claims cheap, but one conversation sends one email
+/// at a time, and each waits for the receiving server to store it: with one lane the
+/// last email of a batch of 32 waited for the 31 before it.
+const SMTP_LANES: usize = 4;
+
+/// What a batch (or a lane of it) delivered: jobs to complete, emails sent with the
+/// server's reply.
+#[derive(Default)]
+struct Delivered<'j> {
+    completed: Vec<&'j str>,
+    sent: Vec<(String, String)>,
+}
+
+struct LaneOutcome<'j> {
+    delivered: Delivered<'j>,
+    error: Option<sqlx::Error>,
 }
 
 /// A connection idle longer than this is checked with NOOP before use.
@@ -205,40 +225,87 @@ struct Email {
 
 impl MailWorker {
     async fn run(self, shutdown: CancellationToken) {
-        let Ok(mut smtp) = SmtpClient::new(&self.smtp_url) else {
+        let Ok(mut lanes) = (0..SMTP_LANES)
+            .map(|_| SmtpClient::new(&self.smtp_url))
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return;
         };
-        while let Some(jobs) =
-            super::next_jobs(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
+        while let Some(jobs) = super::next_jobs(
+            &self.queues,
+            &QueueName::MAIL_WORK,
+            Channel::Email,
+            &self.id,
+            super::BATCH,
+            &shutdown,
+        )
+        .await
         {
             let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
-            if let Err(error) = self.process(&jobs, &mut smtp).await {
+            if let Err(error) = self.process(&jobs, &mut lanes).await {
                 // The leases run out and another attempt follows; nothing is lost.
                 tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record mail jobs' outcome");
             }
         }
     }
 
-    /// Sends a batch one email at a time, then records every success in one transaction
-    /// (each 250 is in the sent ledger from the moment it arrives, so waiting for the
-    /// batch's commit adds no risk of sending twice).
-    async fn process(&self, jobs: &[Job], smtp: &mut SmtpClient) -> Result<(), sqlx::Error> {
+    /// Sends a batch over the worker's SMTP conversations side by side (each lane one
+    /// email at a time), then records every success in one transaction (each 250 is in
+    /// the sent ledger from the moment it arrives, so waiting for the batch's commit adds
+    /// no risk of sending twice). Successes are recorded even when another job of the
+    /// batch could not be, so a sent email is never left to be sent again.
+    async fn process(&self, jobs: &[Job], lanes: &mut [SmtpClient]) -> Result<(), sqlx::Error> {
         let started = std::time::Instant::now();
         let mut emails = self.load(jobs).await?;
-        let mut completed: Vec<&str> = Vec::new();
-        let mut sent: Vec<(String, String)> = Vec::new();
         let telemetry = self.queues.telemetry();
         telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
         super::record_pickups(telemetry, jobs, &self.id, started).await;
-        for job in jobs {
+        let used = lanes.len().min(jobs.len()).max(1);
+        let mut work: Vec<Vec<(&Job, Option<Email>)>> = (0..used).map(|_| Vec::new()).collect();
+        for (index, job) in jobs.iter().enumerate() {
+            work[index % used].push((job, emails.remove(&job.target_id)));
+        }
+        let outcomes = futures_util::future::join_all(
+            work.into_iter()
+                .zip(lanes.iter_mut())
+                .map(|(lane, smtp)| self.deliver(lane, smtp)),
+        )
+        .await;
+        let mut delivered = Delivered::default();
+        let mut first_error = None;
+        for outcome in outcomes {
+            delivered.completed.extend(outcome.delivered.completed);
+            delivered.sent.extend(outcome.delivered.sent);
+            first_error = first_error.or(outcome.error);
+        }
+        let committed = self.record_sent(&delivered.completed, &delivered.sent).await;
+        delivered.sent.iter().for_each(|_| self.ledger.committed());
+        match first_error {
+            Some(error) => Err(error),
+            None => committed,
+        }
+    }
+
+    /// One lane's share of a batch, in order, on one SMTP conversation. Stops at the
+    /// first database error (the rest of the lane is attempted again when its leases
+    /// run out); what it sent before is returned either way.
+    async fn deliver<'j>(&self, lane: Vec<(&'j Job, Option<Email>)>, smtp: &mut SmtpClient) -> LaneOutcome<'j> {
+        let telemetry = self.queues.telemetry();
+        let mut delivered = Delivered::default();
+        for (job, email) in lane {
             let request_id = job.request_id.as_deref().unwrap_or_default();
-            let Some(email) = emails.remove(&job.target_id) else {
-                self.queues.dead_letter(job, "the email row is missing").await?;
+            let Some(email) = email else {
+                if let Err(error) = self.queues.dead_letter(job, "the email row is missing").await {
+                    return LaneOutcome {
+                        delivered,
+                        error: Some(error),
+                    };
+                }
                 continue;
             };
             if email.sent_at_ms.is_some() {
                 // Delivered by an earlier attempt whose completion was not recorded.
-                completed.push(&job.id);
+                delivered.completed.push(&job.id);
                 continue;
             }
             // In step mode the attempt is a step of its own, after the pickup's.
@@ -264,8 +331,8 @@ impl MailWorker {
                         to: masked,
                         smtp_code: code,
                     }));
-                    completed.push(&job.id);
-                    sent.push((email.id, reply));
+                    delivered.completed.push(&job.id);
+                    delivered.sent.push((email.id, reply));
                 }
                 Err(error) => {
                     let (reason, permanent) = match error {
@@ -277,17 +344,23 @@ impl MailWorker {
                         .smtp_reply(reply_code(&reason), &reason, chrono::Utc::now());
                     attempt.failed(reason.clone());
                     let outcome = if permanent {
-                        self.queues.dead_letter(job, &reason).await?
+                        self.queues.dead_letter(job, &reason).await
                     } else {
-                        self.queues.retry_later(job, &reason).await?
+                        self.queues.retry_later(job, &reason).await
                     };
-                    log_failure(&self.id, job, &reason, &outcome);
+                    match outcome {
+                        Ok(outcome) => log_failure(&self.id, job, &reason, &outcome),
+                        Err(error) => {
+                            return LaneOutcome {
+                                delivered,
+                                error: Some(error),
+                            };
+                        }
+                    }
                 }
             }
         }
-        let committed = self.record_sent(&completed, &sent).await;
-        sent.iter().for_each(|_| self.ledger.committed());
-        committed
+        LaneOutcome { delivered, error: None }
     }
 
     async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, Email>, sqlx::Error> {

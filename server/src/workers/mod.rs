@@ -1,5 +1,5 @@
 //! The workers that deliver notifications: mail workers speak SMTP, in-app workers push
-//! to the user's socket. Each worker claims one job at a time with a lease, so a worker
+//! to the user's socket. Each worker claims a batch of jobs with a lease, so a worker
 //! that dies leaves nothing stuck: its job is claimed again when the lease runs out.
 
 pub mod inapp;
@@ -89,14 +89,21 @@ pub async fn next_jobs(
     from: &[QueueName],
     channel: Channel,
     worker: &str,
+    limit: u32,
     shutdown: &CancellationToken,
 ) -> Option<Vec<Job>> {
     loop {
         if shutdown.is_cancelled() {
             return None;
         }
-        match queues.claim_batch(from, worker, LEASE, BATCH).await {
-            Ok(jobs) if !jobs.is_empty() => return Some(jobs),
+        match queues.claim_batch(from, worker, LEASE, limit).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                if jobs.len() == limit as usize {
+                    // There may be more: let another idle worker take the next batch.
+                    queues.wake(channel);
+                }
+                return Some(jobs);
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(worker, %error, "could not claim a job"),
         }
