@@ -71,7 +71,8 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_MAILBOX_KEEP", value_name = "N", default_value_t = 50_000)]
     pub mailbox_keep: u64,
 
-    /// How many mail workers send concurrently, each over its own SMTP connection.
+    /// How many mail workers claim and send mail; each sends a claimed batch over four
+    /// SMTP connections side by side.
     #[arg(long, env = "LIVEVIEW_MAIL_WORKERS", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub mail_workers: u16,
 

@@ -289,6 +289,9 @@ async fn start_system(mail_workers: u16, inapp_workers: u16) -> anyhow::Result<(
         "--smtp-sink=127.0.0.1:0".into(),
         format!("--mail-workers={mail_workers}"),
         format!("--inapp-workers={inapp_workers}"),
+        // Emails are matched to their requests in the capture server's mailbox, so it
+        // keeps every message of the run (its pruning is not in the figures).
+        "--mailbox-keep=1000000000".into(),
         format!("--data={}", dir.join("data").display()),
         format!("--site={}", dir.join("no-site").display()),
     ])?;

@@ -15,7 +15,7 @@ use app::wire::{LiveEvent, QueueJobFailed, QueueJobRetry, SystemStage};
 use crate::{
     accounts::new_id,
     now_ms,
-    storage::{Database, WriteBatch},
+    storage::{Database, RETENTION_EVERY, WriteBatch},
     telemetry::Telemetry,
 };
 
@@ -192,6 +192,9 @@ pub struct QueueCounts {
     pub paused: bool,
 }
 
+/// Rows a prune deletes per transaction (written into its SQL as `LIMIT 1000`).
+const PRUNE_CHUNK: u64 = 1000;
+
 /// The queues, with wake-ups so idle workers start at once when work arrives.
 pub struct Queues {
     db: Database,
@@ -329,9 +332,9 @@ impl Queues {
         for name in &names {
             query = query.bind(*name);
         }
-        let writing = self.db.writing().await;
+        let mut writing = self.db.writing().await?;
         let claim_started = std::time::Instant::now();
-        let mut jobs = query.bind(now).fetch_all(&self.db.pool).await?;
+        let mut jobs = query.bind(now).fetch_all(&mut *writing).await?;
         drop(writing);
         self.db.stats.wrote(claim_started);
         // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
@@ -342,17 +345,23 @@ impl Queues {
     /// Deletes completed jobs last touched more than `keep` ago; answers how many. Their
     /// notifications and emails stay: only the finished bookkeeping goes.
     pub async fn prune_completed(&self, keep: Duration) -> Result<u64, sqlx::Error> {
-        sqlx::query("DELETE FROM jobs WHERE state = 'completed' AND updated_at_ms < ?")
-            .bind(now_ms() - keep.as_millis() as i64)
-            .execute(&self.db.pool)
+        let before = now_ms() - keep.as_millis() as i64;
+        // The table is in insertion order, so the oldest completed jobs are found first.
+        self.db
+            .delete_in_chunks(PRUNE_CHUNK, || {
+                sqlx::query(
+                    "DELETE FROM jobs WHERE id IN \
+                     (SELECT id FROM jobs WHERE state = 'completed' AND updated_at_ms < ? LIMIT 1000)",
+                )
+                .bind(before)
+            })
             .await
-            .map(|done| done.rows_affected())
     }
 
-    /// Prunes completed jobs every minute until shutdown, so the job table holds the
+    /// Prunes completed jobs every [`RETENTION_EVERY`] until shutdown, so the job table holds the
     /// work in progress and the last `keep` of history, not every job ever run.
     pub async fn run_retention(self: Arc<Self>, keep: Duration, shutdown: tokio_util::sync::CancellationToken) {
-        crate::every(Duration::from_secs(60), shutdown, || async {
+        crate::every(RETENTION_EVERY, shutdown, || async {
             match self.prune_completed(keep).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::debug!(pruned, "completed jobs pruned"),
@@ -368,7 +377,7 @@ impl Queues {
     pub async fn release_abandoned(&self) -> Result<u64, sqlx::Error> {
         sqlx::query("UPDATE jobs SET state = 'waiting', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE state = 'active'")
             .bind(now_ms())
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.writing().await?)
             .await
             .map(|done| done.rows_affected())
     }
@@ -482,7 +491,7 @@ impl Queues {
         .bind(reason)
         .bind(now_ms())
         .bind(&job.id)
-        .execute(&self.db.pool)
+        .execute(&mut *self.db.writing().await?)
         .await
         .map(drop)
     }
@@ -493,7 +502,7 @@ impl Queues {
         )
         .bind(queue.as_str())
         .bind(i64::from(paused))
-        .execute(&self.db.pool)
+        .execute(&mut *self.db.writing().await?)
         .await?;
         if !paused {
             self.wake(queue.channel());
@@ -522,7 +531,7 @@ impl Queues {
         .bind(job_id)
         .bind(&pattern)
         .bind(&pattern)
-        .execute(&self.db.pool)
+        .execute(&mut *self.db.writing().await?)
         .await?
         .rows_affected();
         if moved > 0 {

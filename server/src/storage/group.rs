@@ -15,10 +15,8 @@
 //! A caller that stops waiting (its request was cancelled) does not withdraw its batch:
 //! once handed over it commits, as if the reply had been lost on the way back.
 
-use std::sync::Arc;
-
-use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::WriteBatch;
 
@@ -41,13 +39,12 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Opens the writer's own connection and starts the writer task.
-    /// `writer` is the database's right to write, taken around each group.
-    pub async fn start(options: SqliteConnectOptions, writer: Arc<Mutex<()>>) -> Result<Self, sqlx::Error> {
-        let connection = SqliteConnection::connect_with(&options).await?;
+    /// Starts the writer task, which commits on `writer` (the database's writer
+    /// connection, taken in turn with the other writers for each group).
+    pub fn start(writer: SqlitePool) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_groups(connection, options, writer, receiver));
-        Ok(Self { sender })
+        tokio::spawn(write_groups(writer, receiver));
+        Self { sender }
     }
 
     /// Commits `batch` in its own transaction or in one shared with other batches;
@@ -65,30 +62,29 @@ impl GroupCommitter {
     }
 }
 
-async fn write_groups(
-    mut connection: SqliteConnection,
-    options: SqliteConnectOptions,
-    writer: Arc<Mutex<()>>,
-    mut receiver: mpsc::Receiver<Pending>,
-) {
+async fn write_groups(writer: SqlitePool, mut receiver: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let outcomes = {
-            let _writing = writer.lock().await;
-            commit_group(&mut connection, &group).await
+        let outcomes = match writer.acquire().await {
+            Ok(mut connection) => {
+                let outcomes = commit_group(&mut connection, &group).await;
+                if outcomes
+                    .iter()
+                    .any(|outcome| matches!(outcome, Err(sqlx::Error::Io(_))))
+                {
+                    // Broken: the pool opens a fresh connection for the next writer.
+                    connection.close_on_drop();
+                }
+                outcomes
+            }
+            Err(error) => {
+                tracing::error!(%error, "group commit: no writer connection");
+                group.iter().map(|_| Err(sqlx::Error::PoolTimedOut)).collect()
+            }
         };
-        let broken = outcomes
-            .iter()
-            .any(|outcome| matches!(outcome, Err(sqlx::Error::Io(_))));
         for (pending, outcome) in group.drain(..).zip(outcomes) {
             // A caller that gave up waiting has nothing to be told.
             let _ = pending.done.send(outcome);
-        }
-        if broken {
-            match SqliteConnection::connect_with(&options).await {
-                Ok(fresh) => connection = fresh,
-                Err(error) => tracing::error!(%error, "group commit: cannot reopen the writer connection"),
-            }
         }
     }
 }

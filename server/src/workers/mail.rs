@@ -25,7 +25,10 @@ use lettre::{
 use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{DeliveryError, ledger::SentLedger};
+use super::{
+    DeliveryError,
+    ledger::{self, SentLedger},
+};
 use crate::{
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
@@ -85,6 +88,8 @@ const SMTP_LANES: usize = 4;
 struct Delivered<'j> {
     completed: Vec<&'j str>,
     sent: Vec<(String, String)>,
+    /// The sent ledger's entries for `sent`, settled once the batch is committed.
+    entries: Vec<ledger::Entry>,
 }
 
 struct LaneOutcome<'j> {
@@ -276,10 +281,16 @@ impl MailWorker {
         for outcome in outcomes {
             delivered.completed.extend(outcome.delivered.completed);
             delivered.sent.extend(outcome.delivered.sent);
+            delivered.entries.extend(outcome.delivered.entries);
             first_error = first_error.or(outcome.error);
         }
         let committed = self.record_sent(&delivered.completed, &delivered.sent).await;
-        delivered.sent.iter().for_each(|_| self.ledger.committed());
+        if committed.is_ok() {
+            delivered
+                .entries
+                .into_iter()
+                .for_each(|entry| self.ledger.committed(entry));
+        }
         match first_error {
             Some(error) => Err(error),
             None => committed,
@@ -319,8 +330,11 @@ impl MailWorker {
             telemetry.controls().inject(DelayPoint::EmailDelivery).await;
             match self.send(&email, smtp).await {
                 Ok(reply) => {
-                    if let Err(error) = self.ledger.record(&email.id) {
-                        tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
+                    match self.ledger.record(&email.id) {
+                        Ok(entry) => delivered.entries.push(entry),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
+                        }
                     }
                     let code: u16 = reply.get(..3).and_then(|code| code.parse().ok()).unwrap_or(250);
                     attempt.meta("smtpCode", code).done();
