@@ -1,7 +1,7 @@
 // Shared by the config and the specs: how to start `liveview` for a test, and the
 // Chromium flags this machine needs (root, no GPU, closed network).
 import { spawn, ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -34,9 +34,17 @@ export function liveviewArgs(port: number, dataDir: string): string[] {
   ];
 }
 
+/** A new data directory, removed when this Node process exits (the config is loaded in
+ * every worker too, so each makes its own and cleans up after itself). */
 export function freshDataDir(): string {
-  return mkdtempSync(path.join(tmpdir(), 'liveview-e2e-'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'liveview-e2e-'));
+  if (dataDirs.size === 0) {
+    process.once('exit', () => dataDirs.forEach((made) => rmSync(made, { recursive: true, force: true })));
+  }
+  dataDirs.add(dir);
+  return dir;
 }
+const dataDirs = new Set<string>();
 
 export function liveviewCommand(port: number): string {
   return [BINARY, ...liveviewArgs(port, freshDataDir())].map((a) => JSON.stringify(a)).join(' ');
