@@ -34,6 +34,8 @@ export function liveviewArgs(port: number, dataDir: string): string[] {
   ];
 }
 
+const dataDirs = new Set<string>();
+
 /** A new data directory, removed when this Node process exits (the config is loaded in
  * every worker too, so each makes its own and cleans up after itself). */
 export function freshDataDir(): string {
@@ -44,7 +46,6 @@ export function freshDataDir(): string {
   dataDirs.add(dir);
   return dir;
 }
-const dataDirs = new Set<string>();
 
 export function liveviewCommand(port: number): string {
   return [BINARY, ...liveviewArgs(port, freshDataDir())].map((a) => JSON.stringify(a)).join(' ');
