@@ -188,9 +188,9 @@ pub async fn request_details(
         stepping: dashboard.telemetry.controls().is_stepping(&id),
     };
     Ok(Json(RequestDetails {
+        logs: journey.log_lines(),
         request: journey.tracker,
         outcome: journey.outcome,
-        logs: journey.logs,
         metrics,
     }))
 }

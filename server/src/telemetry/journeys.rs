@@ -46,10 +46,22 @@ pub enum Outcome {
     Failed,
 }
 
+/// What a log line is made from. Lines are formatted when someone asks for them
+/// (`GET /api/live-view/requests/{id}`), not as each stage arrives: formatting one per
+/// stage, for every stage of every request, was a third of the aggregator's folding
+/// work (2.3% of all CPU at 2,400 purchases/s).
+#[derive(Debug, Clone)]
+enum LogEntry {
+    /// The stage at this index of the tracker's stages, as it is now.
+    Stage(usize),
+    /// A stage that has since been replaced there by its ending: its "started" line.
+    Replaced(Stage),
+}
+
 #[derive(Debug, Clone)]
 pub struct Journey {
     pub tracker: RequestTracker,
-    pub logs: Vec<LogLine>,
+    logs: Vec<LogEntry>,
     pub outcome: Outcome,
     /// The HTTP status the caller got, once answered.
     response: Option<u16>,
@@ -188,19 +200,35 @@ fn apply(journey: &mut Journey, record: StageRecord) -> Stage {
         metadata: record.metadata,
     };
     track_outcome(journey, &stage);
-    journey.logs.push(log_line(&stage));
-    if journey.logs.len() > MAX_LOG_LINES {
-        journey.logs.remove(0);
-    }
     let tracker = &mut journey.tracker;
     tracker.current_stage = stage.stage;
     let open = tracker.stages.iter().position(|known| {
         known.status == StageStatus::Processing && known.stage == stage.stage && known.component == stage.component
     });
-    match open {
-        Some(index) => tracker.stages[index] = stage.clone(),
-        None => tracker.stages.push(stage.clone()),
+    let index = match open {
+        Some(index) => {
+            let started = std::mem::replace(&mut tracker.stages[index], stage.clone());
+            // Its "started" line keeps what it said; the new line shows the ending.
+            if let Some(entry) = journey
+                .logs
+                .iter_mut()
+                .rev()
+                .find(|entry| matches!(entry, LogEntry::Stage(at) if *at == index))
+            {
+                *entry = LogEntry::Replaced(started);
+            }
+            index
+        }
+        None => {
+            tracker.stages.push(stage.clone());
+            tracker.stages.len() - 1
+        }
+    };
+    journey.logs.push(LogEntry::Stage(index));
+    if journey.logs.len() > MAX_LOG_LINES {
+        journey.logs.remove(0);
     }
+    let tracker = &mut journey.tracker;
     let last = stage.end_time.unwrap_or(stage.start_time);
     let total = (last - tracker.start_time).num_microseconds().unwrap_or_default() as f64 / 1000.0;
     tracker.total_duration = tracker.total_duration.max(total);
@@ -278,6 +306,19 @@ fn conclude(journey: &mut Journey, events: &mut Vec<LiveEvent>) {
         end_time,
         total_duration: tracker.total_duration,
     }));
+}
+
+impl Journey {
+    /// The journey's log lines, oldest first (at most [`MAX_LOG_LINES`]).
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        self.logs
+            .iter()
+            .filter_map(|entry| match entry {
+                LogEntry::Stage(index) => self.tracker.stages.get(*index).map(log_line),
+                LogEntry::Replaced(stage) => Some(log_line(stage)),
+            })
+            .collect()
+    }
 }
 
 fn log_line(stage: &Stage) -> LogLine {
@@ -383,7 +424,7 @@ mod tests {
         let journey = journeys.get("r1").expect("kept");
         assert_eq!(journey.outcome, Outcome::Completed);
         assert_eq!(journey.tracker.stages.len(), 5);
-        assert_eq!(journey.logs.len(), 5);
+        assert_eq!(journey.log_lines().len(), 5);
     }
 
     #[test]
@@ -437,6 +478,10 @@ mod tests {
         );
         let journey = journeys.get("r1").expect("kept");
         assert_eq!(journey.tracker.stages.len(), 2, "processing replaced by completed");
+        let messages: Vec<String> = journey.log_lines().into_iter().map(|line| line.message).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[1].starts_with("smtp-attempt started"), "{messages:?}");
+        assert!(messages[2].starts_with("smtp-attempt completed"), "{messages:?}");
         let mut next = record(SystemStage::LbReceived, StageStatus::Completed, &[]);
         next.request_id = "r2".into();
         journeys.fold(next, &mut events);
