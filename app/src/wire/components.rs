@@ -115,7 +115,7 @@ pub struct SocketEvent {
     #[serde(rename = "type")]
     pub kind: String,
     pub user_id: String,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub timestamp: Timestamp,
 }
 
@@ -148,7 +148,7 @@ pub struct DatabaseMetrics {
 pub struct SmtpReply {
     pub code: u16,
     pub message: String,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub at: Timestamp,
 }
 

@@ -28,7 +28,7 @@ pub struct Envelope {
     /// Strictly increasing per server process; a client resumes after the last one it saw.
     pub seq: u64,
     /// When the server published it.
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub ts: Timestamp,
     #[serde(flatten)]
     pub event: LiveEvent,
@@ -198,7 +198,7 @@ pub struct RequestComplete {
     pub request_id: String,
     #[serde(rename = "type")]
     pub kind: NotificationType,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub end_time: Timestamp,
     /// Milliseconds.
     pub total_duration: f64,
@@ -229,6 +229,7 @@ pub struct QueueJobAdded {
     /// Set when the job waits for a retry tier.
     #[serde(
         default,
+        serialize_with = "super::rfc3339::write_option",
         deserialize_with = "super::rfc3339::read_option",
         skip_serializing_if = "Option::is_none"
     )]
@@ -281,7 +282,7 @@ pub struct QueueJobRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub attempt: u32,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub due_at: Timestamp,
     pub reason: String,
 }

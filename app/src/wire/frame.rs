@@ -17,7 +17,7 @@ use super::{ComponentMetrics, Envelope, LiveEvent, LiveSnapshot, Timestamp};
 #[derive(Deserialize)]
 struct RawEnvelope<'a> {
     seq: u64,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     ts: Timestamp,
     #[serde(borrow)]
     topic: Cow<'a, str>,

@@ -157,10 +157,11 @@ pub struct Stage {
     pub stage: SystemStage,
     /// The component that ran it: `load-balancer`, `server-2`, `mail-worker-1`, ...
     pub component: String,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub start_time: Timestamp,
     #[serde(
         default,
+        serialize_with = "super::rfc3339::write_option",
         deserialize_with = "super::rfc3339::read_option",
         skip_serializing_if = "Option::is_none"
     )]
@@ -181,7 +182,7 @@ pub struct RequestTracker {
     #[serde(rename = "type")]
     pub kind: NotificationType,
     pub current_stage: SystemStage,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub start_time: Timestamp,
     pub stages: Vec<Stage>,
     /// Milliseconds from the first stage's start to the last stage's end so far.

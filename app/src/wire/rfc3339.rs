@@ -3,12 +3,16 @@
 //!
 //! chrono's own reader goes through its general format parser, which is a sizeable part
 //! of the browser's wasm; this covers exactly RFC 3339, which is all the wire carries.
-//! Writing is still chrono's (`to_rfc3339` with `Z`).
+//!
+//! Writing by hand too ([`write`]): the same text as chrono's `Serialize`
+//! (`to_rfc3339_opts(SecondsFormat::AutoSi, true)`), but into a stack buffer instead of
+//! through `fmt`; the server writes two or three timestamps for every stage event it
+//! publishes (≈ 2% of all CPU at 2,400 purchases/s went to chrono's formatting).
 
 use std::borrow::Cow;
 
-use chrono::{FixedOffset, NaiveDate, TimeZone, Utc};
-use serde::{Deserialize, Deserializer, de::Error as _};
+use chrono::{Datelike, FixedOffset, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 
 use super::Timestamp;
 
@@ -26,6 +30,76 @@ pub fn read_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
             .map(Some)
             .ok_or_else(|| D::Error::custom(format!("not an RFC 3339 timestamp: {text:?}"))),
     }
+}
+
+/// For `#[serde(serialize_with = "rfc3339::write")]`.
+pub fn write<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut buffer = [0u8; MAX_LEN];
+    match format(at, &mut buffer) {
+        Some(text) => serializer.serialize_str(text),
+        None => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+    }
+}
+
+/// For optional fields: `#[serde(serialize_with = "rfc3339::write_option")]`.
+pub fn write_option<S: Serializer>(at: &Option<Timestamp>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct Written<'a>(&'a Timestamp);
+    impl Serialize for Written<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            write(self.0, serializer)
+        }
+    }
+    match at {
+        Some(at) => serializer.serialize_some(&Written(at)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the longest [`format`] writes.
+const MAX_LEN: usize = 30;
+
+/// Writes `at` as chrono's `Serialize` does; `None` for what it leaves to chrono (years
+/// outside 0–9999, a leap second).
+fn format<'b>(at: &Timestamp, buffer: &'b mut [u8; MAX_LEN]) -> Option<&'b str> {
+    let (date, time) = (at.date_naive(), at.time());
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&date.year()) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut value = value;
+        for place in (at..at + width).rev() {
+            buffer[place] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, date.year() as u32, 4);
+    put(5, date.month(), 2);
+    put(8, date.day(), 2);
+    put(11, time.hour(), 2);
+    put(14, time.minute(), 2);
+    put(17, time.second(), 2);
+    // Like chrono's `AutoSi`: no fraction, or 3, 6 or 9 digits, whichever is exact.
+    let end = match nanos {
+        0 => 19,
+        _ if nanos % 1_000_000 == 0 => {
+            put(20, nanos / 1_000_000, 3);
+            23
+        }
+        _ if nanos % 1_000 == 0 => {
+            put(20, nanos / 1_000, 6);
+            26
+        }
+        _ => {
+            put(20, nanos, 9);
+            29
+        }
+    };
+    for (place, byte) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')] {
+        buffer[place] = byte;
+    }
+    buffer[end] = b'Z';
+    std::str::from_utf8(&buffer[..=end]).ok()
 }
 
 fn digits(text: &[u8]) -> Option<u32> {
@@ -81,6 +155,37 @@ pub fn parse(text: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_what_chrono_writes() {
+        let base = Utc.with_ymd_and_hms(2026, 11, 24, 3, 48, 2).single().expect("valid");
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut cases = vec![base, base + chrono::Duration::nanoseconds(1)];
+        for nanos in [0, 5_000_000, 120_000_000, 211_440_000, 211_440, 7, 999_999_999] {
+            cases.push(base + chrono::Duration::nanoseconds(nanos));
+        }
+        for _ in 0..2_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Anywhere between 1970 and 2286, at any nanosecond; a third of them rounded
+            // to micro- or milliseconds, as real clocks give.
+            let nanos = (seed % (10_000_000_000 * 1_000_000_000)) as i64;
+            let nanos = match seed % 3 {
+                0 => nanos - nanos % 1_000,
+                1 => nanos - nanos % 1_000_000,
+                _ => nanos,
+            };
+            cases.push(Utc.timestamp_nanos(nanos));
+        }
+        cases.push(Utc.with_ymd_and_hms(12_000, 1, 1, 0, 0, 0).single().expect("valid"));
+        for at in cases {
+            let mut ours = serde_json::Serializer::new(Vec::new());
+            write(&at, &mut ours).expect("writes");
+            let ours = String::from_utf8(ours.into_inner()).expect("utf-8");
+            assert_eq!(ours, serde_json::to_string(&at).expect("chrono writes"), "{at:?}");
+        }
+    }
 
     #[test]
     fn reads_what_chrono_reads() {

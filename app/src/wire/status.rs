@@ -123,13 +123,13 @@ pub struct ComponentStatus {
 pub struct SystemStatus {
     pub status: OverallHealth,
     pub version: String,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub started_at: Timestamp,
     pub uptime_seconds: u64,
     /// `uptime_seconds` for people: `2d 3h 4m 5s`.
     pub uptime: String,
     /// When these facts were gathered.
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub timestamp: Timestamp,
     pub components: Vec<ComponentStatus>,
 }
@@ -146,7 +146,7 @@ pub struct SystemMetrics {
     /// Fraction of requests that failed, 0.0 to 1.0.
     pub error_rate: f64,
     pub uptime: String,
-    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
     pub timestamp: Timestamp,
 }
 
