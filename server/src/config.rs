@@ -90,6 +90,11 @@ pub struct Config {
     )]
     pub keep_completed_jobs: u64,
 
+    /// Benchmarks only: run without the live window's telemetry (no stage records or
+    /// live events are made; component metrics still count), to measure what it costs.
+    #[arg(long, hide = true)]
+    pub without_live_telemetry: bool,
+
     /// Request journeys kept in memory for the live view and its API.
     #[arg(long, env = "LIVEVIEW_JOURNEYS", value_name = "COUNT", default_value_t = 1_000)]
     pub journeys: usize,

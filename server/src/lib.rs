@@ -129,7 +129,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let hub = Arc::new(LiveHub::with_history(config.live_history_len()));
     let controls = Arc::new(Controls::default());
-    let (telemetry, observations) = Telemetry::new(controls.clone());
+    let (telemetry, observations) = if config.without_live_telemetry {
+        tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
+        Telemetry::off(controls.clone())
+    } else {
+        Telemetry::new(controls.clone())
+    };
     let journeys = Arc::new(Journeys::new(config.journeys));
     tasks.spawn(telemetry::aggregate(
         observations,

@@ -55,7 +55,7 @@ pub struct FanoutArgs {
 const GRACE: Duration = Duration::from_secs(1);
 
 pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
-    let (running, dir) = start_system(16, 8).await?;
+    let (running, dir) = start_system(16, 8, false).await?;
     let http = client()?;
     let lb = running.balancer.to_string();
     println!(

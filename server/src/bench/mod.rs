@@ -59,9 +59,13 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 8)]
     pub inapp_workers: u16,
     /// Live-stream viewers (WebSocket clients of the dashboard, in a child process) that
-    /// watch the whole run; 0 for none. Telemetry itself is always on.
+    /// watch the whole run; 0 for none. Telemetry itself is on unless switched off below.
     #[arg(long, default_value_t = 0)]
     pub viewers: usize,
+    /// Runs the system without the live window's telemetry (no journeys, no live
+    /// stream, no history), to measure what telemetry costs the pipeline.
+    #[arg(long, conflicts_with = "viewers")]
+    pub without_live_telemetry: bool,
 }
 
 /// When each notification's frame reached its client (wall-clock ms), by notification id.
@@ -85,11 +89,12 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         "signup" => true,
         other => anyhow::bail!("unknown --kind {other:?}: use purchase or signup"),
     };
-    let (running, dir) = start_system(args.mail_workers, args.inapp_workers).await?;
+    let telemetry = if args.without_live_telemetry { "off" } else { "on" };
+    let (running, dir) = start_system(args.mail_workers, args.inapp_workers, args.without_live_telemetry).await?;
     let lb = running.balancer.to_string();
     let http = client()?;
     println!(
-        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} viewers={} cores={}",
+        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} telemetry={telemetry} viewers={} cores={}",
         args.kind,
         args.users,
         args.mail_workers,
@@ -278,10 +283,14 @@ async fn run_step(
 
 /// Starts the whole system in this process on ephemeral ports, with its data in a fresh
 /// temporary directory (returned, for removal).
-async fn start_system(mail_workers: u16, inapp_workers: u16) -> anyhow::Result<(Running, std::path::PathBuf)> {
+async fn start_system(
+    mail_workers: u16,
+    inapp_workers: u16,
+    without_live_telemetry: bool,
+) -> anyhow::Result<(Running, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("liveview-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = Config::try_parse_from([
+    let mut config = Config::try_parse_from([
         "liveview".to_string(),
         "--dashboard=127.0.0.1:0".into(),
         "--lb=127.0.0.1:0".into(),
@@ -295,6 +304,7 @@ async fn start_system(mail_workers: u16, inapp_workers: u16) -> anyhow::Result<(
         format!("--data={}", dir.join("data").display()),
         format!("--site={}", dir.join("no-site").display()),
     ])?;
+    config.without_live_telemetry = without_live_telemetry;
     Ok((crate::start(&config).await?, dir))
 }
 

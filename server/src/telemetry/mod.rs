@@ -70,6 +70,9 @@ pub struct Telemetry {
 }
 
 struct Inner {
+    /// False when the live window is switched off ([`Telemetry::off`]): no stage records
+    /// or events are made at all.
+    recording: bool,
     sender: mpsc::Sender<Observation>,
     dropped: AtomicU64,
     controls: Arc<Controls>,
@@ -83,14 +86,26 @@ impl Telemetry {
     }
 
     pub fn with_capacity(controls: Arc<Controls>, capacity: usize) -> (Self, mpsc::Receiver<Observation>) {
+        Self::build(controls, capacity, true)
+    }
+
+    fn build(controls: Arc<Controls>, capacity: usize, recording: bool) -> (Self, mpsc::Receiver<Observation>) {
         let (sender, receiver) = mpsc::channel(capacity);
         let inner = Inner {
+            recording,
             sender,
             dropped: AtomicU64::new(0),
             controls,
             meters: Meters::new(),
         };
         (Self { inner: Arc::new(inner) }, receiver)
+    }
+
+    /// A handle that makes no stage records or events (component meters still count),
+    /// and a receiver that never gets any: the system without its live window, to
+    /// measure what the window costs (`liveview bench pipeline --without-live-telemetry`).
+    pub fn off(controls: Arc<Controls>) -> (Self, mpsc::Receiver<Observation>) {
+        Self::build(controls, 1, false)
     }
 
     /// A handle whose records go nowhere, for code paths (and unit tests) that run
@@ -127,21 +142,29 @@ impl Telemetry {
     }
 
     pub fn event(&self, event: LiveEvent) {
-        self.observe(Observation::Event(event));
+        if self.inner.recording {
+            self.observe(Observation::Event(event));
+        }
     }
 
     /// Starts timing a stage of `request_id` at `component`; finish it with
     /// [`StageTimer::done`] or [`StageTimer::failed`]. A request without an id (work
     /// from before ids existed) is not traced.
     pub fn stage(&self, request_id: &str, stage: SystemStage, component: &str) -> StageTimer {
+        let traced = self.inner.recording && !request_id.is_empty();
         StageTimer {
-            telemetry: (!request_id.is_empty()).then(|| self.clone()),
+            telemetry: traced.then(|| self.clone()),
             record: StageRecord {
-                request_id: request_id.to_string(),
+                // An untraced stage is never recorded: no copies, no clock read.
+                request_id: if traced { request_id.to_string() } else { String::new() },
                 kind: None,
                 stage,
-                component: component.to_string(),
-                start: chrono::Utc::now(),
+                component: if traced { component.to_string() } else { String::new() },
+                start: if traced {
+                    chrono::Utc::now()
+                } else {
+                    Timestamp::UNIX_EPOCH
+                },
                 end: None,
                 status: StageStatus::Processing,
                 metadata: StageMetadata::new(),
@@ -190,7 +213,9 @@ impl StageTimer {
     }
 
     pub fn meta(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.record.metadata.insert(key.to_string(), value.into());
+        if self.telemetry.is_some() {
+            self.record.metadata.insert(key.to_string(), value.into());
+        }
         self
     }
 
