@@ -115,7 +115,8 @@ pub struct SocketEvent {
     #[serde(rename = "type")]
     pub kind: String,
     pub user_id: String,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub timestamp: Timestamp,
 }
 
@@ -148,7 +149,8 @@ pub struct DatabaseMetrics {
 pub struct SmtpReply {
     pub code: u16,
     pub message: String,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub at: Timestamp,
 }
 

@@ -28,7 +28,8 @@ pub struct Envelope {
     /// Strictly increasing per server process; a client resumes after the last one it saw.
     pub seq: u64,
     /// When the server published it.
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub ts: Timestamp,
     #[serde(flatten)]
     pub event: LiveEvent,
@@ -198,7 +199,8 @@ pub struct RequestComplete {
     pub request_id: String,
     #[serde(rename = "type")]
     pub kind: NotificationType,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub end_time: Timestamp,
     /// Milliseconds.
     pub total_duration: f64,
@@ -229,10 +231,10 @@ pub struct QueueJobAdded {
     /// Set when the job waits for a retry tier.
     #[serde(
         default,
-        serialize_with = "super::rfc3339::write_option",
         deserialize_with = "super::rfc3339::read_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write_option"))]
     pub run_at: Option<Timestamp>,
 }
 
@@ -282,7 +284,8 @@ pub struct QueueJobRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub attempt: u32,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub due_at: Timestamp,
     pub reason: String,
 }

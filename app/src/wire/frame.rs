@@ -17,7 +17,8 @@ use super::{ComponentMetrics, Envelope, LiveEvent, LiveSnapshot, Timestamp};
 #[derive(Deserialize)]
 struct RawEnvelope<'a> {
     seq: u64,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     ts: Timestamp,
     #[serde(borrow)]
     topic: Cow<'a, str>,

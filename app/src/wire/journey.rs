@@ -157,14 +157,15 @@ pub struct Stage {
     pub stage: SystemStage,
     /// The component that ran it: `load-balancer`, `server-2`, `mail-worker-1`, ...
     pub component: String,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub start_time: Timestamp,
     #[serde(
         default,
-        serialize_with = "super::rfc3339::write_option",
         deserialize_with = "super::rfc3339::read_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write_option"))]
     pub end_time: Option<Timestamp>,
     /// Milliseconds, once the stage has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +183,8 @@ pub struct RequestTracker {
     #[serde(rename = "type")]
     pub kind: NotificationType,
     pub current_stage: SystemStage,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub start_time: Timestamp,
     pub stages: Vec<Stage>,
     /// Milliseconds from the first stage's start to the last stage's end so far.

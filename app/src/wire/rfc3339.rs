@@ -11,8 +11,10 @@
 
 use std::borrow::Cow;
 
-use chrono::{Datelike, FixedOffset, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
+use chrono::{FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, de::Error as _};
+#[cfg(not(target_arch = "wasm32"))]
+use serde::{Serialize, Serializer};
 
 use super::Timestamp;
 
@@ -32,16 +34,20 @@ pub fn read_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
     }
 }
 
-/// For `#[serde(serialize_with = "rfc3339::write")]`.
+/// For `#[serde(serialize_with = "rfc3339::write")]`, on the server only: the browser
+/// writes timestamps just when it exports a journey, and there chrono's writer is kept
+/// (using this one there cost the wasm 1.1 KB, brotli).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write<S: Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
     let mut buffer = [0u8; MAX_LEN];
     match format(at, &mut buffer) {
         Some(text) => serializer.serialize_str(text),
-        None => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        None => serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
     }
 }
 
 /// For optional fields: `#[serde(serialize_with = "rfc3339::write_option")]`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_option<S: Serializer>(at: &Option<Timestamp>, serializer: S) -> Result<S::Ok, S::Error> {
     struct Written<'a>(&'a Timestamp);
     impl Serialize for Written<'_> {
@@ -56,11 +62,14 @@ pub fn write_option<S: Serializer>(at: &Option<Timestamp>, serializer: S) -> Res
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the longest [`format`] writes.
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_LEN: usize = 30;
 
 /// Writes `at` as chrono's `Serialize` does; `None` for what it leaves to chrono (years
 /// outside 0–9999, a leap second).
+#[cfg(not(target_arch = "wasm32"))]
 fn format<'b>(at: &Timestamp, buffer: &'b mut [u8; MAX_LEN]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
     let (date, time) = (at.date_naive(), at.time());
     let nanos = time.nanosecond();
     if !(0..=9999).contains(&date.year()) || nanos >= 1_000_000_000 {

@@ -123,13 +123,15 @@ pub struct ComponentStatus {
 pub struct SystemStatus {
     pub status: OverallHealth,
     pub version: String,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub started_at: Timestamp,
     pub uptime_seconds: u64,
     /// `uptime_seconds` for people: `2d 3h 4m 5s`.
     pub uptime: String,
     /// When these facts were gathered.
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub timestamp: Timestamp,
     pub components: Vec<ComponentStatus>,
 }
@@ -146,7 +148,8 @@ pub struct SystemMetrics {
     /// Fraction of requests that failed, 0.0 to 1.0.
     pub error_rate: f64,
     pub uptime: String,
-    #[serde(serialize_with = "super::rfc3339::write", deserialize_with = "super::rfc3339::read")]
+    #[serde(deserialize_with = "super::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
     pub timestamp: Timestamp,
 }
 
