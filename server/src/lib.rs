@@ -136,13 +136,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         Telemetry::new(controls.clone())
     };
     let journeys = Arc::new(Journeys::new(config.journeys));
-    tasks.spawn(telemetry::aggregate(
-        observations,
-        journeys.clone(),
-        hub.clone(),
-        controls.clone(),
-        shutdown.clone(),
-    ));
 
     let history = History::open(
         &config.data,
@@ -163,6 +156,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())
         }));
     }
+    // Started once the hub has its history sink and journey source, so no frame is
+    // published that the history misses.
+    tasks.spawn(telemetry::aggregate(
+        observations,
+        journeys.clone(),
+        hub.clone(),
+        controls.clone(),
+        shutdown.clone(),
+    ));
     let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
     let balancer_addr = local_addr(&balancer_listener);
     let registry = Registry::new();
