@@ -266,7 +266,9 @@ test('replay plays a past window with its own timestamps', async ({ page, reques
   await page.waitForTimeout(2500);
   await page.getByTestId('replay-window').selectOption('1');
   await page.getByTestId('replay-load').click();
-  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'replay');
+  await expect(page.getByTestId('replay-badge')).toBeVisible();
+  // The indicator still tells the live connection's state underneath.
+  await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
   const replay = page.getByTestId('replay');
   await expect(replay).toContainText('stage events');
   const time = page.getByTestId('replay-time');
@@ -287,6 +289,7 @@ test('replay plays a past window with its own timestamps', async ({ page, reques
   await page.getByTestId('replay-rewind').click();
   await expect.poll(() => page.evaluate(() => (window as any).__liveview.bubbles())).toBe(0);
   await page.getByTestId('replay-exit').click();
+  await expect(page.getByTestId('replay-badge')).toHaveCount(0);
   await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
 });
 

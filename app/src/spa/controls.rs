@@ -482,7 +482,7 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                         engine.scene.clear();
                         engine.replay = Some(Replay::new(history.envelopes(), from, to));
                     });
-                    live.connection.set(super::state::Connection::Replay);
+                    live.replaying.set(true);
                 }
                 Err(error) => live.notice.set(Some(format!("History not loaded: {error}"))),
             }
@@ -504,7 +504,7 @@ fn ReplayPanel(live: Live) -> impl IntoView {
             engine.replay = None;
             engine.scene.clear();
         });
-        live.connection.set(super::state::Connection::Live);
+        live.replaying.set(false);
     };
     view! {
         <div class="control-group">

@@ -65,7 +65,6 @@ pub fn Header(live: Live) -> impl IntoView {
         match connection.get() {
             Connection::Connecting => "Connecting…".to_string(),
             Connection::Live => format!("Live{over}"),
-            Connection::Replay => "Replay".to_string(),
             Connection::Reconnecting { attempt, retry_in_ms } => format!(
                 "Connection lost — reconnecting (attempt {attempt}, next try in {:.1} s)",
                 f64::from(retry_in_ms) / 1000.0

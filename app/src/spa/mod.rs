@@ -176,7 +176,7 @@ fn Toolbar(live: Live) -> impl IntoView {
 #[component]
 fn ReplayBadge(live: Live) -> impl IntoView {
     view! {
-        {move || (live.connection.get() == state::Connection::Replay).then(|| view! { <div class="replay-badge">"REPLAY"</div> })}
+        {move || live.replaying.get().then(|| view! { <div class="replay-badge" data-testid="replay-badge">"REPLAY"</div> })}
     }
 }
 

@@ -32,8 +32,6 @@ pub enum Connection {
     Live,
     /// The connection was lost; the next attempt starts after `retry_in_ms`.
     Reconnecting { attempt: u32, retry_in_ms: u32 },
-    /// Playing a past window; the live stream is still read underneath.
-    Replay,
 }
 
 impl Connection {
@@ -42,7 +40,6 @@ impl Connection {
             Self::Connecting => "connecting",
             Self::Live => "live",
             Self::Reconnecting { .. } => "reconnecting",
-            Self::Replay => "replay",
         }
     }
 }
@@ -168,6 +165,10 @@ pub struct Live {
     pub glow: RwSignal<bool>,
     /// A message for the person (an action's result or error), shown briefly.
     pub notice: RwSignal<Option<String>>,
+    /// A past window is playing. Its own signal, not a connection state: the live stream
+    /// is still read underneath, and the indicator keeps telling how that connection is
+    /// (as one state, a reconnect during a replay took the REPLAY badge away).
+    pub replaying: RwSignal<bool>,
 }
 
 impl Live {
@@ -191,6 +192,7 @@ impl Live {
             trails: RwSignal::new(true),
             glow: RwSignal::new(true),
             notice: RwSignal::new(None),
+            replaying: RwSignal::new(false),
         }
     }
 

@@ -197,7 +197,7 @@ fn now_ms() -> f64 {
 /// Marks the connection live the first time something arrives on it.
 fn on_text(live: &Live, stream: &Stream, flags: &Flags, text: &str) {
     flags.heard_at.set(now_ms());
-    if stream.receive(text) && !flags.received.replace(true) && live.connection.get_untracked() != Connection::Replay {
+    if stream.receive(text) && !flags.received.replace(true) {
         live.connection.set(Connection::Live);
     }
 }
