@@ -344,6 +344,22 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     assert_eq!(kinds.iter().filter(|kind| **kind == "server").count(), 2);
     assert_eq!(kinds.iter().filter(|kind| **kind == "queue").count(), 7);
     assert!(status["metrics"]["systemStatus"].is_string(), "{status}");
+    // The user's in-app socket is still open through the balancer, but nothing is being
+    // worked on: no active request.
+    assert_eq!(status["metrics"]["activeRequests"], 0, "{}", status["metrics"]);
+    let balancer = status["componentMetrics"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["component"] == "load-balancer")
+        .expect("balancer card");
+    let connections: u64 = balancer["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|server| server["activeConnections"].as_u64().expect("connections"))
+        .sum();
+    assert!(connections >= 1, "the socket is counted as a connection: {balancer}");
     let smtp = status["componentMetrics"]
         .as_array()
         .expect("components")

@@ -141,6 +141,8 @@ pub struct SystemStatus {
 #[serde(rename_all = "camelCase")]
 pub struct SystemMetrics {
     pub system_status: OverallHealth,
+    /// HTTP requests the app servers are working on at the sample (not the users'
+    /// in-app sockets, which stay open through the balancer for as long as they live).
     pub active_requests: u64,
     pub requests_per_second: f64,
     /// Milliseconds.

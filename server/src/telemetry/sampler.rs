@@ -158,6 +158,7 @@ impl Sampler {
         let mut windows = meters.take_windows();
         let mut components = vec![ComponentMetrics::LoadBalancer(balancer.clone())];
         let (mut total_requests, mut total_errors, mut all_latencies) = (0u64, 0u64, Vec::new());
+        let mut total_in_flight = 0;
         for info in sources.pool.list() {
             let window = windows.remove(&info.id).unwrap_or_default();
             let handled = previous.requests_by_server.entry(info.id.clone()).or_default();
@@ -172,6 +173,7 @@ impl Sampler {
                 .with_label_values(&[info.id.as_str()])
                 .get()
                 .max(0) as u64;
+            total_in_flight += in_flight;
             components.push(ComponentMetrics::Server(ServerMetrics {
                 id: info.id.clone(),
                 url: format!("http://{}", info.addr),
@@ -310,7 +312,9 @@ impl Sampler {
         };
         let metrics = SystemMetrics {
             system_status: ping.status,
-            active_requests: balancer.servers.iter().map(|server| server.active_connections).sum(),
+            // Requests, not connections: the balancer's connection counts include every
+            // open in-app socket (the header said 6 "active" with nothing running).
+            active_requests: total_in_flight,
             requests_per_second: total_requests as f64 / seconds,
             average_latency,
             error_rate: if total_requests == 0 {
