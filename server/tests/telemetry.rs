@@ -319,6 +319,16 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     system.stop().await;
 }
 
+/// The card of one kind among a live status's component metrics.
+fn card<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["componentMetrics"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["component"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} card in {status}"))
+}
+
 #[tokio::test]
 async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     let system = TestSystem::start(FLAGS).await;
@@ -347,12 +357,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     // The user's in-app socket is still open through the balancer, but nothing is being
     // worked on: no active request.
     assert_eq!(status["metrics"]["activeRequests"], 0, "{}", status["metrics"]);
-    let balancer = status["componentMetrics"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|component| component["component"] == "load-balancer")
-        .expect("balancer card");
+    let balancer = card(&status, "load-balancer");
     let connections: u64 = balancer["servers"]
         .as_array()
         .expect("servers")
@@ -360,12 +365,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         .map(|server| server["activeConnections"].as_u64().expect("connections"))
         .sum();
     assert!(connections >= 1, "the socket is counted as a connection: {balancer}");
-    let smtp = status["componentMetrics"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|component| component["component"] == "smtp")
-        .expect("smtp card");
+    let smtp = card(&status, "smtp");
     assert!(
         smtp["sent"].as_u64().expect("sent") >= 2,
         "welcome, login, receipt: {smtp}"
