@@ -285,12 +285,12 @@ impl MailWorker {
             first_error = first_error.or(outcome.error);
         }
         let committed = self.record_sent(&delivered.completed, &delivered.sent).await;
-        if committed.is_ok() {
-            delivered
-                .entries
-                .into_iter()
-                .for_each(|entry| self.ledger.committed(entry));
-        }
+        // Settled even if the commit failed: those emails' jobs run again anyway (their
+        // leases run out), and an entry never settled would keep the ledger from rotating.
+        delivered
+            .entries
+            .into_iter()
+            .for_each(|entry| self.ledger.committed(entry));
         match first_error {
             Some(error) => Err(error),
             None => committed,
