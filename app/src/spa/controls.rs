@@ -428,6 +428,28 @@ struct ReplayView {
     events: usize,
 }
 
+/// A minute of the replay window, typed as a UTC date and time.
+#[component]
+fn MinuteInput(
+    text: &'static str,
+    label: &'static str,
+    testid: &'static str,
+    value: RwSignal<String>,
+) -> impl IntoView {
+    view! {
+        <label class="control">
+            {text}
+            <input
+                type="datetime-local"
+                aria-label=label
+                data-testid=testid
+                prop:value=move || value.get()
+                on:change=move |event| value.set(event_target_value(&event))
+            />
+        </label>
+    }
+}
+
 #[component]
 fn ReplayPanel(live: Live) -> impl IntoView {
     let minutes = RwSignal::new(5u32);
@@ -526,27 +548,9 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 <button data-testid="replay-load" on:click=load>"Replay"</button>
             </div>
             <div class="row">
-                <label class="control">
-                    "or from "
-                    <input
-                        type="datetime-local"
-                        aria-label="Replay window start, UTC"
-                        data-testid="replay-from"
-                        prop:value=move || window_from.get()
-                        on:change=move |event| window_from.set(event_target_value(&event))
-                    />
-                </label>
-                <label class="control">
-                    "to "
-                    <input
-                        type="datetime-local"
-                        aria-label="Replay window end, UTC"
-                        data-testid="replay-to"
-                        prop:value=move || window_to.get()
-                        on:change=move |event| window_to.set(event_target_value(&event))
-                    />
-                    " UTC"
-                </label>
+                <MinuteInput text="or from " label="Replay window start, UTC" testid="replay-from" value=window_from />
+                <MinuteInput text="to " label="Replay window end, UTC" testid="replay-to" value=window_to />
+                " UTC"
             </div>
             {move || view_state.get().map(|state| {
                 view! {

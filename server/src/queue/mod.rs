@@ -192,9 +192,6 @@ pub struct QueueCounts {
     pub paused: bool,
 }
 
-/// Rows a prune deletes per transaction (written into its SQL as `LIMIT 1000`).
-const PRUNE_CHUNK: u64 = 1000;
-
 /// The queues, with wake-ups so idle workers start at once when work arrives.
 pub struct Queues {
     db: Database,
@@ -348,7 +345,7 @@ impl Queues {
         let before = now_ms() - keep.as_millis() as i64;
         // The table is in insertion order, so the oldest completed jobs are found first.
         self.db
-            .delete_in_chunks(PRUNE_CHUNK, || {
+            .delete_in_chunks(|| {
                 sqlx::query(
                     "DELETE FROM jobs WHERE id IN \
                      (SELECT id FROM jobs WHERE state = 'completed' AND updated_at_ms < ? LIMIT 1000)",

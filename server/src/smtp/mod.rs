@@ -285,7 +285,7 @@ impl CaptureServer {
             return Ok(0);
         }
         self.db
-            .delete_in_chunks(1000, || {
+            .delete_in_chunks(|| {
                 sqlx::query(
                     "DELETE FROM mailbox WHERE rowid IN (SELECT rowid FROM mailbox WHERE rowid <= ? LIMIT 1000)",
                 )

@@ -200,23 +200,21 @@ impl Database {
         result
     }
 
-    /// Runs a `DELETE` that removes at most `chunk` rows (its SQL says `LIMIT chunk`)
-    /// again and again until it removes fewer; answers how many rows went in all. Each
+    /// Runs a `DELETE` of a limited number of rows (its SQL says `LIMIT n`) again and
+    /// again until a round removes nothing; answers how many rows went in all. Each
     /// round is a short transaction taken in turn with the other writers
     /// ([`Database::writing`]): one `DELETE` of a minute's completed jobs or captured
     /// mail under load (tens of thousands of rows) held the write lock for two seconds,
     /// and every request and worker waited behind it.
     pub async fn delete_in_chunks(
         &self,
-        chunk: u64,
         delete: impl Fn() -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<u64, sqlx::Error> {
         let mut total = 0;
         loop {
-            let deleted = delete().execute(&mut *self.writing().await?).await?.rows_affected();
-            total += deleted;
-            if deleted < chunk {
-                return Ok(total);
+            match delete().execute(&mut *self.writing().await?).await?.rows_affected() {
+                0 => return Ok(total),
+                deleted => total += deleted,
             }
         }
     }

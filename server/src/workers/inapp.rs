@@ -63,7 +63,6 @@ impl InAppWorker {
             &QueueName::INAPP_WORK,
             Channel::InApp,
             &self.id,
-            super::BATCH,
             &shutdown,
         )
         .await

@@ -236,15 +236,8 @@ impl MailWorker {
         else {
             return;
         };
-        while let Some(jobs) = super::next_jobs(
-            &self.queues,
-            &QueueName::MAIL_WORK,
-            Channel::Email,
-            &self.id,
-            super::BATCH,
-            &shutdown,
-        )
-        .await
+        while let Some(jobs) =
+            super::next_jobs(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
         {
             let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
             if let Err(error) = self.process(&jobs, &mut lanes).await {

@@ -89,16 +89,15 @@ pub async fn next_jobs(
     from: &[QueueName],
     channel: Channel,
     worker: &str,
-    limit: u32,
     shutdown: &CancellationToken,
 ) -> Option<Vec<Job>> {
     loop {
         if shutdown.is_cancelled() {
             return None;
         }
-        match queues.claim_batch(from, worker, LEASE, limit).await {
+        match queues.claim_batch(from, worker, LEASE, BATCH).await {
             Ok(jobs) if !jobs.is_empty() => {
-                if jobs.len() == limit as usize {
+                if jobs.len() == BATCH as usize {
                     // There may be more: let another idle worker take the next batch.
                     queues.wake(channel);
                 }
