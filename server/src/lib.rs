@@ -24,7 +24,7 @@ pub mod workers;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{Router, serve::ListenerExt};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -300,7 +300,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &tasks,
         &shutdown,
         "dashboard",
-        dashboard_listener,
+        dashboard_listener.tap_io(live::cap_send_buffer),
         dashboard.router(&config.site),
     );
     tasks.spawn(probe.run(shutdown.clone()));
@@ -346,14 +346,18 @@ pub(crate) fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; in-flight requests finish.
-pub(crate) fn serve(
+pub(crate) fn serve<L>(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
     role: &str,
-    listener: TcpListener,
+    listener: L,
     router: Router,
-) -> JoinHandle<()> {
-    let addr = local_addr(&listener);
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    // A bound TCP listener always has a local address.
+    let addr = listener.local_addr().expect("bound listener has an address");
     tracing::info!("{role} listening on http://{addr}");
     let role = role.to_string();
     let stop = shutdown.clone();

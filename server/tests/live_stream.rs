@@ -739,6 +739,58 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
     system.stop().await;
 }
 
+/// A viewer that falls behind must fall behind where the hub can see it (its ring, then a
+/// resync or a too-slow close), not in the server's socket buffer: left to the kernel's
+/// autotuning a send buffer grows to megabytes per socket (`tcp_wmem`), and at 10,000
+/// slow viewers that was gigabytes of kernel memory with no viewer ever resynced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_viewer_backlog_stays_out_of_the_server_socket_buffer() {
+    const EVENTS: usize = 4_000;
+    let (_turn, system) = start(&[]).await;
+    let hub = system.running.hub.clone();
+    first_status(&system).await;
+    let stalled = connect(&system, "").await;
+    let MaybeTlsStream::Plain(client_end) = stalled.get_ref() else {
+        panic!("plain TCP")
+    };
+    let client_addr = client_end.local_addr().expect("client address");
+    let dashboard = system.running.dashboard;
+
+    for index in 0..EVENTS {
+        hub.publish(bulky(4 * 1024));
+        if index % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // 16 MiB went out to a socket nobody reads; give the kernel time to fill what it may.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let unsent = send_queue_bytes(dashboard, client_addr).expect("the server's end of the stalled socket");
+    assert!(
+        unsent <= 256 * 1024,
+        "{} KiB of the stalled viewer's frames sit in the server's socket buffer",
+        unsent >> 10
+    );
+    drop(stalled);
+    system.stop().await;
+}
+
+/// Bytes queued in the send buffer of the TCP socket from `local` to `remote`: the
+/// `tx_queue` column of `/proc/net/tcp` (Linux, IPv4).
+fn send_queue_bytes(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> Option<u64> {
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        std::net::SocketAddr::V6(_) => unreachable!("the test system listens on IPv4"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        (columns.get(1) == Some(&local.as_str()) && columns.get(2) == Some(&remote.as_str()))
+            .then(|| u64::from_str_radix(columns[4].split(':').next()?, 16).ok())
+            .flatten()
+    })
+}
+
 /// This process's resident memory (Linux).
 fn resident_bytes() -> usize {
     let kib = liveview::bench::rss_kib();

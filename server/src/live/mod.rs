@@ -47,6 +47,22 @@ pub const MAX_FRAME_EVENTS: usize = 256;
 /// ... and about this many bytes of JSON, so no viewer ever gets a huge frame.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// The kernel send buffer of every dashboard connection (Linux doubles it for its own
+/// bookkeeping). Left to autotuning it grows to `tcp_wmem`'s maximum, megabytes per
+/// socket: a viewer that kept reading, but too slowly, then fell seconds behind inside
+/// the kernel (1.6 GiB of TCP memory at 10,000 viewers in `liveview bench fanout`) where
+/// the hub never saw it. Capped, the backlog stays in the hub's ring, where it is
+/// resynced or closed (close code 4008). 64 KiB is still dozens of typical frames in
+/// flight, and more than a browser on a slow link drains in a round trip.
+pub const SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Caps a freshly accepted dashboard connection's send buffer at [`SEND_BUFFER_BYTES`].
+pub fn cap_send_buffer(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = socket2::SockRef::from(&*stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+        tracing::warn!(%error, "could not cap a dashboard connection's send buffer");
+    }
+}
+
 /// Where snapshots get recent request journeys from (the telemetry installs one).
 pub type JourneySource = Arc<dyn Fn() -> Vec<RequestTracker> + Send + Sync>;
 
