@@ -36,8 +36,11 @@ use crate::live::LiveHub;
 
 /// Records the channel holds before new ones are dropped (and counted).
 pub const CHANNEL_CAPACITY: usize = 65_536;
-/// The longest the aggregator holds events back to batch them.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The longest the aggregator holds events back to batch them. Half of the live
+/// stream's latency budget (p99 < 100 ms from a stage's end to a viewer): with 100 ms,
+/// under steady load the window alone put the p99 at 120–131 ms with one viewer
+/// (`liveview bench pipeline --viewers 1`, BENCHMARKS.md).
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch this small goes out at once: traffic is light, batching would only add delay.
 const LIGHT_BATCH: usize = 32;
 
