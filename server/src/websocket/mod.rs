@@ -287,8 +287,26 @@ struct UserConnection {
     user: User,
     /// The highest seq pushed on this connection (or that the client said it had).
     pushed_up_to: i64,
-    /// Pushed and not yet acked: notification id → workers waiting for the ack.
-    in_flight: BTreeMap<String, Vec<oneshot::Sender<()>>>,
+    /// Pushed and not yet acked, by notification id.
+    in_flight: BTreeMap<String, InFlight>,
+}
+
+/// A frame pushed on this connection and not yet acked.
+#[derive(Default)]
+struct InFlight {
+    /// Workers waiting for the ack (none for a frame forwarded from storage).
+    waiters: Vec<oneshot::Sender<()>>,
+    /// The request that created a forwarded frame, read with it: its journey ends with
+    /// the ack, and the ack should not cost another query to find it.
+    request_id: Option<String>,
+}
+
+/// A stored notification about to be forwarded: its frame and the request behind it.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    #[sqlx(flatten)]
+    frame: Frame,
+    request_id: Option<String>,
 }
 
 impl UserConnection {
@@ -343,7 +361,7 @@ impl UserConnection {
         if frame.seq == self.pushed_up_to + 1 {
             // The next one in order, as it usually is: no need to look for gaps.
             self.send_frame(socket, &frame).await?;
-            self.in_flight.entry(frame.id).or_default().push(acked);
+            self.in_flight.entry(frame.id).or_default().waiters.push(acked);
             return Ok(());
         }
         let push = Pending {
@@ -354,8 +372,8 @@ impl UserConnection {
         if push.seq > self.pushed_up_to {
             self.flush(socket, push.seq).await?;
         }
-        if let Some(waiters) = self.in_flight.get_mut(&push.id) {
-            waiters.push(push.acked);
+        if let Some(in_flight) = self.in_flight.get_mut(&push.id) {
+            in_flight.waiters.push(push.acked);
             return Ok(());
         }
         // Not in flight here: pushed and acked before, or pushed on an earlier connection
@@ -376,7 +394,7 @@ impl UserConnection {
             }
             Some((None, frame)) => {
                 self.send_frame(socket, &frame).await?;
-                self.in_flight.entry(frame.id).or_default().push(push.acked);
+                self.in_flight.entry(frame.id).or_default().waiters.push(push.acked);
             }
             // Not this user's: nothing to deliver here; the worker's wait times out.
             None => {}
@@ -393,8 +411,8 @@ impl UserConnection {
 
     /// Pushes every undelivered notification with `pushed_up_to < seq <= up_to`, in order.
     async fn flush(&mut self, socket: &mut WebSocket, up_to: i64) -> Result<(), axum::Error> {
-        let frames: Vec<Frame> = match sqlx::query_as(
-            "SELECT id, seq, kind, title, body, created_at_ms FROM notifications \
+        let stored: Vec<Stored> = match sqlx::query_as(
+            "SELECT id, seq, kind, title, body, created_at_ms, request_id FROM notifications \
              WHERE user_id = ? AND delivered_at_ms IS NULL AND seq > ? AND seq <= ? ORDER BY seq",
         )
         .bind(&self.user.id)
@@ -403,15 +421,15 @@ impl UserConnection {
         .fetch_all(&self.db.pool)
         .await
         {
-            Ok(frames) => frames,
+            Ok(stored) => stored,
             Err(error) => {
                 tracing::warn!(%error, "could not load pending notifications");
                 return Ok(());
             }
         };
-        for frame in frames {
+        for Stored { frame, request_id } in stored {
             self.send_frame(socket, &frame).await?;
-            self.in_flight.entry(frame.id).or_default();
+            self.in_flight.entry(frame.id).or_default().request_id = request_id;
         }
         Ok(())
     }
@@ -421,7 +439,7 @@ impl UserConnection {
             tracing::debug!(user = %self.user.id, "ignored a malformed client message");
             return;
         };
-        let Some(waiters) = self.in_flight.remove(&ack) else {
+        let Some(InFlight { waiters, request_id }) = self.in_flight.remove(&ack) else {
             return;
         };
         // A worker waiting for this ack records the delivery in its batch's commit; a
@@ -446,14 +464,7 @@ impl UserConnection {
             return;
         }
         // The journey that created it ends with this ack (stored while the user was away).
-        let request_id: Option<Option<String>> =
-            sqlx::query_scalar("SELECT request_id FROM notifications WHERE id = ? AND user_id = ?")
-                .bind(&ack)
-                .bind(&self.user.id)
-                .fetch_optional(&self.db.pool)
-                .await
-                .ok();
-        if let Some(Some(request_id)) = request_id {
+        if let Some(request_id) = request_id {
             self.telemetry
                 .stage(&request_id, SystemStage::ClientAck, &self.server)
                 .meta("notificationId", ack.as_str())
