@@ -411,6 +411,10 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         prometheus_parse::Value::Counter(_)
     ));
     assert!(matches!(
+        value_of("liveview_inapp_pushes_total"),
+        prometheus_parse::Value::Counter(_)
+    ));
+    assert!(matches!(
         value_of("liveview_queue_jobs"),
         prometheus_parse::Value::Gauge(_)
     ));

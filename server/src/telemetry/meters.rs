@@ -7,10 +7,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicI64, AtomicU64, Ordering},
-    },
+    sync::{Mutex, atomic::AtomicI64},
 };
 
 use app::wire::{SmtpReply, Timestamp};
@@ -62,10 +59,9 @@ pub struct Meters {
     pub db_commit_duration: Histogram,
     windows: Mutex<HashMap<String, Window>>,
     queue_windows: Mutex<HashMap<String, QueueWindow>>,
-    pub smtp_sent: AtomicU64,
-    pub smtp_failed: AtomicU64,
     last_reply: Mutex<Option<SmtpReply>>,
-    pub inapp_pushed: AtomicU64,
+    /// In-app frames pushed to a user's socket.
+    pub inapp_pushes: IntCounter,
     /// Busy mail / in-app workers right now.
     pub mail_busy: AtomicI64,
     pub inapp_busy: AtomicI64,
@@ -157,8 +153,10 @@ impl Meters {
             "Time a commit took, injected delay included",
         ))
         .expect("valid metric");
+        let inapp_pushes = IntCounter::with_opts(opts("inapp_pushes_total", "In-app frames pushed to a user's socket"))
+            .expect("valid metric");
         let registry = Registry::new();
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(http_in_flight.clone()),
@@ -175,6 +173,7 @@ impl Meters {
             Box::new(balancer_active.clone()),
             Box::new(server_healthy.clone()),
             Box::new(db_commit_duration.clone()),
+            Box::new(inapp_pushes.clone()),
         ];
         for collector in collectors {
             registry.register(collector).expect("each metric is registered once");
@@ -199,10 +198,8 @@ impl Meters {
             db_commit_duration,
             windows: Mutex::new(HashMap::new()),
             queue_windows: Mutex::new(HashMap::new()),
-            smtp_sent: AtomicU64::new(0),
-            smtp_failed: AtomicU64::new(0),
             last_reply: Mutex::new(None),
-            inapp_pushed: AtomicU64::new(0),
+            inapp_pushes,
             mail_busy: AtomicI64::new(0),
             inapp_busy: AtomicI64::new(0),
         }
@@ -261,11 +258,6 @@ impl Meters {
             _ => "transient",
         };
         self.smtp_attempts.with_label_values(&[outcome]).inc();
-        if outcome == "sent" {
-            self.smtp_sent.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.smtp_failed.fetch_add(1, Ordering::Relaxed);
-        }
         if code > 0 {
             *self.last_reply.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(SmtpReply {
                 code,
@@ -273,6 +265,13 @@ impl Meters {
                 at,
             });
         }
+    }
+
+    /// SMTP attempts so far: accepted, and refused or failed (the `smtp_attempts_total`
+    /// counters the sampler turns into rates).
+    pub fn smtp_totals(&self) -> (u64, u64) {
+        let count = |outcome: &str| self.smtp_attempts.with_label_values(&[outcome]).get();
+        (count("sent"), count("transient") + count("permanent"))
     }
 
     pub fn last_reply(&self) -> Option<SmtpReply> {

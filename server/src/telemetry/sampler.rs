@@ -233,7 +233,7 @@ impl Sampler {
 
         let (users, sockets) = sources.registry.counts();
         meters.inapp_sockets.set(sockets as i64);
-        let pushed = meters.inapp_pushed.load(Ordering::Relaxed);
+        let pushed = meters.inapp_pushes.get();
         components.push(ComponentMetrics::Websocket(WebSocketMetrics {
             total_connections: sockets as u64,
             authenticated_users: users as u64,
@@ -263,10 +263,7 @@ impl Sampler {
         previous.db_reads = reads;
         previous.db_writes = writes;
 
-        let (sent, failed) = (
-            meters.smtp_sent.load(Ordering::Relaxed),
-            meters.smtp_failed.load(Ordering::Relaxed),
-        );
+        let (sent, failed) = meters.smtp_totals();
         let (sent_now, failed_now) = (sent - previous.smtp_sent, failed - previous.smtp_failed);
         let attempts = (sent_now + failed_now).max(1) as f64;
         components.push(ComponentMetrics::Smtp(SmtpMetrics {

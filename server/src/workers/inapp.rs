@@ -110,10 +110,7 @@ impl InAppWorker {
             match self.registry.push(&user_id, frame) {
                 Ok((acked, server)) => {
                     push.meta("server", server.as_str()).done();
-                    telemetry
-                        .meters()
-                        .inapp_pushed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    telemetry.meters().inapp_pushes.inc();
                     let ack = telemetry
                         .stage(request_id, SystemStage::ClientAck, &server)
                         .meta("notificationId", job.target_id.as_str());
