@@ -384,6 +384,19 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         .map(|sample| sample["metrics"]["timestamp"].as_str().expect("ts"))
         .collect();
     assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "oldest first");
+    // The signup, login and purchase read (accounts, the workers' loads) and wrote: the
+    // database card counted both in the seconds they happened.
+    let busiest = |field: &str| {
+        samples
+            .iter()
+            .flat_map(|sample| sample["components"].as_array().expect("components"))
+            .filter(|component| component["component"] == "database")
+            .map(|database| database[field].as_f64().expect("a rate"))
+            .fold(0.0, f64::max)
+    };
+    assert!(busiest("readsPerSecond") > 0.0, "reads counted: {series}");
+    assert!(busiest("writesPerSecond") > 0.0, "writes counted: {series}");
+    assert!(busiest("queryLatencyP99") > 0.0, "write latencies kept: {series}");
 
     let metrics = system
         .http

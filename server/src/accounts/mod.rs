@@ -159,7 +159,6 @@ pub async fn authenticate(db: &Database, cache: &SessionCache, token: &str) -> R
         return Ok(Some(user));
     }
     let looked_up = Instant::now();
-    db.stats.read();
     let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
         "SELECT u.id, u.email, u.name, u.created_at_ms, s.expires_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.secret_hash = ? AND s.user_id = ? AND s.expires_at_ms > ?",
@@ -167,7 +166,7 @@ pub async fn authenticate(db: &Database, cache: &SessionCache, token: &str) -> R
     .bind(&secret_digest)
     .bind(user_id)
     .bind(now)
-    .fetch_optional(&db.pool)
+    .fetch_optional(db.reads())
     .await?;
     Ok(row.map(|(id, email, name, created_at_ms, expires_at_ms)| {
         let user = User {

@@ -113,7 +113,7 @@ pub async fn login(
     request_id: RequestId,
     ValidJson(body): ValidJson<Login>,
 ) -> Result<Json<Value>, ApiError> {
-    let found = accounts::find_by_email(&server.shared.db.pool, &body.email).await?;
+    let found = accounts::find_by_email(server.shared.db.reads(), &body.email).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
@@ -169,7 +169,7 @@ pub async fn reset_password(
         StatusCode::ACCEPTED,
         Json(json!({ "status": "if this address has an account, a reset email is on its way" })),
     );
-    let Some((user, _)) = accounts::find_by_email(&server.shared.db.pool, &body.email).await? else {
+    let Some((user, _)) = accounts::find_by_email(server.shared.db.reads(), &body.email).await? else {
         return Ok(accepted);
     };
     let token = accounts::new_secret();

@@ -53,7 +53,7 @@ pub async fn create(
     request_id: RequestId,
     ValidJson(body): ValidJson<NewFriendRequest>,
 ) -> Result<(StatusCode, Json<FriendRequest>), ApiError> {
-    let Some((recipient, _)) = accounts::find_by_email(&server.shared.db.pool, &body.to_email).await? else {
+    let Some((recipient, _)) = accounts::find_by_email(server.shared.db.reads(), &body.to_email).await? else {
         return Err(ApiError::not_found("no user with that email"));
     };
     if recipient.id == sender.id {

@@ -46,7 +46,6 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid([("limit", "must be between 1 and 100".to_string())]));
     }
-    let db = &server.shared.db.pool;
     let notifications: Vec<Notification> = sqlx::query_as(
         "SELECT id, seq, kind, title, body, created_at_ms, delivered_at_ms, read_at_ms FROM notifications \
          WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
@@ -54,11 +53,11 @@ pub async fn list(
     .bind(&user.id)
     .bind(page.before.unwrap_or(i64::MAX))
     .bind(i64::from(limit))
-    .fetch_all(db)
+    .fetch_all(server.shared.db.reads())
     .await?;
     let unread: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at_ms IS NULL")
         .bind(&user.id)
-        .fetch_one(db)
+        .fetch_one(server.shared.db.reads())
         .await?;
     let next_before = (notifications.len() == limit as usize)
         .then(|| notifications.last().map(|n| n.seq))
@@ -81,7 +80,7 @@ pub async fn mark_read(
     .bind(now_ms())
     .bind(&id)
     .bind(&user.id)
-    .fetch_optional(&server.shared.db.pool)
+    .fetch_optional(&mut *server.shared.db.writing().await?)
     .await?;
     match read {
         Some((read_at, request_id)) => {

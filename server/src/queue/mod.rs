@@ -329,11 +329,7 @@ impl Queues {
         for name in &names {
             query = query.bind(*name);
         }
-        let mut writing = self.db.writing().await?;
-        let claim_started = std::time::Instant::now();
-        let mut jobs = query.bind(now).fetch_all(&mut *writing).await?;
-        drop(writing);
-        self.db.stats.wrote(claim_started);
+        let mut jobs = query.bind(now).fetch_all(&mut *self.db.writing().await?).await?;
         // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)
@@ -551,7 +547,7 @@ impl Queues {
             .bind(queue.as_str())
             .bind(&pattern)
             .bind(&pattern)
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reads())
             .await?;
         let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms FROM jobs {filter} \
@@ -561,7 +557,7 @@ impl Queues {
         .bind(&pattern)
         .bind(&pattern)
         .bind(i64::from(limit))
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reads())
         .await?;
         Ok((total, jobs))
     }
@@ -573,10 +569,10 @@ impl Queues {
             "SELECT queue, state, (state = 'delayed' AND run_at_ms > ?) AS not_due, COUNT(*) FROM jobs GROUP BY queue, state, not_due",
         )
         .bind(now)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reads())
         .await?;
         let paused: Vec<(String,)> = sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
-            .fetch_all(&self.db.pool)
+            .fetch_all(self.db.reads())
             .await?;
         let mut counts: Vec<QueueCounts> = QueueName::ALL
             .iter()

@@ -130,7 +130,7 @@ impl CaptureServer {
     /// again: a sender's retry of a delivery whose first 250 it never recorded.
     pub async fn duplicates(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COALESCE(SUM(repeats), 0) FROM mailbox")
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reads())
             .await
     }
 
@@ -266,7 +266,7 @@ impl CaptureServer {
             "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT ?",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reads())
         .await
     }
 
@@ -278,7 +278,7 @@ impl CaptureServer {
         // key in O(log n), where counting `keep` rows down an index took a walk of
         // 50,000 entries every time.
         let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(rowid) FROM mailbox")
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reads())
             .await?;
         let last_to_delete = newest.unwrap_or(0) - keep as i64;
         if last_to_delete <= 0 {
@@ -306,7 +306,7 @@ impl CaptureServer {
 
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
-            .fetch_one(&self.db.pool)
+            .fetch_one(self.db.reads())
             .await
     }
 }

@@ -48,7 +48,9 @@ pub enum StorageError {
 /// The open database and how to name it without leaking credentials.
 #[derive(Clone)]
 pub struct Database {
-    /// For reads.
+    /// For reads: taken through [`Database::reads`], which counts them. Writes here
+    /// still work (through the busy timeout) but go uncounted; under load every write
+    /// goes through [`Database::writing`] or [`Database::commit`].
     pub pool: SqlitePool,
     /// The one connection every write goes through; see [`Database::writing`].
     writer: SqlitePool,
@@ -178,8 +180,20 @@ impl Database {
     /// write began by reading its pages again (at 2,200 purchases/s `pread` was 5% and
     /// emptying caches 3% of all CPU). Writes on [`Database::pool`] still work,
     /// through the busy timeout; everything that writes under load comes here.
-    pub async fn writing(&self) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
-        self.writer.acquire().await
+    pub async fn writing(&self) -> Result<Writing, sqlx::Error> {
+        let started = Instant::now();
+        Ok(Writing {
+            connection: self.writer.acquire().await?,
+            started,
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// The read pool, for one read, counted for the database card: every read in the
+    /// system takes its connection here, so the card's reads/s is all of them.
+    pub fn reads(&self) -> &SqlitePool {
+        self.stats.read();
+        &self.pool
     }
 
     /// Begins a transaction on the writer connection, holding it until the transaction
@@ -238,8 +252,9 @@ impl Database {
     }
 }
 
-/// What the database card shows, counted where the hot queries run (commits, claims,
-/// session lookups, the workers' loads).
+/// What the database card shows: reads taken through [`Database::reads`], and writes
+/// through [`Database::writing`], [`Database::begin_write`] and [`Database::commit`],
+/// with how long each write took (waiting for the writer included).
 #[derive(Default)]
 pub struct DbStats {
     pub reads: std::sync::atomic::AtomicU64,
@@ -265,6 +280,34 @@ impl DbStats {
     /// The commit latencies since the last call.
     pub fn take_latencies(&self) -> Vec<f64> {
         std::mem::take(&mut *self.commit_ms.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+}
+
+/// The writer connection, held by one writer; counted as one write, and its time from
+/// asking to giving it back as that write's latency, when dropped.
+pub struct Writing {
+    connection: PoolConnection<Sqlite>,
+    started: Instant,
+    stats: Arc<DbStats>,
+}
+
+impl Deref for Writing {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.connection
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.stats.wrote(self.started);
     }
 }
 

@@ -383,7 +383,7 @@ impl UserConnection {
         )
         .bind(&push.id)
         .bind(&self.user.id)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(self.db.reads())
         .await
         .ok()
         .flatten()
@@ -418,7 +418,7 @@ impl UserConnection {
         .bind(&self.user.id)
         .bind(self.pushed_up_to)
         .bind(up_to)
-        .fetch_all(&self.db.pool)
+        .fetch_all(self.db.reads())
         .await
         {
             Ok(stored) => stored,

@@ -190,8 +190,7 @@ impl InAppWorker {
         for job in jobs {
             query = query.bind(&job.target_id);
         }
-        self.db.stats.read();
-        let rows = query.fetch_all(&self.db.pool).await?;
+        let rows = query.fetch_all(self.db.reads()).await?;
         Ok(rows
             .into_iter()
             .map(|row| (row.frame.id.clone(), (row.user_id, row.frame, row.delivered_at_ms)))

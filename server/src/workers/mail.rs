@@ -375,13 +375,12 @@ impl MailWorker {
             "SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id IN ({})",
             placeholders(jobs.len())
         );
-        self.db.stats.read();
         let mut query = sqlx::query_as::<_, Email>(sqlx::AssertSqlSafe(sql));
         for job in jobs {
             query = query.bind(&job.target_id);
         }
         Ok(query
-            .fetch_all(&self.db.pool)
+            .fetch_all(self.db.reads())
             .await?
             .into_iter()
             .map(|email| (email.id.clone(), email))
