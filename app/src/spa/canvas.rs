@@ -64,6 +64,9 @@ pub struct Engine {
     /// node boxes with their labels. Redrawing them every frame cost more than all the
     /// bubbles together (BENCHMARKS.md).
     layers: Option<StaticLayers>,
+    /// The live figure under each node's label and where it goes (world units),
+    /// formatted when the figures arrive (once a second), not on every frame.
+    overlays: Vec<(f64, f64, String)>,
 }
 
 struct StaticLayers {
@@ -109,6 +112,7 @@ impl Engine {
             dash_dashed: dashes(&[4.0, 6.0]),
             dash_none: dashes(&[]),
             layers: None,
+            overlays: Vec::new(),
         }
     }
 
@@ -160,19 +164,27 @@ impl Engine {
     }
 
     /// Rebuilds the layout when the running app servers change.
-    fn follow_servers(&mut self, components: &BTreeMap<String, ComponentMetrics>) {
-        let Some(ComponentMetrics::LoadBalancer(balancer)) = components.get(&NodeId::Balancer.key()) else {
-            return;
-        };
-        let running: Vec<String> = balancer
-            .servers
-            .iter()
-            .filter(|server| super::state::server_running(components, server))
-            .map(|server| server.id.clone())
-            .collect();
-        if running != self.layout.servers {
-            self.layout = Layout::new(&running);
+    /// Follows new component figures: the app servers on the canvas (they come and go
+    /// as servers start and stop) and the figures written under the nodes' labels.
+    fn follow_components(&mut self, components: &BTreeMap<String, ComponentMetrics>) {
+        if let Some(ComponentMetrics::LoadBalancer(balancer)) = components.get(&NodeId::Balancer.key()) {
+            let running: Vec<String> = balancer
+                .servers
+                .iter()
+                .filter(|server| super::state::server_running(components, server))
+                .map(|server| server.id.clone())
+                .collect();
+            if running != self.layout.servers {
+                self.layout = Layout::new(&running);
+            }
         }
+        self.overlays = self
+            .layout
+            .nodes
+            .iter()
+            .filter(|node| has_overlay(node))
+            .filter_map(|node| Some((node.x + 2.0, node.y + 10.0, overlay(&node.id, components)?)))
+            .collect();
     }
 }
 
@@ -426,7 +438,7 @@ fn step_engine(
             .any(|envelope| matches!(envelope.event, LiveEvent::ComponentMetrics(_) | LiveEvent::Snapshot(_)))
         {
             live.components
-                .with_untracked(|components| engine.follow_servers(components));
+                .with_untracked(|components| engine.follow_components(components));
         }
         if engine.replay.is_none() {
             feed_scene(engine, batch);
@@ -528,17 +540,13 @@ fn draw(live: &Live, engine: &mut Engine, context: &CanvasRenderingContext2d) {
             draw_node(context, node, is_selected, engine.hover.as_ref() == Some(&node.id));
         }
     }
-    live.components.with_untracked(|components| {
-        context.set_text_align("center");
-        context.set_text_baseline("middle");
-        context.set_font("11px ui-monospace, monospace");
-        context.set_fill_style_str("#94A3B8");
-        for node in engine.layout.nodes.iter().filter(|node| has_overlay(node)) {
-            if let Some(text) = overlay(&node.id, components) {
-                let _ = context.fill_text(&text, node.x + 2.0, node.y + 10.0);
-            }
-        }
-    });
+    context.set_text_align("center");
+    context.set_text_baseline("middle");
+    context.set_font("11px ui-monospace, monospace");
+    context.set_fill_style_str("#94A3B8");
+    for (x, y, text) in &engine.overlays {
+        let _ = context.fill_text(text, *x, *y);
+    }
     draw_bubbles(live, engine, context);
 }
 
