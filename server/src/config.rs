@@ -157,6 +157,9 @@ pub enum Bench {
     /// Opens N live-stream viewers and measures deliveries, event-to-client latency and
     /// memory per idle viewer.
     Fanout(crate::bench::FanoutArgs),
+    /// Folds and publishes the telemetry of N synthetic purchases and measures its cost
+    /// per purchase, without the pipeline around it.
+    Telemetry(crate::bench::TelemetryArgs),
     /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
     #[command(hide = true)]
     Viewers(crate::bench::ViewersArgs),

@@ -9,12 +9,15 @@
 //! With `--viewers N`, N live-stream viewers (in a child process, see [`viewers`]) watch
 //! the whole run, so the pipeline's throughput with and without them can be compared.
 //!
-//! `liveview bench fanout` ([`fanout`]) measures the live stream itself.
+//! `liveview bench fanout` ([`fanout`]) measures the live stream itself, and `liveview
+//! bench telemetry` ([`telemetry`]) the telemetry's own work per request.
 
 mod fanout;
+mod telemetry;
 mod viewers;
 
 pub use fanout::{FanoutArgs, fanout};
+pub use telemetry::{TelemetryArgs, telemetry};
 pub use viewers::{ViewersArgs, viewers};
 
 use std::{

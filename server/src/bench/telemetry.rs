@@ -1,0 +1,310 @@
+//! `liveview bench telemetry`: what the live window costs per request, measured on its
+//! own. `bench pipeline --without-live-telemetry` answers "how much throughput does it
+//! take", but at a fixed rate the difference is a few percent of a noisy whole; this
+//! command runs only the telemetry's part of a purchase, so a change to it can be
+//! measured to a microsecond.
+//!
+//! It makes the stage records of N purchases exactly as the components make them for a
+//! real one (the 15 stages, two of them announced before they end, with the same
+//! metadata), folds them into journeys ([`Journeys::fold`], as the aggregator does) and
+//! publishes the resulting events in batches the size the aggregator makes at 2,400
+//! purchases/s ([`LiveHub::publish_batch`], with the history recording every frame to
+//! SQLite in a temporary directory). Single-threaded parts are timed on the wall clock;
+//! the whole round, history writes included, on this process's CPU clock.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use app::wire::{NotificationType, StageMetadata, StageStatus, SystemStage, Timestamp};
+use serde_json::Value;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    history::{History, Retention},
+    live::LiveHub,
+    telemetry::{StageRecord, journeys::DEFAULT_CAPACITY},
+};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Purchases per round.
+    #[arg(long, default_value_t = 20_000)]
+    pub purchases: usize,
+    /// Rounds; each prints its own line, so the spread shows.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+}
+
+/// Purchases whose events the aggregator publishes together at 2,400 purchases/s: one
+/// 50 ms window's worth.
+const PURCHASES_PER_BATCH: usize = 120;
+
+pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("liveview-bench-telemetry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let hub = Arc::new(LiveHub::with_history(crate::live::DEFAULT_HISTORY));
+    let retention = Retention {
+        keep: Duration::from_secs(3600),
+        full_detail: Duration::from_secs(600),
+    };
+    let history = History::open(&dir, retention, &tasks, shutdown.clone()).await?;
+    let json_bytes = Arc::new(AtomicUsize::new(0));
+    {
+        let (history, json_bytes) = (history.clone(), json_bytes.clone());
+        hub.set_sink(Arc::new(move |published| {
+            json_bytes.fetch_add(published.json().len(), Ordering::Relaxed);
+            history.record_frame(published);
+        }));
+    }
+    let journeys = crate::telemetry::Journeys::new(DEFAULT_CAPACITY);
+    let pid = std::process::id();
+
+    println!(
+        "{:>9} {:>8} {:>8} {:>11} {:>11} {:>11} {:>10}",
+        "purchases", "records", "events", "fold", "publish", "all cpu", "json"
+    );
+    for round in 0..args.rounds {
+        let records: Vec<Vec<StageRecord>> = (0..args.purchases).map(|n| purchase(round, n)).collect();
+        let record_count: usize = records.iter().map(Vec::len).sum();
+        let cpu_before = super::cpu_seconds(pid);
+
+        let bytes_before = json_bytes.load(Ordering::Relaxed);
+        let folding = Instant::now();
+        let mut batches = Vec::with_capacity(args.purchases / PURCHASES_PER_BATCH + 1);
+        let mut purchases = records.into_iter().peekable();
+        while purchases.peek().is_some() {
+            let mut events = Vec::with_capacity(PURCHASES_PER_BATCH * 18);
+            for record in purchases.by_ref().take(PURCHASES_PER_BATCH).flatten() {
+                journeys.fold(record, &mut events);
+            }
+            batches.push(events);
+        }
+        let fold = folding.elapsed();
+        let event_count: usize = batches.iter().map(Vec::len).sum();
+
+        let publishing = Instant::now();
+        for batch in batches {
+            hub.publish_batch(batch);
+        }
+        let publish = publishing.elapsed();
+        // The history writes a transaction a second; wait for it to have written this
+        // round, so the CPU below includes it.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let cpu = super::cpu_seconds(pid) - cpu_before;
+        let json = json_bytes.load(Ordering::Relaxed) - bytes_before;
+        let per = |seconds: f64| format!("{:.1} µs", seconds * 1e6 / args.purchases as f64);
+        println!(
+            "{:>9} {:>8} {:>8} {:>11} {:>11} {:>11} {:>8} B",
+            args.purchases,
+            record_count / args.purchases,
+            event_count / args.purchases,
+            per(fold.as_secs_f64()),
+            per(publish.as_secs_f64()),
+            per(cpu),
+            json / args.purchases
+        );
+    }
+    println!(
+        "per purchase: records and events made, fold = into journeys (wall), publish = JSON, framing, \
+         ring and history queue (wall), all cpu = this process's CPU for the round, the history's \
+         SQLite writes included, json = bytes of JSON published"
+    );
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The stage records of one purchase, as the balancer, a server, the database, the
+/// notification service, the queue manager and the two workers make them.
+fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let server = format!("server-{}", n % 3 + 1);
+    let socket_server = format!("server-{}", (n + 1) % 3 + 1);
+    let mail_worker = format!("mail-worker-{}", n % 16 + 1);
+    let inapp_worker = format!("inapp-worker-{}", n % 8 + 1);
+    let (mail_job, inapp_job) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let (email_id, notice_id) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let start = chrono::Utc::now();
+    let mut clock = 0;
+    let mut tick = |micros: i64| {
+        clock += micros;
+        start + chrono::Duration::microseconds(clock)
+    };
+    let mut records = Vec::with_capacity(17);
+    let mut stage =
+        |stage: SystemStage, component: &str, kind: Option<NotificationType>, took: i64, meta: &[(&str, Value)]| {
+            let begun = tick(5);
+            let end = tick(took);
+            records.push(record(&request_id, stage, component, kind, begun, Some(end), meta));
+        };
+    let purchase = Some(NotificationType::Purchase);
+    stage(
+        SystemStage::LbReceived,
+        "load-balancer",
+        purchase,
+        20,
+        &[("method", "POST".into()), ("path", "/api/purchases".into())],
+    );
+    stage(
+        SystemStage::LbForwarded,
+        "load-balancer",
+        None,
+        1,
+        &[
+            ("algorithm", "round-robin".into()),
+            ("retriedAfterRefusal", 0.into()),
+            ("server", server.as_str().into()),
+        ],
+    );
+    stage(SystemStage::ServerReceived, &server, None, 10, &[]);
+    stage(
+        SystemStage::Middleware,
+        &server,
+        None,
+        30,
+        &[("pipeline", "request-id, errors, body-limit, timeout, auth".into())],
+    );
+    stage(SystemStage::Controller, &server, purchase, 40, &[]);
+    stage(
+        SystemStage::DbQuery,
+        "database",
+        None,
+        900,
+        &[("statements", 5.into()), ("transaction", "group".into())],
+    );
+    stage(
+        SystemStage::NotificationFanout,
+        "notification-service",
+        None,
+        5,
+        &[("deliveries", 2.into()), ("emails", 1.into()), ("inApp", 1.into())],
+    );
+    for (job, notice, queue) in [(&mail_job, &email_id, "mail"), (&inapp_job, &notice_id, "inapp")] {
+        stage(
+            SystemStage::QueueAdd,
+            "queue-manager",
+            None,
+            2,
+            &[
+                ("jobId", job.as_str().into()),
+                ("notificationId", notice.as_str().into()),
+                ("queue", queue.into()),
+            ],
+        );
+    }
+    stage(SystemStage::Response, &server, None, 15, &[("status", 201.into())]);
+    let pickup = |job: &str, queue: &str| -> Vec<(&'static str, Value)> {
+        vec![
+            ("attempt", 1.into()),
+            ("batch", 1.into()),
+            ("jobId", job.into()),
+            ("queue", queue.into()),
+        ]
+    };
+    stage(
+        SystemStage::WorkerPickup,
+        &inapp_worker,
+        None,
+        300,
+        &pickup(&inapp_job, "inapp"),
+    );
+    stage(
+        SystemStage::InappPush,
+        &inapp_worker,
+        None,
+        40,
+        &[
+            ("seq", (round * 100_000 + n).into()),
+            ("server", socket_server.as_str().into()),
+        ],
+    );
+    // The ack is announced when the frame goes out and ends when the client acks.
+    let ack_meta = [("notificationId", Value::from(notice_id.as_str()))];
+    let ack_start = tick(5);
+    records.push(record(
+        &request_id,
+        SystemStage::ClientAck,
+        &socket_server,
+        None,
+        ack_start,
+        None,
+        &ack_meta,
+    ));
+    let ack_end = tick(400);
+    records.push(record(
+        &request_id,
+        SystemStage::ClientAck,
+        &socket_server,
+        None,
+        ack_start,
+        Some(ack_end),
+        &ack_meta,
+    ));
+    let mut stage = |stage: SystemStage, component: &str, took: i64, meta: &[(&str, Value)]| {
+        let begun = tick(5);
+        let end = tick(took);
+        records.push(record(&request_id, stage, component, None, begun, Some(end), meta));
+    };
+    stage(SystemStage::WorkerPickup, &mail_worker, 300, &pickup(&mail_job, "mail"));
+    // The SMTP attempt is announced, then ends with the server's reply.
+    let to = ("to", Value::from("v***@liveview.example"));
+    let smtp_start = tick(5);
+    records.push(record(
+        &request_id,
+        SystemStage::SmtpAttempt,
+        &mail_worker,
+        None,
+        smtp_start,
+        None,
+        &[("attempt", 1.into()), to.clone()],
+    ));
+    let smtp_end = tick(2_000);
+    records.push(record(
+        &request_id,
+        SystemStage::SmtpAttempt,
+        &mail_worker,
+        None,
+        smtp_start,
+        Some(smtp_end),
+        &[("attempt", 1.into()), ("smtpCode", 250.into()), to],
+    ));
+    records
+}
+
+fn record(
+    request_id: &str,
+    stage: SystemStage,
+    component: &str,
+    kind: Option<NotificationType>,
+    start: Timestamp,
+    end: Option<Timestamp>,
+    meta: &[(&str, Value)],
+) -> StageRecord {
+    let metadata: StageMetadata = meta
+        .iter()
+        .map(|(key, value)| ((*key).to_string(), value.clone()))
+        .collect();
+    StageRecord {
+        request_id: request_id.to_string(),
+        kind,
+        stage,
+        component: component.to_string(),
+        start,
+        end,
+        status: if end.is_some() {
+            StageStatus::Completed
+        } else {
+            StageStatus::Processing
+        },
+        metadata,
+    }
+}
