@@ -487,8 +487,13 @@ mod tests {
         Layout::new(&["server-1".to_string(), "server-2".to_string()])
     }
 
-    fn progress(id: &str, stage: SystemStage, component: &str, meta: &[(&str, serde_json::Value)]) -> RequestProgress {
-        let metadata: StageMetadata = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    fn progress(
+        id: &str,
+        stage: SystemStage,
+        component: &str,
+        meta: &[(&'static str, serde_json::Value)],
+    ) -> RequestProgress {
+        let metadata: StageMetadata = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
         RequestProgress {
             request_id: id.into(),
             kind: NotificationType::Purchase,
@@ -559,17 +564,12 @@ mod tests {
             &layout,
         );
         run(&mut scene, &layout, HOP_MS + 20.0);
-        let queue = |name: &str| ("queue".to_string(), serde_json::Value::from(name));
-        let (key, value) = queue("mail");
-        scene.on_progress(
-            &progress("r1", SystemStage::QueueAdd, "queue-manager", &[(&key, value)]),
-            &layout,
-        );
-        let (key, value) = queue("inapp");
-        scene.on_progress(
-            &progress("r1", SystemStage::QueueAdd, "queue-manager", &[(&key, value)]),
-            &layout,
-        );
+        for queue in ["mail", "inapp"] {
+            scene.on_progress(
+                &progress("r1", SystemStage::QueueAdd, "queue-manager", &[("queue", queue.into())]),
+                &layout,
+            );
+        }
         assert_eq!(scene.len(), 3, "the request and its two deliveries");
         let email = scene.bubble("r1", Lane::Email).expect("email bubble");
         assert_eq!(

@@ -1,8 +1,8 @@
 //! A request's journey through the system: the design's `RequestTracker` and its stages.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, fmt};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use super::Timestamp;
 
@@ -146,9 +146,89 @@ pub enum StageStatus {
     Failed,
 }
 
-/// Free-form facts about a stage (`server`, `rowsAffected`, `smtpCode`, ...). Never a
-/// password, token or reset link; email addresses are masked before they get here.
-pub type StageMetadata = BTreeMap<String, serde_json::Value>;
+/// Free-form facts about a stage (`server`, `rowsAffected`, `smtpCode`, ...), written as
+/// a JSON object in key order. Never a password, token or reset link; email addresses
+/// are masked before they get here.
+///
+/// A short vector kept sorted by key, not a `BTreeMap`: a stage has a handful of facts
+/// named by the code's own static strings, and the server builds, copies into a live
+/// event and drops thousands of them a second. The map's node allocations and key
+/// strings were the largest single part of that (`liveview bench telemetry`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageMetadata(Vec<(Cow<'static, str>, serde_json::Value)>);
+
+impl StageMetadata {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`, replacing what it held.
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<serde_json::Value>) {
+        let (key, value) = (key.into(), value.into());
+        match self.0.binary_search_by(|(known, _)| known.as_ref().cmp(key.as_ref())) {
+            Ok(at) => self.0[at].1 = value,
+            Err(at) => self.0.insert(at, (key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0
+            .binary_search_by(|(known, _)| known.as_ref().cmp(key))
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The facts in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(key, value)| (key.as_ref(), value))
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: Into<serde_json::Value>> FromIterator<(K, V)> for StageMetadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(facts: I) -> Self {
+        let mut metadata = Self::new();
+        for (key, value) in facts {
+            metadata.insert(key, value);
+        }
+        metadata
+    }
+}
+
+impl Serialize for StageMetadata {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for StageMetadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Facts;
+        impl<'de> de::Visitor<'de> for Facts {
+            type Value = StageMetadata;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("an object of stage facts")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<StageMetadata, A::Error> {
+                let mut metadata = StageMetadata::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    metadata.insert(key, value);
+                }
+                Ok(metadata)
+            }
+        }
+        deserializer.deserialize_map(Facts)
+    }
+}
 
 /// One stage of a journey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,7 +251,7 @@ pub struct Stage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
     pub status: StageStatus,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "StageMetadata::is_empty")]
     pub metadata: StageMetadata,
 }
 
@@ -198,8 +278,8 @@ mod tests {
 
     pub(crate) fn sample_stage() -> Stage {
         let mut metadata = StageMetadata::new();
-        metadata.insert("server".into(), "server-2".into());
-        metadata.insert("algorithm".into(), "round-robin".into());
+        metadata.insert("server", "server-2");
+        metadata.insert("algorithm", "round-robin");
         Stage {
             stage: SystemStage::LbForwarded,
             component: "load-balancer".into(),
@@ -209,6 +289,32 @@ mod tests {
             status: StageStatus::Completed,
             metadata,
         }
+    }
+
+    #[test]
+    fn metadata_is_an_object_in_key_order_whatever_the_insertion_order() {
+        let mut metadata = StageMetadata::new();
+        metadata.insert("server", "server-1");
+        metadata.insert("algorithm", "round-robin");
+        metadata.insert("retriedAfterRefusal", 0);
+        metadata.insert("server", "server-2");
+        assert_eq!(metadata.len(), 3, "a key set twice is replaced");
+        assert_eq!(metadata.get("server"), Some(&serde_json::json!("server-2")));
+        assert_eq!(metadata.get("absent"), None);
+        let json = serde_json::to_string(&metadata).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"algorithm":"round-robin","retriedAfterRefusal":0,"server":"server-2"}"#
+        );
+        // Read back from any order, the same facts in key order.
+        let read: StageMetadata =
+            serde_json::from_str(r#"{"server":"server-2","retriedAfterRefusal":0,"algorithm":"round-robin"}"#)
+                .expect("parses");
+        assert_eq!(read, metadata);
+        assert!(
+            serde_json::from_str::<StageMetadata>("[1, 2]").is_err(),
+            "an object, nothing else"
+        );
     }
 
     #[test]

@@ -330,7 +330,7 @@ mod tests {
     fn stage(component: &str, server: Option<&str>) -> Stage {
         let mut metadata = app::wire::StageMetadata::new();
         if let Some(server) = server {
-            metadata.insert("server".into(), server.into());
+            metadata.insert("server", server);
         }
         Stage {
             stage: SystemStage::LbForwarded,

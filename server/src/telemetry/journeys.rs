@@ -9,7 +9,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use app::wire::{
@@ -73,9 +73,10 @@ pub struct Journey {
 
 #[derive(Default)]
 struct Store {
-    by_id: HashMap<String, Journey>,
+    /// Keyed by request id, the key shared with `order` (one copy of each id).
+    by_id: HashMap<Arc<str>, Journey>,
     /// Oldest first, for eviction.
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
 }
 
 /// The journey store, shared by the aggregator (writes) and the API (reads).
@@ -99,50 +100,49 @@ impl Journeys {
     /// Adds a stage to its journey and appends the live events that follow from it.
     pub fn fold(&self, record: StageRecord, events: &mut Vec<LiveEvent>) {
         let mut store = self.lock();
-        if !store.by_id.contains_key(&record.request_id) {
-            // Only a stage that names the request's type can start a journey; anything
-            // else belongs to a journey already evicted (or never traced).
-            let Some(kind) = record.kind else {
-                return;
-            };
-            let journey = Journey {
-                tracker: RequestTracker {
-                    request_id: record.request_id.clone(),
-                    kind,
-                    current_stage: record.stage,
-                    start_time: record.start,
-                    stages: Vec::new(),
-                    total_duration: 0.0,
-                },
-                logs: Vec::new(),
-                outcome: Outcome::InProgress,
-                response: None,
-                deliveries: None,
-                deliveries_ended: 0,
-                delivery_error: None,
-            };
-            store.order.push_back(record.request_id.clone());
-            store.by_id.insert(record.request_id.clone(), journey);
-            while store.order.len() > self.capacity {
-                if let Some(oldest) = store.order.pop_front() {
-                    store.by_id.remove(&oldest);
-                }
-            }
-            let journey = store.by_id.get_mut(&record.request_id).expect("just inserted");
-            apply(journey, record);
-            events.push(LiveEvent::RequestNew(journey.tracker.clone()));
+        if let Some(journey) = store.by_id.get_mut(record.request_id.as_str()) {
+            let stage = apply(journey, record);
+            events.push(LiveEvent::RequestProgress(RequestProgress {
+                request_id: journey.tracker.request_id.clone(),
+                kind: journey.tracker.kind,
+                current_stage: journey.tracker.current_stage,
+                stage,
+            }));
             conclude(journey, events);
             return;
         }
-        let journey = store.by_id.get_mut(&record.request_id).expect("checked above");
-        let stage = apply(journey, record);
-        events.push(LiveEvent::RequestProgress(RequestProgress {
-            request_id: journey.tracker.request_id.clone(),
-            kind: journey.tracker.kind,
-            current_stage: journey.tracker.current_stage,
-            stage,
-        }));
-        conclude(journey, events);
+        // Only a stage that names the request's type can start a journey; anything else
+        // belongs to a journey already evicted (or never traced).
+        let Some(kind) = record.kind else {
+            return;
+        };
+        let key: Arc<str> = Arc::from(record.request_id.as_str());
+        let mut journey = Journey {
+            tracker: RequestTracker {
+                request_id: record.request_id.clone(),
+                kind,
+                current_stage: record.stage,
+                start_time: record.start,
+                stages: Vec::new(),
+                total_duration: 0.0,
+            },
+            logs: Vec::new(),
+            outcome: Outcome::InProgress,
+            response: None,
+            deliveries: None,
+            deliveries_ended: 0,
+            delivery_error: None,
+        };
+        apply(&mut journey, record);
+        events.push(LiveEvent::RequestNew(journey.tracker.clone()));
+        conclude(&mut journey, events);
+        while store.order.len() >= self.capacity {
+            if let Some(oldest) = store.order.pop_front() {
+                store.by_id.remove(&oldest);
+            }
+        }
+        store.order.push_back(key.clone());
+        store.by_id.insert(key, journey);
     }
 
     pub fn get(&self, request_id: &str) -> Option<Journey> {

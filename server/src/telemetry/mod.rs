@@ -215,9 +215,9 @@ impl StageTimer {
         self
     }
 
-    pub fn meta(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+    pub fn meta(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
         if self.telemetry.is_some() {
-            self.record.metadata.insert(key.to_string(), value.into());
+            self.record.metadata.insert(key, value);
         }
         self
     }
