@@ -94,6 +94,11 @@ impl History {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Frames are appended, kilobytes each, and read back in time order: 64 KiB
+            // pages take fewer page and WAL-frame operations per frame than the default
+            // 4 KiB (`liveview bench telemetry`, all CPU per purchase: median 36.2 →
+            // 33.5 µs over eight rounds each). Applies to a new history file.
+            .page_size(65_536)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
