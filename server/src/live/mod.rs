@@ -16,7 +16,6 @@ mod viewer;
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    fmt::Write as _,
     sync::{
         Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -404,7 +403,12 @@ impl LiveHub {
             let start = text.len();
             // Exactly what serde writes for an Envelope: seq and ts, then the flattened
             // event's own `"topic":...,"payload":...` (its JSON minus the opening brace).
-            let _ = write!(text, "{{\"seq\":{},\"ts\":{ts},", seq + index as u64);
+            // Pushed piece by piece: `write!` here was 2% of the telemetry's work.
+            text.push_str("{\"seq\":");
+            text.push_str(itoa::Buffer::new().format(seq + index as u64));
+            text.push_str(",\"ts\":");
+            text.push_str(ts);
+            text.push(',');
             text.push_str(&item.json[1..]);
             spans.push(start..text.len());
         }

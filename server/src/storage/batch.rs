@@ -7,17 +7,20 @@
 //! [`SqlValue`]s rather than sqlx's argument buffer so that batches can be joined: the
 //! group committer ([`super::group`]) runs many requests' batches as one.
 
+use std::sync::Arc;
+
 use sqlx::{Arguments, sqlite::SqliteArguments};
 
 use super::WriteTransaction;
 
-/// A value bound to a `?` in a [`WriteBatch`].
+/// A value bound to a `?` in a [`WriteBatch`]. Text is shared, not copied, when the
+/// batch runs (and runs again, if its group fails): sqlx binds an `Arc<str>` as it is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
     Null,
     Int(i64),
     Real(f64),
-    Text(String),
+    Text(Arc<str>),
 }
 
 impl From<i64> for SqlValue {
@@ -52,19 +55,19 @@ impl From<f64> for SqlValue {
 
 impl From<String> for SqlValue {
     fn from(value: String) -> Self {
-        Self::Text(value)
+        Self::Text(value.into())
     }
 }
 
 impl From<&str> for SqlValue {
     fn from(value: &str) -> Self {
-        Self::Text(value.to_string())
+        Self::Text(value.into())
     }
 }
 
 impl From<&String> for SqlValue {
     fn from(value: &String) -> Self {
-        Self::Text(value.clone())
+        Self::Text(value.as_str().into())
     }
 }
 
