@@ -3,6 +3,7 @@
 //! SPA draws it on a 2D canvas; the tests here run on the host.
 
 pub mod camera;
+pub mod figures;
 pub mod layout;
 pub mod replay;
 pub mod scene;

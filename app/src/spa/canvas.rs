@@ -25,7 +25,7 @@ use super::{
     stream::Stream,
 };
 use crate::{
-    flow::{Camera, EdgeStyle, Layout, NodeId, Replay, Scene, Sprite, Tint, Visibility},
+    flow::{Camera, EdgeStyle, Layout, NodeId, Replay, Scene, Sprite, Tint, Visibility, figures},
     wire::{ComponentMetrics, ControlSettings, Envelope, LiveEvent},
 };
 
@@ -182,8 +182,8 @@ impl Engine {
             .layout
             .nodes
             .iter()
-            .filter(|node| has_overlay(node))
-            .filter_map(|node| Some((node.x + 2.0, node.y + 10.0, overlay(&node.id, components)?)))
+            .filter(|node| figures::has_figure(node))
+            .filter_map(|node| Some((node.x + 2.0, node.y + 10.0, figures::figure(&node.id, components)?)))
             .collect();
     }
 }
@@ -668,22 +668,6 @@ fn draw_pulses(engine: &Engine, context: &CanvasRenderingContext2d) {
     context.set_global_alpha(1.0);
 }
 
-/// Whether a node shows a live figure under its label (and so has its label raised).
-fn has_overlay(node: &crate::flow::Node) -> bool {
-    node.half_height > 16.0
-        && matches!(
-            node.id,
-            NodeId::Queue(_)
-                | NodeId::Server(_)
-                | NodeId::Balancer
-                | NodeId::Database
-                | NodeId::EmailService
-                | NodeId::WebSocketService
-                | NodeId::MailWorker
-                | NodeId::InAppWorker
-        )
-}
-
 /// A node's box, color strip and label.
 fn draw_node(context: &CanvasRenderingContext2d, node: &crate::flow::Node, selected: bool, hovered: bool) {
     let (x, y, w, h) = (
@@ -707,48 +691,12 @@ fn draw_node(context: &CanvasRenderingContext2d, node: &crate::flow::Node, selec
     context.set_text_baseline("middle");
     context.set_fill_style_str("#F1F5F9");
     context.set_font("600 13px system-ui, sans-serif");
-    let label_y = if has_overlay(node) { node.y - 7.0 } else { node.y };
+    let label_y = if figures::has_figure(node) {
+        node.y - 7.0
+    } else {
+        node.y
+    };
     let _ = context.fill_text(&node.label, node.x + 2.0, label_y);
-}
-
-/// The live figure drawn under a node's label.
-fn overlay(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) -> Option<String> {
-    let metrics = |key: String| components.get(&key);
-    match node {
-        NodeId::Queue(_)
-        | NodeId::Server(_)
-        | NodeId::Balancer
-        | NodeId::Database
-        | NodeId::EmailService
-        | NodeId::WebSocketService => match metrics(node.key())? {
-            ComponentMetrics::Queue(queue) if queue.paused => Some(format!("paused · {}", queue.waiting)),
-            ComponentMetrics::Queue(queue) => Some(format!("{} waiting · {} due", queue.waiting, queue.delayed)),
-            ComponentMetrics::Server(server) if !server.running => Some("stopped".into()),
-            ComponentMetrics::Server(server) => Some(format!("{:.1} req/s", server.requests_per_second)),
-            ComponentMetrics::LoadBalancer(balancer) => {
-                let connections: u64 = balancer.servers.iter().map(|server| server.active_connections).sum();
-                Some(format!("{connections} conns · {}", balancer.algorithm.name()))
-            }
-            ComponentMetrics::Database(database) => Some(format!(
-                "{:.0} r/s · {:.0} w/s",
-                database.reads_per_second, database.writes_per_second
-            )),
-            ComponentMetrics::Smtp(smtp) => Some(format!("{:.1} sent/s", smtp.sent_per_second)),
-            ComponentMetrics::Websocket(socket) => Some(format!("{} sockets", socket.total_connections)),
-        },
-        NodeId::MailWorker | NodeId::InAppWorker => {
-            let prefix = if node == &NodeId::MailWorker { "mail" } else { "inapp" };
-            let busy: u64 = components
-                .values()
-                .filter_map(|metrics| match metrics {
-                    ComponentMetrics::Queue(queue) if queue.name.starts_with(prefix) => Some(queue.workers.active),
-                    _ => None,
-                })
-                .sum();
-            Some(format!("{busy} busy"))
-        }
-        _ => None,
-    }
 }
 
 /// Bubbles are drawn in a few batched paths — one per color and fade level — rather than
