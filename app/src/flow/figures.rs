@@ -35,7 +35,7 @@ pub fn figure(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) ->
         | NodeId::EmailService
         | NodeId::WebSocketService => match metrics(node.key())? {
             // A dead-letter queue's jobs are failed, never waiting: its figure is how many.
-            ComponentMetrics::Queue(queue) if queue.name.ends_with("-dlq") => Some(format!("{} dead", queue.failed)),
+            ComponentMetrics::Queue(queue) if queue.is_dead_letter() => Some(format!("{} dead", queue.failed)),
             ComponentMetrics::Queue(queue) if queue.paused => Some(format!("paused · {}", queue.waiting)),
             ComponentMetrics::Queue(queue) => Some(format!("{} waiting · {} due", queue.waiting, queue.delayed)),
             ComponentMetrics::Server(server) if !server.running => Some("stopped".into()),

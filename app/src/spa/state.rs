@@ -132,7 +132,7 @@ pub fn spark_figure(metrics: &ComponentMetrics) -> f64 {
             .sum(),
         ComponentMetrics::Server(server) => server.requests_per_second,
         // A dead-letter queue's depth is its failed jobs; the others', what is still to run.
-        ComponentMetrics::Queue(queue) if queue.name.ends_with("-dlq") => queue.failed as f64,
+        ComponentMetrics::Queue(queue) if queue.is_dead_letter() => queue.failed as f64,
         ComponentMetrics::Queue(queue) => queue.waiting as f64 + queue.delayed as f64,
         ComponentMetrics::Websocket(socket) => socket.messages_per_second,
         ComponentMetrics::Database(database) => database.writes_per_second + database.reads_per_second,

@@ -102,6 +102,13 @@ pub struct QueueMetrics {
     pub paused: bool,
 }
 
+impl QueueMetrics {
+    /// `mail-dlq` and `inapp-dlq`: their jobs are failed, never waiting.
+    pub fn is_dead_letter(&self) -> bool {
+        self.name.ends_with("-dlq")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
