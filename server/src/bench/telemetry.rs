@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{NotificationType, StageMetadata, StageStatus, SystemStage, Timestamp};
+use app::wire::{NotificationType, StageStatus, SystemStage, Timestamp};
 use serde_json::Value;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -128,35 +128,27 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
 /// The stage records of one purchase, as the balancer, a server, the database, the
 /// notification service, the queue manager and the two workers make them.
 fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
-    let request_id = uuid::Uuid::now_v7().to_string();
     let server = format!("server-{}", n % 3 + 1);
     let socket_server = format!("server-{}", (n + 1) % 3 + 1);
     let mail_worker = format!("mail-worker-{}", n % 16 + 1);
     let inapp_worker = format!("inapp-worker-{}", n % 8 + 1);
-    let (mail_job, inapp_job) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
-    let (email_id, notice_id) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
-    let start = chrono::Utc::now();
-    let mut clock = 0;
-    let mut tick = |micros: i64| {
-        clock += micros;
-        start + chrono::Duration::microseconds(clock)
+    let id = || uuid::Uuid::now_v7().to_string();
+    let (mail_job, inapp_job, email_id, notice_id) = (id(), id(), id(), id());
+    let mut journey = Records {
+        request_id: id(),
+        start: chrono::Utc::now(),
+        clock_us: 0,
+        records: Vec::with_capacity(17),
     };
-    let mut records = Vec::with_capacity(17);
-    let mut stage =
-        |stage: SystemStage, component: &str, kind: Option<NotificationType>, took: i64, meta: &[(&str, Value)]| {
-            let begun = tick(5);
-            let end = tick(took);
-            records.push(record(&request_id, stage, component, kind, begun, Some(end), meta));
-        };
     let purchase = Some(NotificationType::Purchase);
-    stage(
+    journey.stage(
         SystemStage::LbReceived,
         "load-balancer",
         purchase,
         20,
         &[("method", "POST".into()), ("path", "/api/purchases".into())],
     );
-    stage(
+    journey.stage(
         SystemStage::LbForwarded,
         "load-balancer",
         None,
@@ -167,23 +159,23 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
             ("server", server.as_str().into()),
         ],
     );
-    stage(SystemStage::ServerReceived, &server, None, 10, &[]);
-    stage(
+    journey.stage(SystemStage::ServerReceived, &server, None, 10, &[]);
+    journey.stage(
         SystemStage::Middleware,
         &server,
         None,
         30,
         &[("pipeline", "request-id, errors, body-limit, timeout, auth".into())],
     );
-    stage(SystemStage::Controller, &server, purchase, 40, &[]);
-    stage(
+    journey.stage(SystemStage::Controller, &server, purchase, 40, &[]);
+    journey.stage(
         SystemStage::DbQuery,
         "database",
         None,
         900,
         &[("statements", 5.into()), ("transaction", "group".into())],
     );
-    stage(
+    journey.stage(
         SystemStage::NotificationFanout,
         "notification-service",
         None,
@@ -191,7 +183,7 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
         &[("deliveries", 2.into()), ("emails", 1.into()), ("inApp", 1.into())],
     );
     for (job, notice, queue) in [(&mail_job, &email_id, "mail"), (&inapp_job, &notice_id, "inapp")] {
-        stage(
+        journey.stage(
             SystemStage::QueueAdd,
             "queue-manager",
             None,
@@ -203,7 +195,7 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
             ],
         );
     }
-    stage(SystemStage::Response, &server, None, 15, &[("status", 201.into())]);
+    journey.stage(SystemStage::Response, &server, None, 15, &[("status", 201.into())]);
     let pickup = |job: &str, queue: &str| -> Vec<(&'static str, Value)> {
         vec![
             ("attempt", 1.into()),
@@ -212,14 +204,14 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
             ("queue", queue.into()),
         ]
     };
-    stage(
+    journey.stage(
         SystemStage::WorkerPickup,
         &inapp_worker,
         None,
         300,
         &pickup(&inapp_job, "inapp"),
     );
-    stage(
+    journey.stage(
         SystemStage::InappPush,
         &inapp_worker,
         None,
@@ -230,83 +222,92 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
         ],
     );
     // The ack is announced when the frame goes out and ends when the client acks.
-    let ack_meta = [("notificationId", Value::from(notice_id.as_str()))];
-    let ack_start = tick(5);
-    records.push(record(
-        &request_id,
-        SystemStage::ClientAck,
-        &socket_server,
+    let ack = [("notificationId", Value::from(notice_id.as_str()))];
+    journey.announced(SystemStage::ClientAck, &socket_server, 400, &ack, &ack);
+    journey.stage(
+        SystemStage::WorkerPickup,
+        &mail_worker,
         None,
-        ack_start,
-        None,
-        &ack_meta,
-    ));
-    let ack_end = tick(400);
-    records.push(record(
-        &request_id,
-        SystemStage::ClientAck,
-        &socket_server,
-        None,
-        ack_start,
-        Some(ack_end),
-        &ack_meta,
-    ));
-    let mut stage = |stage: SystemStage, component: &str, took: i64, meta: &[(&'static str, Value)]| {
-        let begun = tick(5);
-        let end = tick(took);
-        records.push(record(&request_id, stage, component, None, begun, Some(end), meta));
-    };
-    stage(SystemStage::WorkerPickup, &mail_worker, 300, &pickup(&mail_job, "mail"));
+        300,
+        &pickup(&mail_job, "mail"),
+    );
     // The SMTP attempt is announced, then ends with the server's reply.
     let to = ("to", Value::from("v***@liveview.example"));
-    let smtp_start = tick(5);
-    records.push(record(
-        &request_id,
+    journey.announced(
         SystemStage::SmtpAttempt,
         &mail_worker,
-        None,
-        smtp_start,
-        None,
+        2_000,
         &[("attempt", 1.into()), to.clone()],
-    ));
-    let smtp_end = tick(2_000);
-    records.push(record(
-        &request_id,
-        SystemStage::SmtpAttempt,
-        &mail_worker,
-        None,
-        smtp_start,
-        Some(smtp_end),
         &[("attempt", 1.into()), ("smtpCode", 250.into()), to],
-    ));
-    records
+    );
+    journey.records
 }
 
-fn record(
-    request_id: &str,
-    stage: SystemStage,
-    component: &str,
-    kind: Option<NotificationType>,
+/// One request's records in the making, on a clock of its own.
+struct Records {
+    request_id: String,
     start: Timestamp,
-    end: Option<Timestamp>,
-    meta: &[(&str, Value)],
-) -> StageRecord {
-    let metadata: StageMetadata = meta
-        .iter()
-        .map(|(key, value)| ((*key).to_string(), value.clone()))
-        .collect();
-    StageRecord {
-        request_id: request_id.to_string(),
-        kind,
-        stage,
-        component: component.to_string(),
-        start,
-        end,
-        status: if end.is_some() {
-            StageStatus::Completed
-        } else {
-            StageStatus::Processing
-        },
-        metadata,
+    clock_us: i64,
+    records: Vec<StageRecord>,
+}
+
+impl Records {
+    fn tick(&mut self, micros: i64) -> Timestamp {
+        self.clock_us += micros;
+        self.start + chrono::Duration::microseconds(self.clock_us)
+    }
+
+    /// A stage recorded once, when it ended `took` µs after it began.
+    fn stage(
+        &mut self,
+        stage: SystemStage,
+        component: &str,
+        kind: Option<NotificationType>,
+        took: i64,
+        meta: &[(&'static str, Value)],
+    ) {
+        let begun = self.tick(5);
+        let end = self.tick(took);
+        self.push(stage, component, kind, begun, Some(end), meta);
+    }
+
+    /// A stage recorded when it began (still processing) and again when it ended.
+    fn announced(
+        &mut self,
+        stage: SystemStage,
+        component: &str,
+        took: i64,
+        begun_meta: &[(&'static str, Value)],
+        ended_meta: &[(&'static str, Value)],
+    ) {
+        let begun = self.tick(5);
+        self.push(stage, component, None, begun, None, begun_meta);
+        let end = self.tick(took);
+        self.push(stage, component, None, begun, Some(end), ended_meta);
+    }
+
+    fn push(
+        &mut self,
+        stage: SystemStage,
+        component: &str,
+        kind: Option<NotificationType>,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        meta: &[(&'static str, Value)],
+    ) {
+        self.records.push(StageRecord {
+            request_id: self.request_id.clone(),
+            kind,
+            stage,
+            component: component.to_string(),
+            start,
+            end,
+            status: if end.is_some() {
+                StageStatus::Completed
+            } else {
+                StageStatus::Processing
+            },
+            metadata: meta.iter().map(|(key, value)| (*key, value.clone())).collect(),
+        });
     }
 }
