@@ -112,6 +112,11 @@ pub struct Config {
     )]
     pub history_full_minutes: u64,
 
+    /// Megabytes the history may take on disk; beyond it the oldest frames go first,
+    /// whatever `--history-minutes` says (at peak load the stream is about 18 MB/s).
+    #[arg(long, env = "LIVEVIEW_HISTORY_MAX_MB", value_name = "MB", default_value_t = 2048)]
+    pub history_max_mb: u64,
+
     /// Multiplies every delay of the system (retry tiers, windows): 0.01 turns the
     /// 5-minute retry tier into 3 seconds.
     #[arg(long, env = "LIVEVIEW_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]

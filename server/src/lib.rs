@@ -142,6 +142,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         Retention {
             keep: Duration::from_secs(config.history_minutes * 60),
             full_detail: Duration::from_secs(config.history_full_minutes * 60),
+            max_bytes: config.history_max_mb.saturating_mul(1_000_000),
         },
         &tasks,
         shutdown.clone(),

@@ -53,6 +53,7 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
     let retention = Retention {
         keep: Duration::from_secs(3600),
         full_detail: Duration::from_secs(600),
+        max_bytes: u64::MAX,
     };
     let history = History::open(&dir, retention, &tasks, shutdown.clone()).await?;
     let json_bytes = Arc::new(AtomicUsize::new(0));

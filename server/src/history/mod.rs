@@ -11,7 +11,8 @@
 //! or sooner when much is waiting); recording is a `try_send`, counted when it does not
 //! fit, like the rest of the telemetry. Retention and downsampling are flags: frames
 //! older than `--history-minutes` go, and frames of metric samples only (the sampler's
-//! once a second) older than `--history-full-minutes` are thinned to one per minute.
+//! once a second) older than `--history-full-minutes` are thinned to one per minute;
+//! beyond `--history-max-mb` on disk the oldest frames go first, whatever their age.
 
 use futures_util::TryStreamExt;
 use std::{
@@ -46,6 +47,11 @@ const WRITE_BYTES: usize = 1024 * 1024;
 const ROWS_PER_STATEMENT: usize = 200;
 /// The longest a message waits to be written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often retention runs: often enough that at peak load the file overshoots its size
+/// cap by a few hundred megabytes at most.
+const RETAIN_EVERY: Duration = Duration::from_secs(10);
+/// Frames deleted per statement when the file is over its size cap.
+const PRUNE_ROWS: i64 = 100;
 /// Topics whose frames are thinned after `--history-full-minutes`.
 const METRIC_TOPICS: [&str; 2] = ["system:metrics", "component:metrics"];
 
@@ -68,6 +74,10 @@ pub struct Retention {
     pub keep: Duration,
     /// Metric samples older than this keep one per component per minute.
     pub full_detail: Duration,
+    /// The most the frames may take on disk; the oldest go first beyond it. Under peak
+    /// load the stream is about 18 MB/s (2,400 purchases/s), so `keep` alone could fill
+    /// a disk with tens of gigabytes an hour.
+    pub max_bytes: u64,
 }
 
 /// The recording end, held by the hub; cheap to clone.
@@ -289,9 +299,9 @@ async fn insert(pool: &SqlitePool, entries: &[Entry]) -> Result<(), sqlx::Error>
     result
 }
 
-/// Applies retention and downsampling every minute until shutdown.
+/// Applies retention and downsampling every [`RETAIN_EVERY`] until shutdown.
 async fn retain(pool: SqlitePool, retention: Retention, shutdown: CancellationToken) {
-    crate::every(Duration::from_secs(60), shutdown, || async {
+    crate::every(RETAIN_EVERY, shutdown, || async {
         if let Err(error) = apply_retention(&pool, retention, now_ms()).await {
             tracing::warn!(%error, "could not apply live history retention");
         }
@@ -310,7 +320,38 @@ async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> R
         .bind(now - retention.full_detail.as_millis() as i64)
         .execute(pool)
         .await?;
+    // Over the size cap, the oldest frames go until the file is back under 90% of it
+    // (the pages they free are reused, so the file stops growing there).
+    if used_bytes(pool).await? > retention.max_bytes {
+        let target = retention.max_bytes / 10 * 9;
+        while used_bytes(pool).await? > target {
+            let deleted =
+                sqlx::query("DELETE FROM live_frames WHERE id IN (SELECT id FROM live_frames ORDER BY id LIMIT ?)")
+                    .bind(PRUNE_ROWS)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+            if deleted == 0 {
+                return Ok(());
+            }
+        }
+    }
     Ok(())
+}
+
+/// Bytes of the history file in use: its pages less the free ones.
+async fn used_bytes(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&mut *connection)
+        .await?;
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(&mut *connection)
+        .await?;
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(((pages - free).max(0) * page_size) as u64)
 }
 
 #[cfg(test)]
@@ -323,6 +364,7 @@ mod tests {
         let retention = Retention {
             keep: Duration::from_secs(3_600),
             full_detail: Duration::from_secs(600),
+            max_bytes: 1 << 30,
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let history = History::open(dir, retention, &tasks, shutdown.clone())
@@ -418,6 +460,54 @@ mod tests {
             .map(|envelope| envelope["seq"].as_u64().expect("seq"))
             .collect();
         assert_eq!(seqs, [2, 4, 5]);
+        shutdown.cancel();
+    }
+    #[tokio::test]
+    async fn over_its_size_cap_the_history_drops_its_oldest_frames() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (history, retention, shutdown) = open(dir.path()).await;
+        // 400 frames of 16 KiB, 6.4 MB, against a 4 MB cap; handed over a quarter at a
+        // time, since the writer's queue takes at most 4 MiB. Stamped just now, so the
+        // time-based retention running in the background leaves them alone.
+        let start = now_ms() - 1_000;
+        let bulky = |seq: u64| Entry {
+            json: format!(
+                r#"{{"seq":{seq},"topic":"request:new","pad":"{}"}}"#,
+                "x".repeat(16 * 1024)
+            )
+            .into(),
+            ..frame(seq, start + seq as i64, &["request:new"])
+        };
+        for seq in 1..=400 {
+            history.record(bulky(seq));
+            if seq % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(1_200)).await;
+            }
+        }
+        assert_eq!(history.dropped(), 0, "every frame was queued");
+        let (first, last) = (start + 1, start + 400);
+        for _ in 0..100 {
+            if history.range().await.expect("range") == Some((first, last)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let capped = Retention {
+            max_bytes: 4_000_000,
+            ..retention
+        };
+        let before = used_bytes(&history.pool).await.expect("size");
+        assert!(before > capped.max_bytes, "over the cap first: {before} bytes");
+        apply_retention(&history.pool, capped, now_ms()).await.expect("applies");
+        let used = used_bytes(&history.pool).await.expect("size");
+        assert!(
+            used <= capped.max_bytes,
+            "{used} bytes used against a cap of {}",
+            capped.max_bytes
+        );
+        let (oldest, newest) = history.range().await.expect("range").expect("frames left");
+        assert_eq!(newest, last, "the newest frame stays");
+        assert!(oldest > first, "the oldest went first");
         shutdown.cancel();
     }
 }
