@@ -252,9 +252,10 @@ impl Database {
     }
 }
 
-/// What the database card shows: reads taken through [`Database::reads`], and writes
+/// What the database card shows: reads taken through [`Database::reads`], writes
 /// through [`Database::writing`], [`Database::begin_write`] and [`Database::commit`],
-/// with how long each write took (waiting for the writer included).
+/// and how long the writes through `writing` and `commit` took (waiting for the writer
+/// included).
 #[derive(Default)]
 pub struct DbStats {
     pub reads: std::sync::atomic::AtomicU64,
