@@ -341,17 +341,13 @@ async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> R
 
 /// Bytes of the history file in use: its pages less the free ones.
 async fn used_bytes(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
-    let mut connection = pool.acquire().await?;
-    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(&mut *connection)
-        .await?;
-    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
-        .fetch_one(&mut *connection)
-        .await?;
-    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *connection)
-        .await?;
-    Ok(((pages - free).max(0) * page_size) as u64)
+    let used: i64 = sqlx::query_scalar(
+        "SELECT (page_count - freelist_count) * page_size \
+         FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(used.max(0) as u64)
 }
 
 #[cfg(test)]
