@@ -11,6 +11,15 @@ use liveview::config::{Bench, Command, Config};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Raises the soft limit on open files to the hard limit, as Go's runtime and most
+/// servers do. Every connection through the balancer holds three descriptors in this one
+/// process (the client's, the balancer's to its app server, the app server's), and a login
+/// shell's soft limit (1,024 on Debian) runs out at a few hundred concurrent connections,
+/// well before the dashboard's thousands of viewers.
+fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::try_parse() {
@@ -27,6 +36,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let open_files = raise_open_file_limit();
     if let Some(Command::Bench(bench)) = config.command.clone() {
         // Benchmarks print a table; only warnings go to the log.
         tracing_subscriber::fmt()
@@ -54,6 +64,10 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    match open_files {
+        Ok(limit) => tracing::info!(limit, "open files"),
+        Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
+    }
 
     // Listen for signals before printing the URL: a supervisor may send SIGTERM as
     // soon as it sees the process is up.

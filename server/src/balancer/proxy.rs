@@ -109,10 +109,17 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
         };
         let mut response = match balancer.client.request(outgoing).await {
             Ok(response) => response,
-            Err(error) if error.is_connect() => {
+            Err(error) if error.is_connect() && server_unreachable(&error) => {
                 balancer.eject(index);
                 refused.push(index);
                 continue;
+            }
+            Err(error) if error.is_connect() => {
+                // This process is out of descriptors (or memory): the server is not at
+                // fault, so it keeps its place and the client may try again.
+                tracing::warn!(server = %backend.id, %error, "could not open a connection to an app server");
+                let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "balancer overloaded, try again");
+                return with_request_id(error.into_response(), &request_id);
             }
             Err(error) => {
                 tracing::warn!(server = %backend.id, %error, "app server failed mid-request");
@@ -151,6 +158,30 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
             &backend.id,
         );
     }
+}
+
+/// Whether a failed connect says the server is gone (refused, reset, timed out,
+/// unreachable), as opposed to this process being unable to open a socket at all (too
+/// many open files, no buffer space), which must not take a healthy server out.
+fn server_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::TimedOut
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            );
+        }
+        source = cause.source();
+    }
+    // No I/O cause to go by: as before, a failed connect counts against the server.
+    true
 }
 
 /// Copies bytes both ways between the upgraded client and server connections.
@@ -315,5 +346,47 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::CONTENT_TYPE));
+    }
+
+    /// An error whose cause is `io`, as hyper's connect errors wrap theirs.
+    #[derive(Debug)]
+    struct Caused(std::io::Error);
+
+    impl std::fmt::Display for Caused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connect error")
+        }
+    }
+
+    impl std::error::Error for Caused {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_a_server_side_connect_failure_takes_the_server_out() {
+        use std::io::{Error, ErrorKind};
+        assert!(server_unreachable(&Caused(Error::from(ErrorKind::ConnectionRefused))));
+        assert!(server_unreachable(&Caused(Error::from(ErrorKind::TimedOut))));
+        // EMFILE and ENOBUFS on Linux: this process cannot open a socket at all.
+        assert!(!server_unreachable(&Caused(Error::from_raw_os_error(24))));
+        assert!(!server_unreachable(&Caused(Error::from_raw_os_error(105))));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_refusal() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        let request = axum::http::Request::get(format!("http://127.0.0.1:{port}/"))
+            .body(Body::empty())
+            .expect("request");
+        let error = client.request(request).await.expect_err("nothing listens there");
+        assert!(error.is_connect());
+        assert!(server_unreachable(&error));
     }
 }
