@@ -6,7 +6,8 @@
 //! and a record that finds the channel full is counted in [`Telemetry::dropped`] instead
 //! of being kept. One aggregator task ([`aggregate`]) folds the records into journeys
 //! ([`journeys`]) and hands the resulting live events to the hub in batches: at once
-//! when traffic is light, at most every [`FLUSH_EVERY`] under load.
+//! when traffic is light (but at most every [`MIN_GAP`]), at most every [`FLUSH_EVERY`]
+//! under load.
 //!
 //! The controls that act on the real system (injected delays, step mode) live in
 //! [`controls`], next to the telemetry that makes their effect visible.
@@ -43,6 +44,13 @@ pub const CHANNEL_CAPACITY: usize = 65_536;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch this small goes out at once: traffic is light, batching would only add delay.
 const LIGHT_BATCH: usize = 32;
+/// The aggregator rests this long after each publish, so at most about 100 batches a
+/// second go out. Without it, moderate traffic was the costliest: at 1,000 purchases/s
+/// every few records found the aggregator idle, woke it and went out as a batch of their
+/// own — 3,700 publishes a second, each a frame for every viewer and a history write —
+/// where 2,400/s, arriving faster than they were folded, made 87 (`perf probe` counts,
+/// BENCHMARKS.md). A record that arrives during the rest waits at most this long.
+const MIN_GAP: Duration = Duration::from_millis(10);
 
 /// One stage of one request, as a component saw it.
 #[derive(Debug, Clone)]
@@ -299,6 +307,11 @@ pub async fn aggregate(
         if !pending.is_empty() && (light || tokio::time::Instant::now() >= deadline) {
             hub.publish_batch(std::mem::take(&mut pending));
             last_flush = tokio::time::Instant::now();
+            // Let the next records gather instead of waking for each (see MIN_GAP).
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(MIN_GAP) => {}
+            }
         }
     }
     if !pending.is_empty() {
