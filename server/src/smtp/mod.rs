@@ -222,7 +222,9 @@ impl CaptureServer {
         let Some(envelope) = envelope else {
             return Response::custom(552, "5.3.4 message too big".into());
         };
-        match faults.verdict(uniform()) {
+        // No faults set (the usual case): no dice to roll.
+        let injecting = faults.smtp_4xx_rate > 0.0 || faults.smtp_5xx_rate > 0.0;
+        match faults.verdict(if injecting { uniform() } else { 1.0 }) {
             Verdict::Reject => return Response::custom(554, "5.7.1 rejected (injected fault)".into()),
             Verdict::TryLater => return Response::custom(451, "4.3.0 temporary failure (injected fault)".into()),
             Verdict::Accept => {}
