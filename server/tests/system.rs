@@ -5,6 +5,7 @@ use std::{path::Path, time::Duration};
 
 use app::wire::{ComponentHealth, LiveEvent, OverallHealth, SystemStatus};
 use futures_util::StreamExt;
+use serde_json::json;
 use support::TestSystem;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -282,5 +283,103 @@ async fn an_unreachable_smtp_server_degrades_the_system_but_is_not_critical() {
         OverallHealth::Degraded,
         "mail waits in its queue; nothing else is down"
     );
+    system.stop().await;
+}
+
+/// The dashboard's control endpoints answer bad input like the app servers do: a JSON
+/// `{"error"}` 4xx with the right status, and nothing changed.
+#[tokio::test]
+async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
+    let system = start(None).await;
+    let send = |method: reqwest::Method, path: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let mut request = system.http.request(method, system.dashboard(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    let json = Some("application/json");
+    let cases: Vec<(reqwest::Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/queues/mail-dlq/requeue",
+            json,
+            b"{".to_vec(),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/queues/mail-dlq/requeue",
+            json,
+            br#"{"jobId":5}"#.to_vec(),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/queues/mail-dlq/requeue",
+            json,
+            br#"{"foo":5}"#.to_vec(),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/queues/mail-dlq/requeue",
+            Some("text/plain"),
+            b"{}".to_vec(),
+            415,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/live-view/controls",
+            json,
+            br#"{"dealys":{"databaseOperation":1}}"#.to_vec(),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/live-view/controls",
+            json,
+            vec![b' '; 3 << 20],
+            413,
+        ),
+        (reqwest::Method::PUT, "/api/faults", None, b"{}".to_vec(), 415),
+        (reqwest::Method::GET, "/api/servers/1/stop", None, Vec::new(), 405),
+        (reqwest::Method::POST, "/api/live-view/status", None, Vec::new(), 405),
+        (reqwest::Method::DELETE, "/api/queues", None, Vec::new(), 405),
+        (reqwest::Method::PUT, "/metrics", None, Vec::new(), 405),
+    ];
+    let delay = json!({ "delays": { "databaseOperation": 300 } });
+    assert_eq!(
+        system.dashboard_put("/api/live-view/controls", &delay).await.status(),
+        200
+    );
+    for (method, path, content_type, body, status) in cases {
+        let label = format!("{method} {path} ({content_type:?}, {} bytes)", body.len());
+        let response = send(method, path, content_type, body).await.expect("answers");
+        assert_eq!(response.status().as_u16(), status, "{label}");
+        let answer: serde_json::Value = response.json().await.unwrap_or_else(|_| panic!("{label}: a JSON body"));
+        assert!(answer["error"].is_string(), "{label}: {answer}");
+    }
+    // No field named wrongly: the field is named in the answer.
+    let answer: serde_json::Value = send(
+        reqwest::Method::POST,
+        "/api/queues/mail-dlq/requeue",
+        json,
+        br#"{"jobId":5}"#.to_vec(),
+    )
+    .await
+    .expect("answers")
+    .json()
+    .await
+    .expect("json");
+    assert!(answer["fields"]["jobId"].is_string(), "{answer}");
+    // The misspelt PUT left the delay in force.
+    let controls = system.dashboard_json("/api/live-view/controls").await;
+    assert_eq!(controls["delays"]["databaseOperation"], 300);
+    // An empty requeue body still means "all of them".
+    let requeued = send(reqwest::Method::POST, "/api/queues/mail-dlq/requeue", None, Vec::new())
+        .await
+        .expect("answers");
+    assert_eq!(requeued.status(), 200);
     system.stop().await;
 }

@@ -7,7 +7,7 @@ use super::NotificationType;
 
 /// Real waits injected into the real stages, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Delays {
     pub load_balancer: u64,
     pub server_processing: u64,
@@ -20,7 +20,7 @@ pub struct Delays {
 
 /// What the viewer shows; an empty list means "all".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Filters {
     pub show_email_flow: bool,
     pub show_in_app_flow: bool,
@@ -40,7 +40,9 @@ impl Default for Filters {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+// Unknown fields are refused: a PUT replaces every setting, so a misspelt one would
+// otherwise reset the setting it meant to change, silently.
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ControlSettings {
     /// Animation speed, 0.25 to 5.0.
     pub playback_speed: f64,

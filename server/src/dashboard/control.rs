@@ -4,16 +4,13 @@
 use app::wire::{BalancerAlgorithm, LoadBalancerMetrics};
 use axum::{
     Json,
-    extract::{
-        Path, Query, State,
-        rejection::{JsonRejection, QueryRejection},
-    },
+    extract::{Path, Query, State, rejection::QueryRejection},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use crate::{api_error::ApiError, queue::QueueName, servers::PoolError, smtp::Faults};
+use crate::{api_error::ApiError, queue::QueueName, servers::PoolError, servers::extract::JsonBody, smtp::Faults};
 
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())
@@ -28,9 +25,8 @@ pub struct BalancerUpdate {
 /// `PUT /api/balancer {"algorithm": "least-connections"}`.
 pub async fn update_balancer(
     State(dashboard): State<Dashboard>,
-    body: Result<Json<BalancerUpdate>, JsonRejection>,
+    JsonBody(update): JsonBody<BalancerUpdate>,
 ) -> Result<Json<LoadBalancerMetrics>, ApiError> {
-    let Json(update) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
     let algorithm: BalancerAlgorithm = serde_json::from_value(update.algorithm).map_err(|_| {
         ApiError::invalid([(
             "algorithm",
@@ -116,7 +112,7 @@ pub struct RequeueFilter {
 pub async fn queue_action(
     State(dashboard): State<Dashboard>,
     Path((name, action)): Path<(String, String)>,
-    body: Option<Json<RequeueFilter>>,
+    body: Option<JsonBody<RequeueFilter>>,
 ) -> Result<Json<Value>, ApiError> {
     let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
     match action.as_str() {
@@ -126,7 +122,7 @@ pub async fn queue_action(
             Ok(Json(json!({ "queue": queue, "paused": paused })))
         }
         "requeue" if queue.is_dead_letter() => {
-            let filter = body.map(|Json(filter)| filter).unwrap_or_default();
+            let filter = body.map(|JsonBody(filter)| filter).unwrap_or_default();
             let moved = dashboard
                 .queues
                 .requeue(queue, filter.job_id.as_deref(), filter.error_contains.as_deref())
@@ -205,10 +201,9 @@ pub async fn faults(State(dashboard): State<Dashboard>) -> Result<Json<Faults>, 
 /// `PUT /api/faults {"smtp4xxRate": 0.2, "smtp5xxRate": 0.0, "smtpLatencyMs": 50}`.
 pub async fn set_faults(
     State(dashboard): State<Dashboard>,
-    body: Result<Json<Faults>, JsonRejection>,
+    JsonBody(faults): JsonBody<Faults>,
 ) -> Result<Json<Faults>, ApiError> {
     let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
-    let Json(faults) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
     let problems = faults.problems();
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));

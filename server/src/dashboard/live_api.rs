@@ -4,10 +4,7 @@
 use app::wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
 use axum::{
     Json,
-    extract::{
-        Path, Query, State,
-        rejection::{JsonRejection, QueryRejection},
-    },
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::StatusCode,
     response::IntoResponse,
 };
@@ -16,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use crate::{
     api_error::ApiError,
+    servers::extract::JsonBody,
     simulate::{MAX_COUNT, MAX_INTERVAL_MS, Plan},
     telemetry::journeys::{Journey, LogLine, Outcome},
 };
@@ -228,9 +226,8 @@ pub struct SimulateRequest {
 /// and the request id of each request it sends, in order.
 pub async fn simulate(
     State(dashboard): State<Dashboard>,
-    body: Result<Json<SimulateRequest>, JsonRejection>,
+    JsonBody(body): JsonBody<SimulateRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(body) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
     let mut errors = Vec::new();
     if !(1..=MAX_COUNT).contains(&body.count) {
         errors.push(("count", format!("must be between 1 and {MAX_COUNT}")));
@@ -331,9 +328,8 @@ pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSetting
 /// defaults), answers what is in force after clamping, and streams `controls:changed`.
 pub async fn update_controls(
     State(dashboard): State<Dashboard>,
-    body: Result<Json<ControlSettings>, JsonRejection>,
+    JsonBody(wanted): JsonBody<ControlSettings>,
 ) -> Result<Json<ControlSettings>, ApiError> {
-    let Json(wanted) = body.map_err(|rejection| ApiError::invalid([("body", rejection.body_text())]))?;
     let applied = dashboard.telemetry.controls().update(wanted);
     dashboard.telemetry.event(LiveEvent::ControlsChanged(applied.clone()));
     Ok(Json(applied))

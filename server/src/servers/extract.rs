@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Request},
+    extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request},
     http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -56,6 +56,75 @@ pub trait Validate {
     fn validate(&self, errors: &mut FieldErrors);
 }
 
+/// A JSON body of type `T`, or the stable JSON error: 415 without
+/// `Content-Type: application/json`, 413 over the body limit, 400 for malformed JSON or
+/// a field of the wrong shape (named). The dashboard's control endpoints take it as it
+/// is; the app servers' controllers through [`ValidJson`].
+pub struct JsonBody<T>(pub T);
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+        })
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "expected Content-Type: application/json",
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))
+}
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = body_bytes(request, state).await?;
+        Ok(Self(parse(&bytes)?))
+    }
+}
+
+/// `Option<JsonBody<T>>`: `None` for an empty body, otherwise exactly as [`JsonBody`]
+/// (a body that is there but not JSON is refused, never taken for "no body").
+impl<T, S> OptionalFromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let json = is_json(request.headers());
+        let bytes = body_bytes(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if !json {
+            return Err(unsupported_media_type());
+        }
+        Ok(Some(Self(parse(&bytes)?)))
+    }
+}
+
 /// A JSON body of type `T` that parsed and passed `T::validate`.
 pub struct ValidJson<T>(pub T);
 
@@ -67,26 +136,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                value
-                    .split(';')
-                    .next()
-                    .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected Content-Type: application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-        let value: T = parse(&bytes)?;
+        let JsonBody(value) = <JsonBody<T> as FromRequest<S>>::from_request(request, state).await?;
         let mut errors = FieldErrors::default();
         value.validate(&mut errors);
         errors.into_result()?;

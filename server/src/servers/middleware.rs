@@ -120,7 +120,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     }
     let message = match status {
         StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_string(),
-        StatusCode::PAYLOAD_TOO_LARGE => format!("request body over {MAX_BODY_BYTES} bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large".to_string(),
         other => other.canonical_reason().unwrap_or("error").to_lowercase(),
     };
     let mut json = ApiError::new(status, message).into_response();
