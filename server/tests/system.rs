@@ -286,6 +286,9 @@ async fn an_unreachable_smtp_server_degrades_the_system_but_is_not_critical() {
     system.stop().await;
 }
 
+/// Method, path, content type, body, the status expected.
+type Case = (reqwest::Method, &'static str, Option<&'static str>, Vec<u8>, u16);
+
 /// The dashboard's control endpoints answer bad input like the app servers do: a JSON
 /// `{"error"}` 4xx with the right status, and nothing changed.
 #[tokio::test]
@@ -299,7 +302,7 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
         request.send()
     };
     let json = Some("application/json");
-    let cases: Vec<(reqwest::Method, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             reqwest::Method::POST,
             "/api/queues/mail-dlq/requeue",
