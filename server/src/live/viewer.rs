@@ -46,6 +46,9 @@ pub struct Viewer {
     /// The last seq this viewer is current with: sent, filtered out, or covered by a
     /// snapshot.
     position: u64,
+    /// Every event after this seq has been sent on this connection (or filtered out,
+    /// or is on its way): what a `resume` must not send again.
+    sent_after: u64,
     pub subscription: Subscription,
     lags: LagWindow,
     _counted: ViewerGuard,
@@ -59,6 +62,7 @@ impl Viewer {
             _counted: hub.viewer_joined(),
             hub: hub.clone(),
             position: 0,
+            sent_after: 0,
             subscription,
             lags: LagWindow::default(),
         }
@@ -70,21 +74,35 @@ impl Viewer {
             None => {
                 let snapshot = self.hub.snapshot_message();
                 self.position = snapshot.seq;
+                self.sent_after = snapshot.seq;
                 vec![Outgoing::Control(snapshot)]
             }
-            Some(after) => self.replay(after, u64::MAX),
+            Some(after) => {
+                let (outgoing, replayed) = self.replay(after, u64::MAX);
+                self.sent_after = if replayed { after } else { self.position };
+                outgoing
+            }
         }
     }
 
-    /// Everything after `after` up to where this viewer is, again (as the client asked),
-    /// or a gap and a snapshot when that is no longer kept. What comes after its position
-    /// is on its way through the fan-out.
+    /// What came after `after` and was not sent on this connection yet (a client that
+    /// resumes once its snapshot and the first live events are already in must not get
+    /// those twice), or a gap and a snapshot when that is no longer kept. What comes
+    /// after its position is on its way through the fan-out.
     pub fn resume(&mut self, after: u64) -> Vec<Outgoing> {
-        let until = self.position.max(after);
-        self.replay(after, until)
+        if after >= self.sent_after {
+            return Vec::new();
+        }
+        let (outgoing, replayed) = self.replay(after, self.sent_after);
+        if replayed {
+            self.sent_after = after;
+        }
+        outgoing
     }
 
-    fn replay(&mut self, after: u64, until: u64) -> Vec<Outgoing> {
+    /// The events in `(after, until]` this viewer wants, and true; or a gap and a
+    /// snapshot, and false.
+    fn replay(&mut self, after: u64, until: u64) -> (Vec<Outgoing>, bool) {
         match self.hub.replay_after(after) {
             Replay::Events { events, last } => {
                 let until = until.min(last);
@@ -94,9 +112,9 @@ impl Viewer {
                     .filter(|event| self.subscription.wants(&event.tags))
                     .collect();
                 self.position = self.position.max(until);
-                chunks(wanted).map(Outgoing::Events).collect()
+                (chunks(wanted).map(Outgoing::Events).collect(), true)
             }
-            Replay::Gap(gap) => self.gap_and_snapshot(gap.from),
+            Replay::Gap(gap) => (self.gap_and_snapshot(gap.from), false),
         }
     }
 
@@ -116,7 +134,10 @@ impl Viewer {
                     }
                     self.hub.resyncs.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(frames, position = self.position, "live viewer lagged; resyncing");
-                    return Update::Resync(self.gap_and_snapshot(self.position + 1));
+                    let resync = self.gap_and_snapshot(self.position + 1);
+                    // What fell through is not sent: a resume may ask for it.
+                    self.sent_after = self.position;
+                    return Update::Resync(resync);
                 }
                 Err(RecvError::Closed) => return Update::Closed,
             }
@@ -316,8 +337,12 @@ mod tests {
         let mut all = Viewer::join(&hub, Subscription::default());
         let replay = all.start(Some(1));
         assert_eq!(sent_seqs(&replay), [2, 3, 4]);
-        let again = all.resume(2);
-        assert_eq!(sent_seqs(&again), [3, 4], "resume sends again what was asked for");
+        assert!(all.resume(2).is_empty(), "what this connection sent is not sent again");
+        let mut late = Viewer::join(&hub, Subscription::default());
+        late.start(None);
+        let missed = late.resume(1);
+        assert_eq!(sent_seqs(&missed), [2, 3, 4], "what came before its snapshot");
+        assert!(late.resume(1).is_empty(), "and only once");
         hub.publish(idle());
         let Update::Send(next) = all.next().await else {
             panic!("the next frame")
