@@ -517,6 +517,31 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
         "real rows, one per simulated request"
     );
 
+    // A simulated newcomer logs in and connects, so the welcome is delivered and acked.
+    let answer: Value = system
+        .dashboard_post(
+            "/api/live-view/simulate",
+            &json!({ "type": "signup", "count": 1, "interval": 0 }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = answer["requestIds"][0].as_str().expect("an id").to_string();
+    let mut journey = None;
+    for _ in 0..200 {
+        journey = system
+            .journey(&id)
+            .await
+            .filter(|journey| journey["outcome"] == "completed");
+        if journey.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let journey = journey.unwrap_or_else(|| panic!("the simulated signup {id} completed"));
+    assert!(stage_names(&journey).contains(&"client-ack".to_string()));
+
     for (body, field) in [
         (json!({ "type": "purchase", "count": 0, "interval": 0 }), "count"),
         (

@@ -27,6 +27,12 @@ use crate::telemetry::Controls;
 /// Virtual users kept signed in with a socket open.
 const POOL_SIZE: usize = 8;
 const PASSWORD: &str = "virtual-user-password";
+/// How long a newly signed-up virtual user keeps their socket open: long enough for the
+/// welcome to be delivered even in step mode, where each of a worker's two boundaries
+/// passes by itself after 15 s.
+const NEWCOMER_ONLINE: Duration = Duration::from_secs(60);
+/// Newly signed-up virtual users online at once, at most.
+const MAX_NEWCOMERS_ONLINE: usize = 256;
 /// The most requests one `simulate` call may send, and the longest pause between them.
 pub const MAX_COUNT: u32 = 10_000;
 pub const MAX_INTERVAL_MS: u64 = 60_000;
@@ -63,6 +69,8 @@ pub struct Simulator {
     run_tag: String,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Permits for [`MAX_NEWCOMERS_ONLINE`].
+    newcomers_online: Arc<tokio::sync::Semaphore>,
 }
 
 /// One fixed run, as asked for.
@@ -90,6 +98,7 @@ impl Simulator {
             run_tag: uuid::Uuid::now_v7().simple().to_string()[20..].to_string(),
             tasks,
             shutdown,
+            newcomers_online: Arc::new(tokio::sync::Semaphore::new(MAX_NEWCOMERS_ONLINE)),
         })
     }
 
@@ -210,8 +219,35 @@ impl Simulator {
                 (format!("/api/friend-requests/{id}/accept"), Some(to.token), json!({}))
             }
         };
-        let (status, _) = self.post(&path, token.as_deref(), body, Some(request_id), step).await?;
+        let (status, _) = self
+            .post(&path, token.as_deref(), body.clone(), Some(request_id), step)
+            .await?;
+        if kind == NotificationType::Signup && status == 201 {
+            self.come_online_for_a_while(body["email"].as_str().unwrap_or_default().to_string());
+        }
         Ok(status)
+    }
+
+    /// A newly signed-up virtual user does what a person does next: logs in and opens
+    /// the notification socket, where the welcome waiting for them is delivered (store
+    /// and forward) and acked, so the signup's journey completes. The socket closes
+    /// after [`NEWCOMER_ONLINE`]; at most [`MAX_NEWCOMERS_ONLINE`] are open at once (a
+    /// newcomer beyond that stays offline and their welcome stays stored, as for anyone
+    /// who has not connected).
+    fn come_online_for_a_while(&self, email: String) {
+        let Ok(permit) = self.newcomers_online.clone().try_acquire_owned() else {
+            return;
+        };
+        let (http, balancer, shutdown) = (self.http.clone(), self.balancer.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            let Ok(token) = log_in(&http, &balancer, &email).await else {
+                return;
+            };
+            let online = acking_client(balancer.replace("http://", "ws://"), token, shutdown);
+            // Dropping the client closes its socket.
+            let _ = tokio::time::timeout(NEWCOMER_ONLINE, online).await;
+        });
     }
 
     async fn post(
@@ -292,13 +328,7 @@ impl Simulator {
         let email = self.new_email();
         let signup = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
         self.post("/api/auth/signup", None, signup, None, false).await?;
-        let login = json!({ "email": email, "password": PASSWORD });
-        let (status, body) = self.post("/api/auth/login", None, login, None, false).await?;
-        let token = body["token"]
-            .as_str()
-            .filter(|_| status == 200)
-            .ok_or_else(|| anyhow::anyhow!("virtual user could not log in: HTTP {status}"))?
-            .to_string();
+        let token = log_in(&self.http, &self.balancer, &email).await?;
         self.tasks.spawn(acking_client(
             self.balancer.replace("http://", "ws://"),
             token.clone(),
@@ -319,6 +349,23 @@ fn nth_pair(index: usize, n: usize) -> (usize, usize) {
         rest -= row;
     }
     (0, 1)
+}
+
+/// Logs a virtual user in (untraced); answers the session token.
+async fn log_in(http: &reqwest::Client, balancer: &str, email: &str) -> anyhow::Result<String> {
+    let login = json!({ "email": email, "password": PASSWORD });
+    let response = http
+        .post(format!("{balancer}/api/auth/login"))
+        .json(&login)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    body["token"]
+        .as_str()
+        .filter(|_| status == 200)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("virtual user could not log in: HTTP {status}"))
 }
 
 /// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
