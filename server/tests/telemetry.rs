@@ -262,6 +262,7 @@ async fn an_injected_delay_shows_in_the_stage_duration() {
 async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     let system = TestSystem::start(FLAGS).await;
     let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
     let stepped = {
         let http = system.http.clone();
         let url = system.lb("/api/purchases");
@@ -307,15 +308,38 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
         stage_names(&system.journey("stepped-1").await.expect("kept")),
         ["lb-received", "lb-forwarded", "server-received", "middleware"]
     );
-    // Step it through to its answer.
-    for _ in 0..20 {
-        if stepped.is_finished() {
-            break;
-        }
-        step().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Step it through to the end of its journey, one stage per step: its own stages
+    // (the queue adds, the response) before any worker's, and the in-app ack a step of
+    // its own after the push.
+    let mut expected = 4;
+    while system.journey("stepped-1").await.expect("kept")["outcome"] != "completed" {
+        assert!(expected < 40, "the journey ends");
+        assert_eq!(step().await, 200);
+        expected += 1;
+        let journey = system
+            .journey_when("stepped-1", |journey| count(journey) >= expected)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = system.journey("stepped-1").await.expect("kept");
+        assert_eq!(
+            count(&settled),
+            expected,
+            "one step, one stage: {:?}",
+            stage_names(&journey)
+        );
     }
     assert_eq!(stepped.await.expect("request task"), 201);
+    let names = stage_names(&system.journey("stepped-1").await.expect("kept"));
+    let first_worker = names
+        .iter()
+        .position(|name| name == "worker-pickup")
+        .expect("picked up");
+    let response = names.iter().position(|name| name == "response").expect("answered");
+    let last_queue_add = names.iter().rposition(|name| name == "queue-add").expect("queued");
+    assert!(last_queue_add < response && response < first_worker, "{names:?}");
+    let push = names.iter().position(|name| name == "inapp-push").expect("pushed");
+    let ack = names.iter().position(|name| name == "client-ack").expect("acked");
+    assert!(push < ack, "{names:?}");
     system.stop().await;
 }
 

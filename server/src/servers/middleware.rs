@@ -71,6 +71,7 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         } else {
             stage.done();
         }
+        telemetry.controls().responded(&id);
     }
     response
 }

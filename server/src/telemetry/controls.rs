@@ -14,7 +14,7 @@ use std::{
 };
 
 use app::wire::{ControlSettings, Delays};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// The longest delay that can be injected into one stage.
 pub const MAX_DELAY_MS: u64 = 30_000;
@@ -34,11 +34,21 @@ pub enum DelayPoint {
     WebSocketDelivery,
 }
 
+/// One request in step mode.
+struct Stepped {
+    /// Steps granted and not yet taken: one boundary each, to whoever waited first.
+    gate: Semaphore,
+    /// Whether the request has had its HTTP response. Its jobs are in the queues from the
+    /// commit on, but workers wait for this before taking steps, so the journey steps
+    /// through the request's own stages (queue adds, response) before any delivery's.
+    responded: watch::Sender<bool>,
+}
+
 #[derive(Default)]
 pub struct Controls {
     settings: RwLock<ControlSettings>,
-    /// Requests in step mode, each with the steps granted and not yet taken.
-    stepped: Mutex<HashMap<String, std::sync::Arc<Semaphore>>>,
+    /// Requests in step mode.
+    stepped: Mutex<HashMap<String, std::sync::Arc<Stepped>>>,
     /// How many requests are in step mode: the fast path reads only this.
     stepped_count: AtomicUsize,
 }
@@ -113,8 +123,12 @@ impl Controls {
     /// Puts a request in step mode: from now on it waits at every stage boundary.
     pub fn start_stepping(&self, request_id: &str) {
         let mut stepped = self.stepped.lock().unwrap_or_else(|poison| poison.into_inner());
+        let fresh = Stepped {
+            gate: Semaphore::new(0),
+            responded: watch::Sender::new(false),
+        };
         if stepped
-            .insert(request_id.to_string(), std::sync::Arc::new(Semaphore::new(0)))
+            .insert(request_id.to_string(), std::sync::Arc::new(fresh))
             .is_none()
         {
             self.stepped_count.fetch_add(1, Ordering::Relaxed);
@@ -125,8 +139,8 @@ impl Controls {
     pub fn step(&self, request_id: &str) -> bool {
         let stepped = self.stepped.lock().unwrap_or_else(|poison| poison.into_inner());
         match stepped.get(request_id) {
-            Some(gate) => {
-                gate.add_permits(1);
+            Some(stepped) => {
+                stepped.gate.add_permits(1);
                 true
             }
             None => false,
@@ -140,9 +154,25 @@ impl Controls {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(request_id);
-        if let Some(gate) = removed {
+        if let Some(stepped) = removed {
             self.stepped_count.fetch_sub(1, Ordering::Relaxed);
-            gate.close();
+            stepped.gate.close();
+            stepped.responded.send_replace(true);
+        }
+    }
+
+    /// The stepped request has had its response: its workers may take steps now.
+    pub fn responded(&self, request_id: &str) {
+        if self.stepped_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(stepped) = self
+            .stepped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(request_id)
+        {
+            stepped.responded.send_replace(true);
         }
     }
 
@@ -164,22 +194,39 @@ impl Controls {
     /// job, and must not wait past the job's lease, or another worker would claim and
     /// deliver it again.
     pub async fn boundary_within(&self, request_id: &str, limit: Duration) {
+        self.pass(request_id, limit, false).await;
+    }
+
+    /// A worker's boundary: [`boundary_within`](Self::boundary_within), but first the
+    /// request must have had its response (see [`Stepped::responded`]); both within `limit`.
+    pub async fn worker_boundary_within(&self, request_id: &str, limit: Duration) {
+        self.pass(request_id, limit, true).await;
+    }
+
+    async fn pass(&self, request_id: &str, limit: Duration, after_response: bool) {
         if self.stepped_count.load(Ordering::Relaxed) == 0 || request_id.is_empty() {
             return;
         }
-        let gate = self
+        let stepped = self
             .stepped
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .get(request_id)
             .cloned();
-        let Some(gate) = gate else {
+        let Some(stepped) = stepped else {
             return;
         };
-        // Closed (no longer stepped) or forgotten (timed out): go on without a permit.
-        if let Ok(Ok(permit)) = tokio::time::timeout(limit, gate.acquire()).await {
-            permit.forget();
-        }
+        let step = async {
+            if after_response {
+                let _ = stepped.responded.subscribe().wait_for(|responded| *responded).await;
+            }
+            // Closed (no longer stepped): go on without a permit.
+            if let Ok(permit) = stepped.gate.acquire().await {
+                permit.forget();
+            }
+        };
+        // Forgotten (timed out): go on.
+        let _ = tokio::time::timeout(limit, step).await;
     }
 }
 

@@ -197,16 +197,20 @@ impl Telemetry {
         self.inner.controls.boundary(request_id).await;
     }
 
-    /// A boundary inside a worker, holding a claimed job: it passes by itself after
-    /// [`WORKER_STEP_WAIT`], well inside the job's lease, so a person who stops stepping
-    /// never makes a delivery run twice.
+    /// A boundary inside a worker, holding a claimed job: it waits for the request's
+    /// response first (so a stepped journey shows its queue adds and response before any
+    /// delivery), and passes by itself after [`WORKER_STEP_WAIT`], well inside the job's
+    /// lease, so a person who stops stepping never makes a delivery run twice.
     pub async fn worker_boundary(&self, request_id: &str) {
-        self.inner.controls.boundary_within(request_id, WORKER_STEP_WAIT).await;
+        self.inner
+            .controls
+            .worker_boundary_within(request_id, WORKER_STEP_WAIT)
+            .await;
     }
 }
 
-/// The longest a worker waits at one step boundary. A job passes at most two of them per
-/// claim (pickup, then the delivery attempt), so 2 × this stays well under
+/// The longest a worker waits at one step boundary. A job passes at most three of them
+/// per claim (pickup, the delivery attempt and, in-app, the ack), so 3 × this stays under
 /// [`crate::workers::LEASE`] (60 s).
 pub const WORKER_STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -233,6 +237,17 @@ impl StageTimer {
     /// Records the stage as completed, ending now.
     pub fn done(self) {
         self.finish(StageStatus::Completed);
+    }
+
+    /// Records the stage as completed, ending at `end`: for a stage recorded later than
+    /// it ended (held back at a step boundary).
+    pub fn done_at(mut self, end: Timestamp) {
+        let Some(telemetry) = self.telemetry.take() else {
+            return;
+        };
+        self.record.end = Some(end);
+        self.record.status = StageStatus::Completed;
+        telemetry.observe(Observation::Stage(self.record));
     }
 
     /// Records the stage as failed, ending now, with a reason for people.

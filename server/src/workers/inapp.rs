@@ -131,15 +131,21 @@ impl InAppWorker {
         let timeout = self.ack_timeout();
         let acks = futures_util::future::join_all(waiting.into_iter().map(
             |(job, acked, stage, server, user_id)| async move {
-                (job, tokio::time::timeout(timeout, acked).await, stage, server, user_id)
+                let ack = tokio::time::timeout(timeout, acked).await;
+                (job, ack, chrono::Utc::now(), stage, server, user_id)
             },
         ))
         .await;
         let mut delivered: Vec<&str> = Vec::new();
-        for (job, ack, stage, server, user_id) in acks {
+        for (job, ack, acked_at, stage, server, user_id) in acks {
             match ack {
                 Ok(Ok(())) => {
-                    stage.done();
+                    // In step mode the ack is a step of its own, after the push's; it is
+                    // recorded with the time it came.
+                    telemetry
+                        .worker_boundary(job.request_id.as_deref().unwrap_or_default())
+                        .await;
+                    stage.done_at(acked_at);
                     telemetry.event(LiveEvent::InAppDelivered(InAppDelivered {
                         notification_id: job.target_id.clone(),
                         request_id: job.request_id.clone(),
