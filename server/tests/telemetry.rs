@@ -255,6 +255,33 @@ async fn an_injected_delay_shows_in_the_stage_duration() {
     assert_eq!(reset.status(), 200);
     let duration = system.db_stage_duration(&token, "fast-1").await;
     assert!(duration < 300.0, "delay removed: {duration}");
+
+    // A queueing delay holds the jobs in their queues: it shows in the pickups.
+    let held = json!({ "delays": { "queueing": 400 } });
+    assert_eq!(
+        system.dashboard_put("/api/live-view/controls", &held).await.status(),
+        200
+    );
+    assert_eq!(system.purchase(&token, "held-1").await.status(), 201);
+    let journey = system
+        .journey_when("held-1", |journey| {
+            stage_names(journey)
+                .iter()
+                .filter(|name| *name == "worker-pickup")
+                .count()
+                == 2
+        })
+        .await;
+    for pickup in journey["request"]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter(|stage| stage["stage"] == "worker-pickup")
+    {
+        let duration = pickup["duration"].as_f64().expect("duration");
+        assert!(duration >= 400.0, "the hold is inside the pickup: {pickup}");
+        assert!(pickup["metadata"]["queuedMs"].as_i64().expect("queuedMs") >= 400);
+    }
     system.stop().await;
 }
 

@@ -147,9 +147,24 @@ pub struct Job {
     pub last_error: Option<String>,
     /// When the job became due: how long it waited is pickup time minus this.
     pub run_at_ms: i64,
+    pub created_at_ms: i64,
 }
 
 impl Job {
+    /// Since when this pickup has been waiting for a worker: a first attempt since the
+    /// job was added (an injected queueing hold included, so it shows in the pickup
+    /// stage's duration), a retry or a requeued job since it became due (a retry tier's
+    /// wait is its own stage, `retry-scheduled`). A first attempt due more than the
+    /// longest injectable hold after its creation was requeued: since it became due.
+    pub fn waiting_since_ms(&self) -> i64 {
+        let held = self.run_at_ms - self.created_at_ms;
+        if self.attempts <= 1 && (0..=crate::telemetry::controls::MAX_DELAY_MS as i64).contains(&held) {
+            self.created_at_ms
+        } else {
+            self.run_at_ms
+        }
+    }
+
     pub fn queue_name(&self) -> QueueName {
         // Only names from QueueName::as_str are ever written.
         self.queue.parse().unwrap_or(QueueName::Mail)
@@ -315,7 +330,7 @@ impl Queues {
         let sql = format!(
             "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
              WHERE id IN (SELECT id FROM ({pending}) ORDER BY run_at_ms LIMIT {limit}) \
-             RETURNING id, queue, target_id, request_id, attempts, last_error, run_at_ms"
+             RETURNING id, queue, target_id, request_id, attempts, last_error, run_at_ms, created_at_ms"
         );
         // Only `?` placeholders and the integer limit are formatted in; every value is bound.
         let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))

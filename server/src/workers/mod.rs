@@ -36,27 +36,34 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Records that `worker` picked up `jobs`, which took from `started` (claim and load,
-/// plus any injected worker-processing delay). A stepped request waits at the boundary
-/// first, so its pickup appears only when the person steps to it; the time spent waiting
-/// there is not counted in the stage.
+/// Records that `worker` picked up `jobs`: each stage runs from when its job began to
+/// wait for a worker ([`Job::waiting_since_ms`]: the queue's wait, an injected queueing
+/// hold included) through the claim and load from `started` (plus any injected
+/// worker-processing delay). A stepped request waits at the boundary first, so its
+/// pickup appears only when the person steps to it; the time spent waiting there is not
+/// counted in the stage.
 pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: &str, started: Instant) {
-    let now = crate::now_ms();
+    let (now, now_ms) = (Instant::now(), crate::now_ms());
     for job in jobs {
-        telemetry.meters().picked(&job.queue, (now - job.run_at_ms) as f64);
+        telemetry.meters().picked(&job.queue, (now_ms - job.run_at_ms) as f64);
     }
-    let mut started = started;
+    let mut stepping = Duration::ZERO;
     for job in jobs {
         let request_id = job.request_id.as_deref().unwrap_or_default();
         let waiting = Instant::now();
         telemetry.worker_boundary(request_id).await;
-        started += waiting.elapsed();
+        stepping += waiting.elapsed();
+        let queued_ms = (now_ms - job.waiting_since_ms()).max(0);
+        let queued_since = now
+            .checked_sub(Duration::from_millis(queued_ms as u64))
+            .map_or(started, |since| since.min(started));
         telemetry
-            .stage_since(request_id, SystemStage::WorkerPickup, worker, started)
+            .stage_since(request_id, SystemStage::WorkerPickup, worker, queued_since + stepping)
             .meta("queue", job.queue.as_str())
             .meta("jobId", job.id.as_str())
             .meta("attempt", job.attempts)
             .meta("batch", jobs.len())
+            .meta("queuedMs", queued_ms)
             .done();
     }
 }
