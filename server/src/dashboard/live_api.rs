@@ -309,14 +309,25 @@ pub async fn history(
         .range()
         .await?
         .map(|(oldest, newest)| serde_json::json!({ "oldest": oldest, "newest": newest }));
-    Ok(Json(serde_json::json!({
-        "from": from,
-        "to": to,
-        "truncated": truncated,
-        "kept": kept,
-        "events": events,
-    }))
+    // A struct, not `json!`: the events are written out as they were stored.
+    Ok(Json(HistoryWindow {
+        from,
+        to,
+        truncated,
+        kept,
+        events,
+    })
     .into_response())
+}
+
+/// `GET /api/live-view/history`'s answer.
+#[derive(serde::Serialize)]
+struct HistoryWindow {
+    from: i64,
+    to: i64,
+    truncated: bool,
+    kept: Option<serde_json::Value>,
+    events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// `GET /api/live-view/controls`.

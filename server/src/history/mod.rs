@@ -25,6 +25,7 @@ use std::{
     time::Duration,
 };
 
+use serde_json::value::RawValue;
 use sqlx::{
     SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -191,7 +192,7 @@ impl History {
         to_ms: i64,
         topics: &[String],
         limit: u32,
-    ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    ) -> Result<Vec<Box<RawValue>>, sqlx::Error> {
         // Read frame by frame and stop at `limit`: a window can hold an hour of frames.
         let mut frames = sqlx::query_scalar::<_, String>(
             "SELECT frame FROM live_frames WHERE ts_ms >= ? AND ts_ms <= ? ORDER BY id",
@@ -203,17 +204,24 @@ impl History {
             |topic: &str| topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic));
         let mut events = Vec::new();
         while let Some(frame) = frames.try_next().await? {
-            let envelopes = match serde_json::from_str(&frame) {
-                Ok(serde_json::Value::Array(batch)) => batch,
-                Ok(single) => vec![single],
+            // Envelopes are handed on as the text that went out, never parsed into
+            // numbers and written again (which changed the last digit of some floats).
+            let parsed = if frame.trim_start().starts_with('[') {
+                serde_json::from_str::<Vec<&RawValue>>(&frame)
+            } else {
+                serde_json::from_str::<&RawValue>(&frame).map(|single| vec![single])
+            };
+            let envelopes = match parsed {
+                Ok(envelopes) => envelopes,
                 Err(error) => {
                     tracing::warn!(%error, "a stored live frame does not parse; skipped");
                     continue;
                 }
             };
             for envelope in envelopes {
-                if wanted(envelope["topic"].as_str().unwrap_or_default()) {
-                    events.push(envelope);
+                let topic = serde_json::from_str::<Topic<'_>>(envelope.get()).map(|only| only.topic);
+                if wanted(topic.as_deref().unwrap_or_default()) {
+                    events.push(envelope.to_owned());
                     if events.len() >= limit as usize {
                         return Ok(events);
                     }
@@ -230,6 +238,13 @@ impl History {
             .await?;
         Ok(row.0.zip(row.1))
     }
+}
+
+/// An envelope's topic, read without the rest of it.
+#[derive(serde::Deserialize)]
+struct Topic<'a> {
+    #[serde(borrow)]
+    topic: std::borrow::Cow<'a, str>,
 }
 
 /// Writes queued messages in batches until shutdown, then what is left.
@@ -405,24 +420,23 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let seqs: Vec<u64> = window
-            .iter()
-            .map(|envelope| envelope["seq"].as_u64().expect("seq"))
-            .collect();
+        let seqs: Vec<u64> = window.iter().map(|envelope| seq_of(envelope)).collect();
         assert_eq!(seqs, [2, 3, 4], "a batch frame is split again, in order");
         let requests = history
             .window(0, 10_000, &["request:*".to_string()], 100)
             .await
             .expect("reads");
-        let seqs: Vec<u64> = requests
-            .iter()
-            .map(|envelope| envelope["seq"].as_u64().expect("seq"))
-            .collect();
+        let seqs: Vec<u64> = requests.iter().map(|envelope| seq_of(envelope)).collect();
         assert_eq!(seqs, [2, 3, 5]);
         let limited = history.window(0, 10_000, &[], 2).await.expect("reads");
         assert_eq!(limited.len(), 2);
         assert_eq!(history.range().await.expect("range"), Some((1_000, 4_000)));
         shutdown.cancel();
+    }
+
+    fn seq_of(envelope: &RawValue) -> u64 {
+        let envelope: serde_json::Value = serde_json::from_str(envelope.get()).expect("an envelope");
+        envelope["seq"].as_u64().expect("seq")
     }
 
     #[tokio::test]
@@ -453,11 +467,35 @@ mod tests {
             .await
             .expect("reads")
             .iter()
-            .map(|envelope| envelope["seq"].as_u64().expect("seq"))
+            .map(|envelope| seq_of(envelope))
             .collect();
         assert_eq!(seqs, [2, 4, 5]);
         shutdown.cancel();
     }
+
+    #[tokio::test]
+    async fn envelopes_come_back_as_the_text_that_went_out() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (history, _, shutdown) = open(dir.path()).await;
+        // A float whose shortest text has 17 digits: parsed and written again, it lost
+        // its last one.
+        let sent = r#"{"seq":1,"topic":"system:metrics","payload":{"latencyMs":0.45926300000000003}}"#;
+        history.record(Entry {
+            json: sent.into(),
+            ..frame(1, 1_000, &["system:metrics"])
+        });
+        let mut window = Vec::new();
+        for _ in 0..50 {
+            window = history.window(0, 2_000, &[], 10).await.expect("reads");
+            if !window.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(window.iter().map(|raw| raw.get()).collect::<Vec<_>>(), [sent]);
+        shutdown.cancel();
+    }
+
     #[tokio::test]
     async fn over_its_size_cap_the_history_drops_its_oldest_frames() {
         let dir = tempfile::tempdir().expect("dir");
