@@ -787,3 +787,50 @@ async fn a_signup_journey_arrives_in_order_over_server_sent_events() {
     assert!(seen.contains(&"client-ack".to_string()) && seen.contains(&"smtp-attempt".to_string()));
     system.stop().await;
 }
+
+/// The design's queue and worker events: each job added, processed and completed, and
+/// the workers going busy and idle again.
+#[tokio::test]
+async fn queue_and_worker_events_follow_every_job() {
+    let system = TestSystem::start(FLAGS).await;
+    let token = system.user("ada@example.com").await;
+    system.acking_client(&token).await;
+    let mut events = Sse::open(&system, "?topics=queue:*,worker:*", None).await;
+    assert_eq!(system.purchase(&token, "queued-1").await.status(), 201);
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let wanted = |seen: &[(String, Value)]| {
+        let ours = |topic: &str| {
+            seen.iter()
+                .filter(|(name, payload)| name == topic && payload["requestId"] == "queued-1")
+                .count()
+        };
+        let idle = seen.iter().filter(|(name, _)| name == "worker:idle").count();
+        ours("queue:job:added") == 2
+            && ours("queue:job:processing") == 2
+            && ours("queue:job:completed") == 2
+            && idle >= 2
+    };
+    while !wanted(&seen) {
+        let event = events.next().await;
+        if event.event == "stream:snapshot" {
+            continue;
+        }
+        let envelope: Value = serde_json::from_str(&event.data).expect("JSON");
+        assert!(
+            event.event.starts_with("queue:") || event.event.starts_with("worker:"),
+            "subscribed to queue:* and worker:* only, got {}",
+            event.event
+        );
+        seen.push((event.event, envelope["payload"].clone()));
+    }
+    let added: Vec<&Value> = seen
+        .iter()
+        .filter(|(name, _)| name == "queue:job:added")
+        .map(|(_, payload)| payload)
+        .collect();
+    let flows: Vec<&str> = added.iter().map(|job| job["flow"].as_str().expect("flow")).collect();
+    assert!(flows.contains(&"email") && flows.contains(&"in-app"), "{flows:?}");
+    let busy = seen.iter().filter(|(name, _)| name == "worker:processing").count();
+    assert!(busy >= 2, "a mail and an in-app worker went busy: {seen:?}");
+    system.stop().await;
+}

@@ -8,7 +8,7 @@ pub mod purchases;
 
 use std::time::Instant;
 
-use app::wire::SystemStage;
+use app::wire::{Flow, LiveEvent, QueueJobAdded, SystemStage};
 use axum::http::request::Parts;
 
 use crate::{
@@ -182,10 +182,12 @@ async fn after_commit(
             written.iter().filter(|out| out.notification_id.is_some()).count(),
         )
         .done();
+    let hold = telemetry.controls().delay(DelayPoint::Queueing);
+    let run_at = (!hold.is_zero()).then(|| chrono::Utc::now() + chrono::Duration::from_std(hold).unwrap_or_default());
     for out in written {
-        for (queue, job, target) in [
-            (QueueName::Mail, &out.email_job_id, &out.email_id),
-            (QueueName::Inapp, &out.inapp_job_id, &out.notification_id),
+        for (queue, flow, job, target) in [
+            (QueueName::Mail, Flow::Email, &out.email_job_id, &out.email_id),
+            (QueueName::Inapp, Flow::InApp, &out.inapp_job_id, &out.notification_id),
         ] {
             if let (Some(job), Some(target)) = (job, target) {
                 // One boundary per job: in step mode each queue-add is its own step.
@@ -196,6 +198,14 @@ async fn after_commit(
                     .meta("jobId", job.as_str())
                     .meta("notificationId", target.as_str())
                     .done();
+                telemetry.event(LiveEvent::QueueJobAdded(QueueJobAdded {
+                    queue: queue.as_str().to_string(),
+                    job_id: job.clone(),
+                    notification_id: target.clone(),
+                    request_id: Some(id.clone()),
+                    flow,
+                    run_at,
+                }));
             }
         }
     }

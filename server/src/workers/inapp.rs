@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::wire::{InAppDelivered, LiveEvent, SystemStage};
+use app::wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -58,12 +58,14 @@ struct InAppWorker {
 
 impl InAppWorker {
     async fn run(self, shutdown: CancellationToken) {
+        let mut busy = false;
         while let Some(jobs) = super::next_jobs(
             &self.queues,
             &QueueName::INAPP_WORK,
             Channel::InApp,
             &self.id,
             &shutdown,
+            &mut busy,
         )
         .await
         {
@@ -88,7 +90,7 @@ impl InAppWorker {
         let mut completed: Vec<&str> = Vec::new();
         let mut waiting = Vec::new();
         telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
-        super::record_pickups(telemetry, jobs, &self.id, started).await;
+        super::record_pickups(telemetry, jobs, &self.id, WorkerKind::Inapp, started).await;
         let pushing = std::time::Instant::now();
         // Inside the push stage, so the injected delay shows in its duration.
         telemetry.controls().inject(DelayPoint::WebSocketDelivery).await;
@@ -151,6 +153,12 @@ impl InAppWorker {
                         request_id: job.request_id.clone(),
                         user_id,
                         server,
+                    }));
+                    telemetry.event(LiveEvent::QueueJobCompleted(QueueJobCompleted {
+                        queue: job.queue.clone(),
+                        job_id: job.id.clone(),
+                        request_id: job.request_id.clone(),
+                        duration: started.elapsed().as_secs_f64() * 1_000.0,
                     }));
                     completed.push(&job.id);
                     delivered.push(&job.target_id);

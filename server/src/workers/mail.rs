@@ -12,7 +12,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::wire::{EmailSent, LiveEvent, SystemStage};
+use app::wire::{EmailSent, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 use lettre::{
     Message,
     message::{Mailbox, header::ContentType},
@@ -236,8 +236,16 @@ impl MailWorker {
         else {
             return;
         };
-        while let Some(jobs) =
-            super::next_jobs(&self.queues, &QueueName::MAIL_WORK, Channel::Email, &self.id, &shutdown).await
+        let mut busy = false;
+        while let Some(jobs) = super::next_jobs(
+            &self.queues,
+            &QueueName::MAIL_WORK,
+            Channel::Email,
+            &self.id,
+            &shutdown,
+            &mut busy,
+        )
+        .await
         {
             let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
             if let Err(error) = self.process(&jobs, &mut lanes).await {
@@ -257,7 +265,7 @@ impl MailWorker {
         let mut emails = self.load(jobs).await?;
         let telemetry = self.queues.telemetry();
         telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
-        super::record_pickups(telemetry, jobs, &self.id, started).await;
+        super::record_pickups(telemetry, jobs, &self.id, WorkerKind::Mail, started).await;
         let used = lanes.len().min(jobs.len()).max(1);
         let mut work: Vec<Vec<(&Job, Option<Email>)>> = (0..used).map(|_| Vec::new()).collect();
         for (index, job) in jobs.iter().enumerate() {
@@ -297,6 +305,8 @@ impl MailWorker {
         let telemetry = self.queues.telemetry();
         let mut delivered = Delivered::default();
         for (job, email) in lane {
+            // This job's own time: its lane's earlier jobs are not its work.
+            let picked_up = std::time::Instant::now();
             let request_id = job.request_id.as_deref().unwrap_or_default();
             let Some(email) = email else {
                 if let Err(error) = self.queues.dead_letter(job, "the email row is missing").await {
@@ -337,6 +347,12 @@ impl MailWorker {
                         request_id: job.request_id.clone(),
                         to: masked,
                         smtp_code: code,
+                    }));
+                    telemetry.event(LiveEvent::QueueJobCompleted(QueueJobCompleted {
+                        queue: job.queue.clone(),
+                        job_id: job.id.clone(),
+                        request_id: job.request_id.clone(),
+                        duration: picked_up.elapsed().as_secs_f64() * 1_000.0,
                     }));
                     delivered.completed.push(&job.id);
                     delivered.sent.push((email.id, reply));

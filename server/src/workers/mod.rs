@@ -13,7 +13,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use app::wire::SystemStage;
+use app::wire::{LiveEvent, QueueJobProcessing, SystemStage, WorkerIdle, WorkerKind, WorkerProcessing};
 
 use crate::{
     queue::{Channel, Job, QueueName, Queues},
@@ -42,10 +42,35 @@ impl Drop for Busy<'_> {
 /// worker-processing delay). A stepped request waits at the boundary first, so its
 /// pickup appears only when the person steps to it; the time spent waiting there is not
 /// counted in the stage.
-pub(crate) async fn record_pickups(telemetry: &Telemetry, jobs: &[Job], worker: &str, started: Instant) {
+pub(crate) async fn record_pickups(
+    telemetry: &Telemetry,
+    jobs: &[Job],
+    worker: &str,
+    kind: WorkerKind,
+    started: Instant,
+) {
     let (now, now_ms) = (Instant::now(), crate::now_ms());
     for job in jobs {
         telemetry.meters().picked(&job.queue, (now_ms - job.run_at_ms) as f64);
+    }
+    // The worker is busy from its batch's first job on; each job is being processed.
+    if let Some(first) = jobs.first() {
+        telemetry.event(LiveEvent::WorkerProcessing(WorkerProcessing {
+            worker_id: worker.to_string(),
+            kind,
+            queue: first.queue.clone(),
+            job_id: first.id.clone(),
+            request_id: first.request_id.clone(),
+        }));
+    }
+    for job in jobs {
+        telemetry.event(LiveEvent::QueueJobProcessing(QueueJobProcessing {
+            queue: job.queue.clone(),
+            job_id: job.id.clone(),
+            request_id: job.request_id.clone(),
+            worker_id: worker.to_string(),
+            attempt: u32::try_from(job.attempts).unwrap_or(u32::MAX),
+        }));
     }
     let mut stepping = Duration::ZERO;
     for job in jobs {
@@ -97,6 +122,7 @@ pub async fn next_jobs(
     channel: Channel,
     worker: &str,
     shutdown: &CancellationToken,
+    busy: &mut bool,
 ) -> Option<Vec<Job>> {
     loop {
         if shutdown.is_cancelled() {
@@ -108,7 +134,19 @@ pub async fn next_jobs(
                     // There may be more: let another idle worker take the next batch.
                     queues.wake(channel);
                 }
+                *busy = true;
                 return Some(jobs);
+            }
+            Ok(_) if *busy => {
+                // Out of work: `worker:idle`, once until the next batch.
+                *busy = false;
+                queues.telemetry().event(LiveEvent::WorkerIdle(WorkerIdle {
+                    worker_id: worker.to_string(),
+                    kind: match channel {
+                        Channel::Email => WorkerKind::Mail,
+                        Channel::InApp => WorkerKind::Inapp,
+                    },
+                }));
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(worker, %error, "could not claim a job"),
