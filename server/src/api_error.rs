@@ -30,13 +30,13 @@ impl ApiError {
     }
 
     /// A 400 naming each bad field.
-    pub fn invalid(fields: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+    pub fn invalid<F: Into<String>>(fields: impl IntoIterator<Item = (F, String)>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error: "invalid request".into(),
             fields: fields
                 .into_iter()
-                .map(|(field, message)| (field.to_string(), message))
+                .map(|(field, message)| (field.into(), message))
                 .collect(),
         }
     }

@@ -363,6 +363,30 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
         let answer: serde_json::Value = response.json().await.unwrap_or_else(|_| panic!("{label}: a JSON body"));
         assert!(answer["error"].is_string(), "{label}: {answer}");
     }
+    // Out of range: refused, not clamped (a rate of 10^12 would have the load generator
+    // spawn without end).
+    for body in [
+        r#"{"delays":{"queueing":1000000000000}}"#,
+        r#"{"simulateLoad":true,"simulationRate":1e12}"#,
+        r#"{"playbackSpeed":50}"#,
+    ] {
+        let response = send(
+            reqwest::Method::PUT,
+            "/api/live-view/controls",
+            json,
+            body.as_bytes().to_vec(),
+        )
+        .await
+        .expect("answers");
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    let answer: serde_json::Value = system
+        .dashboard_put("/api/live-view/controls", &json!({ "delays": { "queueing": 40_000 } }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(answer["fields"]["delays.queueing"].is_string(), "{answer}");
     // No field named wrongly: the field is named in the answer.
     let answer: serde_json::Value = send(
         reqwest::Method::POST,
@@ -376,9 +400,13 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
     .await
     .expect("json");
     assert!(answer["fields"]["jobId"].is_string(), "{answer}");
-    // The misspelt PUT left the delay in force.
+    // The misspelt and out-of-range PUTs left the settings as they were.
     let controls = system.dashboard_json("/api/live-view/controls").await;
     assert_eq!(controls["delays"]["databaseOperation"], 300);
+    assert_eq!(
+        controls["simulateLoad"], false,
+        "the refused rate did not start the load"
+    );
     // An empty requeue body still means "all of them".
     let requeued = send(reqwest::Method::POST, "/api/queues/mail-dlq/requeue", None, Vec::new())
         .await

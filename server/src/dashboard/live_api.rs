@@ -336,11 +336,16 @@ pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSetting
 }
 
 /// `PUT /api/live-view/controls`: replaces the settings (missing fields take their
-/// defaults), answers what is in force after clamping, and streams `controls:changed`.
+/// defaults; a field out of range is a 400 naming it, and nothing changes), answers what
+/// is in force, and streams `controls:changed`.
 pub async fn update_controls(
     State(dashboard): State<Dashboard>,
     JsonBody(wanted): JsonBody<ControlSettings>,
 ) -> Result<Json<ControlSettings>, ApiError> {
+    let problems = crate::telemetry::controls::problems(&wanted);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
     let applied = dashboard.telemetry.controls().update(wanted);
     dashboard.telemetry.event(LiveEvent::ControlsChanged(applied.clone()));
     Ok(Json(applied))

@@ -46,7 +46,7 @@ impl FieldErrors {
         }
         Err(ApiError {
             fields: self.0,
-            ..ApiError::invalid([])
+            ..ApiError::invalid::<String>([])
         })
     }
 }
@@ -176,7 +176,10 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         let mut errors = FieldErrors::default();
         errors.add(&field, message);
-        errors.into_result().err().unwrap_or_else(|| ApiError::invalid([]))
+        errors
+            .into_result()
+            .err()
+            .unwrap_or_else(|| ApiError::invalid::<String>([]))
     })
 }
 

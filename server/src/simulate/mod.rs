@@ -31,6 +31,8 @@ const PASSWORD: &str = "virtual-user-password";
 /// welcome to be delivered even in step mode, where each of a worker's two boundaries
 /// passes by itself after 15 s.
 const NEWCOMER_ONLINE: Duration = Duration::from_secs(60);
+/// Continuous-load requests waiting for their answer at once, at most.
+const MAX_IN_FLIGHT: usize = 1_024;
 /// Newly signed-up virtual users online at once, at most.
 const MAX_NEWCOMERS_ONLINE: usize = 256;
 /// The most requests one `simulate` call may send, and the longest pause between them.
@@ -71,6 +73,8 @@ pub struct Simulator {
     shutdown: CancellationToken,
     /// Permits for [`MAX_NEWCOMERS_ONLINE`].
     newcomers_online: Arc<tokio::sync::Semaphore>,
+    /// Permits for [`MAX_IN_FLIGHT`].
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// One fixed run, as asked for.
@@ -99,6 +103,7 @@ impl Simulator {
             tasks,
             shutdown,
             newcomers_online: Arc::new(tokio::sync::Semaphore::new(MAX_NEWCOMERS_ONLINE)),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
 
@@ -155,10 +160,17 @@ impl Simulator {
                     len => settings.simulation_mix[turn % len],
                 };
                 turn += 1;
+                // A system that cannot keep up gets no more than this at once: the rest
+                // of the tick's requests are not sent, rather than queued without bound.
+                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                    owed = 0.0;
+                    break;
+                };
                 let number = self.counter.fetch_add(1, Ordering::Relaxed);
                 let id = format!("load-{}-{number}", self.run_tag);
                 let this = self.clone();
                 self.tasks.spawn(async move {
+                    let _permit = permit;
                     if let Err(error) = this.send(kind, &id, false).await {
                         tracing::debug!(request = %id, %error, "simulated request failed");
                     }

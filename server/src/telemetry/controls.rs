@@ -18,6 +18,53 @@ use tokio::sync::{Semaphore, watch};
 
 /// The longest delay that can be injected into one stage.
 pub const MAX_DELAY_MS: u64 = 30_000;
+/// The highest rate (requests per second) the continuous load generator may be set to.
+pub const MAX_SIMULATION_RATE: f64 = 1_000.0;
+
+/// The fields of `settings` that are out of range, for a 400 (nothing is applied then).
+pub fn problems(settings: &ControlSettings) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let speed = settings.playback_speed;
+    if !(ControlSettings::MIN_SPEED..=ControlSettings::MAX_SPEED).contains(&speed) {
+        problems.push((
+            "playbackSpeed".to_string(),
+            format!(
+                "must be between {} and {}",
+                ControlSettings::MIN_SPEED,
+                ControlSettings::MAX_SPEED
+            ),
+        ));
+    }
+    let Delays {
+        load_balancer,
+        server_processing,
+        database_operation,
+        queueing,
+        worker_processing,
+        email_delivery,
+        websocket_delivery,
+    } = settings.delays;
+    for (field, delay) in [
+        ("loadBalancer", load_balancer),
+        ("serverProcessing", server_processing),
+        ("databaseOperation", database_operation),
+        ("queueing", queueing),
+        ("workerProcessing", worker_processing),
+        ("emailDelivery", email_delivery),
+        ("websocketDelivery", websocket_delivery),
+    ] {
+        if delay > MAX_DELAY_MS {
+            problems.push((format!("delays.{field}"), format!("must be at most {MAX_DELAY_MS} ms")));
+        }
+    }
+    if !(0.0..=MAX_SIMULATION_RATE).contains(&settings.simulation_rate) {
+        problems.push((
+            "simulationRate".to_string(),
+            format!("must be between 0 and {MAX_SIMULATION_RATE} requests per second"),
+        ));
+    }
+    problems
+}
 /// A stepped request left waiting this long continues on its own, so a forgotten step
 /// never holds a request (and its connection) forever.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -83,9 +130,11 @@ impl Controls {
         ] {
             *delay = (*delay).min(MAX_DELAY_MS);
         }
-        if !settings.simulation_rate.is_finite() || settings.simulation_rate < 0.0 {
-            settings.simulation_rate = 0.0;
-        }
+        settings.simulation_rate = if settings.simulation_rate.is_finite() {
+            settings.simulation_rate.clamp(0.0, MAX_SIMULATION_RATE)
+        } else {
+            0.0
+        };
         *self.settings.write().unwrap_or_else(|poison| poison.into_inner()) = settings.clone();
         settings
     }
