@@ -31,7 +31,8 @@ const PASSWORD: &str = "virtual-user-password";
 /// welcome to be delivered even in step mode, where each of a worker's two boundaries
 /// passes by itself after 15 s.
 const NEWCOMER_ONLINE: Duration = Duration::from_secs(60);
-/// Continuous-load requests waiting for their answer at once, at most.
+/// Simulated requests waiting for their answer at once, at most (fixed runs wait for a
+/// place; the continuous load skips what does not fit).
 const MAX_IN_FLIGHT: usize = 1_024;
 /// Newly signed-up virtual users online at once, at most.
 const MAX_NEWCOMERS_ONLINE: usize = 256;
@@ -123,11 +124,17 @@ impl Simulator {
                 if index > 0 && !plan.interval.is_zero() {
                     tokio::time::sleep(plan.interval).await;
                 }
+                // At most MAX_IN_FLIGHT unanswered (a run of 10,000 with no interval
+                // would otherwise open 10,000 connections at once); the rest wait here.
+                let Ok(permit) = this.in_flight.clone().acquire_owned().await else {
+                    return;
+                };
                 let this = this.clone();
                 let id = id.clone();
                 // Each request on its own task: a stepped one waits for its steps
                 // without holding up the rest of the run.
                 this.tasks.clone().spawn(async move {
+                    let _permit = permit;
                     if let Err(error) = this.send(plan.kind, &id, plan.step).await {
                         tracing::warn!(request = %id, %error, "simulated request failed");
                     }
