@@ -317,7 +317,10 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
         let url = system.dashboard("/api/live-view/requests/stepped-1/step");
         system.http.post(url).send().await.expect("answers").status()
     };
-    for expected in 2..=4 {
+    // One step, then exactly one stage more, and still so a moment later.
+    let (system_ref, step_ref, count_ref) = (&system, &step, &count);
+    let step_to = |expected: usize| async move {
+        let (system, step, count) = (system_ref, step_ref, count_ref);
         assert_eq!(step().await, 200);
         let journey = system
             .journey_when("stepped-1", |journey| count(journey) >= expected)
@@ -330,6 +333,9 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
             "one step, one stage: {:?}",
             stage_names(&journey)
         );
+    };
+    for expected in 2..=4 {
+        step_to(expected).await;
     }
     assert_eq!(
         stage_names(&system.journey("stepped-1").await.expect("kept")),
@@ -341,19 +347,8 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     let mut expected = 4;
     while system.journey("stepped-1").await.expect("kept")["outcome"] != "completed" {
         assert!(expected < 40, "the journey ends");
-        assert_eq!(step().await, 200);
         expected += 1;
-        let journey = system
-            .journey_when("stepped-1", |journey| count(journey) >= expected)
-            .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let settled = system.journey("stepped-1").await.expect("kept");
-        assert_eq!(
-            count(&settled),
-            expected,
-            "one step, one stage: {:?}",
-            stage_names(&journey)
-        );
+        step_to(expected).await;
     }
     assert_eq!(stepped.await.expect("request task"), 201);
     let names = stage_names(&system.journey("stepped-1").await.expect("kept"));

@@ -21,6 +21,28 @@ pub const MAX_DELAY_MS: u64 = 30_000;
 /// The highest rate (requests per second) the continuous load generator may be set to.
 pub const MAX_SIMULATION_RATE: f64 = 1_000.0;
 
+/// Each delay with where it is injected and its name on the wire.
+fn delays_by_point(delays: &Delays) -> [(DelayPoint, &'static str, u64); 7] {
+    let Delays {
+        load_balancer,
+        server_processing,
+        database_operation,
+        queueing,
+        worker_processing,
+        email_delivery,
+        websocket_delivery,
+    } = *delays;
+    [
+        (DelayPoint::LoadBalancer, "loadBalancer", load_balancer),
+        (DelayPoint::ServerProcessing, "serverProcessing", server_processing),
+        (DelayPoint::Database, "databaseOperation", database_operation),
+        (DelayPoint::Queueing, "queueing", queueing),
+        (DelayPoint::WorkerProcessing, "workerProcessing", worker_processing),
+        (DelayPoint::EmailDelivery, "emailDelivery", email_delivery),
+        (DelayPoint::WebSocketDelivery, "websocketDelivery", websocket_delivery),
+    ]
+}
+
 /// The fields of `settings` that are out of range, for a 400 (nothing is applied then).
 pub fn problems(settings: &ControlSettings) -> Vec<(String, String)> {
     let mut problems = Vec::new();
@@ -35,24 +57,7 @@ pub fn problems(settings: &ControlSettings) -> Vec<(String, String)> {
             ),
         ));
     }
-    let Delays {
-        load_balancer,
-        server_processing,
-        database_operation,
-        queueing,
-        worker_processing,
-        email_delivery,
-        websocket_delivery,
-    } = settings.delays;
-    for (field, delay) in [
-        ("loadBalancer", load_balancer),
-        ("serverProcessing", server_processing),
-        ("databaseOperation", database_operation),
-        ("queueing", queueing),
-        ("workerProcessing", worker_processing),
-        ("emailDelivery", email_delivery),
-        ("websocketDelivery", websocket_delivery),
-    ] {
+    for (_, field, delay) in delays_by_point(&settings.delays) {
         if delay > MAX_DELAY_MS {
             problems.push((format!("delays.{field}"), format!("must be at most {MAX_DELAY_MS} ms")));
         }
@@ -141,24 +146,11 @@ impl Controls {
 
     pub fn delay(&self, point: DelayPoint) -> Duration {
         let settings = self.settings.read().unwrap_or_else(|poison| poison.into_inner());
-        let Delays {
-            load_balancer,
-            server_processing,
-            database_operation,
-            queueing,
-            worker_processing,
-            email_delivery,
-            websocket_delivery,
-        } = settings.delays;
-        Duration::from_millis(match point {
-            DelayPoint::LoadBalancer => load_balancer,
-            DelayPoint::ServerProcessing => server_processing,
-            DelayPoint::Database => database_operation,
-            DelayPoint::Queueing => queueing,
-            DelayPoint::WorkerProcessing => worker_processing,
-            DelayPoint::EmailDelivery => email_delivery,
-            DelayPoint::WebSocketDelivery => websocket_delivery,
-        })
+        let millis = delays_by_point(&settings.delays)
+            .into_iter()
+            .find(|(at, _, _)| *at == point)
+            .map_or(0, |(_, _, millis)| millis);
+        Duration::from_millis(millis)
     }
 
     /// Waits the delay injected at `point`, if any: a real wait in the real stage.
