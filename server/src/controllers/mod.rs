@@ -110,7 +110,16 @@ async fn commit(
             "group"
         }
     };
-    after_commit(server, request_id, commit_started, statements, transaction, &written).await;
+    after_commit(
+        server,
+        request_id,
+        commit_started,
+        statements,
+        transaction,
+        &written,
+        hold,
+    )
+    .await;
     wake_workers(server, &written);
     Ok(written)
 }
@@ -149,7 +158,7 @@ async fn before_commit(server: &AppServer, request_id: &RequestId) -> Instant {
     commit_started
 }
 
-/// Records the commit, the fan-out and each job added.
+/// Records the commit, the fan-out and each job added (`queue:job:added` too).
 async fn after_commit(
     server: &AppServer,
     request_id: &RequestId,
@@ -157,6 +166,7 @@ async fn after_commit(
     statements: usize,
     transaction: &str,
     written: &[FannedOut],
+    hold: std::time::Duration,
 ) {
     if !request_id.traced {
         return;
@@ -182,7 +192,7 @@ async fn after_commit(
             written.iter().filter(|out| out.notification_id.is_some()).count(),
         )
         .done();
-    let hold = telemetry.controls().delay(DelayPoint::Queueing);
+    // When held jobs are due (`hold` is the queueing delay they were written with).
     let run_at = (!hold.is_zero()).then(|| chrono::Utc::now() + chrono::Duration::from_std(hold).unwrap_or_default());
     for out in written {
         for (queue, flow, job, target) in [
