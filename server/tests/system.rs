@@ -350,6 +350,8 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
         (reqwest::Method::POST, "/api/live-view/status", None, Vec::new(), 405),
         (reqwest::Method::DELETE, "/api/queues", None, Vec::new(), 405),
         (reqwest::Method::PUT, "/metrics", None, Vec::new(), 405),
+        (reqwest::Method::POST, "/api/live-view/ws", None, Vec::new(), 405),
+        (reqwest::Method::DELETE, "/api/live-view/sse", None, Vec::new(), 405),
     ];
     let delay = json!({ "delays": { "databaseOperation": 300 } });
     assert_eq!(

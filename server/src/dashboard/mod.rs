@@ -88,9 +88,9 @@ impl Dashboard {
             )
             .route("/api/{*rest}", axum::routing::any(api_not_found))
             .with_state(self)
+            .merge(api)
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.
             .layer(axum::middleware::from_fn(crate::servers::middleware::json_errors))
-            .merge(api)
             .fallback_service(spa(site))
     }
 }
