@@ -359,6 +359,10 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
     let response = names.iter().position(|name| name == "response").expect("answered");
     let last_queue_add = names.iter().rposition(|name| name == "queue-add").expect("queued");
     assert!(last_queue_add < response && response < first_worker, "{names:?}");
+    assert_eq!(step().await, 409, "a finished request is no longer stepped");
+    let unknown = system.dashboard("/api/live-view/requests/no-such-request/step");
+    let unknown = system.http.post(unknown).send().await.expect("answers");
+    assert_eq!(unknown.status(), 404);
     let push = names.iter().position(|name| name == "inapp-push").expect("pushed");
     let ack = names.iter().position(|name| name == "client-ack").expect("acked");
     assert!(push < ack, "{names:?}");

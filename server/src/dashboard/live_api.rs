@@ -200,11 +200,13 @@ pub async fn step_request(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if dashboard.telemetry.controls().step(&id) {
         Ok(Json(serde_json::json!({ "requestId": id, "stepped": true })))
-    } else {
+    } else if dashboard.journeys.get(&id).is_some() {
         Err(ApiError::new(
             StatusCode::CONFLICT,
-            "that request is not waiting in step mode (finished, unknown, or never stepped)",
+            "that request is not waiting in step mode (finished, or never stepped)",
         ))
+    } else {
+        Err(ApiError::not_found(format!("no request {id}")))
     }
 }
 
