@@ -368,21 +368,21 @@ async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> R
         .await?;
     // Over the size cap, the oldest frames go until the file is back under 90% of it
     // (the pages they free are reused, so the file stops growing there).
-    if used_bytes(pool).await? > retention.max_bytes {
-        let target = retention.max_bytes / 10 * 9;
-        while used_bytes(pool).await? > target {
-            let deleted =
-                sqlx::query("DELETE FROM live_frames WHERE id IN (SELECT id FROM live_frames ORDER BY id LIMIT ?)")
-                    .bind(PRUNE_ROWS)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-            if deleted == 0 {
-                return Ok(());
-            }
+    if used_bytes(pool).await? <= retention.max_bytes {
+        return Ok(());
+    }
+    let target = retention.max_bytes / 10 * 9;
+    loop {
+        let deleted =
+            sqlx::query("DELETE FROM live_frames WHERE id IN (SELECT id FROM live_frames ORDER BY id LIMIT ?)")
+                .bind(PRUNE_ROWS)
+                .execute(pool)
+                .await?
+                .rows_affected();
+        if deleted == 0 || used_bytes(pool).await? <= target {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Bytes of the history file in use: its pages less the free ones.
@@ -443,14 +443,7 @@ mod tests {
         history.record(frame(2, 2_000, &["request:new", "request:progress"]));
         history.record(frame(4, 3_000, &["queue:job:retry"]));
         history.record(frame(5, 4_000, &["request:complete"]));
-        let mut window = Vec::new();
-        for _ in 0..50 {
-            window = history.window(2_000, 3_500, &[], 100).await.expect("reads");
-            if window.len() == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let window = window_when(&history, (2_000, 3_500), |window| window.len() == 3).await;
         let seqs: Vec<u64> = window.iter().map(|envelope| seq_of(envelope)).collect();
         assert_eq!(seqs, [2, 3, 4], "a batch frame is split again, in order");
         let requests = history
@@ -463,6 +456,24 @@ mod tests {
         assert_eq!(limited.len(), 2);
         assert_eq!(history.range().await.expect("range"), Some((1_000, 4_000)));
         shutdown.cancel();
+    }
+
+    /// The window `from..=to` once `done` holds for it (the writer flushes within a
+    /// second), or as it is after five seconds.
+    async fn window_when(
+        history: &History,
+        (from, to): (i64, i64),
+        done: impl Fn(&[Box<RawValue>]) -> bool,
+    ) -> Vec<Box<RawValue>> {
+        let mut window = Vec::new();
+        for _ in 0..50 {
+            window = history.window(from, to, &[], 100).await.expect("reads");
+            if done(&window) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        window
     }
 
     fn seq_of(envelope: &RawValue) -> u64 {
@@ -486,12 +497,7 @@ mod tests {
         history.record(metric(3, old - old % 60_000 + 5_000)); // thinned
         history.record(frame(4, old - old % 60_000 + 5_000, &["request:progress"])); // not metrics: kept
         history.record(metric(5, now - 1_000)); // recent: kept
-        for _ in 0..50 {
-            if history.window(0, now, &[], 100).await.expect("reads").len() == 5 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        window_when(&history, (0, now), |window| window.len() == 5).await;
         apply_retention(&history.pool, retention, now).await.expect("applies");
         let seqs: Vec<u64> = history
             .window(0, now, &[], 100)
@@ -510,14 +516,7 @@ mod tests {
         std::fs::write(dir.path().join("history.db"), vec![0x5a; 64 * 1024]).expect("writes garbage");
         let (history, _, shutdown) = open(dir.path()).await;
         history.record(frame(1, 1_000, &["system:status"]));
-        let mut window = Vec::new();
-        for _ in 0..50 {
-            window = history.window(0, 2_000, &[], 10).await.expect("reads");
-            if !window.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let window = window_when(&history, (0, 2_000), |window| !window.is_empty()).await;
         assert_eq!(window.len(), 1, "the new file records");
         let aside: Vec<String> = std::fs::read_dir(dir.path())
             .expect("lists")
@@ -539,14 +538,7 @@ mod tests {
             json: sent.into(),
             ..frame(1, 1_000, &["system:metrics"])
         });
-        let mut window = Vec::new();
-        for _ in 0..50 {
-            window = history.window(0, 2_000, &[], 10).await.expect("reads");
-            if !window.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let window = window_when(&history, (0, 2_000), |window| !window.is_empty()).await;
         assert_eq!(window.iter().map(|raw| raw.get()).collect::<Vec<_>>(), [sent]);
         shutdown.cancel();
     }

@@ -241,13 +241,8 @@ impl StageTimer {
 
     /// Records the stage as completed, ending at `end`: for a stage recorded later than
     /// it ended (held back at a step boundary).
-    pub fn done_at(mut self, end: Timestamp) {
-        let Some(telemetry) = self.telemetry.take() else {
-            return;
-        };
-        self.record.end = Some(end);
-        self.record.status = StageStatus::Completed;
-        telemetry.observe(Observation::Stage(self.record));
+    pub fn done_at(self, end: Timestamp) {
+        self.finish_at(StageStatus::Completed, end);
     }
 
     /// Records the stage as failed, ending now, with a reason for people.
@@ -264,11 +259,18 @@ impl StageTimer {
         }
     }
 
-    fn finish(mut self, status: StageStatus) {
+    fn finish(self, status: StageStatus) {
+        // An untraced stage reads no clock.
+        if self.telemetry.is_some() {
+            self.finish_at(status, chrono::Utc::now());
+        }
+    }
+
+    fn finish_at(mut self, status: StageStatus, end: Timestamp) {
         let Some(telemetry) = self.telemetry.take() else {
             return;
         };
-        self.record.end = Some(chrono::Utc::now());
+        self.record.end = Some(end);
         self.record.status = status;
         telemetry.observe(Observation::Stage(self.record));
     }

@@ -50,9 +50,6 @@ pub(crate) async fn record_pickups(
     started: Instant,
 ) {
     let (now, now_ms) = (Instant::now(), crate::now_ms());
-    for job in jobs {
-        telemetry.meters().picked(&job.queue, (now_ms - job.run_at_ms) as f64);
-    }
     // The worker is busy from its batch's first job on; each job is being processed.
     if let Some(first) = jobs.first() {
         telemetry.event(LiveEvent::WorkerProcessing(WorkerProcessing {
@@ -64,6 +61,7 @@ pub(crate) async fn record_pickups(
         }));
     }
     for job in jobs {
+        telemetry.meters().picked(&job.queue, (now_ms - job.run_at_ms) as f64);
         telemetry.event(LiveEvent::QueueJobProcessing(QueueJobProcessing {
             queue: job.queue.clone(),
             job_id: job.id.clone(),
