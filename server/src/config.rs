@@ -99,7 +99,8 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_JOURNEYS", value_name = "COUNT", default_value_t = 1_000)]
     pub journeys: usize,
 
-    /// Minutes of live-stream history kept for replay (in `DATA/history.db`).
+    /// Minutes of live-stream history kept for replay (in `DATA/history-frames/` and
+    /// `DATA/history.db`).
     #[arg(long, env = "LIVEVIEW_HISTORY_MINUTES", value_name = "MINUTES", default_value_t = 60)]
     pub history_minutes: u64,
 

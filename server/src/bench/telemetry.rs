@@ -8,8 +8,8 @@
 //! real one (the 15 stages, two of them announced before they end, with the same
 //! metadata), folds them into journeys ([`Journeys::fold`], as the aggregator does) and
 //! publishes the resulting events in batches the size the aggregator makes at 2,400
-//! purchases/s ([`LiveHub::publish_batch`], with the history recording every frame to
-//! SQLite in a temporary directory). Single-threaded parts are timed on the wall clock;
+//! purchases/s ([`LiveHub::publish_batch`], with the history recording every frame in a
+//! temporary directory). Single-threaded parts are timed on the wall clock;
 //! the whole round, history writes included, on this process's CPU clock.
 
 use std::{

@@ -1,18 +1,23 @@
 //! History: every live-stream message persisted, so a past window can be replayed with
 //! its original timestamps (`GET /api/live-view/history?from=&to=`).
 //!
-//! It lives in its own SQLite file (`DATA/history.db`), not in the system's database:
-//! the history is written at the rate of the whole telemetry stream, and sharing a
-//! write lock with the pipeline it observes would slow the pipeline down. It stores the
-//! frames exactly as they went out (one row a frame, a batch of envelopes under load),
-//! so recording costs no serialization and a row per frame, not per event (a row per
-//! event cost 7% of the pipeline's CPU at 1,400 purchases/s); reading a window splits
-//! the frames again, and reads are rare. Writes are batched (one transaction a second,
-//! or sooner when much is waiting); recording is a `try_send`, counted when it does not
-//! fit, like the rest of the telemetry. Retention and downsampling are flags: frames
-//! older than `--history-minutes` go, and frames of metric samples only (the sampler's
-//! once a second) older than `--history-full-minutes` are thinned to one per minute;
-//! beyond `--history-max-mb` on disk the oldest frames go first, whatever their age.
+//! It lives beside the system's database, not in it: the history is written at the rate
+//! of the whole telemetry stream, and sharing a write lock with the pipeline it observes
+//! would slow the pipeline down. It stores the frames exactly as they went out (a batch
+//! of envelopes under load), so recording costs no serialization and one record a frame,
+//! not one per event; reading a window splits the frames again, and reads are rare.
+//!
+//! Two stores: the stream's frames are appended to a log of segment files
+//! ([`frames`], `DATA/history-frames/`), and the frames of metric samples only (the
+//! sampler's, once a second), which are thinned as they age, go to an SQLite file
+//! (`DATA/history.db`, where earlier versions kept every frame; those still read).
+//! Recording is a `try_send`, counted when it does not fit, like the rest of the
+//! telemetry. Retention and downsampling are flags: frames older than
+//! `--history-minutes` go, metric samples older than `--history-full-minutes` are
+//! thinned to one per minute, and beyond `--history-max-mb` on disk the oldest frames go
+//! first, whatever their age.
+
+mod frames;
 
 use futures_util::TryStreamExt;
 use std::{
@@ -84,7 +89,11 @@ pub struct Retention {
 /// The recording end, held by the hub; cheap to clone.
 #[derive(Clone)]
 pub struct History {
+    /// Metric samples, to SQLite.
     sender: mpsc::Sender<Entry>,
+    /// Every other frame, to the frame log's writer thread.
+    frame_sender: mpsc::Sender<Entry>,
+    frames: frames::FrameLog,
     dropped: Arc<AtomicU64>,
     /// Bytes of JSON queued and not yet taken by the writer.
     queued_bytes: Arc<AtomicUsize>,
@@ -94,7 +103,8 @@ pub struct History {
 }
 
 impl History {
-    /// Opens (creating if needed) `dir/history.db` and starts the writer and retention.
+    /// Opens (creating if needed) `dir/history.db` and the frame log in
+    /// `dir/history-frames/`, and starts their writers and retention.
     pub async fn open(
         dir: &Path,
         retention: Retention,
@@ -117,17 +127,40 @@ impl History {
             }
         };
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let (frame_sender, frame_receiver) = mpsc::channel(QUEUE);
+        // Small enough segments that the size cap frees space in steps of a sixty-fourth.
+        let segment_bytes = (retention.max_bytes / 64).clamp(256 * 1024, 32 * 1024 * 1024);
+        let frames = frames::FrameLog::open(&dir.join("history-frames"), segment_bytes).map_err(sqlx::Error::Io)?;
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let wake = Arc::new(Notify::new());
         let history = Self {
             sender,
+            frame_sender,
+            frames: frames.clone(),
             dropped: Arc::new(AtomicU64::new(0)),
             queued_bytes: queued_bytes.clone(),
             wake: wake.clone(),
             pool: pool.clone(),
         };
+        {
+            let (queued_bytes, dropped, frames) = (queued_bytes.clone(), history.dropped.clone(), frames.clone());
+            std::thread::Builder::new()
+                .name("history-frames".into())
+                .spawn(move || {
+                    frames.write_until_closed(
+                        frame_receiver,
+                        |entry| {
+                            queued_bytes.fetch_sub(entry.json.len(), Ordering::Relaxed);
+                        },
+                        |lost| {
+                            dropped.fetch_add(lost as u64, Ordering::Relaxed);
+                        },
+                    );
+                })
+                .map_err(sqlx::Error::Io)?;
+        }
         tasks.spawn(write(pool.clone(), receiver, queued_bytes, wake, shutdown.clone()));
-        tasks.spawn(retain(pool, retention, shutdown));
+        tasks.spawn(retain(pool, frames, retention, shutdown));
         Ok(history)
     }
 
@@ -149,15 +182,20 @@ impl History {
     pub fn record(&self, entry: Entry) {
         let bytes = entry.json.len();
         let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if queued >= WRITE_BYTES {
-            self.wake.notify_one();
-        }
         if queued > QUEUE_BYTES {
             self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.sender.try_send(entry).is_err() {
+        let sent = if entry.metrics_only {
+            if queued >= WRITE_BYTES {
+                self.wake.notify_one();
+            }
+            self.sender.try_send(entry)
+        } else {
+            self.frame_sender.try_send(entry)
+        };
+        if sent.is_err() {
             self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -178,42 +216,50 @@ impl History {
         topics: &[String],
         limit: u32,
     ) -> Result<Vec<Box<RawValue>>, sqlx::Error> {
+        let wanted =
+            |topic: &str| topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic));
+        let limit = limit as usize;
+        // Each store's first `limit` events, merged: together they hold the window's.
+        let mut stored = Vec::new();
         // Read frame by frame and stop at `limit`: a window can hold an hour of frames.
-        let mut frames = sqlx::query_scalar::<_, String>(
-            "SELECT frame FROM live_frames WHERE ts_ms >= ? AND ts_ms <= ? ORDER BY id",
+        let mut rows = sqlx::query_as::<_, (i64, i64, String)>(
+            "SELECT ts_ms, first_seq, frame FROM live_frames WHERE ts_ms >= ? AND ts_ms <= ? ORDER BY id",
         )
         .bind(from_ms)
         .bind(to_ms)
         .fetch(&self.pool);
-        let wanted =
-            |topic: &str| topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic));
-        let mut events = Vec::new();
-        while let Some(frame) = frames.try_next().await? {
-            // Envelopes are handed on as the text that went out, never parsed into
-            // numbers and written again (which changed the last digit of some floats).
-            let parsed = if frame.trim_start().starts_with('[') {
-                serde_json::from_str::<Vec<&RawValue>>(&frame)
-            } else {
-                serde_json::from_str::<&RawValue>(&frame).map(|single| vec![single])
-            };
-            let envelopes = match parsed {
-                Ok(envelopes) => envelopes,
-                Err(error) => {
-                    tracing::warn!(%error, "a stored live frame does not parse; skipped");
-                    continue;
-                }
-            };
-            for envelope in envelopes {
-                let topic = serde_json::from_str::<Topic<'_>>(envelope.get()).map(|only| only.topic);
-                if wanted(topic.as_deref().unwrap_or_default()) {
-                    events.push(envelope.to_owned());
-                    if events.len() >= limit as usize {
-                        return Ok(events);
-                    }
-                }
+        let mut taken = 0;
+        while let Some((ts_ms, first_seq, frame)) = rows.try_next().await? {
+            taken += split_frame(&frame, &wanted, |envelope| {
+                stored.push((ts_ms, first_seq as u64, envelope))
+            });
+            if taken >= limit {
+                break;
             }
         }
-        Ok(events)
+        drop(rows);
+        let frames = self.frames.clone();
+        let topics = topics.to_vec();
+        let logged = tokio::task::spawn_blocking(move || {
+            let wanted = |topic: &str| {
+                topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic))
+            };
+            let mut logged = Vec::new();
+            frames.read(from_ms, to_ms, |frame| {
+                split_frame(&frame.json, &wanted, |envelope| {
+                    logged.push((frame.ts_ms, frame.first_seq, envelope));
+                });
+                logged.len() < limit
+            });
+            logged
+        })
+        .await
+        .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
+        stored.extend(logged);
+        // Stable: the envelopes of one frame keep their order.
+        stored.sort_by_key(|(ts_ms, first_seq, _)| (*ts_ms, *first_seq));
+        stored.truncate(limit);
+        Ok(stored.into_iter().map(|(_, _, envelope)| envelope).collect())
     }
 
     /// The oldest and newest timestamps kept, if any.
@@ -221,8 +267,39 @@ impl History {
         let row: (Option<i64>, Option<i64>) = sqlx::query_as("SELECT MIN(ts_ms), MAX(ts_ms) FROM live_frames")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.0.zip(row.1))
+        let ranges = [row.0.zip(row.1), self.frames.range()];
+        let oldest = ranges.iter().flatten().map(|(oldest, _)| *oldest).min();
+        let newest = ranges.iter().flatten().map(|(_, newest)| *newest).max();
+        Ok(oldest.zip(newest))
     }
+}
+
+/// Splits a stored frame (one envelope, or an array of them) into its envelopes and
+/// hands on those whose topic is `wanted`, as the text that went out: never parsed into
+/// numbers and written again (which changed the last digit of some floats). Returns how
+/// many it handed on.
+fn split_frame(frame: &str, wanted: &impl Fn(&str) -> bool, mut push: impl FnMut(Box<RawValue>)) -> usize {
+    let parsed = if frame.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<&RawValue>>(frame)
+    } else {
+        serde_json::from_str::<&RawValue>(frame).map(|single| vec![single])
+    };
+    let envelopes = match parsed {
+        Ok(envelopes) => envelopes,
+        Err(error) => {
+            tracing::warn!(%error, "a stored live frame does not parse; skipped");
+            return 0;
+        }
+    };
+    let mut pushed = 0;
+    for envelope in envelopes {
+        let topic = serde_json::from_str::<Topic<'_>>(envelope.get()).map(|only| only.topic);
+        if wanted(topic.as_deref().unwrap_or_default()) {
+            push(envelope.to_owned());
+            pushed += 1;
+        }
+    }
+    pushed
 }
 
 /// An envelope's topic, read without the rest of it.
@@ -346,9 +423,9 @@ async fn insert(pool: &SqlitePool, entries: &[Entry]) -> Result<(), sqlx::Error>
 }
 
 /// Applies retention and downsampling every [`RETAIN_EVERY`] until shutdown.
-async fn retain(pool: SqlitePool, retention: Retention, shutdown: CancellationToken) {
+async fn retain(pool: SqlitePool, frames: frames::FrameLog, retention: Retention, shutdown: CancellationToken) {
     crate::every(RETAIN_EVERY, shutdown, || async {
-        if let Err(error) = apply_retention(&pool, retention, now_ms()).await {
+        if let Err(error) = apply_retention(&pool, &frames, retention, now_ms()).await {
             tracing::warn!(%error, "could not apply live history retention");
         }
     })
@@ -356,22 +433,43 @@ async fn retain(pool: SqlitePool, retention: Retention, shutdown: CancellationTo
 }
 
 /// Deletes frames older than `keep`, and thins frames of metrics only (one a second) that
-/// are older than `full_detail` to the ones from each minute's first second.
-async fn apply_retention(pool: &SqlitePool, retention: Retention, now: i64) -> Result<(), sqlx::Error> {
+/// are older than `full_detail` to the ones from each minute's first second. Over the
+/// size cap, the frame log's oldest segments go first, then the oldest rows.
+async fn apply_retention(
+    pool: &SqlitePool,
+    frames: &frames::FrameLog,
+    retention: Retention,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let cutoff = now - retention.keep.as_millis() as i64;
     sqlx::query("DELETE FROM live_frames WHERE ts_ms < ?")
-        .bind(now - retention.keep.as_millis() as i64)
+        .bind(cutoff)
         .execute(pool)
         .await?;
     sqlx::query("DELETE FROM live_frames WHERE ts_ms < ? AND metrics_only AND ts_ms % 60000 >= 1000")
         .bind(now - retention.full_detail.as_millis() as i64)
         .execute(pool)
         .await?;
-    // Over the size cap, the oldest frames go until the file is back under 90% of it
-    // (the pages they free are reused, so the file stops growing there).
-    if used_bytes(pool).await? <= retention.max_bytes {
+    // Over the size cap, the oldest frames go until the history is back under 90% of it
+    // (the pages freed in the SQLite file are reused, so it stops growing there).
+    let in_file = used_bytes(pool).await?;
+    let frames_cap = retention.max_bytes.saturating_sub(in_file);
+    let frames_target = if frames.bytes() > frames_cap {
+        frames_cap / 10 * 9
+    } else {
+        u64::MAX
+    };
+    {
+        let frames = frames.clone();
+        tokio::task::spawn_blocking(move || frames.prune(cutoff, frames_target))
+            .await
+            .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?;
+    }
+    let file_cap = retention.max_bytes.saturating_sub(frames.bytes());
+    if in_file <= file_cap {
         return Ok(());
     }
-    let target = retention.max_bytes / 10 * 9;
+    let target = file_cap / 10 * 9;
     loop {
         let deleted =
             sqlx::query("DELETE FROM live_frames WHERE id IN (SELECT id FROM live_frames ORDER BY id LIMIT ?)")
@@ -402,11 +500,15 @@ mod tests {
 
     /// A history keeping an hour, full detail for ten minutes.
     async fn open(dir: &std::path::Path) -> (History, Retention, CancellationToken) {
+        open_capped(dir, 1 << 30).await
+    }
+
+    async fn open_capped(dir: &std::path::Path, max_bytes: u64) -> (History, Retention, CancellationToken) {
         let shutdown = CancellationToken::new();
         let retention = Retention {
             keep: Duration::from_secs(3_600),
             full_detail: Duration::from_secs(600),
-            max_bytes: 1 << 30,
+            max_bytes,
         };
         let tasks = tokio_util::task::TaskTracker::new();
         let history = History::open(dir, retention, &tasks, shutdown.clone())
@@ -441,17 +543,22 @@ mod tests {
         let (history, _, shutdown) = open(dir.path()).await;
         history.record(frame(1, 1_000, &["system:status"]));
         history.record(frame(2, 2_000, &["request:new", "request:progress"]));
-        history.record(frame(4, 3_000, &["queue:job:retry"]));
-        history.record(frame(5, 4_000, &["request:complete"]));
-        let window = window_when(&history, (2_000, 3_500), |window| window.len() == 3).await;
+        // Metric samples are kept apart (in SQLite) and come back in their place.
+        history.record(Entry {
+            metrics_only: true,
+            ..frame(4, 2_500, &["system:metrics"])
+        });
+        history.record(frame(5, 3_000, &["queue:job:retry"]));
+        history.record(frame(6, 4_000, &["request:complete"]));
+        let window = window_when(&history, (2_000, 3_500), |window| window.len() == 4).await;
         let seqs: Vec<u64> = window.iter().map(|envelope| seq_of(envelope)).collect();
-        assert_eq!(seqs, [2, 3, 4], "a batch frame is split again, in order");
+        assert_eq!(seqs, [2, 3, 4, 5], "a batch frame is split again, in order");
         let requests = history
             .window(0, 10_000, &["request:*".to_string()], 100)
             .await
             .expect("reads");
         let seqs: Vec<u64> = requests.iter().map(|envelope| seq_of(envelope)).collect();
-        assert_eq!(seqs, [2, 3, 5]);
+        assert_eq!(seqs, [2, 3, 6]);
         let limited = history.window(0, 10_000, &[], 2).await.expect("reads");
         assert_eq!(limited.len(), 2);
         assert_eq!(history.range().await.expect("range"), Some((1_000, 4_000)));
@@ -498,7 +605,9 @@ mod tests {
         history.record(frame(4, old - old % 60_000 + 5_000, &["request:progress"])); // not metrics: kept
         history.record(metric(5, now - 1_000)); // recent: kept
         window_when(&history, (0, now), |window| window.len() == 5).await;
-        apply_retention(&history.pool, retention, now).await.expect("applies");
+        apply_retention(&history.pool, &history.frames, retention, now)
+            .await
+            .expect("applies");
         let seqs: Vec<u64> = history
             .window(0, now, &[], 100)
             .await
@@ -546,10 +655,11 @@ mod tests {
     #[tokio::test]
     async fn over_its_size_cap_the_history_drops_its_oldest_frames() {
         let dir = tempfile::tempdir().expect("dir");
-        let (history, retention, shutdown) = open(dir.path()).await;
+        let (history, capped, shutdown) = open_capped(dir.path(), 4_000_000).await;
         // 400 frames of 16 KiB, 6.4 MB, against a 4 MB cap; handed over a quarter at a
         // time, since the writer's queue takes at most 4 MiB. Stamped just now, so the
-        // time-based retention running in the background leaves them alone.
+        // time-based retention leaves them alone (and its next round in the background
+        // is ten seconds away).
         let start = now_ms() - 1_000;
         let bulky = |seq: u64| Entry {
             json: format!(
@@ -573,14 +683,13 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let capped = Retention {
-            max_bytes: 4_000_000,
-            ..retention
-        };
-        let before = used_bytes(&history.pool).await.expect("size");
+        let used = || async { used_bytes(&history.pool).await.expect("size") + history.frames.bytes() };
+        let before = used().await;
         assert!(before > capped.max_bytes, "over the cap first: {before} bytes");
-        apply_retention(&history.pool, capped, now_ms()).await.expect("applies");
-        let used = used_bytes(&history.pool).await.expect("size");
+        apply_retention(&history.pool, &history.frames, capped, now_ms())
+            .await
+            .expect("applies");
+        let used = used().await;
         assert!(
             used <= capped.max_bytes,
             "{used} bytes used against a cap of {}",
