@@ -334,29 +334,28 @@ impl LiveHub {
         // event goes into one buffer, sized for the batch, rather than into a string of
         // its own that grows (and reallocates) as serde writes.
         let mut json = Vec::with_capacity(events.len() * 512);
-        let prepared: Vec<Prepared> = events
-            .into_iter()
-            .filter_map(|event| {
-                if event.is_stream_control() {
-                    tracing::warn!(topic = event.topic(), "stream messages are not published; dropped");
-                    return None;
+        // Sized up front: collected from a filter, the vector grew by doubling and
+        // copied a window's worth of events (2,000 at 2,400 purchases/s) each time.
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
+        for event in events {
+            if event.is_stream_control() {
+                tracing::warn!(topic = event.topic(), "stream messages are not published; dropped");
+                continue;
+            }
+            let start = json.len();
+            match serde_json::to_writer(&mut json, &event) {
+                Ok(()) => prepared.push(Prepared {
+                    tags: Tags::of(&event),
+                    json: start..json.len(),
+                    event,
+                }),
+                Err(error) => {
+                    json.truncate(start);
+                    self.unserializable.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, topic = event.topic(), "live event did not serialize; dropped");
                 }
-                let start = json.len();
-                match serde_json::to_writer(&mut json, &event) {
-                    Ok(()) => Some(Prepared {
-                        tags: Tags::of(&event),
-                        json: start..json.len(),
-                        event,
-                    }),
-                    Err(error) => {
-                        json.truncate(start);
-                        self.unserializable.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(%error, topic = event.topic(), "live event did not serialize; dropped");
-                        None
-                    }
-                }
-            })
-            .collect();
+            }
+        }
         if prepared.is_empty() {
             return None;
         }

@@ -322,7 +322,10 @@ pub async fn aggregate(
         }
         let light = pending.len() <= LIGHT_BATCH && receiver.is_empty();
         if !pending.is_empty() && (light || tokio::time::Instant::now() >= deadline) {
-            hub.publish_batch(std::mem::take(&mut pending));
+            // The next window is likely the size of this one: start it at that capacity
+            // rather than growing it by doubling from nothing.
+            let capacity = pending.len();
+            hub.publish_batch(std::mem::replace(&mut pending, Vec::with_capacity(capacity)));
             last_flush = tokio::time::Instant::now();
             // Let the next records gather instead of waking for each (see MIN_GAP).
             tokio::select! {
