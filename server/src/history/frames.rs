@@ -403,13 +403,20 @@ mod tests {
         frames
     }
 
-    #[test]
-    fn a_record_cut_short_ends_its_segment_and_the_next_run_starts_a_new_one() {
+    /// A log in a new directory holding frames 1 (at 10 ms) and 2 (at 20 ms), and the
+    /// path of the segment they are in.
+    fn two_frames_written() -> (tempfile::TempDir, FrameLog, PathBuf) {
         let dir = tempfile::tempdir().expect("dir");
         let log = FrameLog::open(dir.path(), 1 << 20).expect("opens");
         write(&log, vec![entry(1, 10, r#"{"seq":1}"#), entry(2, 20, r#"{"seq":2}"#)]);
-        // A crash part-way through the second record's write.
         let segment = dir.path().join(format!("{:010}{SUFFIX}", 1));
+        (dir, log, segment)
+    }
+
+    #[test]
+    fn a_record_cut_short_ends_its_segment_and_the_next_run_starts_a_new_one() {
+        let (dir, _, segment) = two_frames_written();
+        // A crash part-way through the second record's write.
         let length = std::fs::metadata(&segment).expect("written").len();
         File::options()
             .write(true)
@@ -430,10 +437,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_fails_the_checksum() {
-        let dir = tempfile::tempdir().expect("dir");
-        let log = FrameLog::open(dir.path(), 1 << 20).expect("opens");
-        write(&log, vec![entry(1, 10, r#"{"seq":1}"#), entry(2, 20, r#"{"seq":2}"#)]);
-        let segment = dir.path().join(format!("{:010}{SUFFIX}", 1));
+        let (_dir, log, segment) = two_frames_written();
         let mut bytes = std::fs::read(&segment).expect("reads");
         let last = bytes.len() - 2;
         bytes[last] ^= 0x20;
