@@ -216,8 +216,7 @@ impl History {
         topics: &[String],
         limit: u32,
     ) -> Result<Vec<Box<RawValue>>, sqlx::Error> {
-        let wanted =
-            |topic: &str| topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic));
+        let wanted = |topic: &str| topic_wanted(topics, topic);
         let limit = limit as usize;
         // Each store's first `limit` events, merged: together they hold the window's.
         let mut stored = Vec::new();
@@ -241,9 +240,7 @@ impl History {
         let frames = self.frames.clone();
         let topics = topics.to_vec();
         let logged = tokio::task::spawn_blocking(move || {
-            let wanted = |topic: &str| {
-                topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic))
-            };
+            let wanted = |topic: &str| topic_wanted(&topics, topic);
             let mut logged = Vec::new();
             frames.read(from_ms, to_ms, |frame| {
                 split_frame(&frame.json, &wanted, |envelope| {
@@ -272,6 +269,12 @@ impl History {
         let newest = ranges.iter().flatten().map(|(_, newest)| *newest).max();
         Ok(oldest.zip(newest))
     }
+}
+
+/// Whether an envelope of `topic` is asked for: every topic when `topics` is empty,
+/// otherwise those equal to one of them or under one of their prefixes (`request:*`).
+fn topic_wanted(topics: &[String], topic: &str) -> bool {
+    topics.is_empty() || topics.iter().any(|wanted| crate::live::topic_matches(wanted, topic))
 }
 
 /// Splits a stored frame (one envelope, or an array of them) into its envelopes and
