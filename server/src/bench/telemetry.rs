@@ -6,7 +6,9 @@
 //!
 //! It makes the stage records of N purchases exactly as the components make them for a
 //! real one (the 15 stages, two of them announced before they end, with the same
-//! metadata), folds them into journeys ([`Journeys::fold`], as the aggregator does) and
+//! metadata), and their queue, worker and delivery events (`queue:job:*` for both jobs,
+//! `notification:*`, and `worker:processing`/`worker:idle` once a batch of four), folds
+//! the records into journeys ([`Journeys::fold`], as the aggregator does) and
 //! publishes the resulting events in batches the size the aggregator makes at 2,400
 //! purchases/s ([`LiveHub::publish_batch`], with the history recording every frame in a
 //! temporary directory). Single-threaded parts are timed on the wall clock;
@@ -20,14 +22,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{NotificationType, StageStatus, SystemStage, Timestamp};
+use app::wire::{
+    EmailSent, Flow, InAppDelivered, LiveEvent, NotificationType, QueueJobAdded, QueueJobCompleted,
+    QueueJobProcessing, StageStatus, SystemStage, Timestamp, WorkerIdle, WorkerKind, WorkerProcessing,
+};
 use serde_json::Value;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     history::{History, Retention},
     live::LiveHub,
-    telemetry::{StageRecord, journeys::DEFAULT_CAPACITY},
+    telemetry::{Observation, StageRecord, journeys::DEFAULT_CAPACITY},
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -82,13 +87,16 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
         for first in (0..args.purchases).step_by(PURCHASES_PER_BATCH) {
             let started = Instant::now();
             let last = (first + PURCHASES_PER_BATCH).min(args.purchases);
-            let records: Vec<StageRecord> = (first..last).flat_map(|n| purchase(round, n)).collect();
+            let records: Vec<Observation> = (first..last).flat_map(|n| purchase(round, n)).collect();
             record_count += records.len();
             let folding = Instant::now();
             making += folding - started;
             let mut events = Vec::with_capacity(records.len() + 8);
             for record in records {
-                journeys.fold(record, &mut events);
+                match record {
+                    Observation::Stage(record) => journeys.fold(record, &mut events),
+                    Observation::Event(event) => events.push(event),
+                }
             }
             event_count += events.len();
             let publishing = Instant::now();
@@ -115,9 +123,10 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "per purchase: records and events made, fold = into journeys (wall), publish = JSON, framing, \
-         ring and history queue (wall), all cpu = this process's CPU for the round less making the records, the history's \
-         SQLite writes included, json = bytes of JSON published"
+        "per purchase: records = stage records and events the components make, events = live events \
+         published, fold = into journeys (wall), publish = JSON, framing, ring and history queue (wall), \
+         all cpu = this process's CPU for the round less making the records, the history's writes \
+         included, json = bytes of JSON published"
     );
     shutdown.cancel();
     tasks.close();
@@ -126,9 +135,13 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The stage records of one purchase, as the balancer, a server, the database, the
-/// notification service, the queue manager and the two workers make them.
-fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
+/// Purchases per worker batch: the workers' `worker:processing` and `worker:idle` come
+/// once a batch, and at 2,400 purchases/s a claim takes a few jobs.
+const JOBS_PER_BATCH: usize = 4;
+
+/// The stage records and events of one purchase, as the balancer, a server, the
+/// database, the notification service, the queue manager and the two workers make them.
+fn purchase(round: usize, n: usize) -> Vec<Observation> {
     let server = format!("server-{}", n % 3 + 1);
     let socket_server = format!("server-{}", (n + 1) % 3 + 1);
     let mail_worker = format!("mail-worker-{}", n % 16 + 1);
@@ -139,7 +152,7 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
         request_id: id(),
         start: chrono::Utc::now(),
         clock_us: 0,
-        records: Vec::with_capacity(17),
+        records: Vec::with_capacity(30),
     };
     let purchase = Some(NotificationType::Purchase);
     journey.stage(
@@ -183,7 +196,11 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
         5,
         &[("deliveries", 2.into()), ("emails", 1.into()), ("inApp", 1.into())],
     );
-    for (job, notice, queue) in [(&mail_job, &email_id, "mail"), (&inapp_job, &notice_id, "inapp")] {
+    let jobs = [
+        (&mail_job, &email_id, "mail", Flow::Email),
+        (&inapp_job, &notice_id, "inapp", Flow::InApp),
+    ];
+    for (job, notice, queue, flow) in jobs {
         journey.stage(
             SystemStage::QueueAdd,
             "queue-manager",
@@ -195,6 +212,15 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
                 ("queue", queue.into()),
             ],
         );
+        let request_id = Some(journey.request_id.clone());
+        journey.event(LiveEvent::QueueJobAdded(QueueJobAdded {
+            queue: queue.to_string(),
+            job_id: job.clone(),
+            notification_id: notice.clone(),
+            request_id,
+            flow,
+            run_at: None,
+        }));
     }
     journey.stage(SystemStage::Response, &server, None, 15, &[("status", 201.into())]);
     let pickup = |job: &str, queue: &str| -> Vec<(&'static str, Value)> {
@@ -205,6 +231,7 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
             ("queue", queue.into()),
         ]
     };
+    journey.picked_up(&inapp_worker, WorkerKind::Inapp, "inapp", &inapp_job, n);
     journey.stage(
         SystemStage::WorkerPickup,
         &inapp_worker,
@@ -225,6 +252,15 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
     // The ack is announced when the frame goes out and ends when the client acks.
     let ack = [("notificationId", Value::from(notice_id.as_str()))];
     journey.announced(SystemStage::ClientAck, &socket_server, 400, &ack, &ack);
+    let request_id = Some(journey.request_id.clone());
+    journey.event(LiveEvent::InAppDelivered(InAppDelivered {
+        notification_id: notice_id.clone(),
+        request_id,
+        user_id: format!("user-{}", n % 40),
+        server: socket_server.clone(),
+    }));
+    journey.completed(&inapp_worker, WorkerKind::Inapp, "inapp", &inapp_job, n);
+    journey.picked_up(&mail_worker, WorkerKind::Mail, "mail", &mail_job, n);
     journey.stage(
         SystemStage::WorkerPickup,
         &mail_worker,
@@ -241,6 +277,14 @@ fn purchase(round: usize, n: usize) -> Vec<StageRecord> {
         &[("attempt", 1.into()), to.clone()],
         &[("attempt", 1.into()), ("smtpCode", 250.into()), to],
     );
+    let request_id = Some(journey.request_id.clone());
+    journey.event(LiveEvent::EmailSent(EmailSent {
+        notification_id: email_id.clone(),
+        request_id,
+        to: "v***@liveview.example".into(),
+        smtp_code: 250,
+    }));
+    journey.completed(&mail_worker, WorkerKind::Mail, "mail", &mail_job, n);
     journey.records
 }
 
@@ -249,10 +293,53 @@ struct Records {
     request_id: String,
     start: Timestamp,
     clock_us: i64,
-    records: Vec<StageRecord>,
+    records: Vec<Observation>,
 }
 
 impl Records {
+    fn event(&mut self, event: LiveEvent) {
+        self.records.push(Observation::Event(event));
+    }
+
+    /// A worker claiming the job: `queue:job:processing`, and `worker:processing` when
+    /// it starts a batch.
+    fn picked_up(&mut self, worker: &str, kind: WorkerKind, queue: &str, job: &str, n: usize) {
+        let request_id = Some(self.request_id.clone());
+        if n % JOBS_PER_BATCH == 0 {
+            self.event(LiveEvent::WorkerProcessing(WorkerProcessing {
+                worker_id: worker.to_string(),
+                kind,
+                queue: queue.to_string(),
+                job_id: job.to_string(),
+                request_id: request_id.clone(),
+            }));
+        }
+        self.event(LiveEvent::QueueJobProcessing(QueueJobProcessing {
+            queue: queue.to_string(),
+            job_id: job.to_string(),
+            request_id,
+            worker_id: worker.to_string(),
+            attempt: 1,
+        }));
+    }
+
+    /// The job done: `queue:job:completed`, and `worker:idle` when its batch ends.
+    fn completed(&mut self, worker: &str, kind: WorkerKind, queue: &str, job: &str, n: usize) {
+        let request_id = Some(self.request_id.clone());
+        self.event(LiveEvent::QueueJobCompleted(QueueJobCompleted {
+            queue: queue.to_string(),
+            job_id: job.to_string(),
+            request_id,
+            duration: 2.5,
+        }));
+        if n % JOBS_PER_BATCH == JOBS_PER_BATCH - 1 {
+            self.event(LiveEvent::WorkerIdle(WorkerIdle {
+                worker_id: worker.to_string(),
+                kind,
+            }));
+        }
+    }
+
     fn tick(&mut self, micros: i64) -> Timestamp {
         self.clock_us += micros;
         self.start + chrono::Duration::microseconds(self.clock_us)
@@ -296,7 +383,7 @@ impl Records {
         end: Option<Timestamp>,
         meta: &[(&'static str, Value)],
     ) {
-        self.records.push(StageRecord {
+        self.records.push(Observation::Stage(StageRecord {
             request_id: self.request_id.clone(),
             kind,
             stage,
@@ -309,6 +396,6 @@ impl Records {
                 StageStatus::Processing
             },
             metadata: meta.iter().map(|(key, value)| (*key, value.clone())).collect(),
-        });
+        }));
     }
 }
