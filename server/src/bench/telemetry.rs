@@ -305,7 +305,7 @@ impl Records {
     /// it starts a batch.
     fn picked_up(&mut self, worker: &str, kind: WorkerKind, queue: &str, job: &str, n: usize) {
         let request_id = Some(self.request_id.clone());
-        if n % JOBS_PER_BATCH == 0 {
+        if n.is_multiple_of(JOBS_PER_BATCH) {
             self.event(LiveEvent::WorkerProcessing(WorkerProcessing {
                 worker_id: worker.to_string(),
                 kind,
