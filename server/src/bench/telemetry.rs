@@ -23,8 +23,8 @@ use std::{
 };
 
 use app::wire::{
-    EmailSent, Flow, InAppDelivered, LiveEvent, NotificationType, QueueJobAdded, QueueJobCompleted,
-    QueueJobProcessing, StageStatus, SystemStage, Timestamp, WorkerIdle, WorkerKind, WorkerProcessing,
+    EmailSent, Flow, InAppDelivered, LiveEvent, NotificationType, QueueJobAdded, QueueJobCompleted, QueueJobProcessing,
+    StageStatus, SystemStage, Timestamp, WorkerIdle, WorkerKind, WorkerProcessing,
 };
 use serde_json::Value;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
