@@ -81,7 +81,7 @@ pub struct Retention {
     /// Metric samples older than this keep one per component per minute.
     pub full_detail: Duration,
     /// The most the frames may take on disk; the oldest go first beyond it. Under peak
-    /// load the stream is about 18 MB/s (2,400 purchases/s), so `keep` alone could fill
+    /// load the stream is about 23 MB/s (2,400 purchases/s), so `keep` alone could fill
     /// a disk with tens of gigabytes an hour.
     pub max_bytes: u64,
 }
