@@ -352,7 +352,9 @@ fn read_segment(segment: &Segment, from_ms: i64, to_ms: i64) -> Vec<StoredFrame>
         // Deleted by retention since the list was taken.
         return Vec::new();
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    // Only as far as writes have finished: the writer may be appending to this segment
+    // right now, and a record half copied into the file would read as damaged.
+    let mut reader = BufReader::with_capacity(256 * 1024, file.take(segment.bytes));
     let mut frames = Vec::new();
     loop {
         match read_record(&mut reader) {
