@@ -8,7 +8,7 @@
 //! real one (the 15 stages, two of them announced before they end, with the same
 //! metadata), and their queue, worker and delivery events (`queue:job:*` for both jobs,
 //! `notification:*`, and `worker:processing`/`worker:idle` once a batch of four), folds
-//! the records into journeys ([`Journeys::fold`], as the aggregator does) and
+//! the records into journeys ([`Journeys::observe`], as the aggregator does) and
 //! publishes the resulting events in batches the size the aggregator makes at 2,400
 //! purchases/s ([`LiveHub::publish_batch`], with the history recording every frame in a
 //! temporary directory). Single-threaded parts are timed on the wall clock;
@@ -93,10 +93,7 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
             making += folding - started;
             let mut events = Vec::with_capacity(records.len() + 8);
             for record in records {
-                match record {
-                    Observation::Stage(record) => journeys.fold(record, &mut events),
-                    Observation::Event(event) => events.push(event),
-                }
+                journeys.observe(record, &mut events);
             }
             event_count += events.len();
             let publishing = Instant::now();

@@ -34,6 +34,7 @@ const SUFFIX: &str = ".frames";
 /// One segment file, as readers and retention see it.
 #[derive(Debug, Clone)]
 pub(super) struct Segment {
+    number: u64,
     path: PathBuf,
     /// The timestamp of its first frame.
     pub(super) first_ts: i64,
@@ -79,7 +80,7 @@ impl FrameLog {
         numbered.sort();
         let mut segments = Vec::with_capacity(numbered.len());
         let count = numbered.len();
-        for (index, (_, path)) in numbered.into_iter().enumerate() {
+        for (index, (number, path)) in numbered.into_iter().enumerate() {
             let bytes = std::fs::metadata(&path)?.len();
             let first = File::open(&path)
                 .ok()
@@ -87,6 +88,7 @@ impl FrameLog {
             match first {
                 Some(Some(frame)) => {
                     let mut segment = Segment {
+                        number,
                         path,
                         first_ts: frame.ts_ms,
                         last_ts: None,
@@ -94,9 +96,11 @@ impl FrameLog {
                     };
                     // The newest frame kept is in the last segment: read it once here.
                     if index + 1 == count {
-                        let last = read_segment(&segment, i64::MIN, i64::MAX)
-                            .last()
-                            .map(|frame| frame.ts_ms);
+                        let mut last = None;
+                        read_segment(&segment, i64::MIN, i64::MAX, |frame| {
+                            last = Some(frame.ts_ms);
+                            true
+                        });
                         segment.last_ts = last;
                     }
                     segments.push(segment);
@@ -119,10 +123,7 @@ impl FrameLog {
     }
 
     fn next_number(&self) -> u64 {
-        self.segments()
-            .last()
-            .and_then(|segment| segment.path.file_name()?.to_str()?.strip_suffix(SUFFIX)?.parse().ok())
-            .map_or(1, |number: u64| number + 1)
+        self.segments().last().map_or(1, |segment| segment.number + 1)
     }
 
     /// Bytes on disk, all segments together.
@@ -148,10 +149,8 @@ impl FrameLog {
             if segment.first_ts > to_ms || ends_by < from_ms {
                 continue;
             }
-            for frame in read_segment(segment, from_ms, to_ms) {
-                if !keep(frame) {
-                    return;
-                }
+            if !read_segment(segment, from_ms, to_ms, &mut keep) {
+                return;
             }
         }
     }
@@ -234,9 +233,11 @@ struct SegmentWriter {
 
 impl SegmentWriter {
     fn begin(&mut self, log: &FrameLog, first_ts: i64) -> std::io::Result<()> {
-        let path = log.dir.join(format!("{:010}{SUFFIX}", log.next_number()));
+        let number = log.next_number();
+        let path = log.dir.join(format!("{number:010}{SUFFIX}"));
         let file = File::options().create_new(true).append(true).open(&path)?;
         log.segments().push(Segment {
+            number,
             path: path.clone(),
             first_ts,
             last_ts: None,
@@ -345,32 +346,30 @@ fn read_record(reader: &mut impl Read) -> Option<Option<StoredFrame>> {
     }))
 }
 
-/// The frames of one segment stamped `from_ms..=to_ms`, up to its end or its first
-/// damaged record.
-fn read_segment(segment: &Segment, from_ms: i64, to_ms: i64) -> Vec<StoredFrame> {
+/// Hands `keep` the frames of one segment stamped `from_ms..=to_ms`, in order, up to the
+/// segment's end or its first damaged record. Returns false when `keep` asked to stop.
+fn read_segment(segment: &Segment, from_ms: i64, to_ms: i64, mut keep: impl FnMut(StoredFrame) -> bool) -> bool {
     let Ok(file) = File::open(&segment.path) else {
         // Deleted by retention since the list was taken.
-        return Vec::new();
+        return true;
     };
     // Only as far as writes have finished: the writer may be appending to this segment
     // right now, and a record half copied into the file would read as damaged.
     let mut reader = BufReader::with_capacity(256 * 1024, file.take(segment.bytes));
-    let mut frames = Vec::new();
     loop {
         match read_record(&mut reader) {
-            None => break,
+            None => return true,
             Some(None) => {
                 tracing::warn!(path = %segment.path.display(), "a history segment ends in a damaged record; read up to it");
-                break;
+                return true;
             }
             Some(Some(frame)) => {
-                if (from_ms..=to_ms).contains(&frame.ts_ms) {
-                    frames.push(frame);
+                if (from_ms..=to_ms).contains(&frame.ts_ms) && !keep(frame) {
+                    return false;
                 }
             }
         }
     }
-    frames
 }
 
 #[cfg(test)]

@@ -46,8 +46,9 @@ const QUEUE: usize = 200_000;
 /// ...and the bytes they may hold: the history must not grow memory faster than it
 /// can write, whatever the size of the events.
 const QUEUE_BYTES: usize = 4 * 1024 * 1024;
-/// Queued bytes that wake the writer before its second is up, and the most one
-/// transaction writes: SQLite copies what it binds, so big transactions cost memory.
+/// Queued bytes that wake the SQLite writer before its second is up, and the most one
+/// of its transactions (or one write of the frame log) takes: SQLite copies what it
+/// binds, so big transactions cost memory.
 const WRITE_BYTES: usize = 1024 * 1024;
 /// Rows per INSERT statement.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -325,10 +326,11 @@ async fn connect(file: &Path) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Off)
-        // Frames are appended, kilobytes each, and read back in time order: 64 KiB
-        // pages take fewer page and WAL-frame operations per frame than the default
-        // 4 KiB (`liveview bench telemetry`, all CPU per purchase: median 36.2 →
-        // 33.5 µs over eight rounds each). Applies to a new history file.
+        // Chosen when this file held every frame (kilobytes each, appended, read back in
+        // time order): 64 KiB pages took fewer page and WAL-frame operations per frame
+        // than the default 4 KiB (`liveview bench telemetry`, all CPU per purchase:
+        // median 36.2 → 33.5 µs over eight rounds each). Kept so the files of earlier
+        // versions and new ones are alike. Applies to a new history file.
         .page_size(65_536)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()

@@ -97,6 +97,15 @@ impl Journeys {
         self.store.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Takes what a component observed: a stage is folded into its journey, an event
+    /// passes as it is; either way the live events that follow go onto `events`.
+    pub fn observe(&self, observation: super::Observation, events: &mut Vec<LiveEvent>) {
+        match observation {
+            super::Observation::Stage(record) => self.fold(record, events),
+            super::Observation::Event(event) => events.push(event),
+        }
+    }
+
     /// Adds a stage to its journey and appends the live events that follow from it.
     pub fn fold(&self, record: StageRecord, events: &mut Vec<LiveEvent>) {
         let mut store = self.lock();

@@ -308,14 +308,9 @@ pub async fn aggregate(
                     break;
                 }
                 for observation in received.drain(..) {
-                    match observation {
-                        Observation::Stage(record) => {
-                            let before = pending.len();
-                            journeys.fold(record, &mut pending);
-                            release_finished(&controls, &pending[before..]);
-                        }
-                        Observation::Event(event) => pending.push(event),
-                    }
+                    let before = pending.len();
+                    journeys.observe(observation, &mut pending);
+                    release_finished(&controls, &pending[before..]);
                 }
             }
             () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {}
