@@ -166,6 +166,9 @@ pub enum Bench {
     /// Folds and publishes the telemetry of N synthetic purchases and measures its cost
     /// per purchase, without the pipeline around it.
     Telemetry(crate::bench::TelemetryArgs),
+    /// Sends a purchase's network hops (HTTP through the balancer, an SMTP conversation,
+    /// an in-app frame and its ack) without the work behind them, and measures their CPU.
+    Hops(crate::bench::HopsArgs),
     /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
     #[command(hide = true)]
     Viewers(crate::bench::ViewersArgs),

@@ -85,6 +85,8 @@ pub struct Running {
     pub telemetry: Telemetry,
     /// The embedded capture SMTP server's address, when it runs.
     pub smtp_sink: Option<SocketAddr>,
+    /// Who holds an in-app socket where (benchmarks push frames through it).
+    pub registry: Arc<Registry>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -319,6 +321,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         hub,
         telemetry,
         smtp_sink: capture.map(|(_, addr)| addr),
+        registry,
         shutdown,
         tasks,
     })

@@ -47,6 +47,7 @@ async fn main() -> ExitCode {
             Bench::Pipeline(args) => liveview::bench::pipeline(args).await,
             Bench::Fanout(args) => liveview::bench::fanout(args).await,
             Bench::Telemetry(args) => liveview::bench::telemetry(args).await,
+            Bench::Hops(args) => liveview::bench::hops(args).await,
             Bench::Viewers(args) => liveview::bench::viewers(args).await,
         };
         return match run {

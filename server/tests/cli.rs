@@ -122,6 +122,39 @@ fn environment_variables_stand_in_for_flags() {
     assert_one_line_error(&output, "--servers");
 }
 
+/// `bench hops` runs each hop for real (a 400 with the field named, an SMTP 250, a
+/// client's ack) and exits non-zero if any of them did not answer so.
+#[test]
+fn the_hops_benchmark_answers_every_operation() {
+    let output = run_expecting_exit(&[
+        "bench",
+        "hops",
+        "--rates",
+        "30",
+        "--seconds",
+        "1",
+        "--users",
+        "3",
+        "--smtp-conversations",
+        "4",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}:\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for hop in ["http", "smtp", "ws", "all:http", "all:smtp", "all:ws"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(hop))
+            .unwrap_or_else(|| panic!("a row for {hop} in:\n{stdout}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((columns[2], columns[3]), ("30", "0"), "30 done, 0 failed: {row}");
+    }
+    assert!(stdout.contains("µs of CPU per purchase"), "{stdout}");
+}
 /// Starts liveview on ephemeral ports and reads the dashboard URL it prints.
 fn start_ephemeral(data: &str, extra_env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(BINARY)

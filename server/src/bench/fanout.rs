@@ -65,9 +65,10 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         args.seconds,
         cores()
     );
-    let tokens = if args.pipeline_rate > 0 {
+    let tokens: Vec<String> = if args.pipeline_rate > 0 {
         let arrivals: Arrivals = Arc::default();
-        sign_up_users(&http, &lb, args.users, &arrivals).await?
+        let users = sign_up_users(&http, &lb, args.users, &arrivals).await?;
+        users.into_iter().map(|user| user.token).collect()
     } else {
         Vec::new()
     };

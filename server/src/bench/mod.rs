@@ -9,14 +9,17 @@
 //! With `--viewers N`, N live-stream viewers (in a child process, see [`viewers`]) watch
 //! the whole run, so the pipeline's throughput with and without them can be compared.
 //!
-//! `liveview bench fanout` ([`fanout`]) measures the live stream itself, and `liveview
-//! bench telemetry` ([`telemetry`]) the telemetry's own work per request.
+//! `liveview bench fanout` ([`fanout`]) measures the live stream itself, `liveview
+//! bench telemetry` ([`telemetry`]) the telemetry's own work per request, and `liveview
+//! bench hops` ([`hops`]) what a purchase's network hops cost without the work behind them.
 
 mod fanout;
+mod hops;
 mod telemetry;
 mod viewers;
 
 pub use fanout::{FanoutArgs, fanout};
+pub use hops::{HopsArgs, hops};
 pub use telemetry::{TelemetryArgs, telemetry};
 pub use viewers::{ViewersArgs, viewers};
 
@@ -107,10 +110,11 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     );
 
     let arrivals: Arrivals = Arc::default();
-    let tokens = if signup {
+    let tokens: Vec<String> = if signup {
         Vec::new()
     } else {
-        sign_up_users(&http, &lb, args.users, &arrivals).await?
+        let users = sign_up_users(&http, &lb, args.users, &arrivals).await?;
+        users.into_iter().map(|user| user.token).collect()
     };
     let mut watching = None;
     if args.viewers > 0 {
@@ -341,15 +345,21 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(0, usize::from)
 }
 
+/// A signed-up user holding an in-app socket.
+struct BenchUser {
+    token: String,
+    id: String,
+}
+
 /// Signs up and logs in `users` users, each holding an in-app socket that acks every
-/// frame; returns their tokens once their own notifications have drained.
+/// frame; returns them once their own notifications have drained.
 async fn sign_up_users(
     http: &reqwest::Client,
     lb: &str,
     users: usize,
     arrivals: &Arrivals,
-) -> anyhow::Result<Vec<String>> {
-    let mut tokens = Vec::with_capacity(users);
+) -> anyhow::Result<Vec<BenchUser>> {
+    let mut signed_up = Vec::with_capacity(users);
     for user in 0..users {
         let email = format!("bench{user}@example.com");
         let signup = json!({ "email": email, "name": "Bench", "password": "bench-password" });
@@ -363,12 +373,13 @@ async fn sign_up_users(
         )
         .await?;
         let token = login["token"].as_str().unwrap_or_default().to_string();
+        let id = login["user"]["id"].as_str().unwrap_or_default().to_string();
         tokio::spawn(socket_client(lb.to_string(), token.clone(), arrivals.clone()));
-        tokens.push(token);
+        signed_up.push(BenchUser { token, id });
     }
     // Let the signup and login notifications drain before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok(tokens)
+    Ok(signed_up)
 }
 
 /// A purchase by one of `tokens`, the `serial`th.

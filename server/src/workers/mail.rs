@@ -70,7 +70,8 @@ pub fn spawn_pool(
 /// lettre speaks the protocol; the TCP stream is ours so it can have `TCP_NODELAY`:
 /// lettre writes a message's body and its final `.` separately, and with Nagle's
 /// algorithm against the server's delayed ACK every message waited about 40 ms.
-struct SmtpClient {
+/// `liveview bench hops` holds these too, to measure a conversation's cost alone.
+pub(crate) struct SmtpClient {
     target: SmtpTarget,
     connection: Option<AsyncSmtpConnection>,
     last_used: std::time::Instant,
@@ -102,7 +103,7 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl SmtpClient {
-    fn new(smtp_url: &str) -> Result<Self, String> {
+    pub(crate) fn new(smtp_url: &str) -> Result<Self, String> {
         Ok(Self {
             target: SmtpTarget::parse(smtp_url)?,
             connection: None,
@@ -134,7 +135,7 @@ impl SmtpClient {
     }
 
     /// Sends one message; returns the server's reply text on a 2xx.
-    async fn send(&mut self, message: &Message) -> Result<String, DeliveryError> {
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<String, DeliveryError> {
         let stale = self.last_used.elapsed() > CHECK_IDLE_AFTER;
         let mut connection = match self.connection.take() {
             Some(mut connection) if !connection.has_broken() => {
@@ -459,21 +460,25 @@ fn classify(error: &lettre::transport::smtp::Error) -> DeliveryError {
 }
 
 fn build_message(email: &Email) -> Result<Message, DeliveryError> {
-    let to: Mailbox = email
-        .to_address
+    compose(&email.id, &email.to_address, &email.subject, &email.body)
+}
+
+/// The message a mail worker sends for notification `id`.
+pub(crate) fn compose(id: &str, to_address: &str, subject: &str, body: &str) -> Result<Message, DeliveryError> {
+    let to: Mailbox = to_address
         .parse()
-        .map_err(|_| DeliveryError::Permanent(format!("unusable address {:?}", email.to_address)))?;
+        .map_err(|_| DeliveryError::Permanent(format!("unusable address {to_address:?}")))?;
     let from: Mailbox = FROM
         .parse()
         .map_err(|_| DeliveryError::Permanent("bad sender address".into()))?;
     Message::builder()
         .from(from)
         .to(to)
-        .subject(&email.subject)
+        .subject(subject)
         // The notification id, so the receiving side can tell deliveries apart.
-        .message_id(Some(format!("<{}@liveview.local>", email.id)))
+        .message_id(Some(format!("<{id}@liveview.local>")))
         .header(ContentType::TEXT_PLAIN)
-        .body(email.body.clone())
+        .body(body.to_string())
         .map_err(|error| DeliveryError::Permanent(format!("message could not be built: {error}")))
 }
 
