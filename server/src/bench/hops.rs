@@ -28,7 +28,7 @@ use std::{
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use super::{Arrivals, BenchUser, Latencies, client, cores, cpu_seconds, sign_up_users, start_system};
+use super::{Arrivals, BenchUser, Latencies, MAX_IN_FLIGHT, client, cores, cpu_seconds, sign_up_users, start_system};
 use crate::{
     Running, now_ms,
     websocket::{Frame, Registry},
@@ -56,7 +56,7 @@ pub struct HopsArgs {
 }
 
 /// A hop, or all three at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Hop {
     Http,
     Smtp,
@@ -82,8 +82,8 @@ impl Hop {
 /// An answer must come within this, or the operation counts as failed.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Operations left unanswered at once, as in `bench pipeline`.
-const MAX_IN_FLIGHT: usize = 4096;
+/// The aim, purchases per second: what CPU per purchase the machine allows.
+const AIM_PER_SECOND: f64 = 7000.0;
 
 /// What the hops share: the system, its users, and the SMTP conversations.
 struct Bench {
@@ -104,7 +104,7 @@ struct Outcome {
     failed: usize,
 }
 
-type Outcomes = Arc<Mutex<HashMap<&'static str, Outcome>>>;
+type Outcomes = Arc<Mutex<HashMap<Hop, Outcome>>>;
 
 pub async fn hops(args: HopsArgs) -> anyhow::Result<()> {
     let telemetry = if args.with_live_telemetry { "on" } else { "off" };
@@ -166,19 +166,20 @@ async fn run(args: &HopsArgs, running: &Running, telemetry: &str) -> anyhow::Res
             let outcomes = drive(&bench, hop, rate, args.seconds, &mut serial).await;
             let elapsed = started.elapsed().as_secs_f64();
             let cpu = cpu_seconds(std::process::id()) - cpu_before;
-            let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|poison| poison.into_inner()));
+            let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|poison| poison.into_inner()));
             let mut done_all = usize::MAX;
             for part in [Hop::Http, Hop::Smtp, Hop::Ws] {
                 if !hop.includes(part) {
                     continue;
                 }
-                let outcome = outcomes
-                    .get(part.name())
-                    .map_or((Vec::new(), 0), |outcome| (outcome.micros.clone(), outcome.failed));
-                let done = outcome.0.len();
+                let Outcome {
+                    micros,
+                    failed: part_failed,
+                } = outcomes.remove(&part).unwrap_or_default();
+                let done = micros.len();
                 done_all = done_all.min(done);
-                failed += outcome.1;
-                let latencies = Latencies::of(outcome.0);
+                failed += part_failed;
+                let latencies = Latencies::of(micros);
                 let label = if hop == Hop::All {
                     format!("{}:{}", hop.name(), part.name())
                 } else {
@@ -189,7 +190,7 @@ async fn run(args: &HopsArgs, running: &Running, telemetry: &str) -> anyhow::Res
                     rate,
                     label,
                     done,
-                    outcome.1,
+                    part_failed,
                     done as f64 / elapsed,
                     latencies.p50(),
                     latencies.p99()
@@ -216,10 +217,9 @@ async fn run(args: &HopsArgs, running: &Running, telemetry: &str) -> anyhow::Res
         }
     }
     println!(
-        "on {} cores, {} purchases/s leave {:.0} µs of CPU per purchase for everything",
+        "on {} cores, {AIM_PER_SECOND} purchases/s leave {:.0} µs of CPU per purchase for everything",
         cores(),
-        7000,
-        cores() as f64 * 1e6 / 7000.0
+        cores() as f64 * 1e6 / AIM_PER_SECOND
     );
     // A hop that failed did less work than it should have: its figures would flatter.
     anyhow::ensure!(
@@ -282,7 +282,7 @@ async fn drive(bench: &Arc<Bench>, hop: Hop, rate: u32, seconds: u64, serial: &m
 
 fn record(outcomes: &Outcomes, hop: Hop, took: Option<Duration>) {
     let mut outcomes = outcomes.lock().unwrap_or_else(|poison| poison.into_inner());
-    let outcome = outcomes.entry(hop.name()).or_default();
+    let outcome = outcomes.entry(hop).or_default();
     match took {
         Some(took) => outcome.micros.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
         None => outcome.failed += 1,
