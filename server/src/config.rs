@@ -129,8 +129,8 @@ pub struct Config {
     pub live_history: u64,
 
     /// Origins (`https://ops.example.com`), comma-separated, allowed to open the live
-    /// stream from a browser besides the dashboard's own; `*` allows any. Requests without
-    /// an Origin header (non-browser clients) are always allowed.
+    /// stream and use the control API from a browser besides the dashboard's own; `*`
+    /// allows any. Requests without an Origin header (non-browser clients) are allowed.
     #[arg(
         long,
         env = "LIVEVIEW_ALLOWED_ORIGINS",
@@ -138,6 +138,12 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+
+    /// Host names (`ops.example.com`, or with `:port`), comma-separated, that the
+    /// dashboard is reached by besides its own address (behind a reverse proxy, say).
+    /// A request naming any other host is refused (421), which defeats DNS rebinding.
+    #[arg(long, env = "LIVEVIEW_DASHBOARD_NAMES", value_name = "NAMES", value_delimiter = ',')]
+    pub dashboard_names: Vec<String>,
 
     /// Directory holding the built SPA (Trunk's output).
     #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]

@@ -2,12 +2,14 @@
 //! servers and the database. [`start`] binds everything and returns a [`Running`]
 //! handle, so `main` and the integration tests start the system the same way.
 
+pub mod access;
 pub mod accounts;
 pub mod api_error;
 pub mod balancer;
 pub mod bench;
 pub mod config;
 pub mod controllers;
+pub mod controls;
 pub mod dashboard;
 pub mod history;
 pub mod live;
@@ -29,11 +31,13 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    access::OriginPolicy,
     balancer::Balancer,
     config::Config,
+    controls::Controls,
     dashboard::Dashboard,
     history::{History, Retention},
-    live::{LiveHub, LiveSocketState, OriginPolicy},
+    live::{LiveHub, LiveSocketState},
     queue::Queues,
     servers::{ServerPool, Shared},
     simulate::Simulator,
@@ -41,7 +45,7 @@ use crate::{
     status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
     telemetry::{
-        Controls, Journeys, Telemetry,
+        Journeys, Telemetry,
         sampler::{Sampler, Sources},
     },
     websocket::Registry,
@@ -280,8 +284,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         inapp_workers: config.inapp_workers,
     });
     tasks.spawn(sampler.clone().run(shutdown.clone()));
-    let simulator = Simulator::new(balancer_addr, tasks.clone(), shutdown.clone());
-    tasks.spawn(simulator.clone().run_continuous(controls.clone()));
+    let simulator = Simulator::new(balancer_addr, controls.clone(), tasks.clone(), shutdown.clone());
+    tasks.spawn(simulator.clone().run_continuous());
     let dashboard = Dashboard {
         history,
         sampler,
@@ -290,7 +294,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         live: LiveSocketState {
             hub: hub.clone(),
             shutdown: shutdown.clone(),
-            origins: Arc::new(OriginPolicy::new(&config.allowed_origins)),
+            origins: Arc::new(OriginPolicy::new(
+                dashboard_addr,
+                &config.dashboard_names,
+                &config.allowed_origins,
+            )),
         },
         balancer: balancer.clone(),
         servers: pool.clone(),

@@ -292,3 +292,27 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
     );
     shutdown.cancel();
 }
+
+// Regression: the sticky map was keyed by the unchecked user part of a token and filled
+// before the app server had looked at the token, so bogus tokens grew it without end.
+#[tokio::test]
+async fn a_flood_of_bogus_tokens_leaves_no_sticky_sessions() {
+    let system = TestSystem::start(&["--servers", "2"]).await;
+    let lb = system.running.balancer;
+    for wave in 0..20 {
+        let attempts = (0..50).map(|n| {
+            let url = format!("ws://{lb}/api/notifications/ws?token=bogus{wave}x{n}.secret");
+            async move { tokio_tungstenite::connect_async(url).await }
+        });
+        for attempt in futures_util::future::join_all(attempts).await {
+            let refused = attempt.expect_err("an unknown token is refused");
+            let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+                panic!("refused with an HTTP answer: {refused}");
+            };
+            assert_eq!(response.status(), 401);
+        }
+    }
+    let sticky = system.dashboard_json("/api/balancer").await["stickySessions"]["total"].clone();
+    assert_eq!(sticky, 0, "1,000 bogus tokens remembered nothing");
+    system.stop().await;
+}

@@ -416,3 +416,119 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
     assert_eq!(requeued.status(), 200);
     system.stop().await;
 }
+
+/// Every route of the dashboard that changes something, with a body it accepts.
+const STATE_CHANGING: &[(&str, &str, &str)] = &[
+    ("PUT", "/api/balancer", r#"{"algorithm":"least-connections"}"#),
+    ("POST", "/api/servers/1/stop", ""),
+    ("POST", "/api/servers/1/start", ""),
+    ("POST", "/api/queues/mail/pause", ""),
+    ("POST", "/api/queues/mail/resume", ""),
+    ("POST", "/api/queues/mail-dlq/requeue", "{}"),
+    (
+        "PUT",
+        "/api/faults",
+        r#"{"smtp4xxRate":0.5,"smtp5xxRate":0,"smtpLatencyMs":0}"#,
+    ),
+    (
+        "PUT",
+        "/api/live-view/controls",
+        r#"{"delays":{"databaseOperation":100}}"#,
+    ),
+    ("POST", "/api/live-view/simulate", r#"{"type":"signup","count":1}"#),
+    ("POST", "/api/live-view/requests/some-request/step", ""),
+    ("POST", "/api/live-view/step-token", ""),
+];
+
+async fn send(
+    system: &TestSystem,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    // text/plain: what a foreign page can send without a CORS preflight.
+    let mut request = system
+        .http
+        .request(method, system.dashboard(path))
+        .header("content-type", "text/plain")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("answers")
+}
+
+/// What the state-changing routes act on, to show a refusal changed nothing.
+async fn observable_state(system: &TestSystem) -> serde_json::Value {
+    json!({
+        "servers": system.dashboard_json("/api/servers").await,
+        "queues": system.dashboard_json("/api/queues").await,
+        "algorithm": system.dashboard_json("/api/balancer").await["algorithm"],
+        "faults": system.dashboard_json("/api/faults").await,
+        "controls": system.dashboard_json("/api/live-view/controls").await,
+    })
+}
+
+// Regression: only the live stream checked Origin; any web page could stop a server or
+// requeue every dead letter with a simple cross-origin POST.
+#[tokio::test]
+async fn a_foreign_origin_changes_nothing_on_any_state_changing_route() {
+    let system = start(None).await;
+    let before = observable_state(&system).await;
+    for (method, path, body) in STATE_CHANGING {
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+            let response = send(&system, method, path, body, &[("origin", origin)]).await;
+            assert_eq!(response.status(), 403, "{method} {path} from {origin}");
+            let error: serde_json::Value = response.json().await.expect("json");
+            assert_eq!(error, json!({"error": "origin not allowed"}));
+        }
+    }
+    assert_eq!(observable_state(&system).await, before, "nothing changed");
+    system.stop().await;
+}
+
+// Regression: same-origin was judged against Host, which DNS rebinding controls.
+#[tokio::test]
+async fn a_foreign_host_is_refused_on_every_route_even_with_a_matching_origin() {
+    let system = start(None).await;
+    let before = observable_state(&system).await;
+    let port = system.running.dashboard.port();
+    let host = format!("evil.example:{port}");
+    let origin = format!("http://evil.example:{port}");
+    for (method, path, body) in
+        STATE_CHANGING
+            .iter()
+            .copied()
+            .chain([("GET", "/status", ""), ("GET", "/api/queues", ""), ("GET", "/", "")])
+    {
+        let response = send(&system, method, path, body, &[("host", &host), ("origin", &origin)]).await;
+        assert_eq!(response.status(), 421, "{method} {path} for {host}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error, json!({"error": "host not allowed"}));
+    }
+    assert_eq!(observable_state(&system).await, before, "nothing changed");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboards_own_origin_and_programs_without_one_may_change_things() {
+    let system = start(None).await;
+    let own = format!("http://{}", system.running.dashboard);
+    let localhost = format!("http://localhost:{}", system.running.dashboard.port());
+    for origin in [own.as_str(), localhost.as_str()] {
+        let response = system
+            .http
+            .put(system.dashboard("/api/balancer"))
+            .header("origin", origin)
+            .json(&json!({"algorithm": "least-connections"}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200, "from {origin}");
+    }
+    let paused = system.dashboard_post("/api/queues/mail/pause", &json!({})).await;
+    assert_eq!(paused.status(), 200, "no Origin: curl and programs");
+    system.stop().await;
+}

@@ -282,8 +282,8 @@ fn FiguresCard(live: Live, key: String) -> impl IntoView {
             ("backend", database.backend),
             ("reads/s", format!("{:.1}", database.reads_per_second)),
             ("writes/s", format!("{:.1}", database.writes_per_second)),
-            ("commit p50", format!("{:.2} ms", database.query_latency_p50)),
-            ("commit p99", format!("{:.2} ms", database.query_latency_p99)),
+            ("commit p50", format!("{:.2} ms", database.commit_latency_p50)),
+            ("commit p99", format!("{:.2} ms", database.commit_latency_p99)),
         ])
         .into_any(),
         Some(ComponentMetrics::Websocket(socket)) => view! {
@@ -514,8 +514,8 @@ fn SmtpCard(live: Live) -> impl IntoView {
     let figures = move || match metrics.get() {
         Some(ComponentMetrics::Smtp(smtp)) => facts(vec![
             ("sent/s", format!("{:.1}", smtp.sent_per_second)),
-            ("success", format!("{:.1}%", smtp.success_rate * 100.0)),
-            ("failure", format!("{:.1}%", smtp.failure_rate * 100.0)),
+            ("success", percent(smtp.success_rate)),
+            ("failure", percent(smtp.failure_rate)),
             ("sent", smtp.sent.to_string()),
             ("failed", smtp.failed.to_string()),
             (
@@ -557,4 +557,9 @@ fn SmtpCard(live: Live) -> impl IntoView {
         {knob("554 rate", "fault-5xx", 1.0, 0.05, |f| f.smtp_5xx_rate, |f, v| f.smtp_5xx_rate = v)}
         {knob("latency ms", "fault-latency", 2000.0, 50.0, |f| f.smtp_latency_ms as f64, |f, v| f.smtp_latency_ms = v as u64)}
     }
+}
+
+/// A fraction as a percentage, or a dash when there was nothing to count.
+fn percent(fraction: Option<f64>) -> String {
+    fraction.map_or_else(|| "—".to_string(), |fraction| format!("{:.1}%", fraction * 100.0))
 }

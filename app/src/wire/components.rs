@@ -144,10 +144,11 @@ pub struct DatabaseMetrics {
     pub backend: String,
     pub reads_per_second: f64,
     pub writes_per_second: f64,
+    /// Milliseconds a write transaction took to commit (the group committer's or a
+    /// controller's own), in the last second.
+    pub commit_latency_p50: f64,
     /// Milliseconds.
-    pub query_latency_p50: f64,
-    /// Milliseconds.
-    pub query_latency_p99: f64,
+    pub commit_latency_p99: f64,
 }
 
 /// The last reply an SMTP server gave.
@@ -165,9 +166,10 @@ pub struct SmtpReply {
 #[serde(rename_all = "camelCase")]
 pub struct SmtpMetrics {
     pub sent_per_second: f64,
-    /// Fractions of attempts, 0.0 to 1.0.
-    pub success_rate: f64,
-    pub failure_rate: f64,
+    /// Fractions of the last second's attempts, 0.0 to 1.0; `null` when there were none
+    /// (no attempt is neither a success nor a failure).
+    pub success_rate: Option<f64>,
+    pub failure_rate: Option<f64>,
     pub sent: u64,
     pub failed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,13 +254,13 @@ pub(crate) mod tests {
                 backend: "sqlite".into(),
                 reads_per_second: 10.0,
                 writes_per_second: 4.0,
-                query_latency_p50: 0.3,
-                query_latency_p99: 2.0,
+                commit_latency_p50: 0.3,
+                commit_latency_p99: 2.0,
             }),
             ComponentMetrics::Smtp(SmtpMetrics {
                 sent_per_second: 1.0,
-                success_rate: 0.9,
-                failure_rate: 0.1,
+                success_rate: Some(0.9),
+                failure_rate: Some(0.1),
                 sent: 9,
                 failed: 1,
                 last_reply: Some(SmtpReply {

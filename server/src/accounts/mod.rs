@@ -65,13 +65,14 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
 /// Checks a password against a stored hash, or against a fixed dummy hash when there is
 /// no user, so "no such user" and "wrong password" take the same time.
 pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, HashError> {
-    let dummy = dummy_hash();
     let _slot = hashing_slots()
         .acquire()
         .await
         .map_err(|_| HashError::Hash("hashing closed".into()))?;
     tokio::task::spawn_blocking(move || {
-        let stored = stored.as_deref().unwrap_or(dummy);
+        // The dummy is itself an argon2 hash, computed on first use: here, off the async
+        // workers, like every other.
+        let stored = stored.as_deref().unwrap_or_else(|| dummy_hash());
         let Ok(parsed) = PasswordHash::new(stored) else {
             return false;
         };

@@ -39,6 +39,8 @@ use crate::telemetry::Telemetry;
 
 /// A sticky user without an open socket keeps their server this long.
 const STICKY_IDLE_TTL: Duration = Duration::from_secs(600);
+/// Sticky users remembered at most (an entry is about 100 bytes).
+pub const MAX_STICKY: usize = 100_000;
 
 /// One app server as the balancer sees it.
 pub struct Backend {
@@ -179,39 +181,44 @@ impl Balancer {
     }
 
     /// The backend for a request: the sticky user's own server while it is healthy,
-    /// else one chosen by the algorithm (and remembered for a sticky user).
+    /// else one chosen by the algorithm. Nothing is remembered here: a token is only
+    /// known to be a user's once the app server has accepted it ([`hold_sticky`]).
     fn choose(&self, sticky_key: Option<&str>, exclude: &[usize]) -> Option<usize> {
         let candidates = self.candidates();
         let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let Some(key) = sticky_key else {
-            return strategy::pick(self.algorithm(), &candidates, cursor, exclude);
-        };
-        let mut sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
-        let assigned = sticky.get(key).map(|entry| entry.backend);
-        let chosen = strategy::sticky(assigned, &candidates, exclude)
-            .or_else(|| strategy::pick(self.algorithm(), &candidates, cursor, exclude))?;
-        let entry = sticky.entry(key.to_string()).or_insert(StickyEntry {
-            backend: chosen,
-            open_sockets: 0,
-            last_seen: Instant::now(),
+        let assigned = sticky_key.and_then(|key| {
+            let sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
+            sticky.get(key).map(|entry| entry.backend)
         });
-        if entry.backend != chosen {
-            tracing::info!(
-                from = %self.backends[entry.backend].id,
-                to = %self.backends[chosen].id,
-                "sticky user moved to a healthy server"
-            );
-            entry.backend = chosen;
-        }
-        entry.last_seen = Instant::now();
-        Some(chosen)
+        strategy::sticky(assigned, &candidates, exclude)
+            .or_else(|| strategy::pick(self.algorithm(), &candidates, cursor, exclude))
     }
 
-    /// Counts an open socket for a sticky user until the guard drops.
-    fn hold_sticky(&self, key: String) -> StickyGuard {
+    /// Remembers that the user behind `key` has a socket open on `backend` (the app
+    /// server accepted their token: the upgrade succeeded) and counts it until the guard
+    /// drops. At [`MAX_STICKY`] users, those without an open socket are forgotten first;
+    /// if every one has a socket, the new user is routed but not remembered.
+    fn hold_sticky(&self, key: String, backend: usize) -> StickyGuard {
         let mut sticky = self.sticky.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(entry) = sticky.get_mut(&key) {
+        if !sticky.contains_key(&key) && sticky.len() >= MAX_STICKY {
+            sticky.retain(|_, entry| entry.open_sockets > 0);
+        }
+        if sticky.contains_key(&key) || sticky.len() < MAX_STICKY {
+            let entry = sticky.entry(key.clone()).or_insert(StickyEntry {
+                backend,
+                open_sockets: 0,
+                last_seen: Instant::now(),
+            });
+            if entry.backend != backend {
+                tracing::info!(
+                    from = %self.backends[entry.backend].id,
+                    to = %self.backends[backend].id,
+                    "sticky user moved to a healthy server"
+                );
+                entry.backend = backend;
+            }
             entry.open_sockets += 1;
+            entry.last_seen = Instant::now();
         }
         StickyGuard {
             balancer: self.clone(),

@@ -18,18 +18,16 @@ use hyper_util::rt::TokioIo;
 use app::wire::SystemStage;
 
 use super::Balancer;
-use crate::{
-    api_error::ApiError,
-    telemetry::{controls::DelayPoint, journeys::kind_of_route},
-};
+use crate::{api_error::ApiError, controls::DelayPoint, telemetry::journeys::kind_of_route};
 
 /// The largest request body the balancer forwards.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
-/// `X-LiveView-Step: 1` on a request starts it in step mode: it waits at every stage
-/// boundary until `POST /api/live-view/requests/{id}/step`.
+/// `X-LiveView-Step: <token>` on a request starts it in step mode (it waits at every
+/// stage boundary until `POST /api/live-view/requests/{id}/step`) when the token is one
+/// the dashboard issued and still valid. The header never goes further than here.
 pub static X_LIVEVIEW_STEP: HeaderName = HeaderName::from_static("x-liveview-step");
 /// The component name stages of the balancer carry.
 const COMPONENT: &str = "load-balancer";
@@ -54,8 +52,15 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
     // Business actions are traced as journeys; other requests only get their id.
     let kind = kind_of_route(parts.method.as_str(), parts.uri.path()).filter(|_| !upgrade);
     let telemetry = &balancer.telemetry;
-    if kind.is_some() && parts.headers.get(&X_LIVEVIEW_STEP).is_some_and(|value| value == "1") {
-        telemetry.controls().start_stepping(&request_id);
+    let step_token = parts.headers.remove(&X_LIVEVIEW_STEP);
+    let steps = telemetry.controls().steps();
+    if kind.is_some()
+        && step_token
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|token| steps.token_valid(token))
+    {
+        steps.start(&request_id);
     }
     telemetry.controls().inject(DelayPoint::LoadBalancer).await;
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -131,7 +136,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
 
         if upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let server_upgrade = hyper::upgrade::on(&mut response);
-            let sticky = sticky_key.clone().map(|key| balancer.hold_sticky(key));
+            let sticky = sticky_key.clone().map(|key| balancer.hold_sticky(key, index));
             let shutdown = balancer.shutdown.clone();
             if let Some(client_upgrade) = client_upgrade {
                 balancer.tunnels.spawn(async move {

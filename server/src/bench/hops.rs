@@ -326,7 +326,7 @@ impl Bench {
         let sent = match compose(&format!("hop-{serial}"), &to, "Your receipt", &body) {
             Ok(message) => tokio::time::timeout(ANSWER_WITHIN, conversation.send(&message))
                 .await
-                .is_ok_and(|reply| reply.is_ok_and(|reply| reply.starts_with("250"))),
+                .is_ok_and(|reply| reply.is_ok_and(|accepted| accepted.code == 250)),
             Err(_) => false,
         };
         self.smtp

@@ -13,11 +13,14 @@ use axum::http::request::Parts;
 
 use crate::{
     api_error::ApiError,
+    controls::DelayPoint,
     notify::{self, FannedOut, Notice},
     queue::{Channel, QueueName},
-    servers::{AppServer, middleware::Received},
+    servers::{
+        AppServer,
+        middleware::{CommitPoint, Received},
+    },
     storage::{WriteBatch, WriteTransaction},
-    telemetry::controls::DelayPoint,
 };
 
 /// The request id the balancer (or the request-id middleware) attached, and what the
@@ -31,18 +34,15 @@ pub struct RequestId {
     pub traced: bool,
     /// When the handler itself began.
     pub handler_started: Instant,
+    /// Marked when the commit starts: the request is not timed out after that.
+    pub commit: CommitPoint,
 }
 
 impl axum::extract::FromRequestParts<AppServer> for RequestId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, server: &AppServer) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let id = crate::servers::middleware::request_id_of(&parts.headers);
         let received = parts.extensions.get::<Received>().copied();
         let traced = received.is_some_and(|received| received.traced);
         if let Some(received) = received.filter(|received| received.traced) {
@@ -57,6 +57,7 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
             id,
             traced,
             handler_started: Instant::now(),
+            commit: parts.extensions.get::<CommitPoint>().cloned().unwrap_or_default(),
         })
     }
 }
@@ -99,6 +100,7 @@ async fn commit(
     // Counted only for the journey of a traced request.
     let statements = if request_id.traced { batch.statements() } else { 0 };
     let commit_started = before_commit(server, request_id).await;
+    request_id.commit.reached();
     let transaction = match tx {
         Some(mut tx) => {
             batch.execute(&mut tx).await?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::{
     api_error::ApiError,
     now_ms,
-    servers::{AppServer, extract::AuthUser},
+    servers::{AppServer, extract::AuthUser, middleware::CommitPoint},
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -72,7 +72,10 @@ pub async fn mark_read(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
+    commit: CommitPoint,
 ) -> Result<Json<Value>, ApiError> {
+    let mut writer = server.shared.db.writing().await?;
+    commit.reached();
     let read: Option<(i64, Option<String>)> = sqlx::query_as(
         "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, ?) WHERE id = ? AND user_id = ? \
          RETURNING read_at_ms, request_id",
@@ -80,7 +83,7 @@ pub async fn mark_read(
     .bind(now_ms())
     .bind(&id)
     .bind(&user.id)
-    .fetch_optional(&mut *server.shared.db.writing().await?)
+    .fetch_optional(&mut *writer)
     .await?;
     match read {
         Some((read_at, request_id)) => {

@@ -183,7 +183,7 @@ pub async fn request_details(
             .filter(|stage| stage.stage == app::wire::SystemStage::RetryScheduled)
             .count(),
         time_by_stage,
-        stepping: dashboard.telemetry.controls().is_stepping(&id),
+        stepping: dashboard.telemetry.controls().steps().is_stepping(&id),
     };
     Ok(Json(RequestDetails {
         logs: journey.log_lines(),
@@ -198,7 +198,7 @@ pub async fn step_request(
     State(dashboard): State<Dashboard>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if dashboard.telemetry.controls().step(&id) {
+    if dashboard.telemetry.controls().steps().step(&id) {
         Ok(Json(serde_json::json!({ "requestId": id, "stepped": true })))
     } else if dashboard.journeys.get(&id).is_some() {
         Err(ApiError::new(
@@ -208,6 +208,15 @@ pub async fn step_request(
     } else {
         Err(ApiError::not_found(format!("no request {id}")))
     }
+}
+
+/// `POST /api/live-view/step-token`: a token that starts step mode on a request sent
+/// through the balancer with `X-LiveView-Step: <token>` (for the next minute). Step mode
+/// starts only from the dashboard: a public client cannot hold up the workers.
+pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+    let token = dashboard.telemetry.controls().steps().issue_token();
+    let expires_at = chrono::DateTime::from_timestamp_millis(token.expires_at_ms).unwrap_or_default();
+    Json(serde_json::json!({ "token": token.value, "expiresAt": expires_at }))
 }
 
 #[derive(Deserialize)]
@@ -344,7 +353,7 @@ pub async fn update_controls(
     State(dashboard): State<Dashboard>,
     JsonBody(wanted): JsonBody<ControlSettings>,
 ) -> Result<Json<ControlSettings>, ApiError> {
-    let problems = crate::telemetry::controls::problems(&wanted);
+    let problems = crate::controls::problems(&wanted);
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }

@@ -55,6 +55,7 @@ pub struct Dashboard {
 impl Dashboard {
     /// The dashboard's routes; `site` is Trunk's output folder.
     pub fn router(self, site: &Path) -> Router {
+        let origins = self.live.origins.clone();
         let api = Router::new()
             .route("/api/live-view/ws", get(live::live_socket))
             .route("/api/live-view/sse", get(live::live_sse))
@@ -82,6 +83,7 @@ impl Dashboard {
             .route("/api/live-view/requests", get(live_api::list_requests))
             .route("/api/live-view/requests/{id}", get(live_api::request_details))
             .route("/api/live-view/requests/{id}/step", post(live_api::step_request))
+            .route("/api/live-view/step-token", post(live_api::step_token))
             .route(
                 "/api/live-view/controls",
                 get(live_api::controls).put(live_api::update_controls),
@@ -92,6 +94,7 @@ impl Dashboard {
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.
             .layer(axum::middleware::from_fn(crate::servers::middleware::json_errors))
             .fallback_service(spa(site))
+            .layer(axum::middleware::from_fn_with_state(origins, crate::access::guard))
     }
 }
 

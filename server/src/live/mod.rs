@@ -9,7 +9,6 @@
 //! bounded by the ring and the history, never by the number or slowness of viewers.
 
 mod filter;
-mod origin;
 mod socket;
 mod sse;
 mod viewer;
@@ -32,7 +31,6 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use filter::{Subscription, Tags};
 pub(crate) use filter::{list as comma_list, matches as topic_matches};
-pub use origin::OriginPolicy;
 pub use socket::{CLOSE_TOO_SLOW, LiveSocketState, live_socket};
 pub use sse::live_sse;
 

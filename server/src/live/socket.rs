@@ -63,11 +63,12 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    LiveHub, OriginPolicy,
+    LiveHub,
     filter::StreamQuery,
     json_frame, msgpack_frame,
     viewer::{Outgoing, Update, Viewer},
 };
+use crate::access::OriginPolicy;
 use crate::api_error::ApiError;
 
 /// How often the server pings.

@@ -158,7 +158,7 @@ impl Job {
     /// longest injectable hold after its creation was requeued: since it became due.
     pub fn waiting_since_ms(&self) -> i64 {
         let held = self.run_at_ms - self.created_at_ms;
-        if self.attempts <= 1 && (0..=crate::telemetry::controls::MAX_DELAY_MS as i64).contains(&held) {
+        if self.attempts <= 1 && (0..=crate::controls::MAX_DELAY_MS as i64).contains(&held) {
             self.created_at_ms
         } else {
             self.run_at_ms

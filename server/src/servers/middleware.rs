@@ -2,7 +2,13 @@
 //! (timeout and panics become the stable JSON error), body size limit. Authentication
 //! and validation are extractors (`extract.rs`), so each handler states what it needs.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use app::wire::SystemStage;
 use axum::{
@@ -13,10 +19,7 @@ use axum::{
 };
 
 use super::AppServer;
-use crate::{
-    api_error::ApiError,
-    telemetry::{controls::DelayPoint, journeys::kind_of_route},
-};
+use crate::{api_error::ApiError, controls::DelayPoint, telemetry::journeys::kind_of_route};
 
 /// Put on each request by [`trace`]: when the server received it and whether it is
 /// traced as a journey.
@@ -33,12 +36,7 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
     let kind = kind_of_route(request.method().as_str(), request.uri().path());
     // The balancer's health checks are not traffic: they stay out of the figures.
     let metered = request.uri().path() != "/healthz";
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let id = request_id_of(request.headers());
     let telemetry = &server.shared.telemetry;
     if let Some(kind) = kind {
         telemetry
@@ -71,9 +69,18 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         } else {
             stage.done();
         }
-        telemetry.controls().responded(&id);
+        telemetry.controls().steps().responded(&id);
     }
     response
+}
+
+/// The id [`request_id`] put on the request (empty before it ran).
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The largest request body an app server reads.
@@ -98,11 +105,57 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// A request that overruns [`REQUEST_TIMEOUT`] gets a JSON 503 instead of hanging.
-pub async fn timeout(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
+/// Put on each request by [`timeout`]; the handler marks it when it starts to commit.
+/// From then on the request is never timed out: the answer must say what was committed
+/// (a 503 after a stored purchase would have the caller buy twice).
+#[derive(Debug, Clone, Default)]
+pub struct CommitPoint(Arc<AtomicBool>);
+
+impl CommitPoint {
+    /// The handler is about to write: whatever happens, it answers itself.
+    pub fn reached(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_reached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CommitPoint {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_default())
+    }
+}
+
+/// A request that overruns [`REQUEST_TIMEOUT`] gets a JSON 503 instead of hanging, but
+/// only for time it was working: a request in step mode is paused while it waits for
+/// its steps, and that time is not counted. Once the handler has begun to commit it is
+/// not timed out at all (see [`CommitPoint`]).
+pub async fn timeout(State(server): State<AppServer>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id_of(request.headers());
+    let commit = CommitPoint::default();
+    request.extensions_mut().insert(commit.clone());
+    let steps = server.shared.telemetry.controls().steps();
+    let handler = next.run(request);
+    tokio::pin!(handler);
+    loop {
+        let due = started + REQUEST_TIMEOUT + steps.paused(&id);
+        tokio::select! {
+            response = &mut handler => return response,
+            () = tokio::time::sleep_until(due.into()) => {
+                if commit.is_reached() {
+                    return handler.await;
+                }
+                // Paused meanwhile: the deadline moved on.
+                if Instant::now() >= started + REQUEST_TIMEOUT + steps.paused(&id) {
+                    return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response();
+                }
+            }
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl AppServer {
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 middleware::panic_response,
             ))
-            .layer(axum::middleware::from_fn(middleware::timeout))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), middleware::timeout))
             .layer(axum::middleware::from_fn_with_state(self, middleware::trace))
             .layer(axum::middleware::from_fn(middleware::request_id))
     }

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::telemetry::Controls;
+use crate::controls::Controls;
 
 /// Virtual users kept signed in with a socket open.
 const POOL_SIZE: usize = 8;
@@ -63,6 +63,8 @@ struct FriendPool {
 
 pub struct Simulator {
     balancer: String,
+    /// Where step tokens for `"step": true` come from.
+    controls: Arc<Controls>,
     http: reqwest::Client,
     users: Mutex<Vec<VirtualUser>>,
     friends: Mutex<FriendPool>,
@@ -88,7 +90,12 @@ pub struct Plan {
 }
 
 impl Simulator {
-    pub fn new(balancer: std::net::SocketAddr, tasks: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        balancer: std::net::SocketAddr,
+        controls: Arc<Controls>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
@@ -96,6 +103,7 @@ impl Simulator {
             .unwrap_or_default();
         Arc::new(Self {
             balancer: format!("http://{balancer}"),
+            controls,
             http,
             users: Mutex::new(Vec::new()),
             friends: Mutex::new(FriendPool::default()),
@@ -145,7 +153,7 @@ impl Simulator {
     }
 
     /// Keeps sending at the controls' rate and mix while `simulateLoad` is on.
-    pub async fn run_continuous(self: Arc<Self>, controls: Arc<Controls>) {
+    pub async fn run_continuous(self: Arc<Self>) {
         let tick = Duration::from_millis(100);
         let mut owed = 0.0;
         let mut turn = 0usize;
@@ -154,7 +162,7 @@ impl Simulator {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(tick) => {}
             }
-            let settings = controls.settings();
+            let settings = self.controls.settings();
             if !settings.simulate_load || settings.simulation_rate <= 0.0 {
                 owed = 0.0;
                 continue;
@@ -285,7 +293,7 @@ impl Simulator {
             request = request.header("x-request-id", id);
         }
         if step {
-            request = request.header("x-liveview-step", "1");
+            request = request.header("x-liveview-step", self.controls.steps().issue_token().value);
         }
         let response = request.send().await?;
         let status = response.status().as_u16();

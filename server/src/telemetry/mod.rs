@@ -12,7 +12,6 @@
 //! The controls that act on the real system (injected delays, step mode) live in
 //! [`controls`], next to the telemetry that makes their effect visible.
 
-pub mod controls;
 pub mod journeys;
 pub mod meters;
 pub mod sampler;
@@ -29,7 +28,7 @@ use app::wire::{LiveEvent, NotificationType, StageMetadata, StageStatus, SystemS
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use controls::Controls;
+use crate::controls::Controls;
 pub use journeys::Journeys;
 pub use meters::Meters;
 
@@ -194,7 +193,7 @@ impl Telemetry {
     /// Waits at a stage boundary if `request_id` runs in step mode; returns at once
     /// otherwise (one atomic load when nothing is being stepped).
     pub async fn boundary(&self, request_id: &str) {
-        self.inner.controls.boundary(request_id).await;
+        self.inner.controls.steps().boundary(request_id).await;
     }
 
     /// A boundary inside a worker, holding a claimed job: it waits for the request's
@@ -204,6 +203,7 @@ impl Telemetry {
     pub async fn worker_boundary(&self, request_id: &str) {
         self.inner
             .controls
+            .steps()
             .worker_boundary_within(request_id, WORKER_STEP_WAIT)
             .await;
     }
@@ -338,8 +338,8 @@ pub async fn aggregate(
 fn release_finished(controls: &Controls, events: &[LiveEvent]) {
     for event in events {
         match event {
-            LiveEvent::RequestComplete(done) => controls.stop_stepping(&done.request_id),
-            LiveEvent::RequestFailed(failed) => controls.stop_stepping(&failed.request_id),
+            LiveEvent::RequestComplete(done) => controls.steps().stop(&done.request_id),
+            LiveEvent::RequestFailed(failed) => controls.steps().stop(&failed.request_id),
             _ => {}
         }
     }

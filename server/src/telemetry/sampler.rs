@@ -56,6 +56,8 @@ pub struct Sampler {
     /// The last [`SERIES_LENGTH`] samples, oldest first (a ring buffer).
     series: RwLock<VecDeque<Sample>>,
     previous: RwLock<Previous>,
+    /// Woken when a sample is added.
+    sampled: tokio::sync::Notify,
 }
 
 /// Totals at the last sample, for per-second rates.
@@ -80,6 +82,7 @@ impl Sampler {
             sources,
             series: RwLock::new(VecDeque::with_capacity(SERIES_LENGTH)),
             previous: RwLock::new(Previous::default()),
+            sampled: tokio::sync::Notify::new(),
         })
     }
 
@@ -91,12 +94,17 @@ impl Sampler {
             .cloned()
     }
 
-    /// The latest sample, or (in the first instant after start, before the first tick)
-    /// one taken now.
+    /// The latest sample; in the first instant after start, the first one once taken.
+    /// It is never taken here: a sample consumes the meters' windows, so one taken
+    /// outside [`run`](Self::run) would steal the figures of the tick it raced.
     pub async fn current(&self) -> Sample {
-        match self.latest() {
-            Some(sample) => sample,
-            None => self.sample().await,
+        loop {
+            // Registered before the check, so a sample added in between still wakes it.
+            let sampled = self.sampled.notified();
+            if let Some(sample) = self.latest() {
+                return sample;
+            }
+            sampled.await;
         }
     }
 
@@ -124,12 +132,14 @@ impl Sampler {
                 series.pop_front();
             }
             series.push_back(sample);
+            drop(series);
+            self.sampled.notify_waiters();
         })
         .await;
     }
 
-    /// Reads everything now.
-    pub async fn sample(&self) -> Sample {
+    /// Reads everything now, taking the meters' windows since the last sample.
+    async fn sample(&self) -> Sample {
         let sources = &self.sources;
         let meters = sources.telemetry.meters();
         let now = Instant::now();
@@ -257,23 +267,20 @@ impl Sampler {
             backend: "sqlite".into(),
             reads_per_second: reads.saturating_sub(previous.db_reads) as f64 / seconds,
             writes_per_second: writes.saturating_sub(previous.db_writes) as f64 / seconds,
-            query_latency_p50: quantile(&mut commit_ms, 0.5),
-            query_latency_p99: quantile(&mut commit_ms, 0.99),
+            commit_latency_p50: quantile(&mut commit_ms, 0.5),
+            commit_latency_p99: quantile(&mut commit_ms, 0.99),
         }));
         previous.db_reads = reads;
         previous.db_writes = writes;
 
         let (sent, failed) = meters.smtp_totals();
         let (sent_now, failed_now) = (sent - previous.smtp_sent, failed - previous.smtp_failed);
-        let attempts = (sent_now + failed_now).max(1) as f64;
+        let attempts = sent_now + failed_now;
+        let share = |count: u64| (attempts > 0).then(|| count as f64 / attempts as f64);
         components.push(ComponentMetrics::Smtp(SmtpMetrics {
             sent_per_second: sent_now as f64 / seconds,
-            success_rate: if sent_now + failed_now == 0 {
-                1.0
-            } else {
-                sent_now as f64 / attempts
-            },
-            failure_rate: failed_now as f64 / attempts,
+            success_rate: share(sent_now),
+            failure_rate: share(failed_now),
             sent,
             failed,
             last_reply: meters.last_reply(),

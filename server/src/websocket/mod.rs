@@ -48,6 +48,10 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 4 * 1024;
 /// A client message larger than this closes the socket (1009).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Sockets one user may hold open at once (tabs and devices). Opening another closes
+/// the oldest with 1008, so a reloading tab never locks its user out, and no user can
+/// grow the registry without end.
+pub const MAX_SOCKETS_PER_USER: usize = 16;
 
 /// The configuration of our own in-app clients (the load simulator's virtual users, the
 /// benchmarks): they receive small frames and send acks, so small buffers and no write
@@ -112,6 +116,9 @@ struct Connection {
     id: u64,
     server: String,
     pushes: mpsc::Sender<Push>,
+    /// Cancelled when the user opened more than [`MAX_SOCKETS_PER_USER`] sockets and
+    /// this is the oldest.
+    evicted: CancellationToken,
 }
 
 /// Who is connected where. In one process; across processes this becomes Redis.
@@ -201,11 +208,19 @@ impl Registry {
     fn register(self: &Arc<Self>, user_id: &str, server: &str) -> (Registration, mpsc::Receiver<Push>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (pushes, receiver) = mpsc::channel(PUSH_BACKLOG);
+        let evicted = CancellationToken::new();
         let mut users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
-        users.entry(user_id.to_string()).or_default().push(Connection {
+        let connections = users.entry(user_id.to_string()).or_default();
+        if connections.len() >= MAX_SOCKETS_PER_USER {
+            // The oldest goes; its task closes it and its registration removes nothing
+            // more (it is already out).
+            connections.remove(0).evicted.cancel();
+        }
+        connections.push(Connection {
             id,
             server: server.to_string(),
             pushes,
+            evicted: evicted.clone(),
         });
         drop(users);
         self.note("connect", user_id);
@@ -214,6 +229,7 @@ impl Registry {
                 registry: self.clone(),
                 user_id: user_id.to_string(),
                 id,
+                evicted,
             },
             receiver,
         )
@@ -225,6 +241,7 @@ struct Registration {
     registry: Arc<Registry>,
     user_id: String,
     id: u64,
+    evicted: CancellationToken,
 }
 
 impl Drop for Registration {
@@ -318,7 +335,7 @@ impl UserConnection {
         stopping: CancellationToken,
         last_seq: Option<i64>,
     ) {
-        let (_registration, mut pushes) = registry.register(&self.user.id, server);
+        let (registration, mut pushes) = registry.register(&self.user.id, server);
         if let Some(last_seq) = last_seq
             && let Err(error) = self.client_has_up_to(last_seq).await
         {
@@ -334,6 +351,11 @@ impl UserConnection {
             tokio::select! {
                 () = stopping.cancelled() => {
                     let frame = CloseFrame { code: close_code::AWAY, reason: "server stopping".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+                () = registration.evicted.cancelled() => {
+                    let frame = CloseFrame { code: close_code::POLICY, reason: "too many sockets for this user".into() };
                     let _ = socket.send(Message::Close(Some(frame))).await;
                     return;
                 }
@@ -482,5 +504,32 @@ impl UserConnection {
             .bind(&self.user.id)
             .bind(last_seq);
         self.db.commit(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: a user could open any number of sockets, each held in the registry.
+    #[test]
+    fn a_flood_of_one_users_sockets_keeps_the_newest_and_closes_the_oldest() {
+        let registry = Registry::new();
+        let held: Vec<_> = (0..1_000).map(|_| registry.register("u1", "server-1")).collect();
+        let _other = registry.register("u2", "server-2");
+        assert_eq!(registry.counts(), (2, MAX_SOCKETS_PER_USER + 1));
+        let evicted = held
+            .iter()
+            .filter(|(registration, _)| registration.evicted.is_cancelled())
+            .count();
+        assert_eq!(evicted, 1_000 - MAX_SOCKETS_PER_USER);
+        assert!(
+            held.iter()
+                .rev()
+                .take(MAX_SOCKETS_PER_USER)
+                .all(|(registration, _)| !registration.evicted.is_cancelled())
+        );
+        drop(held);
+        assert_eq!(registry.counts(), (1, 1), "closing them leaves only the other user");
     }
 }

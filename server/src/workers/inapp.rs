@@ -10,10 +10,10 @@ use app::wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, Worke
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    controls::DelayPoint,
     now_ms,
     queue::{Channel, Job, QueueName, Queues, placeholders},
     storage::{Database, WriteBatch},
-    telemetry::controls::DelayPoint,
     websocket::{Frame, PushError, Registry},
 };
 
@@ -36,6 +36,7 @@ pub fn spawn_pool(
             db: db.clone(),
             queues: queues.clone(),
             registry: registry.clone(),
+            tasks: tasks.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -49,11 +50,14 @@ struct NotificationRow {
     frame: Frame,
 }
 
+#[derive(Clone)]
 struct InAppWorker {
     id: String,
     db: Database,
     queues: Arc<Queues>,
     registry: Arc<Registry>,
+    /// Where stepped requests' jobs are delivered apart ([`super::split_stepped`]).
+    tasks: TaskTracker,
 }
 
 impl InAppWorker {
@@ -69,15 +73,25 @@ impl InAppWorker {
         )
         .await
         {
+            let jobs = super::split_stepped(jobs, self.queues.telemetry(), &self.tasks, &shutdown, |job| {
+                let worker = self.clone();
+                async move { worker.process_logged(&[job]).await }
+            });
+            if jobs.is_empty() {
+                continue;
+            }
             let _busy = super::Busy::new(&self.queues.telemetry().meters().inapp_busy);
-            let outcome = tokio::select! {
+            tokio::select! {
                 // Shutting down mid-wait: the leases run out and the jobs are retried.
                 () = shutdown.cancelled() => return,
-                outcome = self.process(&jobs) => outcome,
+                () = self.process_logged(&jobs) => {}
             };
-            if let Err(error) = outcome {
-                tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record in-app jobs' outcome");
-            }
+        }
+    }
+
+    async fn process_logged(&self, jobs: &[Job]) {
+        if let Err(error) = self.process(jobs).await {
+            tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record in-app jobs' outcome");
         }
     }
 

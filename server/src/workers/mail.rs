@@ -30,10 +30,11 @@ use super::{
     ledger::{self, SentLedger},
 };
 use crate::{
+    controls::DelayPoint,
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
     storage::{Database, WriteBatch},
-    telemetry::{controls::DelayPoint, mask_email},
+    telemetry::mask_email,
 };
 
 /// One SMTP conversation may take this long before it counts as a transient failure.
@@ -59,6 +60,7 @@ pub fn spawn_pool(
             db: db.clone(),
             queues: queues.clone(),
             ledger: ledger.clone(),
+            tasks: tasks.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -134,8 +136,8 @@ impl SmtpClient {
         Ok(connection)
     }
 
-    /// Sends one message; returns the server's reply text on a 2xx.
-    pub(crate) async fn send(&mut self, message: &Message) -> Result<String, DeliveryError> {
+    /// Sends one message; returns the server's reply on a 2xx.
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<Accepted, DeliveryError> {
         let stale = self.last_used.elapsed() > CHECK_IDLE_AFTER;
         let mut connection = match self.connection.take() {
             Some(mut connection) if !connection.has_broken() => {
@@ -154,8 +156,12 @@ impl SmtpClient {
         }
         match result {
             Ok(response) if response.is_positive() => {
+                let code = u16::from(response.code());
                 let text = response.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{} {text}", u16::from(response.code())))
+                Ok(Accepted {
+                    code,
+                    reply: format!("{code} {text}"),
+                })
             }
             Ok(response) => Err(DeliveryError::Transient(format!(
                 "unexpected SMTP reply {}",
@@ -169,6 +175,14 @@ impl SmtpClient {
     fn reset(&mut self) {
         self.connection = None;
     }
+}
+
+/// A server's positive answer to a message: its code, as lettre parsed it, and the whole
+/// reply line as stored with the email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub(crate) code: u16,
+    pub(crate) reply: String,
 }
 
 /// `smtp://[user:password@]host[:port]`. Plain SMTP only: the SMTP servers this talks to
@@ -211,12 +225,15 @@ impl SmtpTarget {
     }
 }
 
+#[derive(Clone)]
 struct MailWorker {
     id: String,
     smtp_url: String,
     db: Database,
     queues: Arc<Queues>,
     ledger: Arc<SentLedger>,
+    /// Where stepped requests' jobs are delivered apart ([`super::split_stepped`]).
+    tasks: TaskTracker,
 }
 
 /// The email row a job delivers.
@@ -248,11 +265,27 @@ impl MailWorker {
         )
         .await
         {
-            let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
-            if let Err(error) = self.process(&jobs, &mut lanes).await {
-                // The leases run out and another attempt follows; nothing is lost.
-                tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record mail jobs' outcome");
+            let jobs = super::split_stepped(jobs, self.queues.telemetry(), &self.tasks, &shutdown, |job| {
+                let worker = self.clone();
+                async move {
+                    // A conversation of its own: the worker's lanes go on with other jobs.
+                    if let Ok(smtp) = SmtpClient::new(&worker.smtp_url) {
+                        worker.process_logged(&[job], &mut [smtp]).await;
+                    }
+                }
+            });
+            if jobs.is_empty() {
+                continue;
             }
+            let _busy = super::Busy::new(&self.queues.telemetry().meters().mail_busy);
+            self.process_logged(&jobs, &mut lanes).await;
+        }
+    }
+
+    async fn process_logged(&self, jobs: &[Job], lanes: &mut [SmtpClient]) {
+        if let Err(error) = self.process(jobs, lanes).await {
+            // The leases run out and another attempt follows; nothing is lost.
+            tracing::warn!(worker = %self.id, jobs = jobs.len(), %error, "could not record mail jobs' outcome");
         }
     }
 
@@ -333,14 +366,13 @@ impl MailWorker {
             attempt.announce();
             telemetry.controls().inject(DelayPoint::EmailDelivery).await;
             match self.send(&email, smtp).await {
-                Ok(reply) => {
+                Ok(Accepted { code, reply }) => {
                     match self.ledger.record(&email.id) {
                         Ok(entry) => delivered.entries.push(entry),
                         Err(error) => {
                             tracing::warn!(%error, "could not write the sent ledger; relying on the commit alone");
                         }
                     }
-                    let code: u16 = reply.get(..3).and_then(|code| code.parse().ok()).unwrap_or(250);
                     attempt.meta("smtpCode", code).done();
                     telemetry.meters().smtp_reply(code, &reply, chrono::Utc::now());
                     telemetry.event(LiveEvent::EmailSent(EmailSent {
@@ -423,7 +455,7 @@ impl MailWorker {
     }
 
     /// One SMTP attempt. Returns the server's reply on success.
-    async fn send(&self, email: &Email, smtp: &mut SmtpClient) -> Result<String, DeliveryError> {
+    async fn send(&self, email: &Email, smtp: &mut SmtpClient) -> Result<Accepted, DeliveryError> {
         let message = build_message(email)?;
         match tokio::time::timeout(SEND_TIMEOUT, smtp.send(&message)).await {
             Ok(result) => result,

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use app::wire::{LiveEvent, QueueJobProcessing, SystemStage, WorkerIdle, WorkerKind, WorkerProcessing};
 
@@ -89,6 +89,41 @@ pub(crate) async fn record_pickups(
             .meta("queuedMs", queued_ms)
             .done();
     }
+}
+
+/// Takes the jobs of requests in step mode out of a claimed batch. Each is delivered on a
+/// task of its own (`deliver`, given a batch of one), so a job waiting for its steps
+/// never holds up another user's delivery in the same batch, nor the worker. The task
+/// ends at shutdown like the worker; its lease brings the job back then.
+pub(crate) fn split_stepped<F, Fut>(
+    jobs: Vec<Job>,
+    telemetry: &Telemetry,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+    deliver: F,
+) -> Vec<Job>
+where
+    F: Fn(Job) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let steps = telemetry.controls().steps();
+    if steps.is_empty() {
+        return jobs;
+    }
+    let (stepped, rest): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|job| steps.is_stepping(job.request_id.as_deref().unwrap_or_default()));
+    for job in stepped {
+        let delivery = deliver(job);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = delivery => {}
+            }
+        });
+    }
+    rest
 }
 
 /// How long a claimed job is a worker's alone. Longer than any single delivery attempt

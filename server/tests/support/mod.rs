@@ -182,3 +182,33 @@ impl Sse {
         false
     }
 }
+
+/// Polls `check` every 25 ms until it gives `Some`, and returns that; panics naming
+/// `what` once `deadline` has passed. The one way tests wait for something to happen.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(std::time::Instant::now() < until, "{what}: not within {deadline:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+impl TestSystem {
+    /// A step token from the dashboard, for `X-LiveView-Step`.
+    pub async fn step_token(&self) -> String {
+        let token: serde_json::Value = self
+            .dashboard_post("/api/live-view/step-token", &serde_json::json!({}))
+            .await
+            .json()
+            .await
+            .expect("json");
+        token["token"].as_str().expect("token").to_string()
+    }
+}

@@ -1,0 +1,172 @@
+//! Controls that act on the real system: delays injected into the real stages, and step
+//! mode ([`step`]), where a traced request waits at every stage boundary until someone
+//! steps it. The pipeline calls these; telemetry only records what they did.
+//!
+//! The settings are the wire's [`ControlSettings`]; changing them publishes
+//! `controls:changed` to every viewer (done by the dashboard's handler).
+
+pub mod step;
+
+use std::{sync::RwLock, time::Duration};
+
+use app::wire::{ControlSettings, Delays};
+
+pub use step::{StepToken, Stepping};
+
+/// The longest delay that can be injected into one stage.
+pub const MAX_DELAY_MS: u64 = 30_000;
+/// The highest rate (requests per second) the continuous load generator may be set to.
+pub const MAX_SIMULATION_RATE: f64 = 1_000.0;
+
+/// Each delay with where it is injected and its name on the wire.
+fn delays_by_point(delays: &Delays) -> [(DelayPoint, &'static str, u64); 7] {
+    let Delays {
+        load_balancer,
+        server_processing,
+        database_operation,
+        queueing,
+        worker_processing,
+        email_delivery,
+        websocket_delivery,
+    } = *delays;
+    [
+        (DelayPoint::LoadBalancer, "loadBalancer", load_balancer),
+        (DelayPoint::ServerProcessing, "serverProcessing", server_processing),
+        (DelayPoint::Database, "databaseOperation", database_operation),
+        (DelayPoint::Queueing, "queueing", queueing),
+        (DelayPoint::WorkerProcessing, "workerProcessing", worker_processing),
+        (DelayPoint::EmailDelivery, "emailDelivery", email_delivery),
+        (DelayPoint::WebSocketDelivery, "websocketDelivery", websocket_delivery),
+    ]
+}
+
+/// The fields of `settings` that are out of range, for a 400 (nothing is applied then).
+pub fn problems(settings: &ControlSettings) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let speed = settings.playback_speed;
+    if !(ControlSettings::MIN_SPEED..=ControlSettings::MAX_SPEED).contains(&speed) {
+        problems.push((
+            "playbackSpeed".to_string(),
+            format!(
+                "must be between {} and {}",
+                ControlSettings::MIN_SPEED,
+                ControlSettings::MAX_SPEED
+            ),
+        ));
+    }
+    for (_, field, delay) in delays_by_point(&settings.delays) {
+        if delay > MAX_DELAY_MS {
+            problems.push((format!("delays.{field}"), format!("must be at most {MAX_DELAY_MS} ms")));
+        }
+    }
+    if !(0.0..=MAX_SIMULATION_RATE).contains(&settings.simulation_rate) {
+        problems.push((
+            "simulationRate".to_string(),
+            format!("must be between 0 and {MAX_SIMULATION_RATE} requests per second"),
+        ));
+    }
+    problems
+}
+
+/// Where a delay is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayPoint {
+    LoadBalancer,
+    ServerProcessing,
+    Database,
+    Queueing,
+    WorkerProcessing,
+    EmailDelivery,
+    WebSocketDelivery,
+}
+
+#[derive(Default)]
+pub struct Controls {
+    settings: RwLock<ControlSettings>,
+    /// Requests in step mode.
+    steps: Stepping,
+}
+
+impl Controls {
+    pub fn settings(&self) -> ControlSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// Replaces the settings after clamping them to what is allowed; returns what is now
+    /// in force.
+    pub fn update(&self, mut settings: ControlSettings) -> ControlSettings {
+        settings.playback_speed = if settings.playback_speed.is_finite() {
+            settings
+                .playback_speed
+                .clamp(ControlSettings::MIN_SPEED, ControlSettings::MAX_SPEED)
+        } else {
+            1.0
+        };
+        let delays = &mut settings.delays;
+        for delay in [
+            &mut delays.load_balancer,
+            &mut delays.server_processing,
+            &mut delays.database_operation,
+            &mut delays.queueing,
+            &mut delays.worker_processing,
+            &mut delays.email_delivery,
+            &mut delays.websocket_delivery,
+        ] {
+            *delay = (*delay).min(MAX_DELAY_MS);
+        }
+        settings.simulation_rate = if settings.simulation_rate.is_finite() {
+            settings.simulation_rate.clamp(0.0, MAX_SIMULATION_RATE)
+        } else {
+            0.0
+        };
+        *self.settings.write().unwrap_or_else(|poison| poison.into_inner()) = settings.clone();
+        settings
+    }
+
+    pub fn delay(&self, point: DelayPoint) -> Duration {
+        let settings = self.settings.read().unwrap_or_else(|poison| poison.into_inner());
+        let millis = delays_by_point(&settings.delays)
+            .into_iter()
+            .find(|(at, _, _)| *at == point)
+            .map_or(0, |(_, _, millis)| millis);
+        Duration::from_millis(millis)
+    }
+
+    /// Waits the delay injected at `point`, if any: a real wait in the real stage.
+    pub async fn inject(&self, point: DelayPoint) {
+        let delay = self.delay(point);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub fn steps(&self) -> &Stepping {
+        &self.steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_clamped() {
+        let controls = Controls::default();
+        let mut wanted = ControlSettings {
+            playback_speed: 50.0,
+            ..Default::default()
+        };
+        wanted.delays.database_operation = 10_000_000;
+        let applied = controls.update(wanted);
+        assert_eq!(applied.playback_speed, ControlSettings::MAX_SPEED);
+        assert_eq!(applied.delays.database_operation, MAX_DELAY_MS);
+        assert_eq!(
+            controls.delay(DelayPoint::Database),
+            Duration::from_millis(MAX_DELAY_MS)
+        );
+        assert_eq!(controls.delay(DelayPoint::LoadBalancer), Duration::ZERO);
+    }
+}

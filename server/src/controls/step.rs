@@ -1,0 +1,408 @@
+//! Step mode: a traced request waits at every stage boundary until an operator steps it
+//! (`POST /api/live-view/requests/{id}/step`), one stage per step, while all other
+//! traffic flows on.
+//!
+//! Only the dashboard starts it. It hands out short-lived [`StepToken`]s (and the load
+//! simulator uses one for `"step": true`); the balancer puts a request in step mode only
+//! when its `X-LiveView-Step` header carries a valid one, and strips the header
+//! otherwise. At most [`MAX_STEPPED`] requests are stepped at once: the oldest is let go
+//! when another starts. The time a request spends waiting at its boundaries is kept, so
+//! the app servers' request timeout counts only the time it was not paused.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hmac::{KeyInit, Mac};
+use tokio::sync::{Semaphore, watch};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// A stepped request left waiting this long at one boundary continues on its own, so a
+/// forgotten step never holds a request (and its connection) forever.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Requests in step mode at once; a person steps one or two, a flood must not grow this.
+pub const MAX_STEPPED: usize = 64;
+/// How long a step token may be used after the dashboard issued it.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// `X-LiveView-Step: <token>`: `<expiry, ms since the epoch>.<HMAC-SHA256 of it, hex>`,
+/// signed with this process's secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepToken {
+    pub value: String,
+    pub expires_at_ms: i64,
+}
+
+/// One request in step mode.
+struct Stepped {
+    /// Steps granted and not yet taken: one boundary each, to whoever waited first.
+    gate: Semaphore,
+    /// Whether the request has had its HTTP response. Its jobs are in the queues from the
+    /// commit on, but workers wait for this before taking steps, so the journey steps
+    /// through the request's own stages (queue adds, response) before any delivery's.
+    responded: watch::Sender<bool>,
+    /// When it entered step mode, to let the oldest go when the table is full.
+    since: Instant,
+    paused: Mutex<PauseClock>,
+}
+
+/// Time spent waiting at boundaries: while at least one wait is on, the clock runs.
+#[derive(Default)]
+struct PauseClock {
+    waiting: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl PauseClock {
+    fn begin(&mut self) {
+        if self.waiting == 0 {
+            self.since = Some(Instant::now());
+        }
+        self.waiting += 1;
+    }
+
+    fn end(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if self.waiting == 0
+            && let Some(since) = self.since.take()
+        {
+            self.total += since.elapsed();
+        }
+    }
+
+    fn paused(&self) -> Duration {
+        self.total + self.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// Ends one wait on the clock however the wait ends (stepped, released, timed out, or
+/// its future dropped).
+struct Waiting<'a>(&'a Mutex<PauseClock>);
+
+impl<'a> Waiting<'a> {
+    fn begin(clock: &'a Mutex<PauseClock>) -> Self {
+        clock.lock().unwrap_or_else(|poison| poison.into_inner()).begin();
+        Self(clock)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner()).end();
+    }
+}
+
+/// The requests in step mode and the secret their tokens are signed with.
+pub struct Stepping {
+    secret: [u8; 32],
+    requests: Mutex<HashMap<String, Arc<Stepped>>>,
+    /// How many requests are in step mode: the fast path reads only this.
+    count: AtomicUsize,
+}
+
+impl Default for Stepping {
+    fn default() -> Self {
+        let mut secret = [0u8; 32];
+        // The OS random source failing is not something the process can recover from.
+        getrandom::fill(&mut secret).expect("the OS random source works");
+        Self {
+            secret,
+            requests: Mutex::default(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Stepping {
+    fn mac(&self, expires_at_ms: i64) -> HmacSha256 {
+        // HMAC takes a key of any length.
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("any key length");
+        mac.update(b"liveview-step:");
+        mac.update(expires_at_ms.to_string().as_bytes());
+        mac
+    }
+
+    /// A token that starts step mode on requests sent with it for [`TOKEN_TTL`].
+    pub fn issue_token(&self) -> StepToken {
+        let expires_at_ms = crate::now_ms() + TOKEN_TTL.as_millis() as i64;
+        let signature = hex::encode(self.mac(expires_at_ms).finalize().into_bytes());
+        StepToken {
+            value: format!("{expires_at_ms}.{signature}"),
+            expires_at_ms,
+        }
+    }
+
+    /// Whether `token` was issued here and has not expired.
+    pub fn token_valid(&self, token: &str) -> bool {
+        let Some((expires, signature)) = token.split_once('.') else {
+            return false;
+        };
+        let (Ok(expires_at_ms), Ok(signature)) = (expires.parse::<i64>(), hex::decode(signature)) else {
+            return false;
+        };
+        let now = crate::now_ms();
+        let live = now <= expires_at_ms && expires_at_ms <= now + TOKEN_TTL.as_millis() as i64;
+        live && self.mac(expires_at_ms).verify_slice(&signature).is_ok()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stepped>>> {
+        self.requests.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Puts a request in step mode: from now on it waits at every stage boundary. With
+    /// [`MAX_STEPPED`] already stepped, the oldest is let go first.
+    pub fn start(&self, request_id: &str) {
+        let mut requests = self.lock();
+        if !requests.contains_key(request_id)
+            && requests.len() >= MAX_STEPPED
+            && let Some(oldest) = requests
+                .iter()
+                .min_by_key(|(_, stepped)| stepped.since)
+                .map(|(id, _)| id.clone())
+            && let Some(released) = requests.remove(&oldest)
+        {
+            tracing::info!(request = %oldest, "step mode table full: the oldest stepped request goes on by itself");
+            release(&released);
+        }
+        let fresh = Stepped {
+            gate: Semaphore::new(0),
+            responded: watch::Sender::new(false),
+            since: Instant::now(),
+            paused: Mutex::default(),
+        };
+        if let Some(replaced) = requests.insert(request_id.to_string(), Arc::new(fresh)) {
+            release(&replaced);
+        }
+        self.count.store(requests.len(), Ordering::Relaxed);
+    }
+
+    /// Lets a stepped request pass one boundary. False if it is not in step mode.
+    pub fn step(&self, request_id: &str) -> bool {
+        match self.lock().get(request_id) {
+            Some(stepped) => {
+                stepped.gate.add_permits(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a request out of step mode (it finished); a waiting boundary is released.
+    pub fn stop(&self, request_id: &str) {
+        let mut requests = self.lock();
+        if let Some(stepped) = requests.remove(request_id) {
+            release(&stepped);
+        }
+        self.count.store(requests.len(), Ordering::Relaxed);
+    }
+
+    /// The stepped request has had its response: its workers may take steps now.
+    pub fn responded(&self, request_id: &str) {
+        if let Some(stepped) = self.get(request_id) {
+            stepped.responded.send_replace(true);
+        }
+    }
+
+    pub fn is_stepping(&self, request_id: &str) -> bool {
+        self.get(request_id).is_some()
+    }
+
+    /// How many requests are in step mode.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long a stepped request has waited at its boundaries so far (zero for one not
+    /// in step mode): time its request timeout does not count.
+    pub fn paused(&self, request_id: &str) -> Duration {
+        self.get(request_id).map_or(Duration::ZERO, |stepped| {
+            stepped
+                .paused
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .paused()
+        })
+    }
+
+    fn get(&self, request_id: &str) -> Option<Arc<Stepped>> {
+        if self.is_empty() || request_id.is_empty() {
+            return None;
+        }
+        self.lock().get(request_id).cloned()
+    }
+
+    /// Waits for one step if the request is in step mode.
+    pub async fn boundary(&self, request_id: &str) {
+        self.boundary_within(request_id, STEP_TIMEOUT).await;
+    }
+
+    /// [`boundary`](Self::boundary), giving up after `limit`: a worker waits on a claimed
+    /// job, and must not wait past the job's lease, or another worker would claim and
+    /// deliver it again.
+    pub async fn boundary_within(&self, request_id: &str, limit: Duration) {
+        self.pass(request_id, limit, false).await;
+    }
+
+    /// A worker's boundary: [`boundary_within`](Self::boundary_within), but first the
+    /// request must have had its response (see [`Stepped::responded`]); both within `limit`.
+    pub async fn worker_boundary_within(&self, request_id: &str, limit: Duration) {
+        self.pass(request_id, limit, true).await;
+    }
+
+    async fn pass(&self, request_id: &str, limit: Duration, after_response: bool) {
+        let Some(stepped) = self.get(request_id) else {
+            return;
+        };
+        let step = async {
+            if after_response {
+                let _ = stepped.responded.subscribe().wait_for(|responded| *responded).await;
+            }
+            // Paused from here: the wait for the response above is not the request's pause.
+            let _waiting = Waiting::begin(&stepped.paused);
+            // Closed (no longer stepped): go on without a permit.
+            if let Ok(permit) = stepped.gate.acquire().await {
+                permit.forget();
+            }
+        };
+        // Forgotten (timed out): go on.
+        let _ = tokio::time::timeout(limit, step).await;
+    }
+}
+
+/// Lets every boundary of a request that leaves step mode go on.
+fn release(stepped: &Stepped) {
+    stepped.gate.close();
+    stepped.responded.send_replace(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stepped_request_passes_exactly_one_boundary_per_step() {
+        let stepping = Arc::new(Stepping::default());
+        stepping.start("r1");
+        let passed = Arc::new(AtomicUsize::new(0));
+        let walker = {
+            let (stepping, passed) = (stepping.clone(), passed.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    stepping.boundary("r1").await;
+                    passed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        stepping.boundary("other").await; // not stepped: passes at once
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 0, "waits for a step");
+        assert!(stepping.step("r1"));
+        wait_for(|| passed.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 1, "one step, one boundary");
+        stepping.stop("r1");
+        walker.await.expect("released when stepping stops");
+        assert!(!stepping.step("r1"));
+    }
+
+    #[tokio::test]
+    async fn a_bounded_boundary_gives_up_without_a_step() {
+        let stepping = Stepping::default();
+        stepping.start("r1");
+        let started = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            stepping.boundary_within("r1", Duration::from_millis(100)),
+        )
+        .await
+        .expect("passes by itself after its limit");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "but waits that long first"
+        );
+        assert!(stepping.step("r1"), "still stepped: the next boundary waits again");
+    }
+
+    #[tokio::test]
+    async fn time_at_a_boundary_is_counted_as_paused() {
+        let stepping = Arc::new(Stepping::default());
+        stepping.start("r1");
+        assert_eq!(stepping.paused("r1"), Duration::ZERO);
+        let waiting = {
+            let stepping = stepping.clone();
+            tokio::spawn(async move { stepping.boundary("r1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            stepping.paused("r1") >= Duration::from_millis(100),
+            "counts while waiting"
+        );
+        stepping.step("r1");
+        waiting.await.expect("stepped");
+        let paused = stepping.paused("r1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(stepping.paused("r1"), paused, "and stops when it passes");
+        assert_eq!(stepping.paused("never-stepped"), Duration::ZERO);
+    }
+
+    #[test]
+    fn tokens_are_accepted_only_when_issued_here_and_unexpired() {
+        let stepping = Stepping::default();
+        let token = stepping.issue_token();
+        assert!(stepping.token_valid(&token.value));
+        assert!(!stepping.token_valid("1"), "the old `1` no longer starts step mode");
+        assert!(!stepping.token_valid(""));
+        assert!(
+            !Stepping::default().token_valid(&token.value),
+            "another process's secret"
+        );
+        let (expires, signature) = token.value.split_once('.').expect("two parts");
+        let later = format!("{}.{signature}", expires.parse::<i64>().expect("ms") + 1);
+        assert!(!stepping.token_valid(&later), "the expiry is signed");
+        let expired = token.expires_at_ms - 2 * TOKEN_TTL.as_millis() as i64;
+        let signature = hex::encode(stepping.mac(expired).finalize().into_bytes());
+        assert!(!stepping.token_valid(&format!("{expired}.{signature}")), "expired");
+    }
+
+    // Regression: the table was keyed by client-chosen request ids and grew without end.
+    #[tokio::test]
+    async fn a_flood_of_stepped_requests_keeps_the_table_bounded_and_lets_the_oldest_go() {
+        let stepping = Arc::new(Stepping::default());
+        stepping.start("first");
+        let first = {
+            let stepping = stepping.clone();
+            tokio::spawn(async move { stepping.boundary("first").await })
+        };
+        for n in 0..10_000 {
+            stepping.start(&format!("flood-{n}"));
+        }
+        assert_eq!(stepping.len(), MAX_STEPPED);
+        assert!(!stepping.is_stepping("first"));
+        tokio::time::timeout(Duration::from_secs(5), first)
+            .await
+            .expect("the evicted request goes on")
+            .expect("task");
+        assert!(stepping.is_stepping("flood-9999"));
+    }
+
+    async fn wait_for(condition: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+}
