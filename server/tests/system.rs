@@ -532,3 +532,21 @@ async fn the_dashboards_own_origin_and_programs_without_one_may_change_things() 
     assert_eq!(paused.status(), 200, "no Origin: curl and programs");
     system.stop().await;
 }
+
+// Regression: with no SMTP attempt in a second, the SMTP card said 100% success.
+#[tokio::test]
+async fn no_smtp_attempt_is_neither_a_success_nor_a_failure() {
+    let system = start(None).await;
+    let smtp = support::eventually("an SMTP sample", Duration::from_secs(5), || async {
+        let status = system.dashboard_json("/api/live-view/status").await;
+        status["componentMetrics"]
+            .as_array()?
+            .iter()
+            .find(|component| component["component"] == "smtp")
+            .cloned()
+    })
+    .await;
+    assert_eq!(smtp["successRate"], serde_json::Value::Null, "{smtp}");
+    assert_eq!(smtp["failureRate"], serde_json::Value::Null, "{smtp}");
+    system.stop().await;
+}

@@ -135,12 +135,37 @@ impl FromStr for QueueName {
     }
 }
 
+/// Stored as its name; a row naming no queue is an error when read, never taken for
+/// another queue.
+impl<DB: sqlx::Database> sqlx::Type<DB> for QueueName
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for QueueName
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(name.parse::<Self>()?)
+    }
+}
+
 /// One claimed job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: String,
-    pub queue: String,
+    pub queue: QueueName,
     pub target_id: String,
     pub request_id: Option<String>,
     pub attempts: i64,
@@ -163,11 +188,6 @@ impl Job {
         } else {
             self.run_at_ms
         }
-    }
-
-    pub fn queue_name(&self) -> QueueName {
-        // Only names from QueueName::as_str are ever written.
-        self.queue.parse().unwrap_or(QueueName::Mail)
     }
 }
 
@@ -419,7 +439,7 @@ impl Queues {
     /// A failure that may pass: the job moves to the next retry tier, or to the
     /// dead-letter queue when none is left.
     pub async fn retry_later(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
-        match job.queue_name().next_tier() {
+        match job.queue.next_tier() {
             Some((queue, delay)) => {
                 let due_at_ms = now_ms() + self.scaled(delay).as_millis() as i64;
                 self.move_job(job, queue, "delayed", due_at_ms, reason).await?;
@@ -432,7 +452,7 @@ impl Queues {
 
     /// A failure that will not pass: the job moves to its dead-letter queue.
     pub async fn dead_letter(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
-        let queue = job.queue_name().dead_letter();
+        let queue = job.queue.dead_letter();
         self.move_job(job, queue, "failed", now_ms(), reason).await?;
         self.record_failure(job, reason, queue, None);
         Ok(Failure::DeadLettered { queue })
@@ -462,7 +482,7 @@ impl Queues {
         let request_id = job.request_id.clone();
         self.telemetry.event(match due_at {
             Some(due_at) => LiveEvent::QueueJobRetry(QueueJobRetry {
-                queue: job.queue.clone(),
+                queue: job.queue.to_string(),
                 next_queue: moved_to.as_str().to_string(),
                 job_id: job.id.clone(),
                 request_id,
@@ -471,7 +491,7 @@ impl Queues {
                 reason: reason.to_string(),
             }),
             None => LiveEvent::QueueJobFailed(QueueJobFailed {
-                queue: job.queue.clone(),
+                queue: job.queue.to_string(),
                 job_id: job.id.clone(),
                 request_id,
                 attempt,

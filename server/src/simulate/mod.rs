@@ -18,7 +18,7 @@ use std::{
 use app::wire::NotificationType;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -46,13 +46,22 @@ struct VirtualUser {
     token: String,
 }
 
+/// One place in a pool of virtual users, signed up on first use. Each place has its own
+/// cell, so filling the pool signs users up side by side: a lock held across a whole
+/// signup made every simulated request wait for the one before it.
+type Slot = Arc<tokio::sync::OnceCell<VirtualUser>>;
+
+fn empty_slots() -> Vec<Slot> {
+    (0..POOL_SIZE).map(|_| Slot::default()).collect()
+}
+
 /// Users for friend requests: every pair is used once (a second request between the same
 /// two people is refused with 409, as it should be), then the pool is retired and a fresh
 /// one signed up. A retired pool's sockets stay open one more generation, then close, so
 /// the simulator's sockets stay bounded.
 #[derive(Default)]
 struct FriendPool {
-    users: Vec<VirtualUser>,
+    users: Vec<Slot>,
     /// Closes the current pool's sockets.
     sockets: Option<CancellationToken>,
     /// The previous pool's, closed when the current one retires in turn.
@@ -66,7 +75,8 @@ pub struct Simulator {
     /// Where step tokens for `"step": true` come from.
     controls: Arc<Controls>,
     http: reqwest::Client,
-    users: Mutex<Vec<VirtualUser>>,
+    /// [`POOL_SIZE`] places, used in turn.
+    users: Vec<Slot>,
     friends: Mutex<FriendPool>,
     /// Numbers simulations and virtual users.
     counter: AtomicU64,
@@ -105,7 +115,7 @@ impl Simulator {
             balancer: format!("http://{balancer}"),
             controls,
             http,
-            users: Mutex::new(Vec::new()),
+            users: empty_slots(),
             friends: Mutex::new(FriendPool::default()),
             counter: AtomicU64::new(1),
             run_tag: uuid::Uuid::now_v7().simple().to_string()[20..].to_string(),
@@ -309,19 +319,25 @@ impl Simulator {
     /// A signed-in virtual user with an open, acking socket; the pool grows to
     /// [`POOL_SIZE`] and then users are reused in turn.
     async fn user(&self) -> anyhow::Result<VirtualUser> {
-        let mut users = self.users.lock().await;
-        if users.len() < POOL_SIZE {
-            let user = self.new_user().await?;
-            users.push(user.clone());
-            return Ok(user);
-        }
         let turn = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
-        Ok(users[turn % users.len()].clone())
+        let slot = &self.users[turn % POOL_SIZE];
+        slot.get_or_try_init(|| self.new_user()).await.cloned()
     }
 
     /// Two virtual users who have never had a friend request between them.
     async fn two_users(&self) -> anyhow::Result<(VirtualUser, VirtualUser)> {
-        let mut pool = self.friends.lock().await;
+        let (first, second, sockets) = self.next_pair();
+        let sign_up = |slot: Slot| {
+            let sockets = sockets.clone();
+            async move { slot.get_or_try_init(|| self.new_user_until(sockets)).await.cloned() }
+        };
+        tokio::try_join!(sign_up(first), sign_up(second))
+    }
+
+    /// The places of the next pair of friends and the token that closes their pool's
+    /// sockets; retires the pool when its pairs are used up.
+    fn next_pair(&self) -> (Slot, Slot, CancellationToken) {
+        let mut pool = self.friends.lock().unwrap_or_else(|poison| poison.into_inner());
         let pairs = POOL_SIZE * (POOL_SIZE - 1) / 2;
         if pool.next_pair >= pairs || pool.sockets.is_none() {
             // The pool before the last one goes offline; the last one stays connected a
@@ -331,19 +347,16 @@ impl Simulator {
             }
             let retired = pool.sockets.take();
             *pool = FriendPool {
+                users: empty_slots(),
                 sockets: Some(self.shutdown.child_token()),
                 retired,
-                ..FriendPool::default()
+                next_pair: 0,
             };
         }
         let (first, second) = nth_pair(pool.next_pair, POOL_SIZE);
         pool.next_pair += 1;
         let sockets = pool.sockets.clone().unwrap_or_else(|| self.shutdown.child_token());
-        while pool.users.len() <= second {
-            let user = self.new_user_until(sockets.clone()).await?;
-            pool.users.push(user);
-        }
-        Ok((pool.users[first].clone(), pool.users[second].clone()))
+        (pool.users[first].clone(), pool.users[second].clone(), sockets)
     }
 
     async fn new_user(&self) -> anyhow::Result<VirtualUser> {

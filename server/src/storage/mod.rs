@@ -1,6 +1,6 @@
-//! The database: an sqlx pool on SQLite (WAL) by default, migrations embedded in the
-//! binary and run at start. SQL stays portable so PostgreSQL can follow through
-//! `--database-url`.
+//! The database: an sqlx pool on SQLite (WAL), migrations embedded in the binary and
+//! run at start. SQLite is the only engine today; any other `--database-url` scheme is
+//! refused at start.
 
 mod batch;
 mod group;

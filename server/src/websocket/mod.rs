@@ -121,7 +121,8 @@ struct Connection {
     evicted: CancellationToken,
 }
 
-/// Who is connected where. In one process; across processes this becomes Redis.
+/// Who is connected where, in this process: the app servers and the in-app workers share
+/// it because they run in one process.
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,

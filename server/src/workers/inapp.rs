@@ -169,7 +169,7 @@ impl InAppWorker {
                         server,
                     }));
                     telemetry.event(LiveEvent::QueueJobCompleted(QueueJobCompleted {
-                        queue: job.queue.clone(),
+                        queue: job.queue.to_string(),
                         job_id: job.id.clone(),
                         request_id: job.request_id.clone(),
                         duration: started.elapsed().as_secs_f64() * 1_000.0,

@@ -382,7 +382,7 @@ impl MailWorker {
                         smtp_code: code,
                     }));
                     telemetry.event(LiveEvent::QueueJobCompleted(QueueJobCompleted {
-                        queue: job.queue.clone(),
+                        queue: job.queue.to_string(),
                         job_id: job.id.clone(),
                         request_id: job.request_id.clone(),
                         duration: picked_up.elapsed().as_secs_f64() * 1_000.0,

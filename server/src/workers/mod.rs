@@ -55,15 +55,17 @@ pub(crate) async fn record_pickups(
         telemetry.event(LiveEvent::WorkerProcessing(WorkerProcessing {
             worker_id: worker.to_string(),
             kind,
-            queue: first.queue.clone(),
+            queue: first.queue.to_string(),
             job_id: first.id.clone(),
             request_id: first.request_id.clone(),
         }));
     }
     for job in jobs {
-        telemetry.meters().picked(&job.queue, (now_ms - job.run_at_ms) as f64);
+        telemetry
+            .meters()
+            .picked(job.queue.as_str(), (now_ms - job.run_at_ms) as f64);
         telemetry.event(LiveEvent::QueueJobProcessing(QueueJobProcessing {
-            queue: job.queue.clone(),
+            queue: job.queue.to_string(),
             job_id: job.id.clone(),
             request_id: job.request_id.clone(),
             worker_id: worker.to_string(),
