@@ -7,14 +7,9 @@ use std::{
 
 use clap::Parser;
 
-/// Live View: a real notification system and a live window onto it.
-///
-/// With no arguments it starts, in one process, the dashboard, the load balancer and
-/// three app servers on the embedded defaults (an SQLite file under ./data). Every
-/// address takes port 0 to mean "pick a free one"; bound addresses are logged.
-#[derive(Debug, Clone, Parser)]
-// A flag given twice takes its last value, as with most command lines.
-#[command(name = "liveview", version, about, long_about = None, max_term_width = 100, args_override_self = true)]
+/// What the system runs with: every flag of `liveview` (parsed with the command line in
+/// `main.rs`), or built in code for tests and benchmarks ([`Config::ephemeral`]).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Where the dashboard listens (SPA, /status, live-view API).
     #[arg(long, env = "LIVEVIEW_DASHBOARD", value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
@@ -148,42 +143,60 @@ pub struct Config {
     /// Directory holding the built SPA (Trunk's output).
     #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
     pub site: PathBuf,
+}
 
+/// The command line: the system's flags, or a tool beside it.
+#[derive(Debug, Clone, Parser)]
+// A flag given twice takes its last value, as with most command lines.
+#[command(name = "liveview", version, about, long_about = None, max_term_width = 100, args_override_self = true)]
+/// Live View: a real notification system and a live window onto it.
+///
+/// With no arguments it starts, in one process, the dashboard, the load balancer and
+/// three app servers on the embedded defaults (an SQLite file under ./data). Every
+/// address takes port 0 to mean "pick a free one"; bound addresses are logged.
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Tools beside the system itself.
+#[cfg(feature = "bench")]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Benchmarks (print numbers; see BENCHMARKS.md).
     #[command(subcommand)]
-    Bench(Bench),
-}
-
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Bench {
-    /// Drives requests through the balancer at rising rates and measures both delivery
-    /// channels end to end.
-    Pipeline(crate::bench::PipelineArgs),
-    /// Opens N live-stream viewers and measures deliveries, event-to-client latency and
-    /// memory per idle viewer.
-    Fanout(crate::bench::FanoutArgs),
-    /// Folds and publishes the telemetry of N synthetic purchases and measures its cost
-    /// per purchase, without the pipeline around it.
-    Telemetry(crate::bench::TelemetryArgs),
-    /// Sends a purchase's network hops (HTTP through the balancer, an SMTP conversation,
-    /// an in-app frame and its ack) without the work behind them, and measures their CPU.
-    Hops(crate::bench::HopsArgs),
-    /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
-    #[command(hide = true)]
-    Viewers(crate::bench::ViewersArgs),
+    Bench(crate::bench::Bench),
 }
 
 /// The embedded capture server's default address.
 pub const DEFAULT_SMTP_SINK: &str = "127.0.0.1:2525";
 
 impl Config {
+    /// The defaults of every flag (as `liveview` with none, environment aside).
+    pub fn defaults() -> Self {
+        // Every flag has a default, so an empty command line always parses.
+        Cli::try_parse_from(["liveview"]).expect("the defaults parse").config
+    }
+
+    /// The whole system on loopback with every port picked by the system (the capture
+    /// SMTP server's too), its data in `dir/data` and no SPA (`dir/no-site`): what tests
+    /// and benchmarks start.
+    pub fn ephemeral(dir: &std::path::Path) -> Self {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Self {
+            dashboard: loopback(0),
+            lb: loopback(0),
+            server_port_base: 0,
+            smtp_sink: Some(loopback(0)),
+            data: dir.join("data"),
+            site: dir.join("no-site"),
+            ..Self::defaults()
+        }
+    }
+
     /// The balancer's health-check policy from the flags.
     pub fn health_policy(&self) -> crate::balancer::HealthPolicy {
         let interval = std::time::Duration::from_millis(self.health_interval_ms);
@@ -253,7 +266,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(std::iter::once("liveview").chain(args.iter().copied()))
+        Cli::try_parse_from(std::iter::once("liveview").chain(args.iter().copied())).map(|cli| cli.config)
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod access;
 pub mod accounts;
 pub mod api_error;
 pub mod balancer;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod config;
 pub mod controllers;
@@ -13,6 +14,7 @@ pub mod controls;
 pub mod dashboard;
 pub mod history;
 pub mod live;
+pub mod middleware;
 pub mod notify;
 pub mod queue;
 pub mod servers;

@@ -3,7 +3,7 @@
 use std::{io::Write, process::ExitCode};
 
 use clap::{Parser, error::ErrorKind};
-use liveview::config::{Bench, Command, Config};
+use liveview::config::Cli;
 
 /// mimalloc instead of glibc's allocator: under load
 /// malloc, free and glibc's arena consolidation took about 15% of the CPU (a profile at 1,600
@@ -22,8 +22,8 @@ fn raise_open_file_limit() -> std::io::Result<u64> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(config) => config,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = error.print();
             return ExitCode::SUCCESS;
@@ -37,20 +37,14 @@ async fn main() -> ExitCode {
         }
     };
     let open_files = raise_open_file_limit();
-    if let Some(Command::Bench(bench)) = config.command.clone() {
+    #[cfg(feature = "bench")]
+    if let Some(liveview::config::Command::Bench(bench)) = cli.command {
         // Benchmarks print a table; only warnings go to the log.
         tracing_subscriber::fmt()
             .with_env_filter("warn")
             .with_writer(std::io::stderr)
             .init();
-        let run = match bench {
-            Bench::Pipeline(args) => liveview::bench::pipeline(args).await,
-            Bench::Fanout(args) => liveview::bench::fanout(args).await,
-            Bench::Telemetry(args) => liveview::bench::telemetry(args).await,
-            Bench::Hops(args) => liveview::bench::hops(args).await,
-            Bench::Viewers(args) => liveview::bench::viewers(args).await,
-        };
-        return match run {
+        return match bench.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error}");
@@ -58,6 +52,7 @@ async fn main() -> ExitCode {
             }
         };
     }
+    let config = cli.config;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -28,7 +28,7 @@ async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn round_robin_spreads_requests_and_marks_each_response() {
-    let system = TestSystem::start(&["--servers", "3"]).await;
+    let system = TestSystem::start(|config| config.servers = 3).await;
     let running = &system.running;
     let http = system.http.clone();
     // No app route exists yet but the servers' own JSON 404: what matters is who answered.
@@ -81,7 +81,7 @@ async fn round_robin_spreads_requests_and_marks_each_response() {
 
 #[tokio::test]
 async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
-    let system = TestSystem::start(&["--servers", "2"]).await;
+    let system = TestSystem::start(|config| config.servers = 2).await;
     let running = &system.running;
     let http = system.http.clone();
     let url = format!("http://{}/api/where", running.balancer);
@@ -138,7 +138,7 @@ async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
 
 #[tokio::test]
 async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
-    let system = TestSystem::start(&["--servers", "2"]).await;
+    let system = TestSystem::start(|config| config.servers = 2).await;
     let running = &system.running;
     let http = system.http.clone();
     let url = format!("http://{}/api/balancer", running.dashboard);
@@ -297,7 +297,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
 // before the app server had looked at the token, so bogus tokens grew it without end.
 #[tokio::test]
 async fn a_flood_of_bogus_tokens_leaves_no_sticky_sessions() {
-    let system = TestSystem::start(&["--servers", "2"]).await;
+    let system = TestSystem::start(|config| config.servers = 2).await;
     let lb = system.running.balancer;
     for wave in 0..20 {
         let attempts = (0..50).map(|n| {

@@ -7,8 +7,12 @@ use support::TestSystem;
 
 mod support;
 
+use liveview::config::Config;
+
 /// The flags every test here starts the system with.
-const FLAGS: &[&str] = &["--servers", "2"];
+fn flags(config: &mut Config) {
+    config.servers = 2;
+}
 
 impl TestSystem {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -59,7 +63,7 @@ impl TestSystem {
 
 #[tokio::test]
 async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_together() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let (user_id, token) = system.signup_and_login("Ada@Example.com", "Ada").await;
     assert!(
         token.starts_with(&format!("{user_id}.")),
@@ -126,7 +130,7 @@ async fn signup_login_and_purchase_write_rows_emails_notifications_and_jobs_toge
 
 #[tokio::test]
 async fn friend_requests_notify_the_recipient_then_the_sender() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let (_, ada) = system.signup_and_login("ada@example.com", "Ada").await;
     let (bob_id, bob) = system.signup_and_login("bob@example.com", "Bob").await;
     let (status, request) = system
@@ -171,7 +175,7 @@ async fn friend_requests_notify_the_recipient_then_the_sender() {
 
 #[tokio::test]
 async fn password_reset_reveals_nothing_and_its_token_works_once() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let (_, old_token) = system.signup_and_login("ada@example.com", "Ada").await;
     // Used once, so the app servers have it in their session cache when the reset comes.
     let (status, _) = system.get("/api/notifications", &old_token).await;
@@ -244,7 +248,7 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
 /// Every bad input gets a JSON 4xx and leaves the database as it was.
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let (user_id, token) = system.signup_and_login("ada@example.com", "Ada").await;
     // A session that ran out yesterday.
     let expired_secret = liveview::accounts::new_secret();

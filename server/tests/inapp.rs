@@ -13,9 +13,14 @@ type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 mod support;
 
+use liveview::config::Config;
+
 /// The flags every test here starts the system with.
 /// `--time-scale 0.001`: inapp-retry's minute → 60 ms; the ack timeout → its 200 ms floor.
-const FLAGS: &[&str] = &["--servers", "2", "--time-scale", "0.001"];
+fn flags(config: &mut Config) {
+    config.servers = 2;
+    config.time_scale = 0.001;
+}
 
 impl TestSystem {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
@@ -99,7 +104,7 @@ async fn no_frame_within(socket: &mut Socket, wait: Duration) {
 
 #[tokio::test]
 async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_delivered() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     let (mut socket, _) = system.connect(&token, None).await;
 
@@ -159,7 +164,7 @@ async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_
 
 #[tokio::test]
 async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     let (mut socket, first_server) = system.connect(&token, None).await;
     let welcome = next_frame(&mut socket).await;
@@ -187,7 +192,7 @@ async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server()
 
 #[tokio::test]
 async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     // Let the workers find the user offline, so seq 1 and 2 wait as stored notifications
     // (store and forward, no jobs left) rather than as live pushes.
@@ -243,7 +248,7 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
 
 #[tokio::test]
 async fn a_socket_without_a_valid_token_is_refused() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let url = format!(
         "ws://{}/api/notifications/ws?token=nobody.{}",
         system.running.balancer,

@@ -26,6 +26,8 @@ use tokio_tungstenite::{
 
 mod support;
 
+use liveview::config::Config;
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any one expected thing may take before the test fails.
@@ -34,11 +36,14 @@ const WAIT: Duration = Duration::from_secs(10);
 /// One test at a time: they share this process's CPU, and one measures its memory.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn start(extra: &[&str]) -> (MutexGuard<'static, ()>, TestSystem) {
+async fn start(configure: impl FnOnce(&mut Config)) -> (MutexGuard<'static, ()>, TestSystem) {
     let turn = ONE_AT_A_TIME.lock().await;
-    let mut flags = vec!["--servers", "1"];
-    flags.extend_from_slice(extra);
-    (turn, TestSystem::start(&flags).await)
+    let system = TestSystem::start(|config| {
+        config.servers = 1;
+        configure(config);
+    })
+    .await;
+    (turn, system)
 }
 
 fn hub(system: &TestSystem) -> &LiveHub {
@@ -236,7 +241,7 @@ fn bulky(bytes: usize) -> LiveEvent {
 
 #[tokio::test]
 async fn a_new_viewer_gets_a_snapshot_first_then_every_event_in_order() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     first_status(&system).await;
     let mut socket = connect(&system, "").await;
     let first = next_frame(&mut socket).await;
@@ -272,7 +277,7 @@ async fn a_new_viewer_gets_a_snapshot_first_then_every_event_in_order() {
 
 #[tokio::test]
 async fn a_prefix_subscription_gets_only_matching_topics() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = hub(&system);
 
     // In the query: in effect from the start.
@@ -342,7 +347,7 @@ async fn a_prefix_subscription_gets_only_matching_topics() {
 
 #[tokio::test]
 async fn filters_narrow_events_and_pass_those_without_the_dimension() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = hub(&system);
     let mut socket = connect(&system, "?flows=email&types=purchase").await;
     next_frame(&mut socket).await;
@@ -398,7 +403,7 @@ async fn filters_narrow_events_and_pass_those_without_the_dimension() {
 
 #[tokio::test]
 async fn resuming_inside_the_history_window_is_gapless() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = hub(&system);
     let first = hub.publish(idle(WorkerKind::Mail));
     let (_, last) = hub
@@ -434,7 +439,7 @@ async fn resuming_inside_the_history_window_is_gapless() {
 
 #[tokio::test]
 async fn resuming_outside_the_history_window_gets_the_gap_then_a_snapshot() {
-    let (_turn, system) = start(&["--live-history", "5"]).await;
+    let (_turn, system) = start(|config| config.live_history = 5).await;
     let hub = hub(&system);
     let old = hub.publish(idle(WorkerKind::Mail));
     hub.publish_batch((0..20).map(|_| job_completed()).collect())
@@ -489,7 +494,7 @@ async fn resuming_outside_the_history_window_gets_the_gap_then_a_snapshot() {
 
 #[tokio::test]
 async fn msgpack_frames_carry_the_same_envelopes() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = hub(&system);
     // Published before the viewer connects: its snapshot covers them, and a resume from
     // before them replays them.
@@ -531,7 +536,7 @@ async fn msgpack_frames_carry_the_same_envelopes() {
 
 #[tokio::test]
 async fn only_allowed_origins_may_connect() {
-    let (_turn, system) = start(&["--allowed-origins", "https://ops.example"]).await;
+    let (_turn, system) = start(|config| config.allowed_origins = vec!["https://ops.example".into()]).await;
     let error = connect_with(&system, "", Some("http://evil.example"))
         .await
         .expect_err("refused");
@@ -570,7 +575,7 @@ async fn only_allowed_origins_may_connect() {
 
 #[tokio::test]
 async fn a_client_frame_over_64_kib_closes_with_1009() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let mut socket = connect(&system, "").await;
     next_frame(&mut socket).await;
     socket.send(Message::text("x".repeat(65 * 1024))).await.expect("sent");
@@ -580,7 +585,7 @@ async fn a_client_frame_over_64_kib_closes_with_1009() {
 
 #[tokio::test]
 async fn malformed_messages_get_an_error_and_the_fifth_closes_with_1008() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let mut socket = connect(&system, "").await;
     next_frame(&mut socket).await;
     socket.send(Message::text("not json")).await.expect("sent");
@@ -606,7 +611,7 @@ async fn malformed_messages_get_an_error_and_the_fifth_closes_with_1008() {
 
 #[tokio::test]
 async fn sse_streams_events_with_ids_and_resumes_from_last_event_id() {
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = hub(&system);
     let mut events = Sse::open(&system, "", None).await;
     let snapshot = events.next().await;
@@ -672,7 +677,7 @@ async fn sse_streams_events_with_ids_and_resumes_from_last_event_id() {
 async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
     const EVENTS: usize = 30_000;
     const EVENT_BYTES: usize = 4 * 1024;
-    let (_turn, system) = start(&["--live-history", "100"]).await;
+    let (_turn, system) = start(|config| config.live_history = 100).await;
     let hub = system.running.hub.clone();
     first_status(&system).await;
     let mut stalled = connect(&system, "").await;
@@ -749,7 +754,7 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_viewer_backlog_stays_out_of_the_server_socket_buffer() {
     const EVENTS: usize = 4_000;
-    let (_turn, system) = start(&[]).await;
+    let (_turn, system) = start(|_| {}).await;
     let hub = system.running.hub.clone();
     first_status(&system).await;
     let stalled = connect(&system, "").await;

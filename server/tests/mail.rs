@@ -9,9 +9,14 @@ use serde_json::{Value, json};
 
 mod support;
 
+use liveview::config::Config;
+
 /// The flags every test here starts the system with.
 /// `--time-scale 0.001`: 5 min → 300 ms, 30 min → 1.8 s.
-const FLAGS: &[&str] = &["--servers", "1", "--time-scale", "0.001"];
+fn flags(config: &mut Config) {
+    config.servers = 1;
+    config.time_scale = 0.001;
+}
 
 impl TestSystem {
     async fn signup(&self, email: &str) {
@@ -84,7 +89,7 @@ impl TestSystem {
 
 #[tokio::test]
 async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     system.signup("ada@example.com").await;
     system
         .eventually("the welcome email arrives", async |s| {
@@ -116,7 +121,7 @@ async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
 
 #[tokio::test]
 async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_delivers() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     system.faults(json!({ "smtp4xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
     let (attempts, error) = system.dead_lettered_email().await;
@@ -149,7 +154,7 @@ async fn transient_failures_walk_both_retry_tiers_then_dead_letter_and_requeue_d
 
 #[tokio::test]
 async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     system.faults(json!({ "smtp5xxRate": 1.0 })).await;
     system.signup("ada@example.com").await;
     let (attempts, error) = system.dead_lettered_email().await;
@@ -160,7 +165,7 @@ async fn a_permanent_failure_dead_letters_at_once_with_its_reason() {
 
 #[tokio::test]
 async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let pause = system
         .http
         .post(system.dashboard("/api/queues/mail/pause"))

@@ -13,12 +13,13 @@ mod support;
 
 /// Two app servers; the SPA from `site` when given.
 async fn start(site: Option<&Path>) -> TestSystem {
-    let site = site.map(|site| site.to_str().expect("utf-8").to_string());
-    let mut extra = vec!["--servers", "2"];
-    if let Some(site) = &site {
-        extra.extend(["--site", site.as_str()]);
-    }
-    TestSystem::start(&extra).await
+    TestSystem::start(|config| {
+        config.servers = 2;
+        if let Some(site) = site {
+            config.site = site.to_path_buf();
+        }
+    })
+    .await
 }
 
 /// `GET /status` as JSON.
@@ -273,7 +274,11 @@ async fn an_unreachable_smtp_server_degrades_the_system_but_is_not_critical() {
         .local_addr()
         .expect("addr");
     let url = format!("smtp://{dead}");
-    let system = TestSystem::start(&["--servers", "1", "--smtp-url", &url]).await;
+    let system = TestSystem::start(|config| {
+        config.servers = 1;
+        config.smtp_url = Some(url.clone());
+    })
+    .await;
     let status = system_status(&system).await;
     let smtp = status.components.iter().find(|c| c.id == "smtp").expect("smtp listed");
     assert_eq!(smtp.health, ComponentHealth::Unhealthy);

@@ -11,7 +11,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
-const FLAGS: &[&str] = &["--servers", "2"];
+use liveview::config::Config;
+
+fn flags(config: &mut Config) {
+    config.servers = 2;
+}
 const PASSWORD: &str = "long-enough-secret";
 
 impl TestSystem {
@@ -150,7 +154,7 @@ fn stage_names(journey: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_purchase_journey_arrives_stage_by_stage_in_order() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
     let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dashboard))
@@ -233,7 +237,7 @@ async fn a_purchase_journey_arrives_stage_by_stage_in_order() {
 
 #[tokio::test]
 async fn an_injected_delay_shows_in_the_stage_duration() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     let controls = system
         .dashboard_put(
@@ -287,7 +291,7 @@ async fn an_injected_delay_shows_in_the_stage_duration() {
 
 #[tokio::test]
 async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
     let step_token = system.step_token().await;
@@ -382,7 +386,7 @@ fn card<'a>(status: &'a Value, kind: &str) -> &'a Value {
 
 #[tokio::test]
 async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
     assert_eq!(system.purchase(&token, "metered-1").await.status(), 201);
@@ -526,7 +530,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
 
 #[tokio::test]
 async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let answer = system
         .dashboard_post(
             "/api/live-view/simulate",
@@ -638,7 +642,7 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
 
 #[tokio::test]
 async fn a_signup_journey_ends_when_the_new_user_first_connects() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     system.sign_up_traced("bo@example.com", "Bo", "signup-1").await;
     let waiting = system
         .journey_when("signup-1", |journey| {
@@ -680,7 +684,7 @@ async fn a_signup_journey_ends_when_the_new_user_first_connects() {
 
 #[tokio::test]
 async fn a_past_window_replays_from_history_in_order_with_original_timestamps() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let from = chrono::Utc::now().timestamp_millis();
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
@@ -742,7 +746,7 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
 
 #[tokio::test]
 async fn a_signup_journey_arrives_in_order_over_server_sent_events() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let mut events = Sse::open(&system, "?topics=request:*", None).await;
     assert_eq!(events.next().await.event, "stream:snapshot");
     system.sign_up_traced("cy@example.com", "Cy", "sse-1").await;
@@ -792,7 +796,7 @@ async fn a_signup_journey_arrives_in_order_over_server_sent_events() {
 /// the workers going busy and idle again.
 #[tokio::test]
 async fn queue_and_worker_events_follow_every_job() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
     let mut events = Sse::open(&system, "?topics=queue:*,worker:*", None).await;
@@ -881,7 +885,7 @@ impl TestSystem {
 // held there was stored and notified, yet its caller was told 503 "request timed out".
 #[tokio::test]
 async fn a_stepped_purchase_held_past_the_request_timeout_answers_201_once() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
     let answer = system.stepped_purchase(&token, "held-1", system.step_token().await);
@@ -908,7 +912,7 @@ async fn a_stepped_purchase_held_past_the_request_timeout_answers_201_once() {
 // Regression: any client of the public balancer could put its requests in step mode.
 #[tokio::test]
 async fn the_public_cannot_start_step_mode() {
-    let system = TestSystem::start(FLAGS).await;
+    let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     for (id, header) in [("public-1", "1"), ("public-2", "123.abcdef"), ("public-3", "")] {
         let response = system
@@ -935,7 +939,12 @@ async fn the_public_cannot_start_step_mode() {
 // at its step boundaries, up to 15 s each.
 #[tokio::test]
 async fn a_stepped_job_never_delays_another_users_delivery() {
-    let system = TestSystem::start(&["--servers", "1", "--inapp-workers", "1", "--mail-workers", "1"]).await;
+    let system = TestSystem::start(|config| {
+        config.servers = 1;
+        config.inapp_workers = 1;
+        config.mail_workers = 1;
+    })
+    .await;
     let ada = system.user("ada@example.com").await;
     let bob = system.user("bob@example.com").await;
     system.acking_client(&ada).await;

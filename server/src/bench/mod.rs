@@ -29,12 +29,43 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Running, config::Config, now_ms, storage::Database};
+
+/// `liveview bench …`: each prints a table of numbers (recorded in BENCHMARKS.md).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Bench {
+    /// Drives requests through the balancer at rising rates and measures both delivery
+    /// channels end to end.
+    Pipeline(PipelineArgs),
+    /// Opens N live-stream viewers and measures deliveries, event-to-client latency and
+    /// memory per idle viewer.
+    Fanout(FanoutArgs),
+    /// Folds and publishes the telemetry of N synthetic purchases and measures its cost
+    /// per purchase, without the pipeline around it.
+    Telemetry(TelemetryArgs),
+    /// Sends a purchase's network hops (HTTP through the balancer, an SMTP conversation,
+    /// an in-app frame and its ack) without the work behind them, and measures their CPU.
+    Hops(HopsArgs),
+    /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
+    #[command(hide = true)]
+    Viewers(ViewersArgs),
+}
+
+impl Bench {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Pipeline(args) => pipeline(args).await,
+            Self::Fanout(args) => fanout(args).await,
+            Self::Telemetry(args) => telemetry(args).await,
+            Self::Hops(args) => hops(args).await,
+            Self::Viewers(args) => viewers(args).await,
+        }
+    }
+}
 use viewers::ViewerProcess;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -316,21 +347,15 @@ async fn start_system(
 ) -> anyhow::Result<(Running, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("liveview-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut config = Config::try_parse_from([
-        "liveview".to_string(),
-        "--dashboard=127.0.0.1:0".into(),
-        "--lb=127.0.0.1:0".into(),
-        "--server-port-base=0".into(),
-        "--smtp-sink=127.0.0.1:0".into(),
-        format!("--mail-workers={mail_workers}"),
-        format!("--inapp-workers={inapp_workers}"),
+    let config = Config {
+        mail_workers,
+        inapp_workers,
         // Emails are matched to their requests in the capture server's mailbox, so it
         // keeps every message of the run (its pruning is not in the figures).
-        "--mailbox-keep=1000000000".into(),
-        format!("--data={}", dir.join("data").display()),
-        format!("--site={}", dir.join("no-site").display()),
-    ])?;
-    config.without_live_telemetry = without_live_telemetry;
+        mailbox_keep: 1_000_000_000,
+        without_live_telemetry,
+        ..Config::ephemeral(&dir)
+    };
     Ok((crate::start(&config).await?, dir))
 }
 

@@ -9,12 +9,12 @@ use super::{RequestId, commit_with_notices, valid_email};
 use crate::{
     accounts::{self, User},
     api_error::ApiError,
-    notify::{EmailDraft, InAppDraft, Notice},
-    now_ms,
-    servers::{
+    middleware::{
         AppServer,
         extract::{FieldErrors, ValidJson, Validate},
     },
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
     storage::WriteBatch,
 };
 

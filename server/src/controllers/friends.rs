@@ -13,12 +13,12 @@ use super::{RequestId, commit_with_notices, valid_email};
 use crate::{
     accounts::{self, new_id},
     api_error::ApiError,
-    notify::{EmailDraft, InAppDraft, Notice},
-    now_ms,
-    servers::{
+    middleware::{
         AppServer,
         extract::{AuthUser, FieldErrors, ValidJson, Validate},
     },
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
     storage::WriteBatch,
 };
 

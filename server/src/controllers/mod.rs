@@ -6,6 +6,21 @@ pub mod friends;
 pub mod notifications;
 pub mod purchases;
 
+/// The controllers' routes: the notification system's API.
+pub fn router() -> axum::Router<AppServer> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/api/auth/signup", post(auth::signup))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/reset-password", post(auth::reset_password))
+        .route("/api/auth/reset-password/confirm", post(auth::confirm_reset))
+        .route("/api/purchases", post(purchases::create))
+        .route("/api/friend-requests", post(friends::create))
+        .route("/api/friend-requests/{id}/accept", post(friends::accept))
+        .route("/api/notifications", get(notifications::list))
+        .route("/api/notifications/{id}/read", post(notifications::mark_read))
+}
+
 use std::time::Instant;
 
 use app::wire::{Flow, LiveEvent, QueueJobAdded, SystemStage};
@@ -14,12 +29,9 @@ use axum::http::request::Parts;
 use crate::{
     api_error::ApiError,
     controls::DelayPoint,
+    middleware::{AppServer, CommitPoint, Received},
     notify::{self, FannedOut, Notice},
     queue::{Channel, QueueName},
-    servers::{
-        AppServer,
-        middleware::{CommitPoint, Received},
-    },
     storage::{WriteBatch, WriteTransaction},
 };
 
@@ -42,7 +54,7 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, server: &AppServer) -> Result<Self, Self::Rejection> {
-        let id = crate::servers::middleware::request_id_of(&parts.headers);
+        let id = crate::middleware::request_id_of(&parts.headers);
         let received = parts.extensions.get::<Received>().copied();
         let traced = received.is_some_and(|received| received.traced);
         if let Some(received) = received.filter(|received| received.traced) {

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::{
     api_error::ApiError,
+    middleware::{AppServer, CommitPoint, extract::AuthUser},
     now_ms,
-    servers::{AppServer, extract::AuthUser, middleware::CommitPoint},
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -8,12 +8,12 @@ use super::{RequestId, group_commit_with_notices};
 use crate::{
     accounts::new_id,
     api_error::ApiError,
-    notify::{EmailDraft, InAppDraft, Notice},
-    now_ms,
-    servers::{
+    middleware::{
         AppServer,
         extract::{AuthUser, FieldErrors, ValidJson, Validate},
     },
+    notify::{EmailDraft, InAppDraft, Notice},
+    now_ms,
     storage::WriteBatch,
 };
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use crate::{
     api_error::ApiError,
-    servers::extract::JsonBody,
+    middleware::extract::JsonBody,
     simulate::{MAX_COUNT, MAX_INTERVAL_MS, Plan},
     telemetry::journeys::{Journey, LogLine, Outcome},
 };

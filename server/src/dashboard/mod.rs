@@ -2,8 +2,8 @@
 //! (HTML, or JSON on `Accept: application/json`), the live stream (WebSocket and SSE) and
 //! `/healthz`.
 
-mod control;
 mod live_api;
+mod operations;
 
 use std::{path::Path, sync::Arc};
 
@@ -65,15 +65,15 @@ impl Dashboard {
             .route("/healthz", get(healthz))
             .route(
                 "/api/balancer",
-                get(control::balancer_metrics).put(control::update_balancer),
+                get(operations::balancer_metrics).put(operations::update_balancer),
             )
-            .route("/api/servers", get(control::list_servers))
-            .route("/api/servers/{number}/{action}", post(control::server_action))
-            .route("/api/queues", get(control::queue_counts))
-            .route("/api/queues/{name}/jobs", get(control::queue_jobs))
-            .route("/api/queues/{name}/{action}", post(control::queue_action))
-            .route("/api/mailbox", get(control::mailbox))
-            .route("/api/faults", get(control::faults).put(control::set_faults))
+            .route("/api/servers", get(operations::list_servers))
+            .route("/api/servers/{number}/{action}", post(operations::server_action))
+            .route("/api/queues", get(operations::queue_counts))
+            .route("/api/queues/{name}/jobs", get(operations::queue_jobs))
+            .route("/api/queues/{name}/{action}", post(operations::queue_action))
+            .route("/api/mailbox", get(operations::mailbox))
+            .route("/api/faults", get(operations::faults).put(operations::set_faults))
             .route("/api/live-view/status", get(live_api::status))
             .route("/api/live-view/history", get(live_api::history))
             .route("/api/live-view/series", get(live_api::series))
@@ -92,7 +92,7 @@ impl Dashboard {
             .with_state(self)
             .merge(api)
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.
-            .layer(axum::middleware::from_fn(crate::servers::middleware::json_errors))
+            .layer(axum::middleware::from_fn(crate::middleware::json_errors))
             .fallback_service(spa(site))
             .layer(axum::middleware::from_fn_with_state(origins, crate::access::guard))
     }

@@ -2,9 +2,6 @@
 //! middleware pipeline and the controllers, and can be stopped and started again at
 //! runtime (on the same address), so failover can be watched for real.
 
-pub mod extract;
-pub mod middleware;
-
 use std::{
     net::SocketAddr,
     sync::{
@@ -14,11 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json, Router,
-    extract::{DefaultBodyLimit, State},
-    routing::{get, post},
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -26,64 +19,19 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// How long a stopping server lets in-flight requests finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-use crate::{
-    accounts::SessionCache, controllers, queue::Queues, storage::Database, telemetry::Telemetry, websocket::Registry,
-};
+pub use crate::middleware::{AppServer, Shared};
+use crate::{controllers, middleware, websocket};
 
-/// What every app server shares: the database, the queues, and the public address that
-/// links in emails point at.
-#[derive(Clone)]
-pub struct Shared {
-    pub db: Database,
-    pub queues: Arc<Queues>,
-    /// End users' open sockets, across every app server.
-    pub registry: Arc<Registry>,
-    /// Session tokens checked moments ago, shared by every app server.
-    pub sessions: Arc<SessionCache>,
-    /// Where stages are recorded, and the controls (delays, step mode).
-    pub telemetry: Telemetry,
-    /// `http://<balancer address>`.
-    pub public_url: String,
-}
-
-/// One app server's identity and what its handlers need.
-#[derive(Clone)]
-pub struct AppServer {
-    /// `server-1`, `server-2`, ... in port order.
-    pub id: String,
-    pub addr: SocketAddr,
-    pub started: Instant,
-    /// Cancelled when this server stops; long-lived handlers (sockets) watch it.
-    pub stopping: CancellationToken,
-    pub shared: Shared,
-}
-
-impl AppServer {
-    pub fn router(self) -> Router {
-        use controllers::{auth, friends, notifications, purchases};
-        Router::new()
-            .route("/healthz", get(healthz))
-            .route("/api/auth/signup", post(auth::signup))
-            .route("/api/auth/login", post(auth::login))
-            .route("/api/auth/reset-password", post(auth::reset_password))
-            .route("/api/auth/reset-password/confirm", post(auth::confirm_reset))
-            .route("/api/purchases", post(purchases::create))
-            .route("/api/friend-requests", post(friends::create))
-            .route("/api/friend-requests/{id}/accept", post(friends::accept))
-            .route("/api/notifications", get(notifications::list))
-            .route("/api/notifications/{id}/read", post(notifications::mark_read))
-            .route("/api/notifications/ws", get(crate::websocket::user_socket))
-            .fallback(not_found)
-            .with_state(self.clone())
-            .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
-            .layer(axum::middleware::from_fn(middleware::json_errors))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                middleware::panic_response,
-            ))
-            .layer(axum::middleware::from_fn_with_state(self.clone(), middleware::timeout))
-            .layer(axum::middleware::from_fn_with_state(self, middleware::trace))
-            .layer(axum::middleware::from_fn(middleware::request_id))
-    }
+/// One app server's routes: its health, the controllers' and the end users' socket,
+/// inside the middleware pipeline.
+pub fn router(server: AppServer) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(controllers::router())
+        .merge(websocket::router())
+        .fallback(not_found)
+        .with_state(server.clone());
+    middleware::pipeline(routes, server)
 }
 
 async fn healthz(State(server): State<AppServer>) -> Json<Value> {
@@ -262,13 +210,14 @@ fn spawn_server(
         stopping: stopping.clone(),
         shared: shared.clone(),
     };
-    let task = crate::serve(tasks, &stopping, id, listener, server.router());
+    let task = crate::serve(tasks, &stopping, id, listener, router(server));
     Run { stopping, task }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{queue::Queues, storage::Database, telemetry::Telemetry, websocket::Registry};
 
     async fn pool_of_one() -> (ServerPool, SocketAddr, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     accounts::User,
+    middleware::{AppServer, extract::AuthUser},
     now_ms,
-    servers::{AppServer, extract::AuthUser},
     storage::{Database, WriteBatch},
     telemetry::Telemetry,
 };
@@ -257,6 +257,11 @@ impl Drop for Registration {
         drop(users);
         self.registry.note("disconnect", &self.user_id);
     }
+}
+
+/// The end users' socket route.
+pub fn router() -> axum::Router<AppServer> {
+    axum::Router::new().route("/api/notifications/ws", axum::routing::get(user_socket))
 }
 
 #[derive(Debug, Deserialize)]

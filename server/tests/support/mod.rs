@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use clap::Parser;
 use liveview::{Running, config::Config};
 
 pub struct TestSystem {
@@ -16,28 +15,13 @@ pub struct TestSystem {
 }
 
 impl TestSystem {
-    /// Starts with every listener on port 0; `extra` adds or overrides flags.
-    pub async fn start(extra: &[&str]) -> Self {
+    /// Starts [`Config::ephemeral`] (every listener on port 0, data in a temp directory)
+    /// after `configure` has changed what the test needs.
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let site = dir.path().join("site");
-        let mut args = vec![
-            "liveview",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--lb",
-            "127.0.0.1:0",
-            "--server-port-base",
-            "0",
-            "--smtp-sink",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--site",
-            site.to_str().expect("utf-8"),
-        ];
-        args.extend_from_slice(extra);
-        let config = Config::try_parse_from(args).expect("flags parse");
+        let mut config = Config::ephemeral(dir.path());
+        config.site = Self::site_dir(dir.path());
+        configure(&mut config);
         let running = liveview::start(&config).await.expect("system starts");
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         Self { running, http, dir }

@@ -1,6 +1,14 @@
-//! The app servers' middleware pipeline, outermost first: request id, error handling
-//! (timeout and panics become the stable JSON error), body size limit. Authentication
-//! and validation are extractors (`extract.rs`), so each handler states what it needs.
+//! The app servers' middleware pipeline, outermost first: request id, tracing, timeout,
+//! error handling (panics and axum's own rejections become the stable JSON error), body
+//! size limit ([`pipeline`]). Authentication and validation are extractors
+//! ([`extract`]), so each handler states what it needs; [`AppServer`] is what handlers
+//! are given. The controllers and the WebSocket service build on this module, and the
+//! server pool ([`crate::servers`]) puts them together.
+
+pub mod extract;
+mod state;
+
+pub use state::{AppServer, Shared};
 
 use std::{
     sync::{
@@ -18,8 +26,18 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::AppServer;
 use crate::{api_error::ApiError, controls::DelayPoint, telemetry::journeys::kind_of_route};
+
+/// Wraps an app server's routes in the pipeline (the last layer added runs first).
+pub fn pipeline(routes: axum::Router, server: AppServer) -> axum::Router {
+    routes
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), timeout))
+        .layer(axum::middleware::from_fn_with_state(server, trace))
+        .layer(axum::middleware::from_fn(request_id))
+}
 
 /// Put on each request by [`trace`]: when the server received it and whether it is
 /// traced as a journey.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use crate::{api_error::ApiError, queue::QueueName, servers::PoolError, servers::extract::JsonBody, smtp::Faults};
+use crate::{api_error::ApiError, middleware::extract::JsonBody, queue::QueueName, servers::PoolError, smtp::Faults};
 
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())

@@ -1,0 +1,36 @@
+//! What an app server's handlers are given: the state every app server shares, and one
+//! server's identity.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{accounts::SessionCache, queue::Queues, storage::Database, telemetry::Telemetry, websocket::Registry};
+
+/// What every app server shares: the database, the queues, and the public address that
+/// links in emails point at.
+#[derive(Clone)]
+pub struct Shared {
+    pub db: Database,
+    pub queues: Arc<Queues>,
+    /// End users' open sockets, across every app server.
+    pub registry: Arc<Registry>,
+    /// Session tokens checked moments ago, shared by every app server.
+    pub sessions: Arc<SessionCache>,
+    /// Where stages are recorded, and the controls (delays, step mode).
+    pub telemetry: Telemetry,
+    /// `http://<balancer address>`.
+    pub public_url: String,
+}
+
+/// One app server's identity and what its handlers need.
+#[derive(Clone)]
+pub struct AppServer {
+    /// `server-1`, `server-2`, ... in port order.
+    pub id: String,
+    pub addr: SocketAddr,
+    pub started: Instant,
+    /// Cancelled when this server stops; long-lived handlers (sockets) watch it.
+    pub stopping: CancellationToken,
+    pub shared: Shared,
+}
