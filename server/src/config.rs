@@ -109,7 +109,7 @@ pub struct Config {
     pub history_full_minutes: u64,
 
     /// Megabytes the history may take on disk; beyond it the oldest frames go first,
-    /// whatever `--history-minutes` says (at 2,400 purchases/s the stream is about 23 MB/s).
+    /// whatever `--history-minutes` says (under heavy load the stream is tens of MB/s).
     #[arg(long, env = "LIVEVIEW_HISTORY_MAX_MB", value_name = "MB", default_value_t = 2048)]
     pub history_max_mb: u64,
 

@@ -5,9 +5,8 @@ use std::{io::Write, process::ExitCode};
 use clap::{Parser, error::ErrorKind};
 use liveview::config::Cli;
 
-/// mimalloc instead of glibc's allocator: under load
-/// malloc, free and glibc's arena consolidation took about 15% of the CPU (a profile at 1,600
-/// purchases/s; see BENCHMARKS.md).
+/// mimalloc instead of glibc's allocator: under load, malloc, free and glibc's arena
+/// consolidation were a large share of the CPU (the profiles in BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

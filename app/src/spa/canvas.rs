@@ -61,8 +61,8 @@ pub struct Engine {
     dash_none: JsValue,
     /// The parts of the picture that change only with the layout, camera or size, drawn
     /// once into canvases of their own and copied each frame: the edges at rest, and the
-    /// node boxes with their labels. Redrawing them every frame cost more than all the
-    /// bubbles together (BENCHMARKS.md).
+    /// node boxes with their labels. Redrawing them every frame costs more than all the
+    /// bubbles together (BENCHMARKS.md, "SPA frame times").
     layers: Option<StaticLayers>,
     /// The live figure under each node's label and where it goes (world units),
     /// formatted when the figures arrive (once a second), not on every frame.

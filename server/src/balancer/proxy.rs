@@ -185,7 +185,7 @@ fn server_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
         }
         source = cause.source();
     }
-    // No I/O cause to go by: as before, a failed connect counts against the server.
+    // No I/O cause to go by: a failed connect counts against the server.
     true
 }
 

@@ -1,7 +1,7 @@
 //! `liveview bench hops`: what a purchase's network hops cost on this machine with
 //! nothing behind them, to tell how much of the pipeline's CPU the wire alone takes.
 //!
-//! Every purchase crosses three conversations that the issue requires to be real:
+//! Every purchase crosses three conversations that must be real:
 //!
 //! - **http**: the client's POST through the balancer to an app server and back. Here the
 //!   body asks for an amount of 0, so the full middleware chain runs (request id, session
@@ -82,7 +82,7 @@ impl Hop {
 /// An answer must come within this, or the operation counts as failed.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// The issue's aim, purchases per second: what CPU per purchase the machine allows.
+/// The pipeline's aim, purchases per second: what CPU per purchase the machine allows.
 const AIM_PER_SECOND: f64 = 7000.0;
 
 /// What the hops share: the system, its users, and the SMTP conversations.

@@ -2,11 +2,10 @@
 //! went out (`DATA/history-frames/NNNNNNNNNN.frames`).
 //!
 //! Why not SQLite, like the rest of the history: the stream is the largest thing this
-//! process writes (about 23 MB/s at 2,400 purchases/s), and SQLite in WAL mode copied
-//! every byte three times through the kernel (into the WAL, back out of it, into the
-//! database at each checkpoint) plus its own page copies and checksums. Recording cost
-//! 15–18 µs per purchase, half of all the telemetry's work (`liveview bench telemetry`,
-//! BENCHMARKS.md); appended to a file each byte is copied once. Frames need no index
+//! process writes, and SQLite in WAL mode copies every byte three times through the
+//! kernel (into the WAL, back out of it, into the database at each checkpoint) plus its
+//! own page copies and checksums (BENCHMARKS.md, "Session 7"); appended to a file each
+//! byte is copied once. Frames need no index
 //! but time, come back in the order they were written, and go a segment at a time, so a
 //! log is all they need. Metric samples, which are thinned as they age, stay in SQLite.
 //!

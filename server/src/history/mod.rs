@@ -10,7 +10,7 @@
 //! Two stores: the stream's frames are appended to a log of segment files
 //! ([`frames`], `DATA/history-frames/`), and the frames of metric samples only (the
 //! sampler's, once a second), which are thinned as they age, go to an SQLite file
-//! (`DATA/history.db`, where earlier versions kept every frame; those still read).
+//! (`DATA/history.db`; frames found in it are read too).
 //! Recording is a `try_send`, counted when it does not fit, like the rest of the
 //! telemetry. Retention and downsampling are flags: frames older than
 //! `--history-minutes` go, metric samples older than `--history-full-minutes` are
@@ -82,8 +82,8 @@ pub struct Retention {
     /// Metric samples older than this keep one per component per minute.
     pub full_detail: Duration,
     /// The most the frames may take on disk; the oldest go first beyond it. Under peak
-    /// load the stream is about 23 MB/s (2,400 purchases/s), so `keep` alone could fill
-    /// a disk with tens of gigabytes an hour.
+    /// load the stream is tens of megabytes a second (README, `--history-max-mb`), so
+    /// `keep` alone could fill a disk with tens of gigabytes an hour.
     pub max_bytes: u64,
 }
 
@@ -316,9 +316,8 @@ struct Topic<'a> {
 /// Opens the history file with its one table.
 ///
 /// `synchronous=OFF`: checkpoints hand the pages to the kernel without `fsync`. The
-/// history is a replay cache beside the durable store, and its fsyncs of tens of
-/// megabytes held up the database's own writes: at 2,400 purchases/s the email p99 was
-/// 89–109 ms with them and 64–70 ms without, at the same CPU (BENCHMARKS.md). In WAL mode
+/// history is a replay cache beside the durable store, and fsyncs of tens of megabytes
+/// hold up the database's own writes (BENCHMARKS.md, "the history without fsync"). In WAL mode
 /// a crash of this process loses nothing; a power cut or an OS crash may leave the file
 /// damaged, and then [`History::open`] sets it aside and begins a new one.
 async fn connect(file: &Path) -> Result<SqlitePool, sqlx::Error> {
@@ -326,11 +325,9 @@ async fn connect(file: &Path) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Off)
-        // Chosen when this file held every frame (kilobytes each, appended, read back in
-        // time order): 64 KiB pages took fewer page and WAL-frame operations per frame
-        // than the default 4 KiB (`liveview bench telemetry`, all CPU per purchase:
-        // median 36.2 → 33.5 µs over eight rounds each). Kept so the files of earlier
-        // versions and new ones are alike. Applies to a new history file.
+        // Rows of kilobytes, appended and read back in time order: 64 KiB pages take
+        // fewer page and WAL-frame operations per row than the default 4 KiB. Applies
+        // to a new history file.
         .page_size(65_536)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()

@@ -26,9 +26,8 @@
 //! never grow to the size of the largest message (a snapshot can be large). The upgrade is
 //! done here with tokio-tungstenite rather than through axum's `WebSocketUpgrade`,
 //! because only that lets us send fragments: tungstenite's write buffer keeps the capacity
-//! of the largest frame it ever wrote. Measured: about 11.6 KiB of server memory per idle
-//! viewer at 10,000 viewers (release build with mimalloc, `liveview bench fanout`; see
-//! BENCHMARKS.md), plus about 3 KiB of kernel socket memory.
+//! of the largest frame it ever wrote. What an idle viewer costs is measured by
+//! `liveview bench fanout` (BENCHMARKS.md, "Memory per idle viewer").
 
 use std::{pin::pin, sync::Arc, time::Duration};
 
@@ -239,8 +238,8 @@ async fn serve<S>(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut silence = pin!(sleep_until(last_heard + SILENCE_LIMIT));
-    // Made once: a fresh `cancelled()` future per frame showed up at 1–2.6% of the CPU
-    // with 10,000 viewers (`liveview bench fanout`).
+    // Made once: a fresh `cancelled()` future per frame is an allocation and a
+    // registration per frame, for every viewer.
     let mut stopping = pin!(shutdown.cancelled());
     loop {
         let step = tokio::select! {

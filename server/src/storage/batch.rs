@@ -1,8 +1,8 @@
 //! Several SQL statements sent to SQLite in one call.
 //!
 //! sqlx runs every SQLite statement on its connection's worker thread, and the hand-off
-//! to and from that thread — not the SQL — is what a statement mostly costs (a profile at
-//! 600 purchases/s put a third of the time in thread wake-ups). A batch is one hand-off.
+//! to and from that thread — not the SQL — is what a statement mostly costs (thread
+//! wake-ups, in the profiles of BENCHMARKS.md). A batch is one hand-off.
 //! Anonymous `?` parameters bind in order across the statements. Values are kept as
 //! [`SqlValue`]s rather than sqlx's argument buffer so that batches can be joined: the
 //! group committer ([`super::group`]) runs many requests' batches as one.

@@ -107,8 +107,8 @@ async fn commit_group(connection: &mut SqliteConnection, group: &[Pending]) -> V
 
 /// Runs the batches in one `BEGIN IMMEDIATE … COMMIT`, each batch as its own call so
 /// that its SQL text recurs and its prepared statements are reused (one text joining
-/// the whole group was new every time: parsing it was 14% of all CPU at 1,300
-/// purchases/s). If it stops half-way, rolls back so the connection is clean for the
+/// the whole group would be new every time, and parsed every time). If it stops
+/// half-way, rolls back so the connection is clean for the
 /// next group.
 async fn in_transaction<'a>(
     connection: &mut SqliteConnection,

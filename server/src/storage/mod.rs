@@ -107,7 +107,7 @@ impl Database {
             .foreign_keys(true)
             // No memory map: the file grows all the time under load, and every growth
             // made each connection unmap and map it again, with a TLB shootdown across
-            // cores each time (a profile at 1,600 purchases/s: 3% in munmap alone). A
+            // cores each time. A
             // 64 MiB page cache per connection keeps the working set in memory instead.
             .pragma("mmap_size", "0")
             .pragma("cache_size", "-65536")
@@ -177,8 +177,7 @@ impl Database {
     /// each writer the moment the previous one is done. And one connection keeps its
     /// page cache: SQLite empties a connection's cache whenever another connection has
     /// written since its last transaction, so with writes spread over the pool every
-    /// write began by reading its pages again (at 2,200 purchases/s `pread` was 5% and
-    /// emptying caches 3% of all CPU). Writes on [`Database::pool`] still work,
+    /// write would begin by reading its pages again. Writes on [`Database::pool`] still work,
     /// through the busy timeout; everything that writes under load comes here.
     pub async fn writing(&self) -> Result<Writing, sqlx::Error> {
         let started = Instant::now();

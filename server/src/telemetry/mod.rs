@@ -37,18 +37,18 @@ use crate::live::LiveHub;
 /// Records the channel holds before new ones are dropped (and counted).
 pub const CHANNEL_CAPACITY: usize = 65_536;
 /// The longest the aggregator holds events back to batch them. Half of the live
-/// stream's latency budget (p99 < 100 ms from a stage's end to a viewer): with 100 ms,
-/// under steady load the window alone put the p99 at 120–131 ms with one viewer
-/// (`liveview bench pipeline --viewers 1`, BENCHMARKS.md).
+/// stream's latency budget (p99 < 100 ms from a stage's end to a viewer): a 100 ms
+/// window alone took the whole budget under steady load (BENCHMARKS.md, "With live
+/// viewers").
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch this small goes out at once: traffic is light, batching would only add delay.
 const LIGHT_BATCH: usize = 32;
 /// The aggregator rests this long after each publish, so at most about 100 batches a
-/// second go out. Without it, moderate traffic was the costliest: at 1,000 purchases/s
-/// every few records found the aggregator idle, woke it and went out as a batch of their
-/// own — 3,700 publishes a second, each a frame for every viewer and a history write —
-/// where 2,400/s, arriving faster than they were folded, made 87 (`perf probe` counts,
-/// BENCHMARKS.md). A record that arrives during the rest waits at most this long.
+/// second go out. Without the rest, moderate traffic is the costliest: every few records
+/// find the aggregator idle, wake it and go out as a batch of their own — each a frame
+/// for every viewer and a history write — while heavier traffic arrives faster than it
+/// is folded and batches itself. A record that arrives during the rest waits at most
+/// this long.
 const MIN_GAP: Duration = Duration::from_millis(10);
 
 /// One stage of one request, as a component saw it.

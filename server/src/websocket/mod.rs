@@ -43,8 +43,8 @@ const PUSH_BACKLOG: usize = 256;
 /// A silent client is pinged this often.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// What a client sends is acks (`{"ack": id}`, about 50 bytes) and pongs. tungstenite
-/// sizes its read buffer to this and zeroes it on every read: with the default 128 KiB
-/// that `memset` was 2.5% of all CPU at 1,600 purchases/s.
+/// sizes its read buffer to this and zeroes it on every read, so the default 128 KiB
+/// would have every read clear 128 KiB for 50 bytes.
 const READ_BUFFER: usize = 4 * 1024;
 /// A client message larger than this closes the socket (1009).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;

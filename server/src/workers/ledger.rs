@@ -9,9 +9,9 @@
 //! Two files keep it small under any load: entries go to the current one; once it holds
 //! [`ROTATE_AFTER`] entries and every entry of the previous one is committed, the
 //! current one becomes the previous one (replacing it) and a new current one begins.
-//! Waiting for a moment with *nothing* uncommitted, as a first version did, never came
-//! under continuous load (64 conversations sending side by side), and the file grew by
-//! a megabyte every ten seconds.
+//! A moment with *nothing* uncommitted never comes under continuous load (many
+//! conversations send side by side), so waiting for one would let the file grow
+//! without end.
 
 use std::{
     fs::{File, OpenOptions},
