@@ -110,215 +110,63 @@ impl Running {
 }
 
 /// Binds every listener, opens and migrates the database, and starts serving.
-/// Nothing is served unless everything could be bound and opened.
+/// Nothing is served unless everything could be bound and opened. Each part is built
+/// from the parts it needs, in that order: the types keep the order.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     // Leptos' server rendering spawns through this executor; a second call is harmless.
     let _ = any_spawner::Executor::init_tokio();
 
-    let server_addrs = config.server_addrs().map_err(StartError::Config)?;
-    let dashboard_listener = bind("dashboard", config.dashboard).await?;
-    let balancer_listener = bind("load balancer", config.lb).await?;
-    let mut server_listeners = Vec::with_capacity(server_addrs.len());
-    for (index, addr) in server_addrs.into_iter().enumerate() {
-        let id = format!("server-{}", index + 1);
-        let listener = bind(&format!("app server {id}"), addr).await?;
-        server_listeners.push((id, listener));
-    }
-    let smtp_listener = match config.smtp_sink_addr() {
-        Some(addr) => Some(bind("capture SMTP server", addr).await?),
-        None => None,
-    };
-
+    let listeners = Listeners::bind(config).await?;
     let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
     let database = Database::open(&url).await?;
     tracing::info!(database = %database.display_url, "database ready (migrations applied)");
+    let life = Lifecycle::default();
+    let observer = Observer::start(config, &life).await?;
+    let delivery = Delivery::start(config, &database, &observer.telemetry, listeners.smtp, &life).await?;
 
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let hub = Arc::new(LiveHub::with_history(config.live_history_len()));
-    let controls = Arc::new(Controls::default());
-    let (telemetry, observations) = if config.without_live_telemetry {
-        tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
-        Telemetry::off(controls.clone())
-    } else {
-        Telemetry::new(controls.clone())
-    };
-    let journeys = Arc::new(Journeys::new(config.journeys));
-
-    let history = History::open(
-        &config.data,
-        Retention {
-            keep: Duration::from_secs(config.history_minutes * 60),
-            full_detail: Duration::from_secs(config.history_full_minutes * 60),
-            max_bytes: config.history_max_mb.saturating_mul(1_000_000),
-        },
-        &tasks,
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|error| StartError::Config(format!("cannot open the live history: {error}")))?;
-    {
-        let history = history.clone();
-        hub.set_sink(Arc::new(move |published| history.record_frame(published)));
-        let journeys = journeys.clone();
-        hub.set_journey_source(Arc::new(move || {
-            journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())
-        }));
-    }
-    // Started once the hub has its history sink and journey source, so no frame is
-    // published that the history misses.
-    tasks.spawn(telemetry::aggregate(
-        observations,
-        journeys.clone(),
-        hub.clone(),
-        controls.clone(),
-        shutdown.clone(),
-    ));
-    let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
-    let balancer_addr = local_addr(&balancer_listener);
-    let registry = Registry::new();
+    let balancer_addr = local_addr(&listeners.balancer);
     let shared = Shared {
         db: database.clone(),
-        queues: queues.clone(),
-        registry: registry.clone(),
+        queues: delivery.queues.clone(),
+        registry: delivery.registry.clone(),
         sessions: Default::default(),
-        telemetry: telemetry.clone(),
+        telemetry: observer.telemetry.clone(),
         public_url: format!("http://{balancer_addr}"),
     };
-    let pool = ServerPool::start_all(server_listeners, shared, shutdown.clone(), tasks.clone());
-
-    let capture = smtp_listener.map(|listener| {
-        let addr = local_addr(&listener);
-        tracing::info!("capture SMTP server listening on smtp://{addr}");
-        let capture = CaptureServer::new(database.clone());
-        capture.spawn(listener, &tasks, shutdown.clone());
-        tasks.spawn(capture.clone().run_retention(config.mailbox_keep, shutdown.clone()));
-        (capture, addr)
-    });
-    let smtp_url = config
-        .smtp_url
-        .clone()
-        .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")))
-        .ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
-    let ledger_path = config.data.join("sent.ledger");
-    let ledger = std::fs::create_dir_all(&config.data)
-        .and_then(|()| SentLedger::open(&ledger_path))
-        .map_err(|source| StorageError::DataDir {
-            path: config.data.clone(),
-            source,
-        })
-        .map(Arc::new)?;
-    let settled = ledger
-        .replay(&database)
-        .await
-        .map_err(|error| StartError::Config(error.to_string()))?;
-    let released = queues
-        .release_abandoned()
-        .await
-        .map_err(|error| StartError::Config(format!("queue recovery: {error}")))?;
-    if settled > 0 || released > 0 {
-        tracing::warn!(
-            settled,
-            released,
-            "recovered from an unclean stop: sent emails settled, abandoned jobs due again"
-        );
-    }
-    workers::mail::spawn_pool(
-        config.mail_workers,
-        &smtp_url,
-        database.clone(),
-        queues.clone(),
-        ledger,
-        &tasks,
-        shutdown.clone(),
-    )
-    .map_err(|error| StartError::Config(format!("unusable --smtp-url: {error}")))?;
-    workers::inapp::spawn_pool(
-        config.inapp_workers,
-        database.clone(),
-        queues.clone(),
-        registry.clone(),
-        &tasks,
-        shutdown.clone(),
-    );
-    tracing::info!(workers = config.mail_workers, smtp = %storage::redact_url(&smtp_url), "mail workers started");
+    let pool = ServerPool::start_all(listeners.servers, shared, life.shutdown.clone(), life.tasks.clone());
     let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
 
     let balancer = Balancer::new(
         balancer_addr,
         &servers,
         config.health_policy(),
-        shutdown.clone(),
-        tasks.clone(),
-        telemetry.clone(),
+        life.shutdown.clone(),
+        life.tasks.clone(),
+        observer.telemetry.clone(),
     );
     serve(
-        &tasks,
-        &shutdown,
+        &life.tasks,
+        &life.shutdown,
         "load balancer",
-        balancer_listener,
+        listeners.balancer,
         balancer.clone().router(),
     );
-    tasks.spawn(balancer.clone().run_health_checks(shutdown.clone()));
+    life.tasks
+        .spawn(balancer.clone().run_health_checks(life.shutdown.clone()));
 
-    let dashboard_addr = local_addr(&dashboard_listener);
-    let probe = Arc::new(StatusProbe::new(
-        dashboard_addr,
-        balancer_addr,
-        pool.clone(),
-        database.clone(),
-        hub.clone(),
-        SmtpDestination {
-            url: smtp_url.clone(),
-            capture: capture.as_ref().map(|(capture, _)| capture.clone()),
-        },
-    ));
-    let sampler = Sampler::new(Sources {
-        telemetry: telemetry.clone(),
-        journeys: journeys.clone(),
-        balancer: balancer.clone(),
-        pool: pool.clone(),
-        queues: queues.clone(),
-        registry: registry.clone(),
-        hub: hub.clone(),
-        probe: probe.clone(),
-        mail_workers: config.mail_workers,
-        inapp_workers: config.inapp_workers,
-    });
-    tasks.spawn(sampler.clone().run(shutdown.clone()));
-    let simulator = Simulator::new(balancer_addr, controls.clone(), tasks.clone(), shutdown.clone());
-    tasks.spawn(simulator.clone().run_continuous());
-    let dashboard = Dashboard {
-        history,
-        sampler,
-        simulator,
-        probe: probe.clone(),
-        live: LiveSocketState {
-            hub: hub.clone(),
-            shutdown: shutdown.clone(),
-            origins: Arc::new(OriginPolicy::new(
-                dashboard_addr,
-                &config.dashboard_names,
-                &config.allowed_origins,
-            )),
-        },
-        balancer: balancer.clone(),
-        servers: pool.clone(),
-        queues: queues.clone(),
-        capture: capture.as_ref().map(|(capture, _)| capture.clone()),
-        telemetry: telemetry.clone(),
-        journeys: journeys.clone(),
-    };
-    serve(
-        &tasks,
-        &shutdown,
-        "dashboard",
-        dashboard_listener.tap_io(live::cap_send_buffer),
-        dashboard.router(&config.site),
+    let dashboard_addr = start_dashboard(
+        config,
+        listeners.dashboard,
+        &database,
+        &observer,
+        &delivery,
+        &balancer,
+        &pool,
+        &life,
     );
-    tasks.spawn(probe.run(shutdown.clone()));
     let keep = Duration::from_secs(config.keep_completed_jobs * 60);
-    tasks.spawn(queues.clone().run_retention(keep, shutdown.clone()));
+    life.tasks
+        .spawn(delivery.queues.clone().run_retention(keep, life.shutdown.clone()));
 
     Ok(Running {
         dashboard: dashboard_addr,
@@ -327,14 +175,278 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         pool,
         balancer_state: balancer,
         database,
-        queues,
-        hub,
-        telemetry,
-        smtp_sink: capture.map(|(_, addr)| addr),
-        registry,
-        shutdown,
-        tasks,
+        queues: delivery.queues,
+        hub: observer.hub,
+        telemetry: observer.telemetry,
+        smtp_sink: delivery.capture.map(|(_, addr)| addr),
+        registry: delivery.registry,
+        shutdown: life.shutdown,
+        tasks: life.tasks,
     })
+}
+
+/// Every listener, bound before anything starts, so a taken port fails the start at once.
+struct Listeners {
+    dashboard: TcpListener,
+    balancer: TcpListener,
+    servers: Vec<(String, TcpListener)>,
+    /// The embedded capture SMTP server's, when it runs.
+    smtp: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self, StartError> {
+        let server_addrs = config.server_addrs().map_err(StartError::Config)?;
+        let dashboard = bind("dashboard", config.dashboard).await?;
+        let balancer = bind("load balancer", config.lb).await?;
+        let mut servers = Vec::with_capacity(server_addrs.len());
+        for (index, addr) in server_addrs.into_iter().enumerate() {
+            let id = format!("server-{}", index + 1);
+            let listener = bind(&format!("app server {id}"), addr).await?;
+            servers.push((id, listener));
+        }
+        let smtp = match config.smtp_sink_addr() {
+            Some(addr) => Some(bind("capture SMTP server", addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            dashboard,
+            balancer,
+            servers,
+            smtp,
+        })
+    }
+}
+
+/// What stops every task, and what tracks them until they have.
+#[derive(Default)]
+struct Lifecycle {
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The live window: the controls it offers, the telemetry components record into, the
+/// journeys folded from it, the history that keeps its frames and the hub that streams
+/// them, with the aggregator between them running.
+struct Observer {
+    controls: Arc<Controls>,
+    telemetry: Telemetry,
+    journeys: Arc<Journeys>,
+    history: History,
+    hub: Arc<LiveHub>,
+}
+
+impl Observer {
+    async fn start(config: &Config, life: &Lifecycle) -> Result<Self, StartError> {
+        let controls = Arc::new(Controls::default());
+        let (telemetry, observations) = if config.without_live_telemetry {
+            tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
+            Telemetry::off(controls.clone())
+        } else {
+            Telemetry::new(controls.clone())
+        };
+        let journeys = Arc::new(Journeys::new(config.journeys));
+        let history = History::open(
+            &config.data,
+            Retention {
+                keep: Duration::from_secs(config.history_minutes * 60),
+                full_detail: Duration::from_secs(config.history_full_minutes * 60),
+                max_bytes: config.history_max_mb.saturating_mul(1_000_000),
+            },
+            &life.tasks,
+            life.shutdown.clone(),
+        )
+        .await
+        .map_err(|error| StartError::Config(format!("cannot open the live history: {error}")))?;
+        let hub = {
+            let history = history.clone();
+            let journeys = journeys.clone();
+            Arc::new(LiveHub::recording(
+                config.live_history_len(),
+                Arc::new(move |published| history.record_frame(published)),
+                Arc::new(move || journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())),
+            ))
+        };
+        life.tasks.spawn(telemetry::aggregate(
+            observations,
+            journeys.clone(),
+            hub.clone(),
+            controls.clone(),
+            life.shutdown.clone(),
+        ));
+        Ok(Self {
+            controls,
+            telemetry,
+            journeys,
+            history,
+            hub,
+        })
+    }
+}
+
+/// The notification system's delivery side: the queues, who holds which socket, the
+/// embedded capture SMTP server (when it runs), and the mail and in-app workers, started
+/// after what an unclean stop left behind has been recovered.
+struct Delivery {
+    queues: Arc<Queues>,
+    registry: Arc<Registry>,
+    capture: Option<(CaptureServer, SocketAddr)>,
+    smtp_url: String,
+}
+
+impl Delivery {
+    async fn start(
+        config: &Config,
+        database: &Database,
+        telemetry: &Telemetry,
+        smtp_listener: Option<TcpListener>,
+        life: &Lifecycle,
+    ) -> Result<Self, StartError> {
+        let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
+        let registry = Registry::new();
+        let capture = smtp_listener.map(|listener| {
+            let addr = local_addr(&listener);
+            tracing::info!("capture SMTP server listening on smtp://{addr}");
+            let capture = CaptureServer::new(database.clone());
+            capture.spawn(listener, &life.tasks, life.shutdown.clone());
+            life.tasks.spawn(
+                capture
+                    .clone()
+                    .run_retention(config.mailbox_keep, life.shutdown.clone()),
+            );
+            (capture, addr)
+        });
+        let smtp_url = config
+            .smtp_url
+            .clone()
+            .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")))
+            .ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
+        let ledger_path = config.data.join("sent.ledger");
+        let ledger = std::fs::create_dir_all(&config.data)
+            .and_then(|()| SentLedger::open(&ledger_path))
+            .map_err(|source| StorageError::DataDir {
+                path: config.data.clone(),
+                source,
+            })
+            .map(Arc::new)?;
+        let settled = ledger
+            .replay(database)
+            .await
+            .map_err(|error| StartError::Config(error.to_string()))?;
+        let released = queues
+            .release_abandoned()
+            .await
+            .map_err(|error| StartError::Config(format!("queue recovery: {error}")))?;
+        if settled > 0 || released > 0 {
+            tracing::warn!(
+                settled,
+                released,
+                "recovered from an unclean stop: sent emails settled, abandoned jobs due again"
+            );
+        }
+        workers::mail::spawn_pool(
+            config.mail_workers,
+            &smtp_url,
+            database.clone(),
+            queues.clone(),
+            ledger,
+            &life.tasks,
+            life.shutdown.clone(),
+        )
+        .map_err(|error| StartError::Config(format!("unusable --smtp-url: {error}")))?;
+        workers::inapp::spawn_pool(
+            config.inapp_workers,
+            database.clone(),
+            queues.clone(),
+            registry.clone(),
+            &life.tasks,
+            life.shutdown.clone(),
+        );
+        tracing::info!(workers = config.mail_workers, smtp = %storage::redact_url(&smtp_url), "mail workers started");
+        Ok(Self {
+            queues,
+            registry,
+            capture,
+            smtp_url,
+        })
+    }
+}
+
+/// Starts the dashboard's listener with what it shows and controls: the status probe,
+/// the sampler, the load simulator; returns its address.
+#[allow(clippy::too_many_arguments)]
+fn start_dashboard(
+    config: &Config,
+    listener: TcpListener,
+    database: &Database,
+    observer: &Observer,
+    delivery: &Delivery,
+    balancer: &Balancer,
+    pool: &ServerPool,
+    life: &Lifecycle,
+) -> SocketAddr {
+    let dashboard_addr = local_addr(&listener);
+    let probe = Arc::new(StatusProbe::new(
+        dashboard_addr,
+        balancer.addr,
+        pool.clone(),
+        database.clone(),
+        observer.hub.clone(),
+        SmtpDestination {
+            url: delivery.smtp_url.clone(),
+            capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
+        },
+    ));
+    let sampler = Sampler::new(Sources {
+        telemetry: observer.telemetry.clone(),
+        journeys: observer.journeys.clone(),
+        balancer: balancer.clone(),
+        pool: pool.clone(),
+        queues: delivery.queues.clone(),
+        registry: delivery.registry.clone(),
+        hub: observer.hub.clone(),
+        probe: probe.clone(),
+        mail_workers: config.mail_workers,
+        inapp_workers: config.inapp_workers,
+    });
+    life.tasks.spawn(sampler.clone().run(life.shutdown.clone()));
+    let simulator = Simulator::new(
+        balancer.addr,
+        observer.controls.clone(),
+        life.tasks.clone(),
+        life.shutdown.clone(),
+    );
+    life.tasks.spawn(simulator.clone().run_continuous());
+    let dashboard = Dashboard {
+        history: observer.history.clone(),
+        sampler,
+        simulator,
+        probe: probe.clone(),
+        live: LiveSocketState {
+            hub: observer.hub.clone(),
+            shutdown: life.shutdown.clone(),
+            origins: Arc::new(OriginPolicy::new(
+                dashboard_addr,
+                &config.dashboard_names,
+                &config.allowed_origins,
+            )),
+        },
+        balancer: balancer.clone(),
+        servers: pool.clone(),
+        queues: delivery.queues.clone(),
+        capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
+        telemetry: observer.telemetry.clone(),
+        journeys: observer.journeys.clone(),
+    };
+    serve(
+        &life.tasks,
+        &life.shutdown,
+        "dashboard",
+        listener.tap_io(live::cap_send_buffer),
+        dashboard.router(&config.site),
+    );
+    life.tasks.spawn(probe.run(life.shutdown.clone()));
+    dashboard_addr
 }
 
 async fn bind(role: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -54,7 +54,6 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let hub = Arc::new(LiveHub::with_history(crate::live::DEFAULT_HISTORY));
     let retention = Retention {
         keep: Duration::from_secs(3600),
         full_detail: Duration::from_secs(600),
@@ -62,13 +61,19 @@ pub async fn telemetry(args: TelemetryArgs) -> anyhow::Result<()> {
     };
     let history = History::open(&dir, retention, &tasks, shutdown.clone()).await?;
     let json_bytes = Arc::new(AtomicUsize::new(0));
-    {
+    let hub = {
         let (history, json_bytes) = (history.clone(), json_bytes.clone());
-        hub.set_sink(Arc::new(move |published| {
+        let sink = Arc::new(move |published: &crate::live::Published| {
             json_bytes.fetch_add(published.json().len(), Ordering::Relaxed);
             history.record_frame(published);
-        }));
-    }
+        });
+        // The benchmark's snapshots carry no journeys: it times folding and publishing.
+        Arc::new(LiveHub::recording(
+            crate::live::DEFAULT_HISTORY,
+            sink,
+            Arc::new(Vec::new),
+        ))
+    };
     let journeys = crate::telemetry::Journeys::new(DEFAULT_CAPACITY);
     let pid = std::process::id();
 

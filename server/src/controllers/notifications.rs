@@ -3,14 +3,17 @@
 use app::wire::SystemStage;
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
     api_error::ApiError,
-    middleware::{AppServer, CommitPoint, extract::AuthUser},
+    middleware::{
+        AppServer, CommitPoint,
+        extract::{AuthUser, ValidQuery},
+    },
     now_ms,
 };
 
@@ -39,9 +42,8 @@ pub struct Page {
 pub async fn list(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    ValidQuery(page): ValidQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(page) = page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let limit = page.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid([("limit", "must be between 1 and 100".to_string())]));

@@ -4,7 +4,7 @@
 use app::wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Path, State},
     http::StatusCode,
     response::IntoResponse,
 };
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Dashboard;
 use crate::{
     api_error::ApiError,
-    middleware::extract::JsonBody,
+    middleware::extract::{JsonBody, ValidQuery},
     simulate::{MAX_COUNT, MAX_INTERVAL_MS, Plan},
     telemetry::journeys::{Journey, LogLine, Outcome},
 };
@@ -83,9 +83,8 @@ pub struct SeriesQuery {
 /// ten minutes), oldest first, for sparklines.
 pub async fn series(
     State(dashboard): State<Dashboard>,
-    query: Result<Query<SeriesQuery>, QueryRejection>,
+    ValidQuery(query): ValidQuery<SeriesQuery>,
 ) -> Result<Json<Vec<crate::telemetry::sampler::Sample>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let seconds = query
         .seconds
         .unwrap_or(60)
@@ -107,9 +106,8 @@ pub async fn prometheus(State(dashboard): State<Dashboard>) -> impl axum::respon
 /// `GET /api/live-view/requests?limit=&type=&outcome=&server=`: newest first.
 pub async fn list_requests(
     State(dashboard): State<Dashboard>,
-    query: Result<Query<RequestsQuery>, QueryRejection>,
+    ValidQuery(query): ValidQuery<RequestsQuery>,
 ) -> Result<Json<Vec<JourneySummary>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
     let journeys = dashboard.journeys.recent(
         limit,
@@ -297,9 +295,8 @@ fn instant_ms(field: &'static str, text: &str) -> Result<i64, ApiError> {
 /// past window, in the order they went out, with their original seq and timestamps.
 pub async fn history(
     State(dashboard): State<Dashboard>,
-    query: Result<Query<HistoryQuery>, QueryRejection>,
+    ValidQuery(query): ValidQuery<HistoryQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let from = instant_ms("from", &query.from)?;
     let to = match &query.to {
         Some(to) => instant_ms("to", to)?,

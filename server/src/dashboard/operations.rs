@@ -4,13 +4,19 @@
 use app::wire::{BalancerAlgorithm, LoadBalancerMetrics};
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Path, State},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Dashboard;
-use crate::{api_error::ApiError, middleware::extract::JsonBody, queue::QueueName, servers::PoolError, smtp::Faults};
+use crate::{
+    api_error::ApiError,
+    middleware::extract::{JsonBody, ValidQuery},
+    queue::QueueName,
+    servers::PoolError,
+    smtp::Faults,
+};
 
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())
@@ -154,10 +160,9 @@ pub struct JobsQuery {
 pub async fn queue_jobs(
     State(dashboard): State<Dashboard>,
     Path(name): Path<String>,
-    query: Result<Query<JobsQuery>, QueryRejection>,
+    ValidQuery(query): ValidQuery<JobsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
-    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let (total, jobs) = dashboard
         .queues
@@ -175,9 +180,8 @@ pub struct MailboxQuery {
 /// `GET /api/mailbox?limit=50`: what the embedded capture server accepted, newest first.
 pub async fn mailbox(
     State(dashboard): State<Dashboard>,
-    query: Result<Query<MailboxQuery>, QueryRejection>,
+    ValidQuery(query): ValidQuery<MailboxQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let messages = capture.messages(limit).await?;

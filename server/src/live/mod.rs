@@ -16,7 +16,7 @@ mod viewer;
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{
-        Arc, Mutex, OnceLock, RwLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
@@ -277,10 +277,11 @@ pub type PublishSink = Arc<dyn Fn(&Published) + Send + Sync>;
 
 pub struct LiveHub {
     state: Mutex<State>,
-    sink: RwLock<Option<PublishSink>>,
+    /// Set at construction: the order of start-up is kept by the types.
+    sink: Option<PublishSink>,
     history_capacity: usize,
     sender: broadcast::Sender<Arc<Published>>,
-    journeys: RwLock<Option<JourneySource>>,
+    journeys: Option<JourneySource>,
     /// The last snapshot message made, reused while no event has been published since.
     snapshot_cache: Mutex<Option<Arc<Encoded>>>,
     viewers: AtomicUsize,
@@ -302,12 +303,23 @@ impl LiveHub {
 
     /// A hub that keeps the last `history` events for viewers that resume.
     pub fn with_history(history: usize) -> Self {
+        Self::build(history, None, None)
+    }
+
+    /// The system's hub: it keeps the last `history` events for viewers that resume,
+    /// hands every frame it publishes to `sink` (the history, so none is missed), and
+    /// puts `journeys` (the newest ones) in every snapshot.
+    pub fn recording(history: usize, sink: PublishSink, journeys: JourneySource) -> Self {
+        Self::build(history, Some(sink), Some(journeys))
+    }
+
+    fn build(history: usize, sink: Option<PublishSink>, journeys: Option<JourneySource>) -> Self {
         Self {
-            sink: RwLock::new(None),
+            sink,
             state: Mutex::new(State::default()),
             history_capacity: history,
             sender: broadcast::channel(FANOUT_CAPACITY).0,
-            journeys: RwLock::new(None),
+            journeys,
             snapshot_cache: Mutex::new(None),
             viewers: AtomicUsize::new(0),
             resyncs: AtomicU64::new(0),
@@ -379,7 +391,7 @@ impl LiveHub {
         for chunk in frames {
             let published = Arc::new(self.frame(&mut state, chunk, &json, seq, &ts));
             seq = published.last() + 1;
-            if let Some(sink) = self.sink.read().unwrap_or_else(|poison| poison.into_inner()).as_ref() {
+            if let Some(sink) = &self.sink {
                 sink(&published);
             }
             // An error only means nobody is watching right now.
@@ -451,17 +463,6 @@ impl LiveHub {
         self.lock_state().last_seq
     }
 
-    /// Hands every frame published from now on to `sink` as well (the history).
-    pub fn set_sink(&self, sink: PublishSink) {
-        *self.sink.write().unwrap_or_else(|poison| poison.into_inner()) = Some(sink);
-    }
-
-    /// Installs the provider of recent journeys for snapshots.
-    pub fn set_journey_source(&self, source: JourneySource) {
-        *self.journeys.write().unwrap_or_else(|poison| poison.into_inner()) = Some(source);
-        *self.lock_cache() = None;
-    }
-
     /// The whole state now: latest status, metrics, component metrics, controls and recent
     /// journeys.
     pub fn snapshot(&self) -> LiveSnapshot {
@@ -474,12 +475,7 @@ impl LiveHub {
             let state = self.lock_state();
             (state.last_seq, state.latest.clone())
         };
-        let source = self
-            .journeys
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
-        let requests = source.map(|source| source()).unwrap_or_default();
+        let requests = self.journeys.as_ref().map(|source| source()).unwrap_or_default();
         let snapshot = LiveSnapshot {
             status: latest.status,
             metrics: latest.metrics,
@@ -755,16 +751,6 @@ pub(crate) mod tests {
 
     #[test]
     fn snapshots_hold_the_latest_state_and_the_journeys() {
-        let hub = LiveHub::new();
-        hub.publish(status("first"));
-        hub.publish(status("second"));
-        hub.publish(LiveEvent::ControlsChanged(ControlSettings::default()));
-        hub.publish(idle());
-        let snapshot = hub.snapshot();
-        assert_eq!(snapshot.status.map(|status| status.version).as_deref(), Some("second"));
-        assert_eq!(snapshot.controls, Some(ControlSettings::default()));
-        assert!(snapshot.requests.is_empty(), "no journey source yet");
-
         let tracker = RequestTracker {
             request_id: "req-1".into(),
             kind: app::wire::NotificationType::Signup,
@@ -775,8 +761,25 @@ pub(crate) mod tests {
         };
         let journeys = vec![tracker];
         let source = journeys.clone();
-        hub.set_journey_source(Arc::new(move || source.clone()));
-        assert_eq!(hub.snapshot().requests, journeys);
+        let recorded = Arc::new(AtomicUsize::new(0));
+        let sink = recorded.clone();
+        let hub = LiveHub::recording(
+            DEFAULT_HISTORY,
+            Arc::new(move |_| {
+                sink.fetch_add(1, Ordering::Relaxed);
+            }),
+            Arc::new(move || source.clone()),
+        );
+        assert!(LiveHub::new().snapshot().requests.is_empty(), "no journey source");
+        hub.publish(status("first"));
+        hub.publish(status("second"));
+        hub.publish(LiveEvent::ControlsChanged(ControlSettings::default()));
+        hub.publish(idle());
+        let snapshot = hub.snapshot();
+        assert_eq!(snapshot.status.map(|status| status.version).as_deref(), Some("second"));
+        assert_eq!(snapshot.controls, Some(ControlSettings::default()));
+        assert_eq!(snapshot.requests, journeys);
+        assert_eq!(recorded.load(Ordering::Relaxed), 4, "every frame reached the sink");
 
         let message = hub.snapshot_message();
         assert_eq!(message.seq, 4, "a snapshot carries the last seq it reflects");

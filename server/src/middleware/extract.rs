@@ -51,6 +51,21 @@ impl FieldErrors {
     }
 }
 
+/// A query string of type `T`, or a 400 `{"error", "fields": {"query": why}}`.
+#[derive(Debug, Clone)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(query)| Self(query))
+            .map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))
+    }
+}
+
 /// A request body's own rules, beyond its shape.
 pub trait Validate {
     fn validate(&self, errors: &mut FieldErrors);
