@@ -48,11 +48,11 @@ run: build ## Build, then start liveview on its defaults (pass flags with ARGS="
 
 lint: setup ## cargo fmt --check, clippy -D warnings on the host crates and on the wasm frontend
 	cargo fmt --all -- --check
-	cargo clippy -p app -p server --all-targets -- -D warnings
+	cargo clippy -p wire -p app -p server --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 unit: ## Unit and integration tests (real listeners, real SQLite)
-	cargo test -p app -p server
+	cargo test -p wire -p app -p server
 
 e2e: setup-test build ## Playwright specs in Debian's Chromium against a fresh liveview
 	cd end2end && npx playwright test

@@ -1,15 +1,15 @@
-//! Live View's shared language.
+//! Live View's views.
 //!
-//! `wire` holds every type that crosses the wire between the server and the SPA, once;
 //! `components` holds the Leptos views rendered both on the server (the `/status` page)
-//! and in the browser. The `spa` module is the browser application itself.
+//! and in the browser; the `spa` module is the browser application itself. What they
+//! show crosses the wire in the types of the `wire` crate (re-exported here as `wire`).
 //! Features `csr` (browser) and `ssr` (server) are never enabled together.
 
 pub mod backoff;
 pub mod clock;
 pub mod components;
 pub mod flow;
-pub mod wire;
+pub use wire;
 
 #[cfg(feature = "csr")]
 pub mod spa;

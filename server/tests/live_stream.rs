@@ -10,11 +10,6 @@ use std::{
     time::Duration,
 };
 
-use app::wire::{
-    ClientMessage, ComponentHealth, ComponentKind, ComponentStatus, Envelope, InAppDelivered, LiveEvent,
-    NotificationType, OverallHealth, QueueJobCompleted, QueueJobFailed, RequestComplete, StreamGap, SystemMetrics,
-    WorkerIdle, WorkerKind, parse_frame,
-};
 use futures_util::{SinkExt, StreamExt};
 use liveview::live::LiveHub;
 use support::{Sse, TestSystem};
@@ -22,6 +17,11 @@ use tokio::{net::TcpStream, sync::MutexGuard};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{self, Message, client::IntoClientRequest},
+};
+use wire::{
+    ClientMessage, ComponentHealth, ComponentKind, ComponentStatus, Envelope, InAppDelivered, LiveEvent,
+    NotificationType, OverallHealth, QueueJobCompleted, QueueJobFailed, RequestComplete, StreamGap, SystemMetrics,
+    WorkerIdle, WorkerKind, parse_frame,
 };
 
 mod support;
@@ -378,7 +378,7 @@ async fn filters_narrow_events_and_pass_those_without_the_dimension() {
         &mut socket,
         &ClientMessage::Subscribe {
             topics: Vec::new(),
-            filters: Some(app::wire::StreamFilters {
+            filters: Some(wire::StreamFilters {
                 servers: Some(vec!["server-2".into()]),
                 ..Default::default()
             }),

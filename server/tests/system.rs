@@ -3,11 +3,11 @@
 
 use std::{path::Path, time::Duration};
 
-use app::wire::{ComponentHealth, LiveEvent, OverallHealth, SystemStatus};
 use futures_util::StreamExt;
 use serde_json::json;
 use support::TestSystem;
 use tokio_tungstenite::tungstenite::Message;
+use wire::{ComponentHealth, LiveEvent, OverallHealth, SystemStatus};
 
 mod support;
 
@@ -172,7 +172,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
         };
         // Other topics (metrics) share the stream, and a frame may carry a batch; this
         // test follows system:status.
-        for envelope in app::wire::parse_frame(&text).expect("envelopes") {
+        for envelope in wire::parse_frame(&text).expect("envelopes") {
             if snapshot_seq.is_none() {
                 assert!(
                     matches!(envelope.event, LiveEvent::Snapshot(_)),

@@ -18,7 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions};
 use axum::{
     Json, Router,
     body::Body,
@@ -31,6 +30,7 @@ use hyper_util::{
 };
 use serde_json::{Value, json};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wire::{ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions};
 
 pub use health::HealthPolicy;
 use strategy::Candidate;

@@ -15,7 +15,7 @@ use axum::{
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use app::wire::SystemStage;
+use wire::SystemStage;
 
 use super::Balancer;
 use crate::{api_error::ApiError, controls::DelayPoint, telemetry::journeys::kind_of_route};

@@ -2,7 +2,7 @@
 //! and sticky assignment for WebSocket users. Pure functions, so the rules are tested
 //! without sockets.
 
-use app::wire::BalancerAlgorithm;
+use wire::BalancerAlgorithm;
 
 /// What the choice needs to know about one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

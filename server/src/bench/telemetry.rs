@@ -22,12 +22,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{
+use serde_json::Value;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wire::{
     EmailSent, Flow, InAppDelivered, LiveEvent, NotificationType, QueueJobAdded, QueueJobCompleted, QueueJobProcessing,
     StageStatus, SystemStage, Timestamp, WorkerIdle, WorkerKind, WorkerProcessing,
 };
-use serde_json::Value;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     history::{History, Retention},

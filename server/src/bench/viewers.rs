@@ -21,7 +21,6 @@ use std::{
 };
 
 use crate::live::CLOSE_TOO_SLOW;
-use app::wire::{LiveEvent, WorkerIdle, WorkerKind, parse_frame};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -30,6 +29,7 @@ use tokio::{
     sync::{Semaphore, mpsc},
 };
 use tokio_tungstenite::tungstenite::Message;
+use wire::{LiveEvent, WorkerIdle, WorkerKind, parse_frame};
 
 use super::{Latencies, cpu_seconds, rss_kib};
 

@@ -1,9 +1,9 @@
 //! Signup, login and password reset.
 
-use app::wire::NotificationType;
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wire::NotificationType;
 
 use super::{RequestId, commit_with_notices, valid_email};
 use crate::{

@@ -1,13 +1,13 @@
 //! Friend requests: the recipient hears by email and in-app; the sender hears in-app
 //! when it is accepted.
 
-use app::wire::NotificationType;
 use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
+use wire::NotificationType;
 
 use super::{RequestId, commit_with_notices, valid_email};
 use crate::{

@@ -23,8 +23,8 @@ pub fn router() -> axum::Router<AppServer> {
 
 use std::time::Instant;
 
-use app::wire::{Flow, LiveEvent, QueueJobAdded, SystemStage};
 use axum::http::request::Parts;
+use wire::{Flow, LiveEvent, QueueJobAdded, SystemStage};
 
 use crate::{
     api_error::ApiError,

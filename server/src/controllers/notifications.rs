@@ -1,12 +1,12 @@
 //! The user's notification center: newest first, paginated, with the unread count.
 
-use app::wire::SystemStage;
 use axum::{
     Json,
     extract::{Path, State},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use wire::SystemStage;
 
 use crate::{
     api_error::ApiError,

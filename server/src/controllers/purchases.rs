@@ -1,8 +1,8 @@
 //! Purchases: a receipt by email and in-app.
 
-use app::wire::NotificationType;
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
+use wire::NotificationType;
 
 use super::{RequestId, group_commit_with_notices};
 use crate::{

@@ -9,7 +9,7 @@ pub mod step;
 
 use std::{sync::RwLock, time::Duration};
 
-use app::wire::{ControlSettings, Delays};
+use wire::{ControlSettings, Delays};
 
 pub use step::{StepToken, Stepping};
 

@@ -1,7 +1,6 @@
 //! The live-view API: recent journeys and one journey in detail, the controls (delays,
 //! step mode) that act on the real system, and stepping a request.
 
-use app::wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
 use axum::{
     Json,
     extract::{Path, State},
@@ -9,6 +8,7 @@ use axum::{
     response::IntoResponse,
 };
 use serde::{Deserialize, Serialize};
+use wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
 
 use super::Dashboard;
 use crate::{
@@ -178,7 +178,7 @@ pub async fn request_details(
             .count(),
         retries: stages
             .iter()
-            .filter(|stage| stage.stage == app::wire::SystemStage::RetryScheduled)
+            .filter(|stage| stage.stage == wire::SystemStage::RetryScheduled)
             .count(),
         time_by_stage,
         stepping: dashboard.telemetry.controls().steps().is_stepping(&id),

@@ -1,13 +1,13 @@
 //! Dashboard endpoints that act on the running system: the balancer's algorithm and
 //! metrics, and stopping or starting an app server.
 
-use app::wire::{BalancerAlgorithm, LoadBalancerMetrics};
 use axum::{
     Json,
     extract::{Path, State},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wire::{BalancerAlgorithm, LoadBalancerMetrics};
 
 use super::Dashboard;
 use crate::{

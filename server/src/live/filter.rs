@@ -1,8 +1,8 @@
 //! Which events a viewer gets: [`Tags`] computed once per event when it is published, and
 //! a viewer's [`Subscription`] (topic patterns and filters) matched against them.
 
-use app::wire::{ComponentMetrics, Flow, LiveEvent, NotificationType, Stage, StreamFilters, WorkerKind};
 use serde::{Deserialize, de::DeserializeOwned};
+use wire::{ComponentMetrics, Flow, LiveEvent, NotificationType, Stage, StreamFilters, WorkerKind};
 
 use crate::api_error::ApiError;
 
@@ -321,14 +321,14 @@ fn parse_list<T: DeserializeOwned>(field: &'static str, text: &str) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::wire::{
+    use chrono::Utc;
+    use wire::{
         ComponentHealth, ComponentKind, ComponentStatus, EmailSent, InAppDelivered, QueueJobAdded, QueueJobFailed,
         RequestComplete, RequestProgress, StageStatus, SystemStage, WorkerIdle,
     };
-    use chrono::Utc;
 
     fn stage(component: &str, server: Option<&str>) -> Stage {
-        let mut metadata = app::wire::StageMetadata::new();
+        let mut metadata = wire::StageMetadata::new();
         if let Some(server) = server {
             metadata.insert("server", server);
         }

@@ -21,13 +21,13 @@ use std::{
     },
 };
 
-use app::wire::{
-    ComponentMetrics, ControlSettings, Envelope, LiveEvent, LiveSnapshot, RequestTracker, StreamGap, SystemMetrics,
-    SystemStatus,
-};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use wire::{
+    ComponentMetrics, ControlSettings, Envelope, LiveEvent, LiveSnapshot, RequestTracker, StreamGap, SystemMetrics,
+    SystemStatus,
+};
 
 pub use filter::{Subscription, Tags};
 pub(crate) use filter::{list as comma_list, matches as topic_matches};
@@ -188,7 +188,7 @@ fn encode_msgpack(envelope: &Envelope) -> Bytes {
 /// MessagePack from the JSON made at publish: kept events hold only their JSON, and most
 /// are never asked for in MessagePack.
 fn transcode(json: &str) -> Bytes {
-    match app::wire::parse_frame(json).map(|mut envelopes| envelopes.pop()) {
+    match wire::parse_frame(json).map(|mut envelopes| envelopes.pop()) {
         Ok(Some(envelope)) => encode_msgpack(&envelope),
         Ok(None) => Bytes::new(),
         Err(error) => {
@@ -584,7 +584,7 @@ impl Drop for ViewerGuard {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use app::wire::{OverallHealth, WorkerIdle, WorkerKind};
+    use wire::{OverallHealth, WorkerIdle, WorkerKind};
 
     /// A small event with no flow, type or server of its own (shared by the live tests).
     pub(crate) fn idle() -> LiveEvent {
@@ -638,7 +638,7 @@ pub(crate) mod tests {
 
         let mut seen = Vec::new();
         while let Ok(published) = receiver.try_recv() {
-            let frame = app::wire::parse_frame(published.json()).expect("a frame of envelopes");
+            let frame = wire::parse_frame(published.json()).expect("a frame of envelopes");
             assert_eq!(frame.len(), published.events.len());
             assert!(frame.len() <= MAX_FRAME_EVENTS, "big batches are cut into frames");
             for (envelope, event) in frame.iter().zip(&published.events) {
@@ -753,8 +753,8 @@ pub(crate) mod tests {
     fn snapshots_hold_the_latest_state_and_the_journeys() {
         let tracker = RequestTracker {
             request_id: "req-1".into(),
-            kind: app::wire::NotificationType::Signup,
-            current_stage: app::wire::SystemStage::LbReceived,
+            kind: wire::NotificationType::Signup,
+            current_stage: wire::SystemStage::LbReceived,
             start_time: chrono::Utc::now(),
             stages: Vec::new(),
             total_duration: 0.0,
@@ -810,7 +810,7 @@ pub(crate) mod tests {
         assert_eq!(decoded, serde_json::from_str::<Envelope>(single.json()).expect("json"));
         let many = receiver.try_recv().expect("frame");
         let decoded: Vec<Envelope> = rmp_serde::from_slice(many.msgpack()).expect("an array of 20");
-        assert_eq!(decoded, app::wire::parse_frame(many.json()).expect("json"));
+        assert_eq!(decoded, wire::parse_frame(many.json()).expect("json"));
         let few: Vec<Envelope> = rmp_serde::from_slice(&msgpack_frame(&many.events[..3])).expect("fixarray");
         assert_eq!(few.len(), 3);
     }

@@ -5,7 +5,7 @@
 //! may subscribe at once (`topics`, `flows`, `types`, `servers`, as for SSE), resume
 //! instead of the snapshot (`afterSeq=N`), and ask for binary MessagePack frames
 //! (`encoding=msgpack`). Client messages: `subscribe`, `unsubscribe`, `resume`
-//! ([`app::wire::ClientMessage`]), as JSON text or MessagePack binary frames.
+//! ([`wire::ClientMessage`]), as JSON text or MessagePack binary frames.
 //!
 //! The server pings every 30 s and closes a peer it has heard nothing from (not even a
 //! pong) for 75 s. Close codes:
@@ -31,7 +31,6 @@
 
 use std::{pin::pin, sync::Arc, time::Duration};
 
-use app::wire::ClientMessage;
 use axum::{
     body::Body,
     extract::{Query, Request, State},
@@ -60,6 +59,7 @@ use tokio_tungstenite::{
     },
 };
 use tokio_util::sync::CancellationToken;
+use wire::ClientMessage;
 
 use super::{
     LiveHub,
@@ -439,7 +439,7 @@ where
 mod tests {
     use super::*;
     use crate::live::Subscription;
-    use app::wire::{Envelope, LiveEvent, WorkerIdle, WorkerKind};
+    use wire::{Envelope, LiveEvent, WorkerIdle, WorkerKind};
 
     async fn pair() -> (
         WebSocketStream<tokio::io::DuplexStream>,

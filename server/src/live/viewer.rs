@@ -7,8 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{LiveEvent, StreamError, StreamGap};
 use tokio::sync::broadcast::{self, error::RecvError};
+use wire::{LiveEvent, StreamError, StreamGap};
 
 use super::{Encoded, LiveHub, MAX_FRAME_BYTES, MAX_FRAME_EVENTS, Published, Replay, Subscription, ViewerGuard};
 
@@ -289,7 +289,7 @@ mod tests {
                         panic!("gap then snapshot: {outgoing:?}")
                     };
                     assert_eq!(gap.tags.topic, "stream:gap");
-                    let envelope: app::wire::Envelope = serde_json::from_str(gap.json()).expect("envelope");
+                    let envelope: wire::Envelope = serde_json::from_str(gap.json()).expect("envelope");
                     let LiveEvent::Gap(range) = envelope.event else {
                         panic!("a gap")
                     };
@@ -318,10 +318,10 @@ mod tests {
             .expect("valid pattern");
         let mut viewer = Viewer::join(&hub, subscription);
         viewer.start(None);
-        let status = LiveEvent::ControlsChanged(app::wire::ControlSettings::default());
+        let status = LiveEvent::ControlsChanged(wire::ControlSettings::default());
         hub.publish_batch(vec![idle(), status.clone(), idle()]);
-        hub.publish(LiveEvent::SystemMetrics(app::wire::SystemMetrics {
-            system_status: app::wire::OverallHealth::Healthy,
+        hub.publish(LiveEvent::SystemMetrics(wire::SystemMetrics {
+            system_status: wire::OverallHealth::Healthy,
             active_requests: 0,
             requests_per_second: 0.0,
             average_latency: 0.0,

@@ -18,13 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::SystemStage;
 use axum::{
     extract::{Request, State},
     http::{HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use wire::SystemStage;
 
 use crate::{api_error::ApiError, controls::DelayPoint, telemetry::journeys::kind_of_route};
 

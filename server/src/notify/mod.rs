@@ -9,7 +9,7 @@ use crate::{
     queue::{QueueName, Queues},
     storage::WriteBatch,
 };
-use app::wire::NotificationType;
+use wire::NotificationType;
 
 /// An email to send.
 #[derive(Debug, Clone)]

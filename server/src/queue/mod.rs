@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
-use app::wire::{LiveEvent, QueueJobFailed, QueueJobRetry, SystemStage};
+use wire::{LiveEvent, QueueJobFailed, QueueJobRetry, SystemStage};
 
 use crate::{
     accounts::new_id,

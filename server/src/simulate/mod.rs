@@ -15,12 +15,12 @@ use std::{
     time::Duration,
 };
 
-use app::wire::NotificationType;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wire::NotificationType;
 
 use crate::controls::Controls;
 

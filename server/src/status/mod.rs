@@ -8,10 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{
+use tokio_util::sync::CancellationToken;
+use wire::{
     ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, SystemStatus, Timestamp, format_uptime,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::{live::LiveHub, servers::ServerPool, smtp::CaptureServer, storage::Database, workers::mail::SmtpTarget};
 

@@ -12,11 +12,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use app::wire::{
+use serde::{Deserialize, Serialize};
+use wire::{
     LiveEvent, NotificationType, RequestComplete, RequestFailed, RequestProgress, RequestTracker, Stage, StageStatus,
     SystemStage, Timestamp,
 };
-use serde::{Deserialize, Serialize};
 
 use super::StageRecord;
 
@@ -380,7 +380,7 @@ pub fn kind_of_route(method: &str, path: &str) -> Option<NotificationType> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::wire::StageMetadata;
+    use wire::StageMetadata;
 
     fn record(stage: SystemStage, status: StageStatus, meta: &[(&str, serde_json::Value)]) -> StageRecord {
         let now = chrono::Utc::now();

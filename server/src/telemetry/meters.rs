@@ -10,11 +10,11 @@ use std::{
     sync::{Mutex, atomic::AtomicI64},
 };
 
-use app::wire::{SmtpReply, Timestamp};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use wire::{SmtpReply, Timestamp};
 
 /// Latencies kept per server per second for p50/p99; beyond this they are sampled.
 const WINDOW_SAMPLES: usize = 8_192;

@@ -24,9 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{LiveEvent, NotificationType, StageMetadata, StageStatus, SystemStage, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wire::{LiveEvent, NotificationType, StageMetadata, StageStatus, SystemStage, Timestamp};
 
 use crate::controls::Controls;
 pub use journeys::Journeys;

@@ -8,12 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::wire::{
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use wire::{
     ComponentMetrics, DatabaseMetrics, LiveEvent, QueueMetrics, ServerMetrics, SmtpMetrics, SystemMetrics,
     WebSocketMetrics, WorkerCounts, format_uptime,
 };
-use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::{Journeys, Telemetry, meters::quantile};
 use crate::{

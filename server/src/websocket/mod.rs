@@ -18,7 +18,6 @@ use std::{
     time::Duration,
 };
 
-use app::wire::{Room, SocketEvent, SystemStage};
 use axum::{
     extract::{
         Query, State, WebSocketUpgrade,
@@ -29,6 +28,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use wire::{Room, SocketEvent, SystemStage};
 
 use crate::{
     accounts::User,

@@ -6,8 +6,8 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use crate::{
     controls::DelayPoint,

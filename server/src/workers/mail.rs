@@ -12,7 +12,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::wire::{EmailSent, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 use lettre::{
     Message,
     message::{Mailbox, header::ContentType},
@@ -24,6 +23,7 @@ use lettre::{
 };
 use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wire::{EmailSent, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use super::{
     DeliveryError,

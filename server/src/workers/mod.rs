@@ -13,7 +13,7 @@ use std::{
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use app::wire::{LiveEvent, QueueJobProcessing, SystemStage, WorkerIdle, WorkerKind, WorkerProcessing};
+use wire::{LiveEvent, QueueJobProcessing, SystemStage, WorkerIdle, WorkerKind, WorkerProcessing};
 
 use crate::{
     queue::{Channel, Job, QueueName, Queues},

@@ -98,7 +98,7 @@ pub struct SseEvent {
 }
 
 impl SseEvent {
-    pub fn envelope(&self) -> app::wire::Envelope {
+    pub fn envelope(&self) -> wire::Envelope {
         serde_json::from_str(&self.data).expect("an Envelope")
     }
 }

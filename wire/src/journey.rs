@@ -274,7 +274,7 @@ pub struct RequestTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::test_support::{at, round_trip};
+    use crate::test_support::{at, round_trip};
 
     pub(crate) fn sample_stage() -> Stage {
         let mut metadata = StageMetadata::new();

@@ -174,7 +174,7 @@ pub fn format_uptime(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::test_support::{at, round_trip};
+    use crate::test_support::{at, round_trip};
 
     fn component(id: &str, kind: ComponentKind, health: ComponentHealth) -> ComponentStatus {
         ComponentStatus {

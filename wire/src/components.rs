@@ -191,7 +191,7 @@ pub enum ComponentMetrics {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::test_support::{at, round_trip};
+    use crate::test_support::{at, round_trip};
 
     pub(crate) fn sample_queue() -> QueueMetrics {
         QueueMetrics {

@@ -80,7 +80,7 @@ impl Default for ControlSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::test_support::round_trip;
+    use crate::test_support::round_trip;
 
     #[test]
     fn control_settings_round_trip_with_design_names() {

@@ -59,7 +59,7 @@ impl StreamFilters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::test_support::round_trip;
+    use crate::test_support::round_trip;
 
     #[test]
     fn client_messages_round_trip_with_design_names() {

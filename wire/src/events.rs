@@ -342,8 +342,8 @@ pub struct InAppDelivered {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::parse_frame;
-    use crate::wire::{
+    use crate::parse_frame;
+    use crate::{
         ComponentHealth, ComponentKind, OverallHealth, RequestTracker, SystemStage,
         test_support::{at, round_trip},
     };
@@ -355,7 +355,7 @@ pub(crate) mod tests {
             start_time: at(1),
             end_time: Some(at(2)),
             duration: Some(1000.0),
-            status: crate::wire::StageStatus::Completed,
+            status: crate::StageStatus::Completed,
             metadata: Default::default(),
         }
     }
@@ -534,7 +534,7 @@ pub(crate) mod tests {
                 LiveEvent::Snapshot(Box::new(LiveSnapshot {
                     status: Some(status.clone()),
                     metrics: None,
-                    components: crate::wire::components::tests::every_component_metric(),
+                    components: crate::components::tests::every_component_metric(),
                     controls: Some(ControlSettings::default()),
                     requests: Vec::new(),
                 })),
@@ -548,7 +548,7 @@ pub(crate) mod tests {
                 "stream:error",
             ),
         ];
-        for metric in crate::wire::components::tests::every_component_metric() {
+        for metric in crate::components::tests::every_component_metric() {
             events.push((LiveEvent::ComponentMetrics(metric), "component:metrics"));
         }
         events
