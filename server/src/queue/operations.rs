@@ -1,0 +1,158 @@
+//! What operators and retention do with the queues: counts, listings, pausing,
+//! requeueing dead letters, and pruning completed jobs.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{JobView, QueueCounts, QueueName, Queues};
+use crate::{now_ms, storage::RETENTION_EVERY};
+
+impl Queues {
+    /// Deletes completed jobs last touched more than `keep` ago; answers how many. Their
+    /// notifications and emails stay: only the finished bookkeeping goes.
+    pub async fn prune_completed(&self, keep: Duration) -> Result<u64, sqlx::Error> {
+        let before = now_ms() - keep.as_millis() as i64;
+        // The table is in insertion order, so the oldest completed jobs are found first.
+        self.db
+            .delete_in_chunks(|| {
+                sqlx::query(
+                    "DELETE FROM jobs WHERE id IN \
+                     (SELECT id FROM jobs WHERE state = 'completed' AND updated_at_ms < ? LIMIT 1000)",
+                )
+                .bind(before)
+            })
+            .await
+    }
+
+    /// Prunes completed jobs every [`RETENTION_EVERY`] until shutdown, so the job table holds the
+    /// work in progress and the last `keep` of history, not every job ever run.
+    pub async fn run_retention(self: Arc<Self>, keep: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        crate::every(RETENTION_EVERY, shutdown, || async {
+            match self.prune_completed(keep).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "completed jobs pruned"),
+                Err(error) => tracing::warn!(%error, "could not prune completed jobs"),
+            }
+        })
+        .await;
+    }
+
+    pub async fn set_paused(&self, queue: QueueName, paused: bool) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO queue_controls (queue, paused) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused",
+        )
+        .bind(queue.as_str())
+        .bind(i64::from(paused))
+        .execute(&mut *self.db.writing().await?)
+        .await?;
+        if !paused {
+            self.wake(queue.channel());
+        }
+        Ok(())
+    }
+
+    /// Moves dead-lettered jobs back to the start of their channel: one job by id, or
+    /// every job whose last error contains `error_contains`. Answers how many moved.
+    pub async fn requeue(
+        &self,
+        dlq: QueueName,
+        job_id: Option<&str>,
+        error_contains: Option<&str>,
+    ) -> Result<u64, sqlx::Error> {
+        let pattern = like_pattern(error_contains);
+        let moved = sqlx::query(
+            "UPDATE jobs SET queue = ?, state = 'waiting', attempts = 0, run_at_ms = ?, updated_at_ms = ? \
+             WHERE queue = ? AND state = 'failed' AND (? IS NULL OR id = ?) AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')",
+        )
+        .bind(dlq.first().as_str())
+        .bind(now_ms())
+        .bind(now_ms())
+        .bind(dlq.as_str())
+        .bind(job_id)
+        .bind(job_id)
+        .bind(&pattern)
+        .bind(&pattern)
+        .execute(&mut *self.db.writing().await?)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            self.wake(dlq.channel());
+        }
+        Ok(moved)
+    }
+
+    /// The newest jobs of a queue whose last error contains `error_contains` (all when
+    /// `None`), and how many match in all: the preview of what a requeue would move.
+    pub async fn list(
+        &self,
+        queue: QueueName,
+        error_contains: Option<&str>,
+        limit: u32,
+    ) -> Result<(i64, Vec<JobView>), sqlx::Error> {
+        let pattern = like_pattern(error_contains);
+        let filter = "WHERE queue = ? AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}")))
+            .bind(queue.as_str())
+            .bind(&pattern)
+            .bind(&pattern)
+            .fetch_one(self.db.reads())
+            .await?;
+        let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms FROM jobs {filter} \
+             ORDER BY updated_at_ms DESC, id DESC LIMIT ?"
+        )))
+        .bind(queue.as_str())
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(i64::from(limit))
+        .fetch_all(self.db.reads())
+        .await?;
+        Ok((total, jobs))
+    }
+
+    /// Counts per queue and state, every queue listed even when empty.
+    pub async fn counts(&self) -> Result<Vec<QueueCounts>, sqlx::Error> {
+        let now = now_ms();
+        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT queue, state, (state = 'delayed' AND run_at_ms > ?) AS not_due, COUNT(*) FROM jobs GROUP BY queue, state, not_due",
+        )
+        .bind(now)
+        .fetch_all(self.db.reads())
+        .await?;
+        let paused: Vec<(String,)> = sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
+            .fetch_all(self.db.reads())
+            .await?;
+        let mut counts: Vec<QueueCounts> = QueueName::ALL
+            .iter()
+            .map(|queue| QueueCounts {
+                name: queue.as_str().to_string(),
+                paused: paused.iter().any(|(name,)| name == queue.as_str()),
+                ..QueueCounts::default()
+            })
+            .collect();
+        for (queue, state, not_due, count) in rows {
+            let Some(entry) = counts.iter_mut().find(|entry| entry.name == queue) else {
+                continue;
+            };
+            let count = count as u64;
+            match (state.as_str(), not_due) {
+                ("delayed", true) => entry.delayed += count,
+                ("waiting" | "delayed", _) => entry.waiting += count,
+                ("active", _) => entry.active += count,
+                ("completed", _) => entry.completed += count,
+                ("failed", _) => entry.failed += count,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// A `LIKE` pattern matching text that contains `needle` literally.
+fn like_pattern(needle: Option<&str>) -> Option<String> {
+    needle.map(|text| {
+        format!(
+            "%{}%",
+            text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        )
+    })
+}
