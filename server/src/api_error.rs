@@ -11,6 +11,7 @@ use axum::{
 };
 use serde::Serialize;
 
+/// An error answer: its status, and its body as [`wire::ErrorBody`] writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
@@ -72,7 +73,11 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(&self)).into_response();
+        let body = wire::ErrorBody {
+            error: self.error,
+            fields: self.fields,
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

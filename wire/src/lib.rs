@@ -1,4 +1,5 @@
-//! Types that cross the wire: the live-stream envelope and every payload it carries.
+//! Types that cross the wire: the live-stream envelope and every payload it carries, and
+//! every REST body of the dashboard ([`dashboard`]).
 //!
 //! JSON names follow the design's interfaces: camelCase fields and the design's event
 //! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
@@ -7,6 +8,7 @@
 mod client;
 mod components;
 mod controls;
+mod dashboard;
 mod events;
 mod frame;
 mod journey;
@@ -16,6 +18,7 @@ mod status;
 pub use client::*;
 pub use components::*;
 pub use controls::*;
+pub use dashboard::*;
 pub use events::*;
 pub use frame::parse_frame;
 pub use journey::*;

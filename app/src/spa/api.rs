@@ -16,11 +16,16 @@ async fn read<T: DeserializeOwned>(response: Result<Response, gloo_net::Error>) 
             .map_err(|error| format!("unexpected answer: {error}"));
     }
     let status = response.status();
-    let message = match response.json::<serde_json::Value>().await {
-        Ok(body) => body["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| body.to_string()),
+    let message = match response.json::<crate::wire::ErrorBody>().await {
+        Ok(body) if body.fields.is_empty() => body.error,
+        Ok(body) => {
+            let fields: Vec<String> = body
+                .fields
+                .iter()
+                .map(|(field, why)| format!("{field} {why}"))
+                .collect();
+            format!("{} ({})", body.error, fields.join("; "))
+        }
         Err(_) => String::new(),
     };
     Err(format!("{status}: {message}"))
@@ -37,6 +42,11 @@ async fn send<T: DeserializeOwned>(request: gloo_net::http::RequestBuilder, body
 
 pub async fn post<T: DeserializeOwned>(path: &str, body: &impl Serialize) -> ApiResult<T> {
     send(Request::post(path), body).await
+}
+
+/// A `POST` that carries no body (stop a server, pause a queue, step a request).
+pub async fn post_empty<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+    read(Request::post(path).send().await).await
 }
 
 pub async fn put<T: DeserializeOwned>(path: &str, body: &impl Serialize) -> ApiResult<T> {

@@ -9,19 +9,20 @@ use std::collections::VecDeque;
 use leptos::{html::Canvas, prelude::*, task::spawn_local};
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{api, controls::Slider, state::Live};
 use crate::{
     flow::NodeId,
-    wire::{ComponentMetrics, QueueMetrics},
+    wire::{
+        BalancerAlgorithm, BalancerUpdate, ComponentMetrics, Faults, JobList, LoadBalancerMetrics, QueueMetrics,
+        QueuePaused, RequeueFilter, Requeued, ServerState,
+    },
 };
 
 /// Runs an action and shows its outcome (or error) in the notice line.
-fn act<F>(live: Live, done: &'static str, action: F)
+fn act<T, F>(live: Live, done: &'static str, action: F)
 where
-    F: std::future::Future<Output = api::ApiResult<serde_json::Value>> + 'static,
+    F: std::future::Future<Output = api::ApiResult<T>> + 'static,
 {
     spawn_local(async move {
         let message = match action.await {
@@ -179,9 +180,12 @@ fn draw_sparkline(canvas: web_sys::HtmlCanvasElement, samples: &VecDeque<f64>) {
 fn BalancerCard(live: Live) -> impl IntoView {
     let metrics = metrics_of(live, NodeId::Balancer.key());
     let switch = move |event: leptos::ev::Event| {
-        let algorithm = event_target_value(&event);
+        let algorithm = match event_target_value(&event).as_str() {
+            "least-connections" => BalancerAlgorithm::LeastConnections,
+            _ => BalancerAlgorithm::RoundRobin,
+        };
         act(live, "Algorithm switched", async move {
-            api::put::<serde_json::Value>("/api/balancer", &json!({ "algorithm": algorithm })).await
+            api::put::<LoadBalancerMetrics>("/api/balancer", &BalancerUpdate { algorithm }).await
         });
     };
     move || {
@@ -243,7 +247,7 @@ fn ServerSwitch(live: Live, id: String, running: bool) -> impl IntoView {
             on:click=move |_| {
                 let path = format!("/api/servers/{number}/{action}");
                 act(live, if running { "Server stopped" } else { "Server started" }, async move {
-                    api::post::<serde_json::Value>(&path, &json!({})).await
+                    api::post_empty::<ServerState>(&path).await
                 });
             }
         >
@@ -351,28 +355,13 @@ fn queue_facts(live: Live, name: &str, queue: QueueMetrics) -> impl IntoView {
             on:click=move |_| {
                 let path = path.clone();
                 act(live, if paused { "Queue resumed" } else { "Queue paused" }, async move {
-                    api::post::<serde_json::Value>(&path, &json!({})).await
+                    api::post_empty::<QueuePaused>(&path).await
                 });
             }
         >
             {if paused { "Resume" } else { "Pause" }}
         </button>
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JobRow {
-    id: String,
-    request_id: Option<String>,
-    attempts: i64,
-    last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct JobList {
-    total: u64,
-    jobs: Vec<JobRow>,
 }
 
 /// A dead-letter queue's jobs, filtered by their last error, with requeue one and requeue
@@ -399,11 +388,11 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
             jobs.set(Some(api::get::<JobList>(&path).await));
         });
     });
-    let requeue = move |name: String, body: serde_json::Value, count: u64| {
+    let requeue = move |name: String, body: RequeueFilter, count: u64| {
         spawn_local(async move {
-            let result = api::post::<serde_json::Value>(&format!("/api/queues/{name}/requeue"), &body).await;
+            let result = api::post::<Requeued>(&format!("/api/queues/{name}/requeue"), &body).await;
             live.notice.set(Some(match result {
-                Ok(answer) => format!("Requeued {} of {count}", answer["moved"]),
+                Ok(answer) => format!("Requeued {} of {count}", answer.moved),
                 Err(error) => format!("Failed: {error}"),
             }));
             refresh.update(|n| *n += 1);
@@ -426,10 +415,9 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
         if !window().confirm_with_message(&question).unwrap_or(false) {
             return;
         }
-        let body = if matching.is_empty() {
-            json!({})
-        } else {
-            json!({ "errorContains": matching })
+        let body = RequeueFilter {
+            error_contains: (!matching.is_empty()).then_some(matching),
+            ..RequeueFilter::default()
         };
         requeue(all_name.clone(), body, total);
     };
@@ -465,7 +453,7 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
                                         <code>{job.request_id.clone().unwrap_or_else(|| job.id.clone())}</code>
                                         {format!(" · {} attempts · {}", job.attempts, job.last_error.unwrap_or_default())}
                                         <button class="small" aria-label=format!("Requeue job {}", job.id)
-                                            on:click=move |_| requeue(name.clone(), json!({ "jobId": id.clone() }), 1)>
+                                            on:click=move |_| requeue(name.clone(), RequeueFilter { job_id: Some(id.clone()), ..RequeueFilter::default() }, 1)>
                                             "requeue"
                                         </button>
                                     </li>
@@ -486,16 +474,6 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, serde::Serialize)]
-struct Faults {
-    #[serde(rename = "smtp4xxRate", default)]
-    smtp_4xx_rate: f64,
-    #[serde(rename = "smtp5xxRate", default)]
-    smtp_5xx_rate: f64,
-    #[serde(rename = "smtpLatencyMs", default)]
-    smtp_latency_ms: u64,
-}
-
 #[component]
 fn SmtpCard(live: Live) -> impl IntoView {
     let metrics = metrics_of(live, NodeId::EmailService.key());
@@ -508,7 +486,7 @@ fn SmtpCard(live: Live) -> impl IntoView {
     let save = move |next: Faults| {
         faults.set(Some(next));
         act(live, "SMTP faults set", async move {
-            api::put::<serde_json::Value>("/api/faults", &next).await
+            api::put::<Faults>("/api/faults", &next).await
         });
     };
     let figures = move || match metrics.get() {

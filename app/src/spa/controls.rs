@@ -6,13 +6,11 @@
 //! `controls:changed`. Delays are real waits inside the real stages.
 
 use leptos::{prelude::*, task::spawn_local};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{api, canvas::with_engine, state::Live};
 use crate::{
     flow::Replay,
-    wire::{ControlSettings, Envelope, NotificationType, Timestamp, parse_frame},
+    wire::{ControlSettings, Envelope, HistoryWindow, NotificationType, Timestamp, parse_frame},
 };
 
 /// Changes the shared settings: applies `change` to the current ones and sends them.
@@ -55,16 +53,10 @@ pub fn nudge_speed(live: Live, up: bool) {
 pub fn step(live: Live, id: String) {
     spawn_local(async move {
         let path = format!("/api/live-view/requests/{}/step", api::encode(&id));
-        if let Err(error) = api::post::<serde_json::Value>(&path, &json!({})).await {
+        if let Err(error) = api::post_empty::<crate::wire::Stepped>(&path).await {
             live.notice.set(Some(format!("Step failed: {error}")));
         }
     });
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Started {
-    request_ids: Vec<String>,
 }
 
 #[component]
@@ -75,8 +67,13 @@ pub fn ControlPanel(live: Live) -> impl IntoView {
     let start_stepped = move |_| {
         let kind = step_type.get_untracked();
         spawn_local(async move {
-            let body = json!({ "type": kind, "count": 1, "step": true });
-            match api::post::<Started>("/api/live-view/simulate", &body).await {
+            let body = crate::wire::SimulateRequest {
+                kind,
+                count: 1,
+                interval: 0,
+                step: true,
+            };
+            match api::post::<crate::wire::SimulationStarted>("/api/live-view/simulate", &body).await {
                 Ok(started) => {
                     if let Some(id) = started.request_ids.first() {
                         live.stepping.set(Some(id.clone()));
@@ -398,21 +395,15 @@ pub fn Slider(
     }
 }
 
-/// `GET /api/live-view/history`: each event kept as raw JSON and read by
-/// [`parse_frame`], like the live stream's frames.
-#[derive(Debug, Deserialize)]
-struct History {
-    events: Vec<Box<serde_json::value::RawValue>>,
-}
-
-impl History {
-    fn envelopes(&self) -> Vec<Envelope> {
-        self.events
-            .iter()
-            .filter_map(|event| parse_frame(event.get()).ok())
-            .flatten()
-            .collect()
-    }
+/// Each event of a history window, kept as raw JSON, is read by [`parse_frame`] like
+/// the live stream's frames.
+fn envelopes(history: &HistoryWindow) -> Vec<Envelope> {
+    history
+        .events
+        .iter()
+        .filter_map(|event| parse_frame(event.get()).ok())
+        .flatten()
+        .collect()
 }
 
 /// What the replay panel shows, copied from the engine a few times a second.
@@ -498,11 +489,11 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 from.timestamp_millis(),
                 to.timestamp_millis()
             );
-            match api::get::<History>(&path).await {
+            match api::get::<HistoryWindow>(&path).await {
                 Ok(history) => {
                     with_engine(|engine| {
                         engine.scene.clear();
-                        engine.replay = Some(Replay::new(history.envelopes(), from, to));
+                        engine.replay = Some(Replay::new(envelopes(&history), from, to));
                     });
                     live.replaying.set(true);
                 }

@@ -4,31 +4,10 @@
 //! marked, export as JSON and CSV, and a link that opens the app on that request.
 
 use leptos::{prelude::*, task::spawn_local};
-use serde::Deserialize;
 use wasm_bindgen::JsCast;
 
 use super::{api, state::Live};
-use crate::wire::{RequestTracker, Stage, StageStatus, SystemStage};
-
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogLine {
-    #[serde(deserialize_with = "crate::wire::rfc3339::read")]
-    pub timestamp: crate::wire::Timestamp,
-    pub level: String,
-    pub component: String,
-    pub message: String,
-}
-
-/// `GET /api/live-view/requests/{id}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestDetails {
-    pub request: RequestTracker,
-    pub outcome: String,
-    pub logs: Vec<LogLine>,
-    pub metrics: serde_json::Value,
-}
+use crate::wire::{Outcome, RequestDetails, RequestTracker, Stage, StageStatus, SystemStage};
 
 /// The link that opens the app on one request.
 pub fn request_link(id: &str) -> String {
@@ -174,7 +153,7 @@ pub fn Inspector(live: Live) -> impl IntoView {
 fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
     let request = details.request.clone();
     let id = request.request_id.clone();
-    let outcome = details.outcome.clone();
+    let outcome = details.outcome.label();
     let timeline = timeline(&request);
     let stages = request
         .stages
@@ -184,7 +163,7 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
             stage_row(
                 index,
                 stage,
-                index + 1 == request.stages.len() && outcome == "in-progress",
+                index + 1 == request.stages.len() && details.outcome == Outcome::InProgress,
             )
         })
         .collect_view();
@@ -214,7 +193,7 @@ fn Journey(live: Live, details: RequestDetails) -> impl IntoView {
             </header>
             <p class="mono" data-testid="inspector-id">{id.clone()}</p>
             <p>
-                <span class=format!("pill outcome-{outcome}") data-testid="inspector-outcome">{outcome.clone()}</span>
+                <span class=format!("pill outcome-{outcome}") data-testid="inspector-outcome">{outcome}</span>
                 {format!(" · {:.1} ms · {} stages · started {}", request.total_duration, request.stages.len(), crate::clock::hms_millis(request.start_time))}
             </p>
             <div class="actions">

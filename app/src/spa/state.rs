@@ -64,22 +64,7 @@ pub struct RequestRow {
     pub server: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    InProgress,
-    Completed,
-    Failed,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::InProgress => "in-progress",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-}
+pub use crate::wire::Outcome;
 
 impl RequestRow {
     fn from_tracker(tracker: &RequestTracker) -> Self {

@@ -28,7 +28,6 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use serde_json::{Value, json};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wire::{ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, StickySessions};
 
@@ -277,21 +276,21 @@ impl Balancer {
 
 /// The balancer's own health, answered here rather than proxied: healthy while it can
 /// route, i.e. while at least one backend is healthy.
-async fn own_health(State(balancer): State<Balancer>) -> (axum::http::StatusCode, Json<Value>) {
+async fn own_health(State(balancer): State<Balancer>) -> (axum::http::StatusCode, Json<wire::Health>) {
     let healthy = balancer.backends.iter().filter(|backend| backend.is_healthy()).count();
     let status = if healthy > 0 {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if healthy > 0 { "ok" } else { "no healthy backend" },
-        "component": "load-balancer",
-        "address": balancer.addr.to_string(),
-        "algorithm": balancer.algorithm(),
-        "backends": balancer.backends.len(),
-        "healthyBackends": healthy,
-    });
+    let body = wire::Health {
+        status: if healthy > 0 { "ok" } else { "no healthy backend" }.into(),
+        address: Some(balancer.addr.to_string()),
+        algorithm: Some(balancer.algorithm()),
+        backends: Some(balancer.backends.len()),
+        healthy_backends: Some(healthy),
+        ..wire::Health::ok("load-balancer")
+    };
     (status, Json(body))
 }
 

@@ -7,15 +7,19 @@ use axum::{
     http::StatusCode,
     response::IntoResponse,
 };
-use serde::{Deserialize, Serialize};
-use wire::{ControlSettings, LiveEvent, NotificationType, RequestTracker, StageStatus};
+use serde::Deserialize;
+use wire::{
+    ControlSettings, HistoryKept, HistoryWindow, JourneySummary, LiveEvent, LiveStatus, NotificationType,
+    RealtimeMetrics, RequestDetails, RequestMetrics, SimulateRequest, SimulationStarted, StageStatus, StepTokenIssued,
+    Stepped, TelemetryHealth,
+};
 
 use super::Dashboard;
 use crate::{
     api_error::ApiError,
     middleware::extract::{JsonBody, ValidQuery},
     simulate::{MAX_COUNT, MAX_INTERVAL_MS, Plan},
-    telemetry::journeys::{Journey, LogLine, Outcome},
+    telemetry::journeys::{Journey, Outcome},
 };
 
 /// Most journeys one listing returns.
@@ -33,44 +37,36 @@ pub struct RequestsQuery {
     server: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JourneySummary {
-    #[serde(flatten)]
-    request: RequestTracker,
-    outcome: Outcome,
-}
-
 /// `GET /api/live-view/status`: every component's health, the header figures and every
 /// component's metrics, as of now.
-pub async fn status(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+pub async fn status(State(dashboard): State<Dashboard>) -> Json<LiveStatus> {
     let health = dashboard.probe.current().await;
     let sample = dashboard.sampler.current().await;
-    Json(serde_json::json!({
-        "components": health.components,
-        "metrics": sample.metrics,
-        "componentMetrics": sample.components,
-        "timestamp": chrono::Utc::now(),
-    }))
+    Json(LiveStatus {
+        components: health.components,
+        metrics: sample.metrics,
+        component_metrics: sample.components,
+        timestamp: chrono::Utc::now(),
+    })
 }
 
 /// `GET /api/v1/analytics/realtime-metrics`: the last second's figures for clients
 /// without a socket, and the telemetry's own health.
-pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<RealtimeMetrics> {
     let sample = dashboard.sampler.current().await;
-    Json(serde_json::json!({
-        "metrics": sample.metrics,
-        "components": sample.components,
-        "telemetry": {
-            "droppedRecords": dashboard.telemetry.dropped(),
-            "journeysKept": dashboard.journeys.len(),
-            "journeysInProgress": dashboard.journeys.in_progress(),
-            "viewers": dashboard.live.hub.viewer_count(),
-            "historyDropped": dashboard.history.dropped(),
-            "stream": dashboard.live.hub.stats(),
+    Json(RealtimeMetrics {
+        metrics: sample.metrics,
+        components: sample.components,
+        telemetry: TelemetryHealth {
+            dropped_records: dashboard.telemetry.dropped(),
+            journeys_kept: dashboard.journeys.len(),
+            journeys_in_progress: dashboard.journeys.in_progress(),
+            viewers: dashboard.live.hub.viewer_count(),
+            history_dropped: dashboard.history.dropped(),
+            stream: dashboard.live.hub.stats(),
         },
-        "timestamp": chrono::Utc::now(),
-    }))
+        timestamp: chrono::Utc::now(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -131,29 +127,6 @@ fn passed(journey: &Journey, server: &str) -> bool {
     })
 }
 
-/// Figures about one journey, derived from its stages.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestMetrics {
-    /// Milliseconds.
-    total_duration: f64,
-    stages: usize,
-    failed_stages: usize,
-    retries: usize,
-    /// Milliseconds spent in each kind of stage, summed.
-    time_by_stage: std::collections::BTreeMap<String, f64>,
-    stepping: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestDetails {
-    request: RequestTracker,
-    outcome: Outcome,
-    logs: Vec<LogLine>,
-    metrics: RequestMetrics,
-}
-
 /// `GET /api/live-view/requests/{id}`: the journey, its log lines and its figures.
 pub async fn request_details(
     State(dashboard): State<Dashboard>,
@@ -195,9 +168,12 @@ pub async fn request_details(
 pub async fn step_request(
     State(dashboard): State<Dashboard>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Stepped>, ApiError> {
     if dashboard.telemetry.controls().steps().step(&id) {
-        Ok(Json(serde_json::json!({ "requestId": id, "stepped": true })))
+        Ok(Json(Stepped {
+            request_id: id,
+            stepped: true,
+        }))
     } else if dashboard.journeys.get(&id).is_some() {
         Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -211,24 +187,13 @@ pub async fn step_request(
 /// `POST /api/live-view/step-token`: a token that starts step mode on a request sent
 /// through the balancer with `X-LiveView-Step: <token>` (for the next minute). Step mode
 /// starts only from the dashboard: a public client cannot hold up the workers.
-pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<serde_json::Value> {
+pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<StepTokenIssued> {
     let token = dashboard.telemetry.controls().steps().issue_token();
     let expires_at = chrono::DateTime::from_timestamp_millis(token.expires_at_ms).unwrap_or_default();
-    Json(serde_json::json!({ "token": token.value, "expiresAt": expires_at }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SimulateRequest {
-    #[serde(rename = "type")]
-    kind: NotificationType,
-    count: u32,
-    /// Milliseconds between requests.
-    #[serde(default)]
-    interval: u64,
-    /// Start every request in step mode.
-    #[serde(default)]
-    step: bool,
+    Json(StepTokenIssued {
+        token: token.value,
+        expires_at,
+    })
 }
 
 /// `POST /api/live-view/simulate {type, count, interval, step}` → 202 with the run's id
@@ -236,7 +201,7 @@ pub struct SimulateRequest {
 pub async fn simulate(
     State(dashboard): State<Dashboard>,
     JsonBody(body): JsonBody<SimulateRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SimulationStarted>), ApiError> {
     let mut errors = Vec::new();
     if !(1..=MAX_COUNT).contains(&body.count) {
         errors.push(("count", format!("must be between 1 and {MAX_COUNT}")));
@@ -255,14 +220,14 @@ pub async fn simulate(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({
-            "simulationId": simulation,
-            "type": body.kind,
-            "count": body.count,
-            "interval": body.interval,
-            "step": body.step,
-            "requestIds": request_ids,
-        })),
+        Json(SimulationStarted {
+            simulation_id: simulation,
+            kind: body.kind,
+            count: body.count,
+            interval: body.interval,
+            step: body.step,
+            request_ids,
+        }),
     ))
 }
 
@@ -316,7 +281,7 @@ pub async fn history(
         .history
         .range()
         .await?
-        .map(|(oldest, newest)| serde_json::json!({ "oldest": oldest, "newest": newest }));
+        .map(|(oldest, newest)| HistoryKept { oldest, newest });
     // A struct, not `json!`: the events are written out as they were stored.
     Ok(Json(HistoryWindow {
         from,
@@ -326,16 +291,6 @@ pub async fn history(
         events,
     })
     .into_response())
-}
-
-/// `GET /api/live-view/history`'s answer.
-#[derive(serde::Serialize)]
-struct HistoryWindow {
-    from: i64,
-    to: i64,
-    truncated: bool,
-    kept: Option<serde_json::Value>,
-    events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// `GET /api/live-view/controls`.

@@ -18,7 +18,6 @@ use axum::{
     routing::{get, post},
 };
 use leptos::prelude::*;
-use serde_json::json;
 use tower_http::{
     compression::CompressionLayer,
     services::{ServeDir, ServeFile},
@@ -152,8 +151,8 @@ async fn api_not_found(request: Request) -> crate::api_error::ApiError {
     crate::api_error::ApiError::not_found(format!("no endpoint {} {}", request.method(), request.uri().path()))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "component": "dashboard" }))
+async fn healthz() -> Json<wire::Health> {
+    Json(wire::Health::ok("dashboard"))
 }
 
 /// `GET /status`: the same facts as HTML for people and JSON for programs.

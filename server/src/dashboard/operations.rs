@@ -6,8 +6,10 @@ use axum::{
     extract::{Path, State},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
-use wire::{BalancerAlgorithm, LoadBalancerMetrics};
+use wire::{
+    BalancerUpdate, Faults, JobList, LoadBalancerMetrics, Mailbox, QueueList, QueuePaused, RequeueFilter, Requeued,
+    ServerList, ServerRow, ServerState,
+};
 
 use super::Dashboard;
 use crate::{
@@ -15,17 +17,10 @@ use crate::{
     middleware::extract::{JsonBody, ValidQuery},
     queue::QueueName,
     servers::PoolError,
-    smtp::Faults,
 };
 
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BalancerUpdate {
-    algorithm: Value,
 }
 
 /// `PUT /api/balancer {"algorithm": "least-connections"}`.
@@ -33,19 +28,13 @@ pub async fn update_balancer(
     State(dashboard): State<Dashboard>,
     JsonBody(update): JsonBody<BalancerUpdate>,
 ) -> Result<Json<LoadBalancerMetrics>, ApiError> {
-    let algorithm: BalancerAlgorithm = serde_json::from_value(update.algorithm).map_err(|_| {
-        ApiError::invalid([(
-            "algorithm",
-            "must be \"round-robin\" or \"least-connections\"".to_string(),
-        )])
-    })?;
-    dashboard.balancer.set_algorithm(algorithm);
+    dashboard.balancer.set_algorithm(update.algorithm);
     Ok(Json(dashboard.balancer.metrics()))
 }
 
 /// `GET /api/servers`: every app server, running or not, and how the balancer sees it.
-pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<Value> {
-    let servers: Vec<Value> = dashboard
+pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<ServerList> {
+    let servers = dashboard
         .servers
         .list()
         .into_iter()
@@ -56,17 +45,22 @@ pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<Value> {
                 .iter()
                 .find(|backend| backend.id == server.id)
                 .is_some_and(|backend| backend.is_healthy());
-            json!({ "id": server.id, "address": server.addr.to_string(), "running": server.running, "healthy": healthy })
+            ServerRow {
+                address: server.addr.to_string(),
+                id: server.id,
+                running: server.running,
+                healthy,
+            }
         })
         .collect();
-    Json(json!({ "servers": servers }))
+    Json(ServerList { servers })
 }
 
 /// `POST /api/servers/{n}/stop` and `/start`; `n` is 1-based, as in `server-1`.
 pub async fn server_action(
     State(dashboard): State<Dashboard>,
     Path((number, action)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServerState>, ApiError> {
     let id = match number.parse::<u16>() {
         Ok(n) if n >= 1 => format!("server-{n}"),
         _ => {
@@ -95,22 +89,21 @@ pub async fn server_action(
         }
     })?;
     let running = action == "start";
-    Ok(Json(json!({ "id": id, "running": running })))
+    Ok(Json(ServerState { id, running }))
 }
 
 /// `GET /api/queues`: counts for every queue.
-pub async fn queue_counts(State(dashboard): State<Dashboard>) -> Result<Json<Value>, ApiError> {
+pub async fn queue_counts(State(dashboard): State<Dashboard>) -> Result<Json<QueueList>, ApiError> {
     let queues = dashboard.queues.counts().await?;
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(QueueList { queues }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RequeueFilter {
-    /// Requeue just this job.
-    job_id: Option<String>,
-    /// Requeue every job whose last error contains this text.
-    error_contains: Option<String>,
+/// The answer of a queue action: pausing or resuming, or requeueing dead letters.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum QueueActionDone {
+    Paused(QueuePaused),
+    Requeued(Requeued),
 }
 
 /// `POST /api/queues/{name}/pause`, `/resume`, and `/requeue` (dead-letter queues only,
@@ -119,13 +112,16 @@ pub async fn queue_action(
     State(dashboard): State<Dashboard>,
     Path((name, action)): Path<(String, String)>,
     body: Option<JsonBody<RequeueFilter>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueActionDone>, ApiError> {
     let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
     match action.as_str() {
         "pause" | "resume" => {
             let paused = action == "pause";
             dashboard.queues.set_paused(queue, paused).await?;
-            Ok(Json(json!({ "queue": queue, "paused": paused })))
+            Ok(Json(QueueActionDone::Paused(QueuePaused {
+                queue: queue.to_string(),
+                paused,
+            })))
         }
         "requeue" if queue.is_dead_letter() => {
             let filter = body.map(|JsonBody(filter)| filter).unwrap_or_default();
@@ -133,9 +129,11 @@ pub async fn queue_action(
                 .queues
                 .requeue(queue, filter.job_id.as_deref(), filter.error_contains.as_deref())
                 .await?;
-            Ok(Json(
-                json!({ "queue": queue, "movedTo": queue.first(), "moved": moved }),
-            ))
+            Ok(Json(QueueActionDone::Requeued(Requeued {
+                queue: queue.to_string(),
+                moved_to: queue.first().to_string(),
+                moved,
+            })))
         }
         "requeue" => Err(ApiError::invalid([(
             "queue",
@@ -161,14 +159,18 @@ pub async fn queue_jobs(
     State(dashboard): State<Dashboard>,
     Path(name): Path<String>,
     ValidQuery(query): ValidQuery<JobsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let queue: QueueName = name.parse().map_err(ApiError::not_found)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let (total, jobs) = dashboard
         .queues
         .list(queue, query.error_contains.as_deref(), limit)
         .await?;
-    Ok(Json(json!({ "queue": queue, "total": total, "jobs": jobs })))
+    Ok(Json(JobList {
+        queue: queue.to_string(),
+        total,
+        jobs,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,15 +183,17 @@ pub struct MailboxQuery {
 pub async fn mailbox(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<MailboxQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Mailbox>, ApiError> {
     let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let messages = capture.messages(limit).await?;
     let total = capture.count().await?;
-    let duplicates = capture.duplicates().await?;
-    Ok(Json(
-        json!({ "total": total, "duplicatesIgnored": duplicates, "messages": messages }),
-    ))
+    let duplicates_ignored = capture.duplicates().await?;
+    Ok(Json(Mailbox {
+        total,
+        duplicates_ignored,
+        messages,
+    }))
 }
 
 fn capture_off() -> ApiError {
@@ -208,7 +212,7 @@ pub async fn set_faults(
     JsonBody(faults): JsonBody<Faults>,
 ) -> Result<Json<Faults>, ApiError> {
     let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
-    let problems = faults.problems();
+    let problems = crate::smtp::fault_problems(&faults);
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }

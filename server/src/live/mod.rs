@@ -73,19 +73,7 @@ pub enum Replay {
     Gap(StreamGap),
 }
 
-/// Counters for the status page and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveStats {
-    pub last_seq: u64,
-    pub viewers: usize,
-    /// Times a viewer fell behind and was sent a gap and a snapshot.
-    pub resyncs: u64,
-    /// Viewers closed because they could not keep up.
-    pub too_slow: u64,
-    /// Events that could not be serialized and were dropped (a bug if ever non-zero).
-    pub unserializable: u64,
-}
+pub use wire::LiveStats;
 
 /// The latest of each kind of state event, for snapshots.
 #[derive(Debug, Default, Clone)]

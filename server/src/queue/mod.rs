@@ -53,22 +53,6 @@ impl Job {
     }
 }
 
-/// A job as the queue endpoints list it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct JobView {
-    pub id: String,
-    pub queue: String,
-    pub state: String,
-    /// The notification or email id: the delivery's idempotency key.
-    pub target_id: String,
-    pub request_id: Option<String>,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub run_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
 /// What happened to a job that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -76,18 +60,7 @@ pub enum Failure {
     DeadLettered { queue: QueueName },
 }
 
-/// Counts for one queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueCounts {
-    pub name: String,
-    pub waiting: u64,
-    pub active: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub delayed: u64,
-    pub paused: bool,
-}
+pub use wire::{JobView, QueueCounts};
 
 /// The queues, with wake-ups so idle workers start at once when work arrives.
 pub struct Queues {

@@ -87,7 +87,7 @@ impl Queues {
         queue: QueueName,
         error_contains: Option<&str>,
         limit: u32,
-    ) -> Result<(i64, Vec<JobView>), sqlx::Error> {
+    ) -> Result<(u64, Vec<JobView>), sqlx::Error> {
         let pattern = like_pattern(error_contains);
         let filter = "WHERE queue = ? AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}")))
@@ -96,7 +96,18 @@ impl Queues {
             .bind(&pattern)
             .fetch_one(self.db.reads())
             .await?;
-        let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            Option<String>,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms FROM jobs {filter} \
              ORDER BY updated_at_ms DESC, id DESC LIMIT ?"
         )))
@@ -106,7 +117,23 @@ impl Queues {
         .bind(i64::from(limit))
         .fetch_all(self.db.reads())
         .await?;
-        Ok((total, jobs))
+        let jobs = rows
+            .into_iter()
+            .map(
+                |(id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms)| JobView {
+                    id,
+                    queue,
+                    state,
+                    target_id,
+                    request_id,
+                    attempts,
+                    last_error,
+                    run_at_ms,
+                    updated_at_ms,
+                },
+            )
+            .collect();
+        Ok((total.max(0) as u64, jobs))
     }
 
     /// Counts per queue and state, every queue listed even when empty.

@@ -12,7 +12,6 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, routing::get};
-use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -34,14 +33,13 @@ pub fn router(server: AppServer) -> Router {
     middleware::pipeline(routes, server)
 }
 
-async fn healthz(State(server): State<AppServer>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "component": "server",
-        "id": server.id,
-        "address": server.addr.to_string(),
-        "uptimeSeconds": server.started.elapsed().as_secs(),
-    }))
+async fn healthz(State(server): State<AppServer>) -> Json<wire::Health> {
+    Json(wire::Health {
+        id: Some(server.id),
+        address: Some(server.addr.to_string()),
+        uptime_seconds: Some(server.started.elapsed().as_secs()),
+        ..wire::Health::ok("server")
+    })
 }
 
 /// Unknown routes and methods get the stable JSON error shape, never an empty 404.

@@ -15,7 +15,6 @@ use std::{
 };
 
 use mailin::{Action, Handler, Response, SessionBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -35,43 +34,38 @@ const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 /// A client silent this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Fault knobs, settable at runtime with `PUT /api/faults`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Faults {
-    /// Fraction of messages answered `451` (try again later), 0.0 to 1.0.
-    #[serde(rename = "smtp4xxRate", default)]
-    pub smtp_4xx_rate: f64,
-    /// Fraction of messages answered `554` (rejected for good), 0.0 to 1.0.
-    #[serde(rename = "smtp5xxRate", default)]
-    pub smtp_5xx_rate: f64,
-    /// Added before every end-of-DATA reply.
-    #[serde(default)]
-    pub smtp_latency_ms: u64,
+pub use wire::{Faults, StoredMessage};
+
+/// The fields of `faults` that are out of range, for a 400.
+pub fn fault_problems(faults: &Faults) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    for (field, rate) in [
+        ("smtp4xxRate", faults.smtp_4xx_rate),
+        ("smtp5xxRate", faults.smtp_5xx_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            problems.push((field, "must be between 0.0 and 1.0".to_string()));
+        }
+    }
+    if faults.smtp_4xx_rate + faults.smtp_5xx_rate > 1.0 {
+        problems.push((
+            "smtp5xxRate",
+            "smtp4xxRate + smtp5xxRate must not exceed 1.0".to_string(),
+        ));
+    }
+    if faults.smtp_latency_ms > 60_000 {
+        problems.push(("smtpLatencyMs", "must be at most 60000".to_string()));
+    }
+    problems
 }
 
-impl Faults {
-    /// The fields that are out of range, for a 400.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
-        for (field, rate) in [("smtp4xxRate", self.smtp_4xx_rate), ("smtp5xxRate", self.smtp_5xx_rate)] {
-            if !(0.0..=1.0).contains(&rate) {
-                problems.push((field, "must be between 0.0 and 1.0".to_string()));
-            }
-        }
-        if self.smtp_4xx_rate + self.smtp_5xx_rate > 1.0 {
-            problems.push((
-                "smtp5xxRate",
-                "smtp4xxRate + smtp5xxRate must not exceed 1.0".to_string(),
-            ));
-        }
-        if self.smtp_latency_ms > 60_000 {
-            problems.push(("smtpLatencyMs", "must be at most 60000".to_string()));
-        }
-        problems
-    }
-
+/// What the capture server answers a complete message.
+trait Decide {
     /// The reply to a complete message, given a uniform roll in `[0, 1)`.
+    fn verdict(&self, roll: f64) -> Verdict;
+}
+
+impl Decide for Faults {
     fn verdict(&self, roll: f64) -> Verdict {
         if roll < self.smtp_5xx_rate {
             Verdict::Reject
@@ -88,19 +82,6 @@ enum Verdict {
     Accept,
     TryLater,
     Reject,
-}
-
-/// One stored message, as `GET /api/mailbox` lists it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredMessage {
-    pub id: String,
-    pub message_id: Option<String>,
-    pub mail_from: String,
-    pub rcpt_to: String,
-    pub subject: Option<String>,
-    pub raw: String,
-    pub received_at_ms: i64,
 }
 
 /// A message as the session completed it.
@@ -128,10 +109,11 @@ impl CaptureServer {
 
     /// How many re-deliveries of a stored Message-ID were answered 250 and not stored
     /// again: a sender's retry of a delivery whose first 250 it never recorded.
-    pub async fn duplicates(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COALESCE(SUM(repeats), 0) FROM mailbox")
+    pub async fn duplicates(&self) -> Result<u64, sqlx::Error> {
+        let repeats: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(repeats), 0) FROM mailbox")
             .fetch_one(self.db.reads())
-            .await
+            .await?;
+        Ok(repeats.max(0) as u64)
     }
 
     pub fn faults(&self) -> Faults {
@@ -264,12 +246,27 @@ impl CaptureServer {
 
     /// The newest messages first.
     pub async fn messages(&self, limit: u32) -> Result<Vec<StoredMessage>, sqlx::Error> {
-        sqlx::query_as(
+        type Row = (String, Option<String>, String, String, Option<String>, String, i64);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(self.db.reads())
-        .await
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms)| StoredMessage {
+                    id,
+                    message_id,
+                    mail_from,
+                    rcpt_to,
+                    subject,
+                    raw,
+                    received_at_ms,
+                },
+            )
+            .collect())
     }
 
     /// Keeps the newest `keep` messages, like Mailpit's message limit; answers how many
@@ -306,10 +303,11 @@ impl CaptureServer {
         .await;
     }
 
-    pub async fn count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
+    pub async fn count(&self) -> Result<u64, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
             .fetch_one(self.db.reads())
-            .await
+            .await?;
+        Ok(count.max(0) as u64)
     }
 }
 
@@ -412,9 +410,9 @@ mod tests {
             smtp_5xx_rate: -0.1,
             smtp_latency_ms: 120_000,
         };
-        let fields: Vec<&str> = bad.problems().iter().map(|(field, _)| *field).collect();
+        let fields: Vec<&str> = fault_problems(&bad).iter().map(|(field, _)| *field).collect();
         assert_eq!(fields, ["smtp4xxRate", "smtp5xxRate", "smtp5xxRate", "smtpLatencyMs"]);
-        assert!(Faults::default().problems().is_empty());
+        assert!(fault_problems(&Faults::default()).is_empty());
     }
 
     #[test]

@@ -12,10 +12,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use serde::{Deserialize, Serialize};
 use wire::{
     LiveEvent, NotificationType, RequestComplete, RequestFailed, RequestProgress, RequestTracker, Stage, StageStatus,
-    SystemStage, Timestamp,
+    SystemStage,
 };
 
 use super::StageRecord;
@@ -25,26 +24,7 @@ pub const DEFAULT_CAPACITY: usize = 1_000;
 /// Log lines kept per journey.
 const MAX_LOG_LINES: usize = 200;
 
-/// One log line of a journey, made from a stage; never a secret (stage metadata is
-/// redacted at the source).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogLine {
-    pub timestamp: Timestamp,
-    /// `info`, `warn` or `error`.
-    pub level: &'static str,
-    pub component: String,
-    pub message: String,
-}
-
-/// How a journey ended, once it has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    InProgress,
-    Completed,
-    Failed,
-}
+pub use wire::{LogLine, Outcome};
 
 /// What a log line is made from. Lines are formatted when someone asks for them
 /// (`GET /api/live-view/requests/{id}`), not as each stage arrives: someone reads the
@@ -353,7 +333,7 @@ fn log_line(stage: &Stage) -> LogLine {
     };
     LogLine {
         timestamp: stage.end_time.unwrap_or(stage.start_time),
-        level,
+        level: level.to_string(),
         component: stage.component.clone(),
         message: format!("{name} {verb}{took}{facts}"),
     }

@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use wire::{
     ComponentMetrics, DatabaseMetrics, LiveEvent, QueueMetrics, ServerMetrics, SmtpMetrics, SystemMetrics,
@@ -29,13 +28,7 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Samples kept in memory for sparklines: ten minutes at one a second.
 pub const SERIES_LENGTH: usize = 600;
 
-/// One second's figures: the header's and every component's.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Sample {
-    pub metrics: SystemMetrics,
-    pub components: Vec<ComponentMetrics>,
-}
+pub use wire::Sample;
 
 /// What the sampler reads.
 pub struct Sources {
