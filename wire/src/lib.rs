@@ -1,5 +1,5 @@
 //! Types that cross the wire: the live-stream envelope and every payload it carries, and
-//! every REST body of the dashboard ([`dashboard`]).
+//! every REST body: the dashboard's and the notification system's public API's.
 //!
 //! JSON names follow the design's interfaces: camelCase fields and the design's event
 //! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
@@ -14,6 +14,7 @@ mod frame;
 mod journey;
 pub mod rfc3339;
 mod status;
+mod users;
 
 pub use client::*;
 pub use components::*;
@@ -23,6 +24,7 @@ pub use events::*;
 pub use frame::parse_frame;
 pub use journey::*;
 pub use status::*;
+pub use users::*;
 
 /// Timestamps on the wire: RFC 3339 in UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

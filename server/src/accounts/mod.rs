@@ -12,7 +12,6 @@ use argon2::{
     Argon2,
     password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
 };
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{now_ms, storage::Database};
@@ -22,14 +21,7 @@ pub const SESSION_TTL_MS: i64 = 7 * 24 * 3_600_000;
 /// How long a password reset link works.
 pub const RESET_TTL_MS: i64 = 30 * 60_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct User {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub created_at_ms: i64,
-}
+pub use wire::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {

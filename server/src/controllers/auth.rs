@@ -1,9 +1,7 @@
 //! Signup, login and password reset.
 
 use axum::{Json, extract::State, http::StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use wire::NotificationType;
+use wire::{Done, Login, NotificationType, ResetConfirm, ResetRequest, Session, Signup};
 
 use super::{RequestId, commit_with_notices, valid_email};
 use crate::{
@@ -17,14 +15,6 @@ use crate::{
     now_ms,
     storage::WriteBatch,
 };
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Signup {
-    email: String,
-    name: String,
-    password: String,
-}
 
 fn check_email(errors: &mut FieldErrors, field: &str, email: &str) {
     if !valid_email(email) {
@@ -93,13 +83,6 @@ pub async fn signup(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    email: String,
-    password: String,
-}
-
 impl Validate for Login {
     fn validate(&self, errors: &mut FieldErrors) {
         errors.length("email", &self.email, 1, 254);
@@ -112,7 +95,7 @@ pub async fn login(
     State(server): State<AppServer>,
     request_id: RequestId,
     ValidJson(body): ValidJson<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Session>, ApiError> {
     let found = accounts::find_by_email(server.shared.db.reads(), &body.email).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
@@ -143,13 +126,7 @@ pub async fn login(
         }),
     };
     commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
-    Ok(Json(json!({ "token": token, "user": user })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResetRequest {
-    email: String,
+    Ok(Json(Session { token, user }))
 }
 
 impl Validate for ResetRequest {
@@ -164,10 +141,12 @@ pub async fn reset_password(
     State(server): State<AppServer>,
     request_id: RequestId,
     ValidJson(body): ValidJson<ResetRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Done>), ApiError> {
     let accepted = (
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "if this address has an account, a reset email is on its way" })),
+        Json(Done {
+            status: "if this address has an account, a reset email is on its way".into(),
+        }),
     );
     let Some((user, _)) = accounts::find_by_email(server.shared.db.reads(), &body.email).await? else {
         return Ok(accepted);
@@ -200,13 +179,6 @@ pub async fn reset_password(
     Ok(accepted)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ResetConfirm {
-    token: String,
-    new_password: String,
-}
-
 impl Validate for ResetConfirm {
     fn validate(&self, errors: &mut FieldErrors) {
         errors.length("token", &self.token, 1, 128);
@@ -220,7 +192,7 @@ pub async fn confirm_reset(
     State(server): State<AppServer>,
     request_id: RequestId,
     ValidJson(body): ValidJson<ResetConfirm>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Done>, ApiError> {
     let hash = accounts::hash_password(body.new_password)
         .await
         .map_err(ApiError::internal)?;
@@ -262,5 +234,7 @@ pub async fn confirm_reset(
     commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     // The deleted sessions must not live on in memory.
     server.shared.sessions.revoke_user(&user_id);
-    Ok(Json(json!({ "status": "password changed" })))
+    Ok(Json(Done {
+        status: "password changed".into(),
+    }))
 }

@@ -6,8 +6,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::{Deserialize, Serialize};
-use wire::NotificationType;
+use wire::{FriendRequest, NewFriendRequest, NotificationType};
 
 use super::{RequestId, commit_with_notices, valid_email};
 use crate::{
@@ -22,28 +21,12 @@ use crate::{
     storage::WriteBatch,
 };
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NewFriendRequest {
-    to_email: String,
-}
-
 impl Validate for NewFriendRequest {
     fn validate(&self, errors: &mut FieldErrors) {
         if !valid_email(&self.to_email) {
             errors.add("toEmail", "must be an email address");
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FriendRequest {
-    id: String,
-    from_user_id: String,
-    to_user_id: String,
-    status: String,
-    created_at_ms: i64,
 }
 
 /// `POST /api/friend-requests` (auth) → 201.

@@ -4,8 +4,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
 use wire::SystemStage;
 
 use crate::{
@@ -17,18 +16,7 @@ use crate::{
     now_ms,
 };
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct Notification {
-    pub id: String,
-    pub seq: i64,
-    pub kind: String,
-    pub title: String,
-    pub body: String,
-    pub created_at_ms: i64,
-    pub delivered_at_ms: Option<i64>,
-    pub read_at_ms: Option<i64>,
-}
+use wire::{Notification, NotificationPage, ReadReceipt};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +31,7 @@ pub async fn list(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
     ValidQuery(page): ValidQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationPage>, ApiError> {
     let limit = page.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid([("limit", "must be between 1 and 100".to_string())]));
@@ -64,9 +52,11 @@ pub async fn list(
     let next_before = (notifications.len() == limit as usize)
         .then(|| notifications.last().map(|n| n.seq))
         .flatten();
-    Ok(Json(
-        json!({ "notifications": notifications, "unreadCount": unread, "nextBefore": next_before }),
-    ))
+    Ok(Json(NotificationPage {
+        notifications,
+        unread_count: unread,
+        next_before,
+    }))
 }
 
 /// `POST /api/notifications/{id}/read`: idempotent; the first read time is kept.
@@ -75,7 +65,7 @@ pub async fn mark_read(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
     commit: CommitPoint,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadReceipt>, ApiError> {
     let mut writer = server.shared.db.writing().await?;
     commit.reached();
     let read: Option<(i64, Option<String>)> = sqlx::query_as(
@@ -96,7 +86,10 @@ pub async fn mark_read(
                 .stage(request_id.as_deref().unwrap_or_default(), SystemStage::Read, &server.id)
                 .meta("notificationId", id.as_str())
                 .done();
-            Ok(Json(json!({ "id": id, "readAtMs": read_at })))
+            Ok(Json(ReadReceipt {
+                id,
+                read_at_ms: read_at,
+            }))
         }
         None => Err(ApiError::not_found("no such notification")),
     }

@@ -1,8 +1,7 @@
 //! Purchases: a receipt by email and in-app.
 
 use axum::{Json, extract::State, http::StatusCode};
-use serde::{Deserialize, Serialize};
-use wire::NotificationType;
+use wire::{NewPurchase, NotificationType, Purchase};
 
 use super::{RequestId, group_commit_with_notices};
 use crate::{
@@ -20,14 +19,6 @@ use crate::{
 /// The largest single purchase accepted: one million in the currency's main unit.
 const MAX_AMOUNT_CENTS: i64 = 100_000_000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NewPurchase {
-    item: String,
-    amount_cents: i64,
-    currency: String,
-}
-
 impl Validate for NewPurchase {
     fn validate(&self, errors: &mut FieldErrors) {
         errors.length("item", self.item.trim(), 1, 200);
@@ -38,16 +29,6 @@ impl Validate for NewPurchase {
             errors.add("currency", "must be a three-letter ISO 4217 code such as EUR");
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Purchase {
-    id: String,
-    item: String,
-    amount_cents: i64,
-    currency: String,
-    created_at_ms: i64,
 }
 
 /// `POST /api/purchases` (auth) → 201; a receipt email and in-app message.

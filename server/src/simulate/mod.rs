@@ -16,11 +16,12 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wire::NotificationType;
+use wire::{Ack, FriendRequest, InAppFrame, Login, NewFriendRequest, NewPurchase, ResetRequest, Session, Signup};
 
 use crate::controls::Controls;
 
@@ -206,63 +207,68 @@ impl Simulator {
 
     /// Sends one request of `kind` with the given id; answers its HTTP status.
     async fn send(&self, kind: NotificationType, request_id: &str, step: bool) -> anyhow::Result<u16> {
-        let (path, token, body) = match kind {
+        let traced = Some(request_id);
+        let (status, _) = match kind {
             NotificationType::Signup => {
                 let email = self.new_email();
-                let body = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
-                ("/api/auth/signup".to_string(), None, body)
+                let body = self.signup_body(&email);
+                let answer = self.post("/api/auth/signup", None, &body, traced, step).await?;
+                if answer.0 == 201 {
+                    self.come_online_for_a_while(email);
+                }
+                answer
             }
             NotificationType::Login => {
                 let user = self.user().await?;
-                let body = json!({ "email": user.email, "password": PASSWORD });
-                ("/api/auth/login".to_string(), None, body)
+                let body = Login {
+                    email: user.email,
+                    password: PASSWORD.into(),
+                };
+                self.post("/api/auth/login", None, &body, traced, step).await?
             }
             NotificationType::ResetPassword => {
                 let user = self.user().await?;
-                (
-                    "/api/auth/reset-password".to_string(),
-                    None,
-                    json!({ "email": user.email }),
-                )
+                let body = ResetRequest { email: user.email };
+                self.post("/api/auth/reset-password", None, &body, traced, step).await?
             }
             NotificationType::Purchase => {
                 let user = self.user().await?;
                 let number = self.counter.fetch_add(1, Ordering::Relaxed);
-                let body = json!({
-                    "item": format!("Item #{}", number % 50 + 1),
-                    "amountCents": 500 + (number % 20) * 125,
-                    "currency": "EUR",
-                });
-                ("/api/purchases".to_string(), Some(user.token), body)
+                let body = NewPurchase {
+                    item: format!("Item #{}", number % 50 + 1),
+                    amount_cents: 500 + (number % 20) as i64 * 125,
+                    currency: "EUR".into(),
+                };
+                self.post("/api/purchases", Some(&user.token), &body, traced, step)
+                    .await?
             }
             NotificationType::FriendRequest => {
                 let (from, to) = self.two_users().await?;
-                let body = json!({ "toEmail": to.email });
-                ("/api/friend-requests".to_string(), Some(from.token), body)
+                let body = NewFriendRequest { to_email: to.email };
+                self.post("/api/friend-requests", Some(&from.token), &body, traced, step)
+                    .await?
             }
             NotificationType::FriendAccept => {
                 let (from, to) = self.two_users().await?;
                 // The request to accept is sent first, untraced by this run's id.
-                let created = self
-                    .post(
-                        "/api/friend-requests",
-                        Some(&from.token),
-                        json!({ "toEmail": to.email }),
-                        None,
-                        false,
-                    )
+                let body = NewFriendRequest { to_email: to.email };
+                let (_, created) = self
+                    .post("/api/friend-requests", Some(&from.token), &body, None, false)
                     .await?;
-                let id = created.1["id"].as_str().unwrap_or_default().to_string();
-                (format!("/api/friend-requests/{id}/accept"), Some(to.token), json!({}))
+                let created: FriendRequest = serde_json::from_slice(&created)?;
+                let path = format!("/api/friend-requests/{}/accept", created.id);
+                self.post(&path, Some(&to.token), &(), traced, step).await?
             }
         };
-        let (status, _) = self
-            .post(&path, token.as_deref(), body.clone(), Some(request_id), step)
-            .await?;
-        if kind == NotificationType::Signup && status == 201 {
-            self.come_online_for_a_while(body["email"].as_str().unwrap_or_default().to_string());
-        }
         Ok(status)
+    }
+
+    fn signup_body(&self, email: &str) -> Signup {
+        Signup {
+            email: email.to_string(),
+            name: "Virtual User".into(),
+            password: PASSWORD.into(),
+        }
     }
 
     /// A newly signed-up virtual user does what a person does next: logs in and opens
@@ -287,15 +293,19 @@ impl Simulator {
         });
     }
 
+    /// Posts `body` (nothing for `&()`) and answers the status and the body's bytes.
     async fn post(
         &self,
         path: &str,
         token: Option<&str>,
-        body: Value,
+        body: &impl serde::Serialize,
         request_id: Option<&str>,
         step: bool,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.post(format!("{}{path}", self.balancer)).json(&body);
+    ) -> anyhow::Result<(u16, bytes::Bytes)> {
+        let mut request = self.http.post(format!("{}{path}", self.balancer));
+        if serde_json::to_value(body)? != Value::Null {
+            request = request.json(body);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -307,7 +317,7 @@ impl Simulator {
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
+        let body = response.bytes().await.unwrap_or_default();
         Ok((status, body))
     }
 
@@ -366,8 +376,8 @@ impl Simulator {
     /// Signs a virtual user up and in, with an acking socket open until `sockets` is cancelled.
     async fn new_user_until(&self, sockets: CancellationToken) -> anyhow::Result<VirtualUser> {
         let email = self.new_email();
-        let signup = json!({ "email": email, "name": "Virtual User", "password": PASSWORD });
-        self.post("/api/auth/signup", None, signup, None, false).await?;
+        let signup = self.signup_body(&email);
+        self.post("/api/auth/signup", None, &signup, None, false).await?;
         let token = log_in(&self.http, &self.balancer, &email).await?;
         self.tasks.spawn(acking_client(
             self.balancer.replace("http://", "ws://"),
@@ -393,19 +403,18 @@ fn nth_pair(index: usize, n: usize) -> (usize, usize) {
 
 /// Logs a virtual user in (untraced); answers the session token.
 async fn log_in(http: &reqwest::Client, balancer: &str, email: &str) -> anyhow::Result<String> {
-    let login = json!({ "email": email, "password": PASSWORD });
+    let login = Login {
+        email: email.to_string(),
+        password: PASSWORD.into(),
+    };
     let response = http
         .post(format!("{balancer}/api/auth/login"))
         .json(&login)
         .send()
         .await?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    body["token"]
-        .as_str()
-        .filter(|_| status == 200)
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("virtual user could not log in: HTTP {status}"))
+    anyhow::ensure!(status == 200, "virtual user could not log in: HTTP {status}");
+    Ok(response.json::<Session>().await?.token)
 }
 
 /// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
@@ -425,9 +434,11 @@ async fn acking_client(base: String, token: String, shutdown: CancellationToken)
                     break;
                 };
                 if let Message::Text(text) = message {
-                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    last_seq = frame["seq"].as_i64().unwrap_or(last_seq);
-                    let ack = json!({ "ack": frame["id"] }).to_string();
+                    let Ok(frame) = serde_json::from_str::<InAppFrame>(&text) else {
+                        continue;
+                    };
+                    last_seq = frame.seq;
+                    let ack = serde_json::to_string(&Ack { ack: frame.id }).unwrap_or_default();
                     if socket.send(Message::text(ack)).await.is_err() {
                         break;
                     }

@@ -25,7 +25,7 @@ use axum::{
     },
     response::Response,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wire::{Room, SocketEvent, SystemStage};
@@ -62,42 +62,9 @@ pub fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketCon
         .write_buffer_size(0)
 }
 
+use wire::Ack;
 /// The frame a user receives: the notification itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct Frame {
-    pub id: String,
-    pub seq: i64,
-    pub kind: String,
-    pub title: String,
-    pub body: String,
-    #[sqlx(rename = "created_at_ms")]
-    #[serde(rename = "createdAt", with = "rfc3339_millis")]
-    pub created_at: i64,
-}
-
-mod rfc3339_millis {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(millis: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-        let time = chrono::DateTime::from_timestamp_millis(*millis).unwrap_or_default();
-        serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|time| time.timestamp_millis())
-            .map_err(D::Error::custom)
-    }
-}
-
-/// What a client sends: an acknowledgement.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Ack {
-    ack: String,
-}
+pub use wire::InAppFrame as Frame;
 
 /// A worker's request to deliver one notification; answered when the client acks it.
 struct Push {

@@ -1,0 +1,199 @@
+//! The notification system's public API (on the balancer, `--lb`): what end users'
+//! clients send and get, one type each. The server validates the request bodies itself
+//! (its `Validate` rules); these say only their shape.
+//!
+//! With the `sqlx` feature (the server's), the types that are rows read straight from
+//! the database.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/auth/signup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signup {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+/// `POST /api/auth/reset-password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+/// `POST /api/auth/reset-password/confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResetConfirm {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// `POST /api/purchases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewPurchase {
+    pub item: String,
+    /// In the currency's minor unit.
+    pub amount_cents: i64,
+    /// ISO 4217, upper case (`EUR`).
+    pub currency: String,
+}
+
+/// `POST /api/friend-requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewFriendRequest {
+    pub to_email: String,
+}
+
+/// A user as the API shows them (never their password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub created_at_ms: i64,
+}
+
+/// `POST /api/auth/login`'s answer: the bearer token and who it signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// `<user id>.<secret>`.
+    pub token: String,
+    pub user: User,
+}
+
+/// An answer that only says what happened (a reset email on its way, a password changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub status: String,
+}
+
+/// `POST /api/purchases`'s answer (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Purchase {
+    pub id: String,
+    pub item: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub created_at_ms: i64,
+}
+
+/// A friend request (`POST /api/friend-requests` → 201, `…/accept` → 200).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendRequest {
+    pub id: String,
+    pub from_user_id: String,
+    pub to_user_id: String,
+    /// `pending` or `accepted`.
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+/// One notification in the user's notification center.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: String,
+    /// Counts the user's notifications without gaps.
+    pub seq: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub read_at_ms: Option<i64>,
+}
+
+/// `GET /api/notifications`: newest first; `nextBefore` is the `before` of the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    pub unread_count: i64,
+    pub next_before: Option<i64>,
+}
+
+/// `POST /api/notifications/{id}/read`: when it was first read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt {
+    pub id: String,
+    pub read_at_ms: i64,
+}
+
+/// What the in-app socket pushes: one notification. The client acks it with [`Ack`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[serde(rename_all = "camelCase")]
+pub struct InAppFrame {
+    pub id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// Stored as milliseconds; on the wire RFC 3339 with milliseconds.
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "created_at_ms"))]
+    #[serde(rename = "createdAt", with = "rfc3339_millis")]
+    pub created_at: i64,
+}
+
+/// What an in-app client sends: `{"ack": "<notification id>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    pub ack: String,
+}
+
+mod rfc3339_millis {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(millis: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = chrono::DateTime::from_timestamp_millis(*millis).unwrap_or_default();
+        serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.timestamp_millis())
+            .map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::round_trip;
+
+    #[test]
+    fn an_in_app_frame_carries_its_time_as_rfc3339_with_milliseconds() {
+        let frame = InAppFrame {
+            id: "n1".into(),
+            seq: 3,
+            kind: "purchase".into(),
+            title: "Receipt".into(),
+            body: "Thanks".into(),
+            created_at: 1_790_000_000_250,
+        };
+        let json = round_trip(&frame);
+        assert_eq!(json["createdAt"], "2026-09-21T14:13:20.250Z");
+        assert_eq!(json["seq"], 3);
+    }
+}
