@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FAST_INSTALL := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 ARGS ?=
 
-.PHONY: help setup setup-test build run test lint unit e2e clean
+.PHONY: help setup setup-test build run test lint unit e2e fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -57,8 +57,11 @@ unit: ## Unit and integration tests (real listeners, real SQLite)
 e2e: setup-test build ## Playwright specs in Debian's Chromium against a fresh liveview
 	cd end2end && npx playwright test
 
-test: setup-test lint unit e2e ## Everything CI runs
+fuzz: build ## Fuzz a running liveview's HTTP APIs against their OpenAPI documents (schemathesis)
+	BINARY=target/release/liveview tools/api-fuzz.sh
+
+test: setup-test lint unit e2e fuzz ## Everything CI runs
 
 clean: ## Remove build output and local tools
 	cargo clean
-	rm -rf dist tools/node_modules end2end/node_modules end2end/test-results
+	rm -rf dist tools/node_modules tools/venv end2end/node_modules end2end/test-results

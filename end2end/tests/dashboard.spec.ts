@@ -1,5 +1,6 @@
 // The SPA mounts, its live indicator reaches "live", and it lists what /status lists.
 import { test, expect } from '@playwright/test';
+import { componentIds } from './support';
 
 test('the SPA mounts, goes live and lists every server', async ({ page, request }) => {
   await page.goto('/');
@@ -10,7 +11,7 @@ test('the SPA mounts, goes live and lists every server', async ({ page, request 
   // The same facts as the server's JSON status: every component, by id.
   const status = await (await request.get('/status', { headers: { Accept: 'application/json' } })).json();
   const ids: string[] = status.components.map((c: { id: string }) => c.id);
-  expect(ids).toEqual(['dashboard', 'load-balancer', 'server-1', 'server-2', 'server-3', 'database', 'smtp']);
+  expect(ids).toEqual(componentIds());
   for (const id of ids) {
     await expect(page.getByTestId(`component-${id}`)).toHaveAttribute('data-health', 'healthy');
   }
@@ -21,12 +22,31 @@ test('the SPA mounts, goes live and lists every server', async ({ page, request 
 });
 
 test('system:status keeps arriving, once a second', async ({ page }) => {
+  // When each system:status on the page's own live socket was gathered.
+  const gathered: number[] = [];
+  page.on('websocket', (socket) => {
+    if (!socket.url().includes('/api/live-view/ws')) return;
+    socket.on('framereceived', ({ payload }) => {
+      if (typeof payload !== 'string') return;
+      const frame = JSON.parse(payload);
+      for (const envelope of Array.isArray(frame) ? frame : [frame]) {
+        if (envelope.topic === 'system:status') gathered.push(Date.parse(envelope.payload.timestamp));
+      }
+    });
+  });
   await page.goto('/');
   await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
   const first = Number(await page.getByTestId('last-seq').textContent());
   await expect
     .poll(async () => Number(await page.getByTestId('last-seq').textContent()), { timeout: 5_000 })
     .toBeGreaterThanOrEqual(first + 2);
+  await expect.poll(() => gathered.length, { timeout: 5_000, message: 'three system:status' }).toBeGreaterThanOrEqual(3);
+  // Once a second: each gathered about a second after the one before.
+  const apart = gathered.slice(1).map((at, i) => at - gathered[i]);
+  for (const ms of apart) {
+    expect(ms, `statuses ${apart.join(', ')} ms apart`).toBeGreaterThanOrEqual(500);
+    expect(ms, `statuses ${apart.join(', ')} ms apart`).toBeLessThanOrEqual(2_000);
+  }
 });
 
 test('the SPA files carry the right content types and cache headers', async ({ request }) => {

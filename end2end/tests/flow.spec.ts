@@ -31,6 +31,17 @@ async function journey(request: APIRequestContext, id: string) {
   return answer.ok() ? (await answer.json()).request : null;
 }
 
+/** Waits until the history (written in batches, once a second) holds every one of `ids` to its end. */
+async function inHistory(request: APIRequestContext, ids: string[], since: number) {
+  await expect
+    .poll(async () => {
+      const answer = await request.get(`/api/live-view/history?from=${since}&topics=request:complete`);
+      const events: { payload: { requestId?: string } }[] = (await answer.json()).events;
+      return ids.every((id) => events.some((event) => event.payload.requestId === id));
+    }, { timeout: 20_000, message: `${ids.join(', ')} in the history` })
+    .toBe(true);
+}
+
 test.afterEach(async ({ request }) => {
   // The server is shared by every spec: leave the controls and faults as found.
   await request.put('/api/live-view/controls', { data: {} });
@@ -41,6 +52,7 @@ test('a page opens one live connection and keeps it', async ({ page }) => {
   const sockets: string[] = [];
   page.on('websocket', (socket) => sockets.push(socket.url()));
   await live(page);
+  // A fixed wait, for nothing to happen: no second connection is opened meanwhile.
   await page.waitForTimeout(2000);
   expect(sockets.filter((url) => url.includes('/api/live-view/ws'))).toHaveLength(1);
 });
@@ -51,9 +63,9 @@ test('the canvas animates while requests flow', async ({ page, request }) => {
   await simulate(request, 'purchase', 6);
   await expect.poll(() => page.evaluate(() => (window as any).__liveview.bubbles())).toBeGreaterThan(0);
   const first = await canvas.screenshot();
-  await page.waitForTimeout(150);
-  const second = await canvas.screenshot();
-  expect(first.equals(second), 'pixels change between frames').toBe(false);
+  await expect
+    .poll(async () => (await canvas.screenshot()).equals(first), { message: 'pixels change between frames' })
+    .toBe(false);
 });
 
 test('a header figure flashes when it changes, and only then', async ({ page }) => {
@@ -62,9 +74,9 @@ test('a header figure flashes when it changes, and only then', async ({ page }) 
   const flashes = async (id: string) => Number(await page.getByTestId(id).getAttribute('data-flashes'));
   const uptime = await flashes('uptime-header');
   const errors = await flashes('error-rate');
-  await page.waitForTimeout(2500);
-  // Uptime changed every second; the error rate of an idle system did not.
-  expect(await flashes('uptime-header')).toBeGreaterThan(uptime);
+  // Uptime changes every second: two changes of it; the error rate of an idle system
+  // did not change meanwhile.
+  await expect.poll(() => flashes('uptime-header')).toBeGreaterThanOrEqual(uptime + 2);
   expect(await flashes('error-rate')).toBe(errors);
   await expect(page.getByTestId('uptime-header')).toHaveClass(/flash/);
 });
@@ -128,6 +140,7 @@ test('clicking a bubble opens its journey', async ({ page, request }) => {
     }, id);
     if (at === null) {
       await pause.click();
+      // Let the bubbles move on before the next try.
       await page.waitForTimeout(150);
     }
   }
@@ -172,6 +185,7 @@ test('on a tablet the page fits its width and the canvas stays usable', async ({
 
 test('changing the speed changes the animation speed', async ({ page }) => {
   await live(page);
+  // How far the animation clock moves in a second of real time (a measuring window).
   const rate = async () => {
     const before = await page.evaluate(() => (window as any).__liveview.clock());
     await page.waitForTimeout(1000);
@@ -211,13 +225,19 @@ test('an injected delay shows in the stage durations', async ({ page, request })
   expect(ms).toBeGreaterThanOrEqual(300);
 });
 
-test('step mode advances exactly one stage per click', async ({ page }) => {
+test('step mode advances exactly one stage per click', async ({ page, request }) => {
   await live(page);
   await page.getByTestId('start-stepped').click();
   await expect(page.getByTestId('stepping')).toContainText('stepping');
   const stages = page.getByTestId('stage');
   await expect(stages).not.toHaveCount(0);
-  await page.waitForTimeout(800);
+  // Held at a step: the inspector lists every stage the server has for it so far.
+  const id = (await page.getByTestId('inspector').getAttribute('data-request'))!;
+  await expect
+    .poll(async () => (await stages.count()) === (await journey(request, id))?.stages.length, {
+      message: `the inspector has all of ${id}'s stages`,
+    })
+    .toBe(true);
   let count = await stages.count();
   for (let click = 0; click < 4; click++) {
     await page.getByTestId('step').click();
@@ -262,9 +282,10 @@ test('requeue from the dead-letter queue moves the jobs and they flow again', as
 
 test('replay plays a past window with its own timestamps', async ({ page, request }) => {
   await live(page);
-  await simulate(request, 'purchase', 3);
-  await page.waitForTimeout(2500);
+  const since = Date.now();
+  await inHistory(request, await simulate(request, 'purchase', 3), since);
   await page.getByTestId('replay-window').selectOption('1');
+  const loadedAt = Date.now();
   await page.getByTestId('replay-load').click();
   await expect(page.getByTestId('replay-badge')).toBeVisible();
   // The indicator still tells the live connection's state underneath.
@@ -275,6 +296,11 @@ test('replay plays a past window with its own timestamps', async ({ page, reques
   const first = await time.textContent();
   await expect(time).not.toHaveText(first!);
   expect(first).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$/);
+  // Its own timestamps: the clock tells the window's time as it was, starting a minute
+  // before the load, not the time now.
+  const shown = Date.parse(first!.replace(' ', 'T').replace(' UTC', 'Z'));
+  expect(shown, `${first} in the window`).toBeGreaterThanOrEqual(loadedAt - 61_000);
+  expect(shown, `${first} in the window`).toBeLessThan(loadedAt - 30_000);
   // Jump to just before the requests (the window ends when it was loaded): the bubbles
   // that were in flight then are back on the canvas.
   const scrubber = page.getByTestId('replay-scrubber');
@@ -284,6 +310,7 @@ test('replay plays a past window with its own timestamps', async ({ page, reques
   await page.getByTestId('replay-toggle').click();
   await expect(replay).toHaveAttribute('data-playing', 'false');
   const paused = await time.textContent();
+  // A fixed wait, for nothing to happen: the paused clock stands still.
   await page.waitForTimeout(600);
   await expect(time).toHaveText(paused!);
   await page.getByTestId('replay-rewind').click();
@@ -295,8 +322,8 @@ test('replay plays a past window with its own timestamps', async ({ page, reques
 
 test('replay plays a window chosen by its start and end', async ({ page, request }) => {
   await live(page);
-  await simulate(request, 'purchase', 3);
-  await page.waitForTimeout(1500);
+  const since = Date.now();
+  await inHistory(request, await simulate(request, 'purchase', 3), since);
   const minute = (at: Date) => at.toISOString().slice(0, 16); // datetime-local, read as UTC
   const start = new Date(Date.now() - 2 * 60_000);
   const end = new Date(Date.now() + 60_000);

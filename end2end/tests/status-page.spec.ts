@@ -1,5 +1,6 @@
 // /status is complete as the server sends it: no JavaScript needed.
 import { test, expect } from '@playwright/test';
+import { componentIds } from './support';
 
 test.use({ javaScriptEnabled: false });
 
@@ -9,7 +10,7 @@ test('/status renders every component with JavaScript disabled', async ({ page }
   expect(response?.headers()['content-type']).toContain('text/html');
   await expect(page).toHaveTitle(/Live View status: (healthy|degraded|critical)/);
   await expect(page.getByTestId('overall-status')).toHaveText('healthy');
-  for (const id of ['dashboard', 'load-balancer', 'server-1', 'server-2', 'server-3', 'database', 'smtp']) {
+  for (const id of componentIds()) {
     await expect(page.getByTestId(`component-${id}`)).toHaveAttribute('data-health', 'healthy');
   }
   await expect(page.getByTestId('component-database')).toContainText('SELECT 1 in');

@@ -10,6 +10,18 @@ const root = path.resolve(__dirname, '..', '..');
 export const DASHBOARD_PORT = Number(process.env.E2E_PORT ?? 3901);
 export const BINARY = process.env.LIVEVIEW_BIN ?? path.join(root, 'target', 'release', 'liveview');
 export const SITE = process.env.LIVEVIEW_SITE ?? path.join(root, 'dist');
+/** How many app servers `liveview` runs (`--servers`). */
+export const SERVERS = Number(process.env.E2E_SERVERS ?? 3);
+
+/** The app servers' ids, as /status lists them: `server-1` … `server-N`. */
+export function serverIds(): string[] {
+  return Array.from({ length: SERVERS }, (_, i) => `server-${i + 1}`);
+}
+
+/** Every component /status lists, in its order. */
+export function componentIds(): string[] {
+  return ['dashboard', 'load-balancer', ...serverIds(), 'database', 'smtp'];
+}
 
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -27,6 +39,7 @@ export function liveviewArgs(port: number, dataDir: string): string[] {
   return [
     '--dashboard', `127.0.0.1:${port}`,
     '--lb', '127.0.0.1:0',
+    '--servers', String(SERVERS),
     '--server-port-base', '0',
     '--smtp-sink', '127.0.0.1:0',
     '--data', dataDir,

@@ -28,21 +28,24 @@ async fn served_by(http: &reqwest::Client, url: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn round_robin_spreads_requests_and_marks_each_response() {
-    let system = TestSystem::start(|config| config.servers = 3).await;
+    let servers: u16 = 3;
+    let system = TestSystem::start(|config| config.servers = servers).await;
     let running = &system.running;
     let http = system.http.clone();
+    let servers = usize::from(servers);
     // No app route exists yet but the servers' own JSON 404: what matters is who answered.
     let url = format!("http://{}/api/where", running.balancer);
     let mut seen = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..2 * servers {
         let (status, server) = served_by(&http, &url).await;
         assert_eq!(status, 404);
         seen.push(server);
     }
-    assert_eq!(seen[..3], seen[3..], "the same rotation repeats: {seen:?}");
-    let mut distinct = seen[..3].to_vec();
+    assert_eq!(seen[..servers], seen[servers..], "the same rotation repeats: {seen:?}");
+    let mut distinct = seen[..servers].to_vec();
     distinct.sort();
-    assert_eq!(distinct, ["server-1", "server-2", "server-3"]);
+    let every_server: Vec<String> = (1..=servers).map(|i| format!("server-{i}")).collect();
+    assert_eq!(distinct, every_server);
 
     let response = http
         .get(&url)
@@ -75,7 +78,8 @@ async fn round_robin_spreads_requests_and_marks_each_response() {
         .iter()
         .map(|s| s["requestsHandled"].as_u64().expect("count"))
         .sum();
-    assert_eq!(handled, 8);
+    // The rotation twice, then the two requests about ids.
+    assert_eq!(handled, 2 * servers as u64 + 2);
     system.stop().await;
 }
 
@@ -124,15 +128,12 @@ async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
         .await
         .expect("answers");
     // Health checks (every second, two passes to recover) put it back.
-    let mut back = false;
-    for _ in 0..60 {
-        if served_by(&http, &url).await.1 == "server-1" {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "server-1 takes traffic again after recovering");
+    support::eventually(
+        "server-1 takes traffic again after recovering",
+        Duration::from_secs(6),
+        || async { (served_by(&http, &url).await.1 == "server-1").then_some(()) },
+    )
+    .await;
     system.stop().await;
 }
 
@@ -257,7 +258,8 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
     tokio::spawn(balancer.clone().run_health_checks(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let lb = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, balancer.clone().router()).await });
+    let routed = balancer.clone();
+    tokio::spawn(async move { axum::serve(listener, routed.router()).await });
 
     // Plain traffic alternates, but one user's sockets always land on the same server.
     let user = format!("ws://{lb}/ws?token=u1.secret");
@@ -277,12 +279,18 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
     assert_eq!(homes.len(), 2, "other users are spread over both servers: {homes:?}");
 
     // The sticky server goes away: the user lands on the healthy one when reconnecting.
-    if home == "server-1" {
+    let gone = usize::from(home != "server-1");
+    if gone == 0 {
         stop_a.cancel();
     } else {
         stop_b.cancel();
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    support::eventually(
+        &format!("the balancer sees {home} unhealthy"),
+        Duration::from_secs(5),
+        || async { (!balancer.metrics().servers[gone].healthy).then_some(()) },
+    )
+    .await;
     let moved = ask(&user).await.expect("reconnects");
     assert_ne!(moved, first);
     assert_eq!(

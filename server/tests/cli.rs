@@ -5,28 +5,30 @@ use std::{
     io::{BufRead, BufReader},
     net::TcpListener,
     process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+mod support;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
 
 /// Runs liveview to completion (it must fail fast in these cases).
-fn run_expecting_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(BINARY)
+async fn run_expecting_exit(args: &[&str]) -> Output {
+    let mut child = tokio::process::Command::new(BINARY)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Killed if it is still running when the wait below gives up.
+        .kill_on_drop(true)
         .spawn()
         .expect("spawns");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("waits").is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("liveview {args:?} kept running; it should have exited");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
+    support::eventually(
+        &format!("liveview {args:?} exits (it should not keep running)"),
+        Duration::from_secs(20),
+        || std::future::ready(child.try_wait().expect("waits")),
+    )
+    .await;
+    child.wait_with_output().await.expect("output")
 }
 
 fn ephemeral(data: &str) -> Vec<String> {
@@ -55,9 +57,9 @@ fn assert_one_line_error(output: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
 }
 
-#[test]
-fn help_documents_every_flag_and_its_environment_variable() {
-    let output = run_expecting_exit(&["--help"]);
+#[tokio::test]
+async fn help_documents_every_flag_and_its_environment_variable() {
+    let output = run_expecting_exit(&["--help"]).await;
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for (flag, env) in [
@@ -73,42 +75,42 @@ fn help_documents_every_flag_and_its_environment_variable() {
     }
 }
 
-#[test]
-fn a_bad_flag_is_one_line_and_exit_code_2() {
-    let output = run_expecting_exit(&["--servers", "lots"]);
+#[tokio::test]
+async fn a_bad_flag_is_one_line_and_exit_code_2() {
+    let output = run_expecting_exit(&["--servers", "lots"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "--servers");
     assert_eq!(String::from_utf8_lossy(&output.stderr).lines().count(), 1);
 
-    let output = run_expecting_exit(&["--no-such-flag"]);
+    let output = run_expecting_exit(&["--no-such-flag"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "--no-such-flag");
 }
 
-#[test]
-fn a_port_in_use_names_the_listener_and_the_address() {
+#[tokio::test]
+async fn a_port_in_use_names_the_listener_and_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut args = ephemeral(dir.path().to_str().expect("utf-8"));
     args[3] = addr.clone(); // --lb
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run_expecting_exit(&args);
+    let output = run_expecting_exit(&args).await;
     assert_one_line_error(
         &output,
         &format!("cannot listen on {addr} for the load balancer: address already in use"),
     );
 }
 
-#[test]
-fn an_unusable_data_dir_is_named() {
+#[tokio::test]
+async fn an_unusable_data_dir_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let data = blocker.join("data");
     let args = ephemeral(data.to_str().expect("utf-8"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run_expecting_exit(&args);
+    let output = run_expecting_exit(&args).await;
     assert_one_line_error(&output, &format!("data directory {} is not usable", data.display()));
 }
 
@@ -124,8 +126,8 @@ fn environment_variables_stand_in_for_flags() {
 
 /// `bench hops` runs each hop for real (a 400 with the field named, an SMTP 250, a
 /// client's ack) and exits non-zero if any of them did not answer so.
-#[test]
-fn the_hops_benchmark_answers_every_operation() {
+#[tokio::test]
+async fn the_hops_benchmark_answers_every_operation() {
     let output = run_expecting_exit(&[
         "bench",
         "hops",
@@ -137,7 +139,8 @@ fn the_hops_benchmark_answers_every_operation() {
         "3",
         "--smtp-conversations",
         "4",
-    ]);
+    ])
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -174,25 +177,23 @@ fn start_ephemeral(data: &str, extra_env: &[(&str, &str)]) -> (Child, String) {
     (child, url)
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().expect("waits") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "liveview did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::eventually("liveview exits after SIGTERM", Duration::from_secs(15), || {
+        std::future::ready(child.try_wait().expect("waits"))
+    })
+    .await
 }
 
 #[tokio::test]
 async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigterm() {
+    const SERVERS: usize = 2;
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (mut child, url) = start_ephemeral(data.to_str().expect("utf-8"), &[("LIVEVIEW_SERVERS", "2")]);
+    let servers = SERVERS.to_string();
+    let (mut child, url) = start_ephemeral(data.to_str().expect("utf-8"), &[("LIVEVIEW_SERVERS", &servers)]);
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.starts_with("http://127.0.0.1:0/"),
         "{url}"
@@ -210,17 +211,21 @@ async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigte
         .expect("JSON");
     assert_eq!(health["component"], "dashboard");
 
-    let status = terminate(&mut child);
+    let status = terminate(&mut child).await;
     assert!(status.success(), "graceful exit: {status:?}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read");
-    for role in ["dashboard", "load balancer", "server-1", "server-2"] {
+    let roles = ["dashboard".to_string(), "load balancer".to_string()]
+        .into_iter()
+        .chain((1..=SERVERS).map(|i| format!("server-{i}")));
+    for role in roles {
         assert!(
             stderr.contains(&format!("{role} listening on http://127.0.0.1:")),
             "{role} logged:\n{stderr}"
         );
     }
-    assert!(!stderr.contains("server-3"), "LIVEVIEW_SERVERS=2 was honoured");
+    let one_more = format!("server-{}", SERVERS + 1);
+    assert!(!stderr.contains(&one_more), "LIVEVIEW_SERVERS={SERVERS} was honoured");
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(data.join("liveview.db").is_file(), "the SQLite file is in the data dir");
 }

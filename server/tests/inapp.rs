@@ -132,20 +132,20 @@ async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_
     );
     ack(&mut socket, &receipt).await;
 
-    for _ in 0..50 {
-        if system
-            .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state = 'completed'")
-            .await
-            == 3
-            && system
+    support::eventually(
+        "three in-app jobs done and delivered",
+        Duration::from_secs(5),
+        || async {
+            let completed = system
+                .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state = 'completed'")
+                .await;
+            let delivered = system
                 .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
-                .await
-                == 3
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .await;
+            (completed == 3 && delivered == 3).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         system
             .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
@@ -169,9 +169,15 @@ async fn a_reconnecting_client_gets_only_what_it_lacks_and_stays_on_its_server()
     let (mut socket, first_server) = system.connect(&token, None).await;
     let welcome = next_frame(&mut socket).await;
     let _login = next_frame(&mut socket).await;
-    // The client keeps seq 1 and 2 but its acks never make it: it drops the socket.
+    // The client keeps seq 1 and 2 but its acks never make it: it drops the socket, and
+    // the purchase comes once its server has let go of it.
     drop(socket);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    support::eventually(
+        "the server lets go of the dropped socket",
+        Duration::from_secs(5),
+        || async { (system.running.registry.counts() == (0, 0)).then_some(()) },
+    )
+    .await;
     system.purchase(&token).await;
 
     let (mut socket, server) = system.connect(&token, Some(2)).await;
@@ -196,16 +202,13 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
     let token = system.user("ada@example.com").await;
     // Let the workers find the user offline, so seq 1 and 2 wait as stored notifications
     // (store and forward, no jobs left) rather than as live pushes.
-    for _ in 0..50 {
-        if system
+    support::eventually("no in-app job left", Duration::from_millis(2_500), || async {
+        let left = system
             .count("SELECT COUNT(*) FROM jobs WHERE channel = 'in-app' AND state <> 'completed'")
-            .await
-            == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .await;
+        (left == 0).then_some(())
+    })
+    .await;
     let (mut socket, _) = system.connect(&token, None).await;
     next_frame(&mut socket).await;
     next_frame(&mut socket).await;
@@ -220,17 +223,17 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
         }
         frames
     });
-    let mut dead = 0;
-    for _ in 0..100 {
-        dead = system
-            .count("SELECT COUNT(*) FROM jobs WHERE queue = 'inapp-dlq' AND state = 'failed'")
-            .await;
-        if dead == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(dead, 1, "the live push is dead-lettered after inapp-retry");
+    support::eventually(
+        "the live push is dead-lettered after inapp-retry",
+        Duration::from_secs(10),
+        || async {
+            let dead = system
+                .count("SELECT COUNT(*) FROM jobs WHERE queue = 'inapp-dlq' AND state = 'failed'")
+                .await;
+            (dead == 1).then_some(())
+        },
+    )
+    .await;
     let attempts: i64 = system
         .count("SELECT MIN(attempts) FROM jobs WHERE queue = 'inapp-dlq'")
         .await;

@@ -52,14 +52,10 @@ fn hub(system: &TestSystem) -> &LiveHub {
 
 /// Waits until the status sampler has published once, so snapshots hold a status.
 async fn first_status(system: &TestSystem) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while hub(system).latest_status().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no system:status within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually("a system:status published", WAIT, || async {
+        hub(system).latest_status().map(|_| ())
+    })
+    .await;
 }
 
 async fn connect_with(system: &TestSystem, query: &str, origin: Option<&str>) -> Result<Socket, tungstenite::Error> {
@@ -286,8 +282,14 @@ async fn a_prefix_subscription_gets_only_matching_topics() {
     assert_eq!(topics(&snapshot), ["stream:snapshot"], "the snapshot is always sent");
     let skipped = hub.publish(idle(WorkerKind::Mail));
     let failed = hub.publish(job_failed("mail"));
-    // Long enough for the status sampler to publish in between.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // The status sampler publishes in between: a status gathered after `failed` went out.
+    let after_failed = chrono::Utc::now();
+    support::eventually("a system:status after the job failed", WAIT, || async {
+        hub.latest_status()
+            .filter(|status| status.timestamp > after_failed)
+            .map(|_| ())
+    })
+    .await;
     let statuses = hub.last_seq();
     let also_skipped = hub.publish(metrics());
     let marker = hub.publish(job_completed());
@@ -698,7 +700,11 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
         }
     });
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both viewers are the hub's before the flood starts.
+    support::eventually("both viewers subscribed", WAIT, || async {
+        (hub.viewer_count() == 2).then_some(())
+    })
+    .await;
     let before = resident_bytes();
     for index in 0..EVENTS {
         hub.publish(bulky(EVENT_BYTES));
@@ -717,14 +723,12 @@ async fn a_viewer_that_never_reads_neither_grows_memory_nor_delays_others() {
     );
 
     // The reading viewer gets a status published after the flood, within seconds.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while latest_status.load(Ordering::Relaxed) <= flood_end {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reading viewer got no status after the flood"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually(
+        "the reading viewer gets a status after the flood",
+        Duration::from_secs(15),
+        || async { (latest_status.load(Ordering::Relaxed) > flood_end).then_some(()) },
+    )
+    .await;
 
     // The stalled one, once it reads, finds it was resynced (a gap) or closed.
     let outcome = tokio::time::timeout(Duration::from_secs(30), async {
@@ -770,7 +774,8 @@ async fn a_stalled_viewer_backlog_stays_out_of_the_server_socket_buffer() {
             tokio::task::yield_now().await;
         }
     }
-    // 16 MiB went out to a socket nobody reads; give the kernel time to fill what it may.
+    // 16 MiB went out to a socket nobody reads; give the kernel time to fill what it may
+    // (a fixed wait: what is checked is that the buffer does not grow past a bound).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let unsent = send_queue_bytes(dashboard, client_addr).expect("the server's end of the stalled socket");
     assert!(

@@ -75,15 +75,12 @@ impl TestSystem {
             .expect("job")
     }
 
-    /// Polls until `check` holds, for at most 10 s.
+    /// [`support::eventually`] on this system, for at most 10 s.
     async fn eventually(&self, what: &str, check: impl AsyncFn(&TestSystem) -> bool) {
-        for _ in 0..100 {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("not reached within 10 s: {what}");
+        support::eventually(what, Duration::from_secs(10), || async {
+            check(self).await.then_some(())
+        })
+        .await;
     }
 }
 
@@ -174,6 +171,7 @@ async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused()
         .expect("answers");
     assert_eq!(pause.status(), 200);
     system.signup("ada@example.com").await;
+    // A fixed wait, for nothing to happen: paused, the job is still waiting after it.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(system.queue("mail").await["waiting"], 1);
     assert_eq!(system.get("/api/mailbox").await["total"], 0);

@@ -11,10 +11,13 @@ use wire::{ComponentHealth, LiveEvent, OverallHealth, SystemStatus};
 
 mod support;
 
-/// Two app servers; the SPA from `site` when given.
+/// How many app servers [`start`] runs.
+const SERVERS: u16 = 2;
+
+/// [`SERVERS`] app servers; the SPA from `site` when given.
 async fn start(site: Option<&Path>) -> TestSystem {
     TestSystem::start(|config| {
-        config.servers = 2;
+        config.servers = SERVERS;
         if let Some(site) = site {
             config.site = site.to_path_buf();
         }
@@ -63,10 +66,13 @@ async fn status_json_reports_every_component_healthy() {
     let running = &system.running;
     let status = system_status(&system).await;
     let ids: Vec<&str> = status.components.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["dashboard", "load-balancer", "server-1", "server-2", "database", "smtp"]
-    );
+    let servers: Vec<String> = (1..=SERVERS).map(|i| format!("server-{i}")).collect();
+    let expected: Vec<&str> = ["dashboard", "load-balancer"]
+        .into_iter()
+        .chain(servers.iter().map(String::as_str))
+        .chain(["database", "smtp"])
+        .collect();
+    assert_eq!(ids, expected);
     assert_eq!(status.status, OverallHealth::Healthy);
     assert!(
         status.components.iter().all(|c| c.health == ComponentHealth::Healthy),
@@ -115,7 +121,6 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
     let system = start(None).await;
     let running = &system.running;
     let http = system.http.clone();
-    let fetch = || system_status(&system);
     let stop = http
         .post(format!("http://{}/api/servers/2/stop", running.dashboard))
         .send()
@@ -123,8 +128,17 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
         .expect("answers");
     assert_eq!(stop.status(), 200);
     // A check already in flight when the stop landed may report it unhealthy first;
-    // the next one knows it was stopped.
-    let status = wait_for(fetch, |status| status.components[3].health == ComponentHealth::Stopped).await;
+    // the next one knows it was stopped. Status is sampled once a second.
+    let status = support::eventually("server-2 reported stopped", Duration::from_secs(5), || async {
+        let status = system_status(&system).await;
+        let server = status
+            .components
+            .iter()
+            .find(|c| c.id == "server-2")
+            .expect("server-2 listed");
+        (server.health == ComponentHealth::Stopped).then_some(status)
+    })
+    .await;
     assert_eq!(status.status, OverallHealth::Degraded);
 
     let start = http
@@ -133,24 +147,11 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
         .await
         .expect("answers");
     assert_eq!(start.status(), 200);
-    wait_for(fetch, |status| status.status == OverallHealth::Healthy).await;
+    support::eventually("the system healthy again", Duration::from_secs(5), || async {
+        (system_status(&system).await.status == OverallHealth::Healthy).then_some(())
+    })
+    .await;
     system.stop().await;
-}
-
-/// Polls `fetch` until `done` holds (status is sampled once a second).
-async fn wait_for<T, F, Fut>(fetch: F, done: impl Fn(&T) -> bool) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    for _ in 0..50 {
-        let value = fetch().await;
-        if done(&value) {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("condition not reached within 5 s");
 }
 
 #[tokio::test]
@@ -160,8 +161,9 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
     let url = format!("ws://{}/api/live-view/ws", running.dashboard);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let mut seqs = Vec::new();
+    let mut gathered = Vec::new();
     let mut snapshot_seq = None;
-    while seqs.len() < 3 {
+    while seqs.len() < 4 {
         let message = tokio::time::timeout(Duration::from_secs(3), socket.next())
             .await
             .expect("a message within 3 s")
@@ -186,10 +188,21 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
             };
             assert!(status.components.iter().any(|c| c.id == "database"));
             seqs.push(envelope.seq);
+            gathered.push(status.timestamp);
         }
     }
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seq increases: {seqs:?}");
     assert!(snapshot_seq < Some(seqs[0]), "deltas follow the snapshot");
+    // Every second: each status was gathered about a second after the one before. The
+    // first may be start-up's (a status is gathered as the system starts, and the
+    // sampler's first tick comes at once), so the spacing counts from the second.
+    for pair in gathered[1..].windows(2) {
+        let apart = (pair[1] - pair[0]).num_milliseconds();
+        assert!(
+            (500..=2_000).contains(&apart),
+            "statuses {apart} ms apart: {gathered:?}"
+        );
+    }
     system.stop().await;
 }
 
@@ -553,5 +566,41 @@ async fn no_smtp_attempt_is_neither_a_success_nor_a_failure() {
     .await;
     assert_eq!(smtp["successRate"], serde_json::Value::Null, "{smtp}");
     assert_eq!(smtp["failureRate"], serde_json::Value::Null, "{smtp}");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn both_listeners_describe_their_http_api_as_openapi() {
+    let system = start(None).await;
+    let paths = |spec: serde_json::Value| -> Vec<String> {
+        assert_eq!(spec["openapi"], "3.1.0");
+        spec["paths"].as_object().expect("paths").keys().cloned().collect()
+    };
+    let dashboard = paths(system.dashboard_json("/api/openapi.json").await);
+    for path in [
+        "/status",
+        "/api/balancer",
+        "/api/queues/{name}/jobs",
+        "/api/live-view/controls",
+        "/metrics",
+    ] {
+        assert!(
+            dashboard.iter().any(|documented| documented == path),
+            "{path} in {dashboard:?}"
+        );
+    }
+    let spec: serde_json::Value = system
+        .http
+        .get(system.lb("/api/openapi.json"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let api = paths(spec);
+    for path in ["/api/auth/signup", "/api/purchases", "/api/notifications/{id}/read"] {
+        assert!(api.iter().any(|documented| documented == path), "{path} in {api:?}");
+    }
     system.stop().await;
 }

@@ -13,8 +13,11 @@ mod support;
 
 use liveview::config::Config;
 
+/// How many app servers [`flags`] runs.
+const SERVERS: u16 = 2;
+
 fn flags(config: &mut Config) {
-    config.servers = 2;
+    config.servers = SERVERS;
 }
 const PASSWORD: &str = "long-enough-secret";
 
@@ -122,16 +125,12 @@ impl TestSystem {
 
     /// Waits until the journey satisfies `done` (5 s at most).
     async fn journey_when(&self, request_id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..100 {
-            if let Some(journey) = self.journey(request_id).await.filter(|journey| done(journey)) {
-                return journey;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "journey {request_id} never got there: {:?}",
-            self.journey(request_id).await
-        );
+        support::eventually(
+            &format!("journey {request_id} gets there"),
+            Duration::from_secs(5),
+            || async { self.journey(request_id).await.filter(|journey| done(journey)) },
+        )
+        .await
     }
 }
 
@@ -330,6 +329,7 @@ async fn step_mode_advances_one_stage_per_step_while_other_traffic_flows() {
         let journey = system
             .journey_when("stepped-1", |journey| count(journey) >= expected)
             .await;
+        // A fixed wait, for nothing to happen: no further stage without a step.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let settled = system.journey("stepped-1").await.expect("kept");
         assert_eq!(
@@ -394,7 +394,19 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         .journey_when("metered-1", |journey| journey["outcome"] == "completed")
         .await;
     // Two samples after the traffic, so the last one has seen it.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let done = chrono::Utc::now().timestamp_millis();
+    support::eventually("two samples after the traffic", Duration::from_secs(5), || async {
+        let series = system.dashboard_json("/api/live-view/series?seconds=60").await;
+        let after = series
+            .as_array()?
+            .iter()
+            .filter_map(|sample| sample["metrics"]["timestamp"].as_str())
+            .filter_map(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .filter(|at| at.timestamp_millis() > done)
+            .count();
+        (after >= 2).then_some(())
+    })
+    .await;
 
     let status = system.live_status().await;
     let kinds: Vec<&str> = status["componentMetrics"]
@@ -406,7 +418,10 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     for kind in ["load-balancer", "server", "queue", "websocket", "database", "smtp"] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
-    assert_eq!(kinds.iter().filter(|kind| **kind == "server").count(), 2);
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "server").count(),
+        usize::from(SERVERS)
+    );
     assert_eq!(kinds.iter().filter(|kind| **kind == "queue").count(), 7);
     assert!(status["metrics"]["systemStatus"].is_string(), "{status}");
     // The user's in-app socket is still open through the balancer, but nothing is being
@@ -548,18 +563,13 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
     assert_eq!(ids.len(), 3);
     for id in &ids {
         // Virtual users sign up first (argon2): allow for it.
-        let mut journey = None;
-        for _ in 0..200 {
-            journey = system
+        let journey = support::eventually(&format!("{id} completed"), Duration::from_secs(10), || async {
+            system
                 .journey(id)
                 .await
-                .filter(|journey| journey["outcome"] == "completed");
-            if journey.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let journey = journey.unwrap_or_else(|| panic!("{id} completed"));
+                .filter(|journey| journey["outcome"] == "completed")
+        })
+        .await;
         assert_eq!(journey["request"]["type"], "purchase");
         let names = stage_names(&journey);
         for stage in ["smtp-attempt", "client-ack"] {
@@ -583,18 +593,17 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
         .await
         .expect("json");
     let id = answer["requestIds"][0].as_str().expect("an id").to_string();
-    let mut journey = None;
-    for _ in 0..200 {
-        journey = system
-            .journey(&id)
-            .await
-            .filter(|journey| journey["outcome"] == "completed");
-        if journey.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let journey = journey.unwrap_or_else(|| panic!("the simulated signup {id} completed"));
+    let journey = support::eventually(
+        &format!("the simulated signup {id} completed"),
+        Duration::from_secs(10),
+        || async {
+            system
+                .journey(&id)
+                .await
+                .filter(|journey| journey["outcome"] == "completed")
+        },
+    )
+    .await;
     assert!(stage_names(&journey).contains(&"client-ack".to_string()));
 
     for (body, field) in [
@@ -619,16 +628,15 @@ async fn the_simulator_sends_real_requests_that_complete_their_journeys() {
     let controls = "/api/live-view/controls";
     assert_eq!(system.dashboard_put(controls, &on).await.status(), 200);
     let before = system.count("SELECT COUNT(*) FROM purchases").await;
-    let mut grew = false;
-    for _ in 0..100 {
-        if system.count("SELECT COUNT(*) FROM purchases").await >= before + 10 {
-            grew = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(grew, "the load generator sends purchases while on");
+    support::eventually(
+        "the load generator sends purchases while on",
+        Duration::from_secs(5),
+        || async { (system.count("SELECT COUNT(*) FROM purchases").await >= before + 10).then_some(()) },
+    )
+    .await;
     assert_eq!(system.dashboard_put(controls, &json!({})).await.status(), 200);
+    // Fixed waits: time for purchases already under way to land, then a stretch in which
+    // no new one may.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let settled = system.count("SELECT COUNT(*) FROM purchases").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -667,15 +675,18 @@ async fn a_signup_journey_ends_when_the_new_user_first_connects() {
     assert_eq!(ack["metadata"]["storedAndForwarded"], true);
     assert_eq!(stage_names(&done)[0], "lb-received");
 
-    // The socket shows in the WebSocket card: a room on its server, a connect event.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let status = system.live_status().await;
-    let websocket = status["componentMetrics"]
-        .as_array()
-        .expect("components")
-        .iter()
-        .find(|component| component["component"] == "websocket")
-        .expect("websocket card");
+    // The socket shows in the WebSocket card (sampled once a second): a room on its
+    // server, a connect event.
+    let websocket = support::eventually("the socket in the WebSocket card", Duration::from_secs(5), || async {
+        let status = system.live_status().await;
+        let websocket = status["componentMetrics"]
+            .as_array()?
+            .iter()
+            .find(|component| component["component"] == "websocket")?
+            .clone();
+        (websocket["totalConnections"].as_u64()? >= 1).then_some(websocket)
+    })
+    .await;
     assert_eq!(websocket["totalConnections"], 1, "{websocket}");
     assert_eq!(websocket["rooms"][0]["users"], 1, "{websocket}");
     assert_eq!(websocket["recentEvents"][0]["type"], "connect", "{websocket}");
@@ -695,20 +706,21 @@ async fn a_past_window_replays_from_history_in_order_with_original_timestamps() 
     let to = chrono::Utc::now().timestamp_millis();
 
     // History is written in batches, once a second.
-    let mut events = Vec::new();
-    for _ in 0..60 {
-        let answer = system
-            .dashboard_json(&format!("/api/live-view/history?from={from}&to={to}&topics=request:*"))
-            .await;
-        events = answer["events"].as_array().expect("events").clone();
-        let complete = events
-            .iter()
-            .any(|event| event["topic"] == "request:complete" && event["payload"]["requestId"] == "past-1");
-        if complete {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events = support::eventually(
+        "past-1's request:complete in the history",
+        Duration::from_secs(6),
+        || async {
+            let answer = system
+                .dashboard_json(&format!("/api/live-view/history?from={from}&to={to}&topics=request:*"))
+                .await;
+            let events = answer["events"].as_array().expect("events").clone();
+            let complete = events
+                .iter()
+                .any(|event| event["topic"] == "request:complete" && event["payload"]["requestId"] == "past-1");
+            complete.then_some(events)
+        },
+    )
+    .await;
     let mine: Vec<&Value> = events
         .iter()
         .filter(|event| event["payload"]["requestId"] == "past-1")
@@ -892,6 +904,8 @@ async fn a_stepped_purchase_held_past_the_request_timeout_answers_201_once() {
     // Held after its commit, the worst place: the purchase is stored from here on.
     system.step_until("held-1", "db-query").await;
     assert_eq!(system.count("SELECT COUNT(*) FROM purchases").await, 1);
+    // A fixed wait, for nothing to happen: held past the app servers' 10 s timeout, it
+    // is still not answered.
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(!answer.is_finished(), "still waiting for its steps, not timed out");
     system.step_until("held-1", "response").await;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BalancerAlgorithm {
@@ -25,6 +26,7 @@ impl BalancerAlgorithm {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActiveState {
@@ -33,6 +35,7 @@ pub enum ActiveState {
 }
 
 /// One app server as the balancer sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BalancedServer {
@@ -43,6 +46,7 @@ pub struct BalancedServer {
     pub requests_handled: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StickySessions {
@@ -50,6 +54,7 @@ pub struct StickySessions {
     pub by_server: BTreeMap<String, u64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerMetrics {
@@ -60,6 +65,7 @@ pub struct LoadBalancerMetrics {
 }
 
 /// One app server's own view of its work.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerMetrics {
@@ -76,6 +82,7 @@ pub struct ServerMetrics {
     pub requests_handled: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerCounts {
@@ -83,6 +90,7 @@ pub struct WorkerCounts {
     pub idle: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueMetrics {
@@ -109,6 +117,7 @@ impl QueueMetrics {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
@@ -116,6 +125,7 @@ pub struct Room {
     pub users: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SocketEvent {
@@ -124,9 +134,11 @@ pub struct SocketEvent {
     pub user_id: String,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketMetrics {
@@ -137,6 +149,7 @@ pub struct WebSocketMetrics {
     pub recent_events: Vec<SocketEvent>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMetrics {
@@ -152,6 +165,7 @@ pub struct DatabaseMetrics {
 }
 
 /// The last reply an SMTP server gave.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SmtpReply {
@@ -159,9 +173,11 @@ pub struct SmtpReply {
     pub message: String,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SmtpMetrics {
@@ -177,6 +193,7 @@ pub struct SmtpMetrics {
 }
 
 /// The payload of `component:metrics`, tagged by the component it measures.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "component", rename_all = "kebab-case")]
 pub enum ComponentMetrics {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::NotificationType;
 
 /// Real waits injected into the real stages, in milliseconds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Delays {
@@ -19,6 +20,7 @@ pub struct Delays {
 }
 
 /// What the viewer shows; an empty list means "all".
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Filters {
@@ -39,6 +41,7 @@ impl Default for Filters {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // Unknown fields are refused: a PUT replaces every setting, so a misspelt one would
 // otherwise reset the setting it meant to change, silently.

@@ -13,6 +13,7 @@ use crate::{
 
 /// `GET /healthz` on every listener: `{"status": "ok", "component": …}` and what the
 /// component adds about itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
@@ -52,6 +53,7 @@ impl Health {
 }
 
 /// `PUT /api/balancer`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BalancerUpdate {
@@ -59,6 +61,7 @@ pub struct BalancerUpdate {
 }
 
 /// One app server in `GET /api/servers`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerRow {
@@ -70,12 +73,14 @@ pub struct ServerRow {
 }
 
 /// `GET /api/servers`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerList {
     pub servers: Vec<ServerRow>,
 }
 
 /// `POST /api/servers/{n}/stop` and `/start`: the server and whether it now runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerState {
     pub id: String,
@@ -83,6 +88,7 @@ pub struct ServerState {
 }
 
 /// Counts for one queue, in `GET /api/queues`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueCounts {
@@ -96,12 +102,14 @@ pub struct QueueCounts {
 }
 
 /// `GET /api/queues`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueList {
     pub queues: Vec<QueueCounts>,
 }
 
 /// A job as the queue endpoints list it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
@@ -119,6 +127,7 @@ pub struct JobView {
 }
 
 /// `GET /api/queues/{name}/jobs`: the newest jobs and how many match in all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobList {
     pub queue: String,
@@ -128,6 +137,7 @@ pub struct JobList {
 
 /// `POST /api/queues/{dlq}/requeue`: one job, every job whose last error contains a text,
 /// or (`{}`) every job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequeueFilter {
@@ -138,6 +148,7 @@ pub struct RequeueFilter {
 }
 
 /// `POST /api/queues/{name}/pause` and `/resume`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuePaused {
     pub queue: String,
@@ -145,6 +156,7 @@ pub struct QueuePaused {
 }
 
 /// `POST /api/queues/{dlq}/requeue`: how many jobs moved, and where.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Requeued {
@@ -153,7 +165,18 @@ pub struct Requeued {
     pub moved: u64,
 }
 
+/// The answer of a queue action: [`QueuePaused`] for pause and resume, [`Requeued`] for
+/// a requeue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueActionDone {
+    Paused(QueuePaused),
+    Requeued(Requeued),
+}
+
 /// Fault knobs of the embedded capture SMTP server (`GET`/`PUT /api/faults`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Faults {
@@ -169,6 +192,7 @@ pub struct Faults {
 }
 
 /// One message the capture server stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredMessage {
@@ -183,6 +207,7 @@ pub struct StoredMessage {
 
 /// `GET /api/mailbox`: the newest messages, how many in all, and how many repeats of a
 /// stored `Message-ID` were taken and dropped.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mailbox {
@@ -193,6 +218,7 @@ pub struct Mailbox {
 
 /// `GET /api/live-view/status`: every component's health, the header figures and every
 /// component's metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveStatus {
@@ -201,11 +227,13 @@ pub struct LiveStatus {
     pub component_metrics: Vec<ComponentMetrics>,
     #[serde(deserialize_with = "crate::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }
 
 /// One second's figures: the header's and every component's (`GET /api/live-view/series`
 /// answers the last of them, oldest first).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
@@ -214,6 +242,7 @@ pub struct Sample {
 }
 
 /// The live stream's own counters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveStats {
@@ -228,6 +257,7 @@ pub struct LiveStats {
 }
 
 /// The telemetry's own health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TelemetryHealth {
@@ -243,6 +273,7 @@ pub struct TelemetryHealth {
 
 /// `GET /api/v1/analytics/realtime-metrics`: the last second's figures, and the
 /// telemetry's own health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RealtimeMetrics {
     pub metrics: SystemMetrics,
@@ -250,10 +281,12 @@ pub struct RealtimeMetrics {
     pub telemetry: TelemetryHealth,
     #[serde(deserialize_with = "crate::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }
 
 /// How a journey ended, once it has.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -274,11 +307,13 @@ impl Outcome {
 }
 
 /// One log line of a journey, made from a stage; never a secret.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLine {
     #[serde(deserialize_with = "crate::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
     /// `info`, `warn` or `error`.
     pub level: String,
@@ -287,6 +322,7 @@ pub struct LogLine {
 }
 
 /// One journey in `GET /api/live-view/requests`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JourneySummary {
     #[serde(flatten)]
@@ -295,6 +331,7 @@ pub struct JourneySummary {
 }
 
 /// Figures about one journey, derived from its stages.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMetrics {
@@ -310,6 +347,7 @@ pub struct RequestMetrics {
 }
 
 /// `GET /api/live-view/requests/{id}`: the journey, its log lines and its figures.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestDetails {
     pub request: RequestTracker,
@@ -319,6 +357,7 @@ pub struct RequestDetails {
 }
 
 /// `POST /api/live-view/requests/{id}/step`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stepped {
@@ -327,17 +366,20 @@ pub struct Stepped {
 }
 
 /// `POST /api/live-view/step-token`: for `X-LiveView-Step` on requests to the balancer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepTokenIssued {
     pub token: String,
     #[serde(deserialize_with = "crate::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
 /// `POST /api/live-view/simulate`: virtual users send `count` real requests of one type
 /// through the balancer, `interval` ms apart, in step mode when `step`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SimulateRequest {
@@ -352,6 +394,7 @@ pub struct SimulateRequest {
 }
 
 /// The answer to [`SimulateRequest`] (202): the run's id and each request's, in order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimulationStarted {
@@ -365,6 +408,7 @@ pub struct SimulationStarted {
 }
 
 /// The span of time the history holds (ms since the epoch).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryKept {
     pub oldest: i64,
@@ -373,6 +417,7 @@ pub struct HistoryKept {
 
 /// `GET /api/live-view/history`: the stream's messages of a past window as they went
 /// out, each kept as its JSON (read with [`crate::parse_frame`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HistoryWindow {
     pub from: i64,
@@ -380,11 +425,14 @@ pub struct HistoryWindow {
     /// More messages fell in the window than `limit`.
     pub truncated: bool,
     pub kept: Option<HistoryKept>,
+    /// Each an envelope of the live stream (`{"seq", "ts", "topic", "payload"}`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub events: Vec<Box<RawValue>>,
 }
 
 /// Every error answer, on every listener: what went wrong and, for a 400, each bad
 /// field with why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

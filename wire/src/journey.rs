@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use super::Timestamp;
 
 /// What a request is for; every controller produces notifications of its own type.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NotificationType {
@@ -42,6 +43,7 @@ impl NotificationType {
 }
 
 /// The delivery path a notification takes; decides a bubble's color.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
@@ -72,6 +74,7 @@ impl Flow {
 }
 
 /// Where a request is: one value per stage the telemetry observes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SystemStage {
@@ -137,6 +140,7 @@ impl SystemStage {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageStatus {
@@ -231,6 +235,7 @@ impl<'de> Deserialize<'de> for StageMetadata {
 }
 
 /// One stage of a journey.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stage {
@@ -239,6 +244,7 @@ pub struct Stage {
     pub component: String,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start_time: Timestamp,
     #[serde(
         default,
@@ -246,16 +252,20 @@ pub struct Stage {
         skip_serializing_if = "Option::is_none"
     )]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write_option"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub end_time: Option<Timestamp>,
     /// Milliseconds, once the stage has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
     pub status: StageStatus,
     #[serde(default, skip_serializing_if = "StageMetadata::is_empty")]
+    /// What the stage's component adds (`{"server": "server-2"}`), never a secret.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: StageMetadata,
 }
 
 /// The design's `RequestTracker`: a request and every stage it has passed so far.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestTracker {
@@ -265,6 +275,7 @@ pub struct RequestTracker {
     pub current_stage: SystemStage,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start_time: Timestamp,
     pub stages: Vec<Stage>,
     /// Milliseconds from the first stage's start to the last stage's end so far.

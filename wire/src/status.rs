@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Timestamp;
 
 /// The whole system's health, decided by [`OverallHealth::from_components`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverallHealth {
@@ -48,6 +49,7 @@ impl OverallHealth {
 }
 
 /// What a component is; decides its color and its place on the diagram.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComponentKind {
@@ -77,6 +79,7 @@ impl ComponentKind {
 }
 
 /// One component's health as last checked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComponentHealth {
@@ -96,6 +99,7 @@ impl ComponentHealth {
 }
 
 /// One component as the status check saw it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
@@ -118,6 +122,7 @@ pub struct ComponentStatus {
 }
 
 /// The payload of `system:status` and of `GET /status` as JSON.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemStatus {
@@ -125,6 +130,7 @@ pub struct SystemStatus {
     pub version: String,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub started_at: Timestamp,
     pub uptime_seconds: u64,
     /// `uptime_seconds` for people: `2d 3h 4m 5s`.
@@ -132,11 +138,13 @@ pub struct SystemStatus {
     /// When these facts were gathered.
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
     pub components: Vec<ComponentStatus>,
 }
 
 /// The payload of `system:metrics`: the design's `HeaderMetrics` plus when it was sampled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemMetrics {
@@ -152,6 +160,7 @@ pub struct SystemMetrics {
     pub uptime: String,
     #[serde(deserialize_with = "super::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "super::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: Timestamp,
 }
 

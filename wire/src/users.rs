@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/auth/signup`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signup {
@@ -17,6 +18,7 @@ pub struct Signup {
 }
 
 /// `POST /api/auth/login`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
@@ -25,6 +27,7 @@ pub struct Login {
 }
 
 /// `POST /api/auth/reset-password`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
@@ -32,6 +35,7 @@ pub struct ResetRequest {
 }
 
 /// `POST /api/auth/reset-password/confirm`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResetConfirm {
@@ -40,6 +44,7 @@ pub struct ResetConfirm {
 }
 
 /// `POST /api/purchases`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewPurchase {
@@ -51,6 +56,7 @@ pub struct NewPurchase {
 }
 
 /// `POST /api/friend-requests`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewFriendRequest {
@@ -58,6 +64,7 @@ pub struct NewFriendRequest {
 }
 
 /// A user as the API shows them (never their password hash).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +76,7 @@ pub struct User {
 }
 
 /// `POST /api/auth/login`'s answer: the bearer token and who it signs in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// `<user id>.<secret>`.
@@ -77,12 +85,14 @@ pub struct Session {
 }
 
 /// An answer that only says what happened (a reset email on its way, a password changed).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {
     pub status: String,
 }
 
 /// `POST /api/purchases`'s answer (201).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Purchase {
@@ -94,6 +104,7 @@ pub struct Purchase {
 }
 
 /// A friend request (`POST /api/friend-requests` → 201, `…/accept` → 200).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FriendRequest {
@@ -106,6 +117,7 @@ pub struct FriendRequest {
 }
 
 /// One notification in the user's notification center.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[serde(rename_all = "camelCase")]
@@ -122,6 +134,7 @@ pub struct Notification {
 }
 
 /// `GET /api/notifications`: newest first; `nextBefore` is the `before` of the next page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationPage {
@@ -131,6 +144,7 @@ pub struct NotificationPage {
 }
 
 /// `POST /api/notifications/{id}/read`: when it was first read.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceipt {
@@ -139,6 +153,7 @@ pub struct ReadReceipt {
 }
 
 /// What the in-app socket pushes: one notification. The client acks it with [`Ack`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[serde(rename_all = "camelCase")]
@@ -151,10 +166,12 @@ pub struct InAppFrame {
     /// Stored as milliseconds; on the wire RFC 3339 with milliseconds.
     #[cfg_attr(feature = "sqlx", sqlx(rename = "created_at_ms"))]
     #[serde(rename = "createdAt", with = "rfc3339_millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: i64,
 }
 
 /// What an in-app client sends: `{"ack": "<notification id>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {

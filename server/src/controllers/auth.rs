@@ -35,6 +35,7 @@ impl Validate for Signup {
 }
 
 /// `POST /api/auth/signup` → 201 with the user; a welcome email and in-app message.
+#[utoipa::path(post, path = "/api/auth/signup", request_body = wire::Signup, responses((status = 201, description = "signed up; a welcome email and in-app message follow", body = wire::User), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 409, description = "the address has an account", body = wire::ErrorBody)), tag = "accounts")]
 pub async fn signup(
     State(server): State<AppServer>,
     request_id: RequestId,
@@ -91,6 +92,7 @@ impl Validate for Login {
 }
 
 /// `POST /api/auth/login` → 200 `{token, user}`; a new-login email and in-app message.
+#[utoipa::path(post, path = "/api/auth/login", request_body = wire::Login, responses((status = 200, description = "signed in", body = wire::Session), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "wrong email or password", body = wire::ErrorBody)), tag = "accounts")]
 pub async fn login(
     State(server): State<AppServer>,
     request_id: RequestId,
@@ -137,6 +139,7 @@ impl Validate for ResetRequest {
 
 /// `POST /api/auth/reset-password` → 202 whether or not the address has an account, so
 /// the answer reveals nothing; a reset email with a single-use link when it does.
+#[utoipa::path(post, path = "/api/auth/reset-password", request_body = wire::ResetRequest, responses((status = 202, description = "a reset email if the address has an account", body = wire::Done), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "accounts")]
 pub async fn reset_password(
     State(server): State<AppServer>,
     request_id: RequestId,
@@ -188,6 +191,7 @@ impl Validate for ResetConfirm {
 
 /// `POST /api/auth/reset-password/confirm`: sets the new password, spends the token and
 /// ends every session of the account.
+#[utoipa::path(post, path = "/api/auth/reset-password/confirm", request_body = wire::ResetConfirm, responses((status = 200, description = "password changed; every session ended", body = wire::Done), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "accounts")]
 pub async fn confirm_reset(
     State(server): State<AppServer>,
     request_id: RequestId,

@@ -30,6 +30,7 @@ impl Validate for NewFriendRequest {
 }
 
 /// `POST /api/friend-requests` (auth) → 201.
+#[utoipa::path(post, path = "/api/friend-requests", request_body = wire::NewFriendRequest, responses((status = 201, description = "sent", body = wire::FriendRequest), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "no valid bearer token", body = wire::ErrorBody), (status = 404, description = "no user with that address", body = wire::ErrorBody), (status = 409, description = "already requested", body = wire::ErrorBody)), tag = "friends")]
 pub async fn create(
     State(server): State<AppServer>,
     AuthUser(sender): AuthUser,
@@ -95,6 +96,7 @@ pub async fn create(
 }
 
 /// `POST /api/friend-requests/{id}/accept` (auth, recipient only) → 200.
+#[utoipa::path(post, path = "/api/friend-requests/{id}/accept", params(("id" = String, Path, description = "the friend request")), responses((status = 200, description = "accepted", body = wire::FriendRequest), (status = 401, description = "no valid bearer token", body = wire::ErrorBody), (status = 404, description = "no such request for this user", body = wire::ErrorBody), (status = 409, description = "already accepted", body = wire::ErrorBody)), tag = "friends")]
 pub async fn accept(
     State(server): State<AppServer>,
     AuthUser(recipient): AuthUser,

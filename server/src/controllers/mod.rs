@@ -6,10 +6,51 @@ pub mod friends;
 pub mod notifications;
 pub mod purchases;
 
+/// The notification system's HTTP API, as the balancer serves it (`GET
+/// /api/openapi.json`). The in-app socket (`/api/notifications/ws`) is described in the
+/// README: OpenAPI has no words for it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Live View notification system", description = "The public API of the notification system, through the load balancer (--lb)."),
+    paths(
+        crate::servers::healthz,
+        auth::signup,
+        auth::login,
+        auth::reset_password,
+        auth::confirm_reset,
+        purchases::create,
+        friends::create,
+        friends::accept,
+        notifications::list,
+        notifications::mark_read,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct NotificationApi;
+
+/// Declares the bearer token the authenticated routes take.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<NotificationApi as utoipa::OpenApi>::openapi())
+}
+
 /// The controllers' routes: the notification system's API.
 pub fn router() -> axum::Router<AppServer> {
     use axum::routing::{get, post};
     axum::Router::new()
+        .route("/api/openapi.json", get(openapi))
         .route("/api/auth/signup", post(auth::signup))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/reset-password", post(auth::reset_password))

@@ -18,7 +18,8 @@ use crate::{
 
 use wire::{Notification, NotificationPage, ReadReceipt};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     limit: Option<u32>,
@@ -27,6 +28,7 @@ pub struct Page {
 }
 
 /// `GET /api/notifications?limit=20&before=SEQ`.
+#[utoipa::path(get, path = "/api/notifications", params(Page), responses((status = 200, description = "newest first", body = wire::NotificationPage), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "no valid bearer token", body = wire::ErrorBody)), tag = "notifications")]
 pub async fn list(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
@@ -60,6 +62,7 @@ pub async fn list(
 }
 
 /// `POST /api/notifications/{id}/read`: idempotent; the first read time is kept.
+#[utoipa::path(post, path = "/api/notifications/{id}/read", params(("id" = String, Path, description = "the notification")), responses((status = 200, description = "read (the first read time is kept)", body = wire::ReadReceipt), (status = 401, description = "no valid bearer token", body = wire::ErrorBody), (status = 404, description = "no such notification for this user", body = wire::ErrorBody)), tag = "notifications")]
 pub async fn mark_read(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,

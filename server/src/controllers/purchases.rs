@@ -32,6 +32,7 @@ impl Validate for NewPurchase {
 }
 
 /// `POST /api/purchases` (auth) → 201; a receipt email and in-app message.
+#[utoipa::path(post, path = "/api/purchases", request_body = wire::NewPurchase, responses((status = 201, description = "bought; a receipt email and in-app message follow", body = wire::Purchase), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "no valid bearer token", body = wire::ErrorBody)), tag = "purchases")]
 pub async fn create(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,

@@ -25,7 +25,8 @@ use crate::{
 /// Most journeys one listing returns.
 const MAX_LIST: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestsQuery {
     limit: Option<usize>,
@@ -39,6 +40,7 @@ pub struct RequestsQuery {
 
 /// `GET /api/live-view/status`: every component's health, the header figures and every
 /// component's metrics, as of now.
+#[utoipa::path(get, path = "/api/live-view/status", responses((status = 200, description = "health, header figures and component metrics", body = wire::LiveStatus)), tag = "live-view")]
 pub async fn status(State(dashboard): State<Dashboard>) -> Json<LiveStatus> {
     let health = dashboard.probe.current().await;
     let sample = dashboard.sampler.current().await;
@@ -52,6 +54,7 @@ pub async fn status(State(dashboard): State<Dashboard>) -> Json<LiveStatus> {
 
 /// `GET /api/v1/analytics/realtime-metrics`: the last second's figures for clients
 /// without a socket, and the telemetry's own health.
+#[utoipa::path(get, path = "/api/v1/analytics/realtime-metrics", responses((status = 200, description = "the last second's figures and the telemetry's health", body = wire::RealtimeMetrics)), tag = "live-view")]
 pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<RealtimeMetrics> {
     let sample = dashboard.sampler.current().await;
     Json(RealtimeMetrics {
@@ -69,7 +72,8 @@ pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<Realti
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesQuery {
     seconds: Option<usize>,
@@ -77,6 +81,7 @@ pub struct SeriesQuery {
 
 /// `GET /api/live-view/series?seconds=60`: the per-second samples kept in memory (up to
 /// ten minutes), oldest first, for sparklines.
+#[utoipa::path(get, path = "/api/live-view/series", params(SeriesQuery), responses((status = 200, description = "the last per-second samples, oldest first", body = Vec<wire::Sample>), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn series(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<SeriesQuery>,
@@ -89,6 +94,7 @@ pub async fn series(
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4")), tag = "live-view")]
 pub async fn prometheus(State(dashboard): State<Dashboard>) -> impl axum::response::IntoResponse {
     (
         [(
@@ -100,6 +106,7 @@ pub async fn prometheus(State(dashboard): State<Dashboard>) -> impl axum::respon
 }
 
 /// `GET /api/live-view/requests?limit=&type=&outcome=&server=`: newest first.
+#[utoipa::path(get, path = "/api/live-view/requests", params(RequestsQuery), responses((status = 200, description = "recent journeys, newest first", body = Vec<wire::JourneySummary>), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn list_requests(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<RequestsQuery>,
@@ -128,6 +135,7 @@ fn passed(journey: &Journey, server: &str) -> bool {
 }
 
 /// `GET /api/live-view/requests/{id}`: the journey, its log lines and its figures.
+#[utoipa::path(get, path = "/api/live-view/requests/{id}", params(("id" = String, Path, description = "the request id")), responses((status = 200, description = "one journey", body = wire::RequestDetails), (status = 404, description = "not in the journey window", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn request_details(
     State(dashboard): State<Dashboard>,
     Path(id): Path<String>,
@@ -165,6 +173,7 @@ pub async fn request_details(
 }
 
 /// `POST /api/live-view/requests/{id}/step`: lets a stepped request pass one boundary.
+#[utoipa::path(post, path = "/api/live-view/requests/{id}/step", params(("id" = String, Path, description = "the request id")), responses((status = 200, description = "stepped one boundary", body = wire::Stepped), (status = 404, description = "no such request", body = wire::ErrorBody), (status = 409, description = "not waiting in step mode", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn step_request(
     State(dashboard): State<Dashboard>,
     Path(id): Path<String>,
@@ -187,6 +196,7 @@ pub async fn step_request(
 /// `POST /api/live-view/step-token`: a token that starts step mode on a request sent
 /// through the balancer with `X-LiveView-Step: <token>` (for the next minute). Step mode
 /// starts only from the dashboard: a public client cannot hold up the workers.
+#[utoipa::path(post, path = "/api/live-view/step-token", responses((status = 200, description = "a token for X-LiveView-Step", body = wire::StepTokenIssued)), tag = "live-view")]
 pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<StepTokenIssued> {
     let token = dashboard.telemetry.controls().steps().issue_token();
     let expires_at = chrono::DateTime::from_timestamp_millis(token.expires_at_ms).unwrap_or_default();
@@ -198,6 +208,7 @@ pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<StepTokenIss
 
 /// `POST /api/live-view/simulate {type, count, interval, step}` → 202 with the run's id
 /// and the request id of each request it sends, in order.
+#[utoipa::path(post, path = "/api/live-view/simulate", request_body = wire::SimulateRequest, responses((status = 202, description = "started", body = wire::SimulationStarted), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn simulate(
     State(dashboard): State<Dashboard>,
     JsonBody(body): JsonBody<SimulateRequest>,
@@ -231,7 +242,8 @@ pub async fn simulate(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HistoryQuery {
     /// RFC 3339 or milliseconds since the epoch.
@@ -258,6 +270,7 @@ fn instant_ms(field: &'static str, text: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/live-view/history?from=&to=&topics=&limit=`: the live-stream messages of a
 /// past window, in the order they went out, with their original seq and timestamps.
+#[utoipa::path(get, path = "/api/live-view/history", params(HistoryQuery), responses((status = 200, description = "the stream's messages of a past window", body = wire::HistoryWindow), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn history(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<HistoryQuery>,
@@ -294,6 +307,7 @@ pub async fn history(
 }
 
 /// `GET /api/live-view/controls`.
+#[utoipa::path(get, path = "/api/live-view/controls", responses((status = 200, description = "delays and load simulation", body = wire::ControlSettings)), tag = "live-view")]
 pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSettings> {
     Json(dashboard.telemetry.controls().settings())
 }
@@ -301,6 +315,7 @@ pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSetting
 /// `PUT /api/live-view/controls`: replaces the settings (missing fields take their
 /// defaults; a field out of range is a 400 naming it, and nothing changes), answers what
 /// is in force, and streams `controls:changed`.
+#[utoipa::path(put, path = "/api/live-view/controls", request_body = wire::ControlSettings, responses((status = 200, description = "in force now", body = wire::ControlSettings), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "live-view")]
 pub async fn update_controls(
     State(dashboard): State<Dashboard>,
     JsonBody(wanted): JsonBody<ControlSettings>,

@@ -35,6 +35,47 @@ use crate::{
     telemetry::{Journeys, Telemetry, sampler::Sampler},
 };
 
+/// The dashboard's HTTP API (`GET /api/openapi.json`). The live stream's WebSocket and
+/// SSE routes are described in the README: OpenAPI has no words for them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Live View dashboard",
+        description = "Status, live-view API and control API of the Live View dashboard (--dashboard)."
+    ),
+    paths(
+        healthz,
+        status,
+        operations::balancer_metrics,
+        operations::update_balancer,
+        operations::list_servers,
+        operations::server_action,
+        operations::queue_counts,
+        operations::queue_action,
+        operations::queue_jobs,
+        operations::mailbox,
+        operations::faults,
+        operations::set_faults,
+        live_api::status,
+        live_api::realtime_metrics,
+        live_api::series,
+        live_api::prometheus,
+        live_api::list_requests,
+        live_api::request_details,
+        live_api::step_request,
+        live_api::step_token,
+        live_api::simulate,
+        live_api::history,
+        live_api::controls,
+        live_api::update_controls,
+    )
+)]
+pub struct DashboardApi;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<DashboardApi as utoipa::OpenApi>::openapi())
+}
+
 #[derive(Clone)]
 pub struct Dashboard {
     pub probe: Arc<StatusProbe>,
@@ -62,6 +103,7 @@ impl Dashboard {
         Router::new()
             .route("/status", get(status))
             .route("/healthz", get(healthz))
+            .route("/api/openapi.json", get(openapi))
             .route(
                 "/api/balancer",
                 get(operations::balancer_metrics).put(operations::update_balancer),
@@ -151,11 +193,13 @@ async fn api_not_found(request: Request) -> crate::api_error::ApiError {
     crate::api_error::ApiError::not_found(format!("no endpoint {} {}", request.method(), request.uri().path()))
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the dashboard answers", body = wire::Health)), tag = "health")]
 async fn healthz() -> Json<wire::Health> {
     Json(wire::Health::ok("dashboard"))
 }
 
 /// `GET /status`: the same facts as HTML for people and JSON for programs.
+#[utoipa::path(get, path = "/status", responses((status = 200, description = "every component's health: JSON with Accept: application/json, else a server-rendered page", body = wire::SystemStatus)), tag = "status")]
 async fn status(State(dashboard): State<Dashboard>, headers: HeaderMap, request: Request<Body>) -> Response {
     let status = dashboard.probe.current().await;
     if wants_json(&headers) {

@@ -7,8 +7,8 @@ use axum::{
 };
 use serde::Deserialize;
 use wire::{
-    BalancerUpdate, Faults, JobList, LoadBalancerMetrics, Mailbox, QueueList, QueuePaused, RequeueFilter, Requeued,
-    ServerList, ServerRow, ServerState,
+    BalancerUpdate, Faults, JobList, LoadBalancerMetrics, Mailbox, QueueActionDone, QueueList, QueuePaused,
+    RequeueFilter, Requeued, ServerList, ServerRow, ServerState,
 };
 
 use super::Dashboard;
@@ -19,11 +19,13 @@ use crate::{
     servers::PoolError,
 };
 
+#[utoipa::path(get, path = "/api/balancer", responses((status = 200, description = "the balancer's figures", body = wire::LoadBalancerMetrics)), tag = "operations")]
 pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
     Json(dashboard.balancer.metrics())
 }
 
 /// `PUT /api/balancer {"algorithm": "least-connections"}`.
+#[utoipa::path(put, path = "/api/balancer", request_body = wire::BalancerUpdate, responses((status = 200, description = "switched", body = wire::LoadBalancerMetrics), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "operations")]
 pub async fn update_balancer(
     State(dashboard): State<Dashboard>,
     JsonBody(update): JsonBody<BalancerUpdate>,
@@ -33,6 +35,7 @@ pub async fn update_balancer(
 }
 
 /// `GET /api/servers`: every app server, running or not, and how the balancer sees it.
+#[utoipa::path(get, path = "/api/servers", responses((status = 200, description = "every app server", body = wire::ServerList)), tag = "operations")]
 pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<ServerList> {
     let servers = dashboard
         .servers
@@ -57,6 +60,7 @@ pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<ServerList
 }
 
 /// `POST /api/servers/{n}/stop` and `/start`; `n` is 1-based, as in `server-1`.
+#[utoipa::path(post, path = "/api/servers/{number}/{action}", params(("number" = String, Path, description = "1-based, as in server-1"), ("action" = String, Path, description = "stop or start")), responses((status = 200, description = "done", body = wire::ServerState), (status = 400, description = "not a server number", body = wire::ErrorBody), (status = 404, description = "no such server or action", body = wire::ErrorBody), (status = 409, description = "already in that state", body = wire::ErrorBody), (status = 503, description = "could not bind its address again", body = wire::ErrorBody)), tag = "operations")]
 pub async fn server_action(
     State(dashboard): State<Dashboard>,
     Path((number, action)): Path<(String, String)>,
@@ -93,21 +97,15 @@ pub async fn server_action(
 }
 
 /// `GET /api/queues`: counts for every queue.
+#[utoipa::path(get, path = "/api/queues", responses((status = 200, description = "counts per queue and state", body = wire::QueueList)), tag = "operations")]
 pub async fn queue_counts(State(dashboard): State<Dashboard>) -> Result<Json<QueueList>, ApiError> {
     let queues = dashboard.queues.counts().await?;
     Ok(Json(QueueList { queues }))
 }
 
-/// The answer of a queue action: pausing or resuming, or requeueing dead letters.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-pub enum QueueActionDone {
-    Paused(QueuePaused),
-    Requeued(Requeued),
-}
-
 /// `POST /api/queues/{name}/pause`, `/resume`, and `/requeue` (dead-letter queues only,
 /// body `{"jobId": ...}` or `{"errorContains": ...}` or `{}` for all) → how many moved.
+#[utoipa::path(post, path = "/api/queues/{name}/{action}", params(("name" = String, Path, description = "a queue: mail, mail-retry-1, mail-retry-2, mail-dlq, inapp, inapp-retry, inapp-dlq"), ("action" = String, Path, description = "pause, resume or requeue (dead-letter queues)")), request_body = Option<wire::RequeueFilter>, responses((status = 200, description = "paused or resumed (QueuePaused), or requeued (Requeued)", body = wire::QueueActionDone), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 404, description = "no such queue or action", body = wire::ErrorBody)), tag = "operations")]
 pub async fn queue_action(
     State(dashboard): State<Dashboard>,
     Path((name, action)): Path<(String, String)>,
@@ -145,7 +143,8 @@ pub async fn queue_action(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JobsQuery {
     limit: Option<u32>,
@@ -155,6 +154,7 @@ pub struct JobsQuery {
 /// `GET /api/queues/{name}/jobs?limit=50&errorContains=451`: the newest jobs and how
 /// many match in all (on a dead-letter queue: how many a requeue with the same filter
 /// would move).
+#[utoipa::path(get, path = "/api/queues/{name}/jobs", params(("name" = String, Path, description = "a queue"), JobsQuery), responses((status = 200, description = "the newest jobs and how many match", body = wire::JobList), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 404, description = "no such queue", body = wire::ErrorBody)), tag = "operations")]
 pub async fn queue_jobs(
     State(dashboard): State<Dashboard>,
     Path(name): Path<String>,
@@ -173,13 +173,15 @@ pub async fn queue_jobs(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxQuery {
     limit: Option<u32>,
 }
 
 /// `GET /api/mailbox?limit=50`: what the embedded capture server accepted, newest first.
+#[utoipa::path(get, path = "/api/mailbox", params(MailboxQuery), responses((status = 200, description = "what the capture server stored, newest first", body = wire::Mailbox), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 404, description = "the capture server is not running", body = wire::ErrorBody)), tag = "operations")]
 pub async fn mailbox(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<MailboxQuery>,
@@ -201,12 +203,14 @@ fn capture_off() -> ApiError {
 }
 
 /// `GET /api/faults`.
+#[utoipa::path(get, path = "/api/faults", responses((status = 200, description = "the capture server's fault knobs", body = wire::Faults), (status = 404, description = "the capture server is not running", body = wire::ErrorBody)), tag = "operations")]
 pub async fn faults(State(dashboard): State<Dashboard>) -> Result<Json<Faults>, ApiError> {
     let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
     Ok(Json(capture.faults()))
 }
 
 /// `PUT /api/faults {"smtp4xxRate": 0.2, "smtp5xxRate": 0.0, "smtpLatencyMs": 50}`.
+#[utoipa::path(put, path = "/api/faults", request_body = wire::Faults, responses((status = 200, description = "set", body = wire::Faults), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 404, description = "the capture server is not running", body = wire::ErrorBody)), tag = "operations")]
 pub async fn set_faults(
     State(dashboard): State<Dashboard>,
     JsonBody(faults): JsonBody<Faults>,

@@ -33,7 +33,8 @@ pub fn router(server: AppServer) -> Router {
     middleware::pipeline(routes, server)
 }
 
-async fn healthz(State(server): State<AppServer>) -> Json<wire::Health> {
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the app server answers", body = wire::Health)), tag = "health")]
+pub(crate) async fn healthz(State(server): State<AppServer>) -> Json<wire::Health> {
     Json(wire::Health {
         id: Some(server.id),
         address: Some(server.addr.to_string()),
