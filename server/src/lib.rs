@@ -12,6 +12,7 @@ pub mod config;
 pub mod controllers;
 pub mod controls;
 pub mod dashboard;
+pub mod health;
 pub mod history;
 pub mod live;
 pub mod middleware;
@@ -20,7 +21,6 @@ pub mod queue;
 pub mod servers;
 pub mod simulate;
 pub mod smtp;
-pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod websocket;
@@ -38,13 +38,13 @@ use crate::{
     config::Config,
     controls::Controls,
     dashboard::Dashboard,
+    health::{HealthProbe, SmtpDestination},
     history::{History, Retention},
     live::{LiveHub, LiveSocketState},
     queue::Queues,
     servers::{ServerPool, Shared},
     simulate::Simulator,
     smtp::CaptureServer,
-    status::{SmtpDestination, StatusProbe},
     storage::{Database, StorageError},
     telemetry::{
         Journeys, Telemetry,
@@ -386,7 +386,7 @@ fn start_dashboard(
     life: &Lifecycle,
 ) -> SocketAddr {
     let dashboard_addr = local_addr(&listener);
-    let probe = Arc::new(StatusProbe::new(
+    let probe = Arc::new(HealthProbe::new(
         dashboard_addr,
         balancer.addr,
         pool.clone(),

@@ -25,7 +25,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::{Arrivals, BenchUser, Latencies, MAX_IN_FLIGHT, client, cores, cpu_seconds, sign_up_users, start_system};
@@ -293,7 +292,11 @@ impl Bench {
     /// A purchase that validation refuses: 400 naming `amountCents`, through the balancer.
     async fn http_hop(&self, serial: usize) -> bool {
         let user = &self.users[serial % self.users.len()];
-        let body = json!({ "item": format!("item {serial}"), "amountCents": 0, "currency": "EUR" });
+        let body = wire::NewPurchase {
+            item: format!("item {serial}"),
+            amount_cents: 0,
+            currency: "EUR".into(),
+        };
         let Ok(response) = self
             .http
             .post(format!("http://{}/api/purchases", self.lb))
@@ -307,9 +310,9 @@ impl Bench {
         let refused =
             response.status() == reqwest::StatusCode::BAD_REQUEST && response.headers().contains_key("x-served-by");
         let named = response
-            .json::<serde_json::Value>()
+            .json::<wire::ErrorBody>()
             .await
-            .is_ok_and(|error| error["fields"]["amountCents"].is_string());
+            .is_ok_and(|error| error.fields.contains_key("amountCents"));
         refused && named
     }
 

@@ -30,7 +30,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Running, config::Config, now_ms, storage::Database};
@@ -284,7 +284,11 @@ async fn run_step(
             (
                 "/api/auth/signup",
                 None,
-                json!({ "email": email, "name": "New", "password": "bench-password" }),
+                body(&wire::Signup {
+                    email,
+                    name: "New".into(),
+                    password: "bench-password".into(),
+                }),
             )
         } else {
             purchase(tokens, *serial)
@@ -387,18 +391,18 @@ async fn sign_up_users(
     let mut signed_up = Vec::with_capacity(users);
     for user in 0..users {
         let email = format!("bench{user}@example.com");
-        let signup = json!({ "email": email, "name": "Bench", "password": "bench-password" });
+        let signup = body(&wire::Signup {
+            email: email.clone(),
+            name: "Bench".into(),
+            password: "bench-password".into(),
+        });
         post(http, lb, "/api/auth/signup", None, signup).await?;
-        let login = post(
-            http,
-            lb,
-            "/api/auth/login",
-            None,
-            json!({ "email": email, "password": "bench-password" }),
-        )
-        .await?;
-        let token = login["token"].as_str().unwrap_or_default().to_string();
-        let id = login["user"]["id"].as_str().unwrap_or_default().to_string();
+        let login = body(&wire::Login {
+            email,
+            password: "bench-password".into(),
+        });
+        let session: wire::Session = serde_json::from_value(post(http, lb, "/api/auth/login", None, login).await?)?;
+        let (token, id) = (session.token, session.user.id);
         tokio::spawn(socket_client(lb.to_string(), token.clone(), arrivals.clone()));
         signed_up.push(BenchUser { token, id });
     }
@@ -410,8 +414,17 @@ async fn sign_up_users(
 /// A purchase by one of `tokens`, the `serial`th.
 fn purchase(tokens: &[String], serial: usize) -> (&'static str, Option<String>, Value) {
     let token = tokens[serial % tokens.len()].clone();
-    let body = json!({ "item": format!("item {serial}"), "amountCents": 999, "currency": "EUR" });
-    ("/api/purchases", Some(token), body)
+    let purchase = body(&wire::NewPurchase {
+        item: format!("item {serial}"),
+        amount_cents: 999,
+        currency: "EUR".into(),
+    });
+    ("/api/purchases", Some(token), purchase)
+}
+
+/// A request body of the wire's, as the JSON the benchmark's requests carry.
+fn body(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 async fn post(http: &reqwest::Client, lb: &str, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
@@ -458,16 +471,18 @@ async fn socket_client(lb: String, token: String, arrivals: Arrivals) {
     while let Some(Ok(message)) = socket.next().await {
         let Message::Text(text) = message else { continue };
         let at = now_ms();
-        let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+        let Ok(frame) = serde_json::from_str::<wire::InAppFrame>(&text) else {
             continue;
         };
-        let id = frame["id"].as_str().unwrap_or_default().to_string();
+        let id = frame.id;
         arrivals
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(id.clone(), at);
         if socket
-            .send(Message::text(json!({ "ack": id }).to_string()))
+            .send(Message::text(
+                serde_json::to_string(&wire::Ack { ack: id }).unwrap_or_default(),
+            ))
             .await
             .is_err()
         {

@@ -25,13 +25,13 @@ use tower_http::{
 
 use crate::{
     balancer::Balancer,
+    health::HealthProbe,
     history::History,
     live::{self, LiveSocketState},
     queue::Queues,
     servers::ServerPool,
     simulate::Simulator,
     smtp::CaptureServer,
-    status::StatusProbe,
     telemetry::{Journeys, Telemetry, sampler::Sampler},
 };
 
@@ -78,7 +78,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 
 #[derive(Clone)]
 pub struct Dashboard {
-    pub probe: Arc<StatusProbe>,
+    pub probe: Arc<HealthProbe>,
     pub live: LiveSocketState,
     pub balancer: Balancer,
     pub servers: ServerPool,

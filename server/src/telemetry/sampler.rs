@@ -17,10 +17,10 @@ use wire::{
 use super::{Journeys, Telemetry, meters::quantile};
 use crate::{
     balancer::Balancer,
+    health::HealthProbe,
     live::LiveHub,
     queue::{QueueName, Queues},
     servers::ServerPool,
-    status::StatusProbe,
     websocket::Registry,
 };
 
@@ -39,7 +39,7 @@ pub struct Sources {
     pub queues: Arc<Queues>,
     pub registry: Arc<Registry>,
     pub hub: Arc<LiveHub>,
-    pub probe: Arc<StatusProbe>,
+    pub probe: Arc<HealthProbe>,
     pub mail_workers: u16,
     pub inapp_workers: u16,
 }

@@ -21,7 +21,7 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Everything the status check looks at.
-pub struct StatusProbe {
+pub struct HealthProbe {
     pub started_at: Timestamp,
     pub started: Instant,
     pub dashboard: SocketAddr,
@@ -35,7 +35,7 @@ pub struct StatusProbe {
     latest: RwLock<Option<SystemStatus>>,
 }
 
-impl StatusProbe {
+impl HealthProbe {
     pub fn new(
         dashboard: SocketAddr,
         balancer: SocketAddr,
@@ -236,7 +236,7 @@ pub struct SmtpDestination {
     pub capture: Option<CaptureServer>,
 }
 
-impl StatusProbe {
+impl HealthProbe {
     /// Connects to the SMTP server the mail workers use and reads its 220 greeting, timed.
     async fn smtp_status(&self) -> ComponentStatus {
         let started = Instant::now();
