@@ -122,7 +122,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tracing::info!(database = %database.display_url, "database ready (migrations applied)");
     let life = Lifecycle::default();
     let observer = Observer::start(config, &life).await?;
-    let delivery = Delivery::start(config, &database, &observer.telemetry, listeners.smtp, &life).await?;
+    let delivery = Delivery::start(config, &database, &observer, listeners.smtp, &life).await?;
 
     let balancer_addr = local_addr(&listeners.balancer);
     let shared = Shared {
@@ -131,6 +131,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         registry: delivery.registry.clone(),
         sessions: Default::default(),
         telemetry: observer.telemetry.clone(),
+        controls: observer.controls.clone(),
         public_url: format!("http://{balancer_addr}"),
     };
     let pool = ServerPool::start_all(listeners.servers, shared, life.shutdown.clone(), life.tasks.clone());
@@ -143,6 +144,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         life.shutdown.clone(),
         life.tasks.clone(),
         observer.telemetry.clone(),
+        observer.controls.clone(),
     );
     serve(
         &life.tasks,
@@ -241,9 +243,9 @@ impl Observer {
         let controls = Arc::new(Controls::default());
         let (telemetry, observations) = if config.without_live_telemetry {
             tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
-            Telemetry::off(controls.clone())
+            Telemetry::off()
         } else {
-            Telemetry::new(controls.clone())
+            Telemetry::new()
         };
         let journeys = Arc::new(Journeys::new(config.journeys));
         let history = History::open(
@@ -298,11 +300,11 @@ impl Delivery {
     async fn start(
         config: &Config,
         database: &Database,
-        telemetry: &Telemetry,
+        observer: &Observer,
         smtp_listener: Option<TcpListener>,
         life: &Lifecycle,
     ) -> Result<Self, StartError> {
-        let queues = Queues::with_telemetry(database.clone(), config.time_scale, telemetry.clone());
+        let queues = Queues::with_telemetry(database.clone(), config.time_scale, observer.telemetry.clone());
         let registry = Registry::new();
         let capture = smtp_listener.map(|listener| {
             let addr = local_addr(&listener);
@@ -350,6 +352,7 @@ impl Delivery {
             database.clone(),
             queues.clone(),
             ledger,
+            observer.controls.clone(),
             &life.tasks,
             life.shutdown.clone(),
         )
@@ -359,6 +362,7 @@ impl Delivery {
             database.clone(),
             queues.clone(),
             registry.clone(),
+            observer.controls.clone(),
             &life.tasks,
             life.shutdown.clone(),
         );
@@ -436,6 +440,7 @@ fn start_dashboard(
         queues: delivery.queues.clone(),
         capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
         telemetry: observer.telemetry.clone(),
+        controls: observer.controls.clone(),
         journeys: observer.journeys.clone(),
     };
     serve(

@@ -34,7 +34,7 @@ use wire::{ActiveState, BalancedServer, BalancerAlgorithm, LoadBalancerMetrics, 
 pub use health::HealthPolicy;
 use strategy::Candidate;
 
-use crate::telemetry::Telemetry;
+use crate::{controls::Controls, telemetry::Telemetry};
 
 /// A sticky user without an open socket keeps their server this long.
 const STICKY_IDLE_TTL: Duration = Duration::from_secs(600);
@@ -100,6 +100,8 @@ pub struct BalancerState {
     shutdown: CancellationToken,
     tunnels: TaskTracker,
     telemetry: Telemetry,
+    /// The balancer's injected delay, and where step mode starts.
+    controls: Arc<Controls>,
 }
 
 /// The balancer's shared state; cheap to clone.
@@ -121,6 +123,7 @@ impl Balancer {
         shutdown: CancellationToken,
         tunnels: TaskTracker,
         telemetry: Telemetry,
+        controls: Arc<Controls>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -142,6 +145,7 @@ impl Balancer {
             shutdown,
             tunnels,
             telemetry,
+            controls,
         }))
     }
 

@@ -53,7 +53,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
     let kind = kind_of_route(parts.method.as_str(), parts.uri.path()).filter(|_| !upgrade);
     let telemetry = &balancer.telemetry;
     let step_token = parts.headers.remove(&X_LIVEVIEW_STEP);
-    let steps = telemetry.controls().steps();
+    let steps = balancer.controls.steps();
     if kind.is_some()
         && step_token
             .as_ref()
@@ -62,7 +62,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
     {
         steps.start(&request_id);
     }
-    telemetry.controls().inject(DelayPoint::LoadBalancer).await;
+    balancer.controls.inject(DelayPoint::LoadBalancer).await;
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let sticky_key = if upgrade { sticky_key(&parts) } else { None };
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -83,7 +83,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
             .meta("method", parts.method.as_str())
             .meta("path", parts.uri.path())
             .done();
-        telemetry.boundary(&request_id).await;
+        balancer.controls.boundary(&request_id).await;
     }
     let mut refused = Vec::new();
     loop {
@@ -99,7 +99,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
                 .meta("algorithm", balancer.algorithm().name())
                 .meta("retriedAfterRefusal", refused.len())
                 .done();
-            telemetry.boundary(&request_id).await;
+            balancer.controls.boundary(&request_id).await;
         }
         let active = backend.begin();
         let outgoing = match forward_request(&parts, body.clone(), backend.addr, upgrade) {

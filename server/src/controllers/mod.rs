@@ -104,7 +104,7 @@ impl axum::extract::FromRequestParts<AppServer> for RequestId {
                 .stage_since(&id, SystemStage::Middleware, &server.id, received.at)
                 .meta("pipeline", "request-id, errors, body-limit, timeout, auth")
                 .done();
-            telemetry.boundary(&id).await;
+            server.shared.controls.boundary(&id).await;
         }
         Ok(Self {
             id,
@@ -148,7 +148,7 @@ async fn commit(
     notices: &[Notice],
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    let hold = server.shared.telemetry.controls().delay(DelayPoint::Queueing);
+    let hold = server.shared.controls.delay(DelayPoint::Queueing);
     let written = fan_out(&mut batch, notices, request_id, hold);
     // Counted only for the journey of a traced request.
     let statements = if request_id.traced { batch.statements() } else { 0 };
@@ -205,11 +205,11 @@ async fn before_commit(server: &AppServer, request_id: &RequestId) -> Instant {
                 request_id.handler_started,
             )
             .done();
-        telemetry.boundary(&request_id.id).await;
+        server.shared.controls.boundary(&request_id.id).await;
     }
     let commit_started = Instant::now();
     // Inside the database stage, so the injected delay shows in its duration.
-    telemetry.controls().inject(DelayPoint::Database).await;
+    server.shared.controls.inject(DelayPoint::Database).await;
     commit_started
 }
 
@@ -233,7 +233,7 @@ async fn after_commit(
         .meta("statements", statements)
         .meta("transaction", transaction)
         .done();
-    telemetry.boundary(id).await;
+    server.shared.controls.boundary(id).await;
     let deliveries = written
         .iter()
         .map(|out| usize::from(out.email_job_id.is_some()) + usize::from(out.inapp_job_id.is_some()))
@@ -256,7 +256,7 @@ async fn after_commit(
         ] {
             if let (Some(job), Some(target)) = (job, target) {
                 // One boundary per job: in step mode each queue-add is its own step.
-                telemetry.boundary(id).await;
+                server.shared.controls.boundary(id).await;
                 telemetry
                     .stage(id, SystemStage::QueueAdd, "queue-manager")
                     .meta("queue", queue.as_str())
@@ -274,7 +274,7 @@ async fn after_commit(
             }
         }
     }
-    telemetry.boundary(id).await;
+    server.shared.controls.boundary(id).await;
 }
 
 fn wake_workers(server: &AppServer, written: &[FannedOut]) {

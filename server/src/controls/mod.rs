@@ -146,6 +146,22 @@ impl Controls {
     pub fn steps(&self) -> &Stepping {
         &self.steps
     }
+
+    /// Waits at a stage boundary if `request_id` runs in step mode; returns at once
+    /// otherwise (one atomic load when nothing is being stepped).
+    pub async fn boundary(&self, request_id: &str) {
+        self.steps.boundary(request_id).await;
+    }
+
+    /// A boundary inside a worker, holding a claimed job: it waits for the request's
+    /// response first (so a stepped journey shows its queue adds and response before any
+    /// delivery), and passes by itself after [`step::WORKER_STEP_WAIT`], well inside the
+    /// job's lease, so a person who stops stepping never makes a delivery run twice.
+    pub async fn worker_boundary(&self, request_id: &str) {
+        self.steps
+            .worker_boundary_within(request_id, step::WORKER_STEP_WAIT)
+            .await;
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// A stepped request left waiting this long at one boundary continues on its own, so a
 /// forgotten step never holds a request (and its connection) forever.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest a worker waits at one step boundary. A job passes at most three of them
+/// per claim (pickup, the delivery attempt and, in-app, the ack), so 3 × this stays under
+/// [`crate::workers::LEASE`] (60 s).
+pub const WORKER_STEP_WAIT: Duration = Duration::from_secs(15);
 /// Requests in step mode at once; a person steps one or two, a flood must not grow this.
 pub const MAX_STEPPED: usize = 64;
 /// How long a step token may be used after the dashboard issued it.

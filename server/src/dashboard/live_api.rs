@@ -162,7 +162,7 @@ pub async fn request_details(
             .filter(|stage| stage.stage == wire::SystemStage::RetryScheduled)
             .count(),
         time_by_stage,
-        stepping: dashboard.telemetry.controls().steps().is_stepping(&id),
+        stepping: dashboard.controls.steps().is_stepping(&id),
     };
     Ok(Json(RequestDetails {
         logs: journey.log_lines(),
@@ -178,7 +178,7 @@ pub async fn step_request(
     State(dashboard): State<Dashboard>,
     Path(id): Path<String>,
 ) -> Result<Json<Stepped>, ApiError> {
-    if dashboard.telemetry.controls().steps().step(&id) {
+    if dashboard.controls.steps().step(&id) {
         Ok(Json(Stepped {
             request_id: id,
             stepped: true,
@@ -198,7 +198,7 @@ pub async fn step_request(
 /// starts only from the dashboard: a public client cannot hold up the workers.
 #[utoipa::path(post, path = "/api/live-view/step-token", responses((status = 200, description = "a token for X-LiveView-Step", body = wire::StepTokenIssued)), tag = "live-view")]
 pub async fn step_token(State(dashboard): State<Dashboard>) -> Json<StepTokenIssued> {
-    let token = dashboard.telemetry.controls().steps().issue_token();
+    let token = dashboard.controls.steps().issue_token();
     let expires_at = chrono::DateTime::from_timestamp_millis(token.expires_at_ms).unwrap_or_default();
     Json(StepTokenIssued {
         token: token.value,
@@ -309,7 +309,7 @@ pub async fn history(
 /// `GET /api/live-view/controls`.
 #[utoipa::path(get, path = "/api/live-view/controls", responses((status = 200, description = "delays and load simulation", body = wire::ControlSettings)), tag = "live-view")]
 pub async fn controls(State(dashboard): State<Dashboard>) -> Json<ControlSettings> {
-    Json(dashboard.telemetry.controls().settings())
+    Json(dashboard.controls.settings())
 }
 
 /// `PUT /api/live-view/controls`: replaces the settings (missing fields take their
@@ -324,7 +324,7 @@ pub async fn update_controls(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let applied = dashboard.telemetry.controls().update(wanted);
+    let applied = dashboard.controls.update(wanted);
     dashboard.telemetry.event(LiveEvent::ControlsChanged(applied.clone()));
     Ok(Json(applied))
 }

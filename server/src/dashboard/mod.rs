@@ -25,6 +25,7 @@ use tower_http::{
 
 use crate::{
     balancer::Balancer,
+    controls::Controls,
     health::HealthProbe,
     history::History,
     live::{self, LiveSocketState},
@@ -86,6 +87,7 @@ pub struct Dashboard {
     /// The embedded capture SMTP server, when it runs.
     pub capture: Option<CaptureServer>,
     pub telemetry: Telemetry,
+    pub controls: Arc<Controls>,
     pub journeys: Arc<Journeys>,
     pub sampler: Arc<Sampler>,
     pub history: History,

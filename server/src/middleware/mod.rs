@@ -61,9 +61,9 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
             .stage(&id, SystemStage::ServerReceived, &server.id)
             .kind(kind)
             .done();
-        telemetry.boundary(&id).await;
+        server.shared.controls.boundary(&id).await;
     }
-    telemetry.controls().inject(DelayPoint::ServerProcessing).await;
+    server.shared.controls.inject(DelayPoint::ServerProcessing).await;
     request.extensions_mut().insert(Received {
         at,
         traced: kind.is_some(),
@@ -87,7 +87,7 @@ pub async fn trace(State(server): State<AppServer>, mut request: Request, next: 
         } else {
             stage.done();
         }
-        telemetry.controls().steps().responded(&id);
+        server.shared.controls.steps().responded(&id);
     }
     response
 }
@@ -157,7 +157,7 @@ pub async fn timeout(State(server): State<AppServer>, mut request: Request, next
     let id = request_id_of(request.headers());
     let commit = CommitPoint::default();
     request.extensions_mut().insert(commit.clone());
-    let steps = server.shared.telemetry.controls().steps();
+    let steps = server.shared.controls.steps();
     let handler = next.run(request);
     tokio::pin!(handler);
     loop {

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{accounts::SessionCache, queue::Queues, storage::Database, telemetry::Telemetry, websocket::Registry};
+use crate::{
+    accounts::SessionCache, controls::Controls, queue::Queues, storage::Database, telemetry::Telemetry,
+    websocket::Registry,
+};
 
 /// What every app server shares: the database, the queues, and the public address that
 /// links in emails point at.
@@ -17,8 +20,10 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Session tokens checked moments ago, shared by every app server.
     pub sessions: Arc<SessionCache>,
-    /// Where stages are recorded, and the controls (delays, step mode).
+    /// Where stages are recorded.
     pub telemetry: Telemetry,
+    /// What acts on requests: injected delays and step mode.
+    pub controls: Arc<Controls>,
     /// `http://<balancer address>`.
     pub public_url: String,
 }

@@ -227,6 +227,7 @@ mod tests {
             registry: Registry::new(),
             sessions: Default::default(),
             telemetry: Telemetry::disabled(),
+            controls: Default::default(),
             db,
             public_url: "http://127.0.0.1:8000".into(),
         };

@@ -9,8 +9,9 @@
 //! when traffic is light (but at most every [`MIN_GAP`]), at most every [`FLUSH_EVERY`]
 //! under load.
 //!
-//! The controls that act on the real system (injected delays, step mode) live in
-//! [`controls`], next to the telemetry that makes their effect visible.
+//! Telemetry only observes. What acts on the pipeline (injected delays, step mode) is
+//! [`crate::controls`], which the pipeline calls itself; the aggregator only tells it
+//! when a stepped request's journey has ended, so its step gates can be let go.
 
 pub mod journeys;
 pub mod meters;
@@ -85,27 +86,25 @@ struct Inner {
     recording: bool,
     sender: mpsc::Sender<Observation>,
     dropped: AtomicU64,
-    controls: Arc<Controls>,
     meters: Meters,
 }
 
 impl Telemetry {
     /// A handle and the receiving end for [`aggregate`].
-    pub fn new(controls: Arc<Controls>) -> (Self, mpsc::Receiver<Observation>) {
-        Self::with_capacity(controls, CHANNEL_CAPACITY)
+    pub fn new() -> (Self, mpsc::Receiver<Observation>) {
+        Self::with_capacity(CHANNEL_CAPACITY)
     }
 
-    pub fn with_capacity(controls: Arc<Controls>, capacity: usize) -> (Self, mpsc::Receiver<Observation>) {
-        Self::build(controls, capacity, true)
+    pub fn with_capacity(capacity: usize) -> (Self, mpsc::Receiver<Observation>) {
+        Self::build(capacity, true)
     }
 
-    fn build(controls: Arc<Controls>, capacity: usize, recording: bool) -> (Self, mpsc::Receiver<Observation>) {
+    fn build(capacity: usize, recording: bool) -> (Self, mpsc::Receiver<Observation>) {
         let (sender, receiver) = mpsc::channel(capacity);
         let inner = Inner {
             recording,
             sender,
             dropped: AtomicU64::new(0),
-            controls,
             meters: Meters::new(),
         };
         (Self { inner: Arc::new(inner) }, receiver)
@@ -114,20 +113,16 @@ impl Telemetry {
     /// A handle that makes no stage records or events (component meters still count),
     /// and a receiver that never gets any: the system without its live window, to
     /// measure what the window costs (`liveview bench pipeline --without-live-telemetry`).
-    pub fn off(controls: Arc<Controls>) -> (Self, mpsc::Receiver<Observation>) {
-        Self::build(controls, 1, false)
+    pub fn off() -> (Self, mpsc::Receiver<Observation>) {
+        Self::build(1, false)
     }
 
     /// A handle whose records go nowhere, for code paths (and unit tests) that run
     /// without a live view.
     pub fn disabled() -> Self {
-        let (telemetry, receiver) = Self::with_capacity(Arc::new(Controls::default()), 1);
+        let (telemetry, receiver) = Self::with_capacity(1);
         drop(receiver);
         telemetry
-    }
-
-    pub fn controls(&self) -> &Arc<Controls> {
-        &self.inner.controls
     }
 
     pub fn meters(&self) -> &Meters {
@@ -189,30 +184,7 @@ impl Telemetry {
         timer.record.start -= elapsed;
         timer
     }
-
-    /// Waits at a stage boundary if `request_id` runs in step mode; returns at once
-    /// otherwise (one atomic load when nothing is being stepped).
-    pub async fn boundary(&self, request_id: &str) {
-        self.inner.controls.steps().boundary(request_id).await;
-    }
-
-    /// A boundary inside a worker, holding a claimed job: it waits for the request's
-    /// response first (so a stepped journey shows its queue adds and response before any
-    /// delivery), and passes by itself after [`WORKER_STEP_WAIT`], well inside the job's
-    /// lease, so a person who stops stepping never makes a delivery run twice.
-    pub async fn worker_boundary(&self, request_id: &str) {
-        self.inner
-            .controls
-            .steps()
-            .worker_boundary_within(request_id, WORKER_STEP_WAIT)
-            .await;
-    }
 }
-
-/// The longest a worker waits at one step boundary. A job passes at most three of them
-/// per claim (pickup, the delivery attempt and, in-app, the ack), so 3 × this stays under
-/// [`crate::workers::LEASE`] (60 s).
-pub const WORKER_STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A stage being timed. Dropping it unfinished records nothing.
 #[must_use = "a stage is recorded only when finished"]
@@ -357,7 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_channel_drops_and_counts_instead_of_waiting() {
-        let (telemetry, _receiver) = Telemetry::with_capacity(Arc::new(Controls::default()), 2);
+        let (telemetry, _receiver) = Telemetry::with_capacity(2);
         for _ in 0..5 {
             telemetry.stage("r1", SystemStage::LbReceived, "load-balancer").done();
         }
@@ -366,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_without_an_id_are_not_traced() {
-        let (telemetry, mut receiver) = Telemetry::with_capacity(Arc::new(Controls::default()), 4);
+        let (telemetry, mut receiver) = Telemetry::with_capacity(4);
         telemetry.stage("", SystemStage::WorkerPickup, "mail-worker-1").done();
         telemetry.stage("r1", SystemStage::WorkerPickup, "mail-worker-1").done();
         let Some(Observation::Stage(record)) = receiver.recv().await else {

@@ -10,6 +10,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use crate::{
+    controls::Controls,
     controls::DelayPoint,
     now_ms,
     queue::{Channel, Job, QueueName, Queues, placeholders},
@@ -27,6 +28,7 @@ pub fn spawn_pool(
     db: Database,
     queues: Arc<Queues>,
     registry: Arc<Registry>,
+    controls: Arc<Controls>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -37,6 +39,7 @@ pub fn spawn_pool(
             queues: queues.clone(),
             registry: registry.clone(),
             tasks: tasks.clone(),
+            controls: controls.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -58,6 +61,8 @@ struct InAppWorker {
     registry: Arc<Registry>,
     /// Where stepped requests' jobs are delivered apart ([`super::split_stepped`]).
     tasks: TaskTracker,
+    /// Injected delays and step boundaries.
+    controls: Arc<Controls>,
 }
 
 impl InAppWorker {
@@ -73,7 +78,7 @@ impl InAppWorker {
         )
         .await
         {
-            let jobs = super::split_stepped(jobs, self.queues.telemetry(), &self.tasks, &shutdown, |job| {
+            let jobs = super::split_stepped(jobs, &self.controls, &self.tasks, &shutdown, |job| {
                 let worker = self.clone();
                 async move { worker.process_logged(&[job]).await }
             });
@@ -103,11 +108,11 @@ impl InAppWorker {
         let telemetry = self.queues.telemetry();
         let mut completed: Vec<&str> = Vec::new();
         let mut waiting = Vec::new();
-        telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
-        super::record_pickups(telemetry, jobs, &self.id, WorkerKind::Inapp, started).await;
+        self.controls.inject(DelayPoint::WorkerProcessing).await;
+        super::record_pickups(telemetry, &self.controls, jobs, &self.id, WorkerKind::Inapp, started).await;
         let pushing = std::time::Instant::now();
         // Inside the push stage, so the injected delay shows in its duration.
-        telemetry.controls().inject(DelayPoint::WebSocketDelivery).await;
+        self.controls.inject(DelayPoint::WebSocketDelivery).await;
         for job in jobs {
             let Some((user_id, frame, delivered)) = rows.remove(&job.target_id) else {
                 self.queues.dead_letter(job, "the notification row is missing").await?;
@@ -119,7 +124,7 @@ impl InAppWorker {
             }
             let request_id = job.request_id.as_deref().unwrap_or_default();
             // In step mode the push is a step of its own, after the pickup's.
-            telemetry.worker_boundary(request_id).await;
+            self.controls.worker_boundary(request_id).await;
             let push = telemetry
                 .stage_since(request_id, SystemStage::InappPush, &self.id, pushing)
                 .meta("seq", frame.seq);
@@ -158,7 +163,7 @@ impl InAppWorker {
                 Ok(Ok(())) => {
                     // In step mode the ack is a step of its own, after the push's; it is
                     // recorded with the time it came.
-                    telemetry
+                    self.controls
                         .worker_boundary(job.request_id.as_deref().unwrap_or_default())
                         .await;
                     stage.done_at(acked_at);

@@ -30,6 +30,7 @@ use super::{
     ledger::{self, SentLedger},
 };
 use crate::{
+    controls::Controls,
     controls::DelayPoint,
     now_ms,
     queue::{Channel, Failure, Job, QueueName, Queues, placeholders},
@@ -42,12 +43,15 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const FROM: &str = "Live View <noreply@liveview.local>";
 
 /// Starts `count` mail workers sending to `smtp_url`.
+// What a mail worker is made of, each its own: grouping them would only hide that.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_pool(
     count: u16,
     smtp_url: &str,
     db: Database,
     queues: Arc<Queues>,
     ledger: Arc<SentLedger>,
+    controls: Arc<Controls>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -61,6 +65,7 @@ pub fn spawn_pool(
             queues: queues.clone(),
             ledger: ledger.clone(),
             tasks: tasks.clone(),
+            controls: controls.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -234,6 +239,8 @@ struct MailWorker {
     ledger: Arc<SentLedger>,
     /// Where stepped requests' jobs are delivered apart ([`super::split_stepped`]).
     tasks: TaskTracker,
+    /// Injected delays and step boundaries.
+    controls: Arc<Controls>,
 }
 
 /// The email row a job delivers.
@@ -265,7 +272,7 @@ impl MailWorker {
         )
         .await
         {
-            let jobs = super::split_stepped(jobs, self.queues.telemetry(), &self.tasks, &shutdown, |job| {
+            let jobs = super::split_stepped(jobs, &self.controls, &self.tasks, &shutdown, |job| {
                 let worker = self.clone();
                 async move {
                     // A conversation of its own: the worker's lanes go on with other jobs.
@@ -298,8 +305,8 @@ impl MailWorker {
         let started = std::time::Instant::now();
         let mut emails = self.load(jobs).await?;
         let telemetry = self.queues.telemetry();
-        telemetry.controls().inject(DelayPoint::WorkerProcessing).await;
-        super::record_pickups(telemetry, jobs, &self.id, WorkerKind::Mail, started).await;
+        self.controls.inject(DelayPoint::WorkerProcessing).await;
+        super::record_pickups(telemetry, &self.controls, jobs, &self.id, WorkerKind::Mail, started).await;
         let used = lanes.len().min(jobs.len()).max(1);
         let mut work: Vec<Vec<(&Job, Option<Email>)>> = (0..used).map(|_| Vec::new()).collect();
         for (index, job) in jobs.iter().enumerate() {
@@ -357,14 +364,14 @@ impl MailWorker {
                 continue;
             }
             // In step mode the attempt is a step of its own, after the pickup's.
-            telemetry.worker_boundary(request_id).await;
+            self.controls.worker_boundary(request_id).await;
             let masked = mask_email(&email.to_address);
             let attempt = telemetry
                 .stage(request_id, SystemStage::SmtpAttempt, &self.id)
                 .meta("to", masked.as_str())
                 .meta("attempt", job.attempts);
             attempt.announce();
-            telemetry.controls().inject(DelayPoint::EmailDelivery).await;
+            self.controls.inject(DelayPoint::EmailDelivery).await;
             match self.send(&email, smtp).await {
                 Ok(Accepted { code, reply }) => {
                     match self.ledger.record(&email.id) {

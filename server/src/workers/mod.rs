@@ -16,6 +16,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wire::{LiveEvent, QueueJobProcessing, SystemStage, WorkerIdle, WorkerKind, WorkerProcessing};
 
 use crate::{
+    controls::Controls,
     queue::{Channel, Job, QueueName, Queues},
     telemetry::Telemetry,
 };
@@ -44,6 +45,7 @@ impl Drop for Busy<'_> {
 /// counted in the stage.
 pub(crate) async fn record_pickups(
     telemetry: &Telemetry,
+    controls: &Controls,
     jobs: &[Job],
     worker: &str,
     kind: WorkerKind,
@@ -76,7 +78,7 @@ pub(crate) async fn record_pickups(
     for job in jobs {
         let request_id = job.request_id.as_deref().unwrap_or_default();
         let waiting = Instant::now();
-        telemetry.worker_boundary(request_id).await;
+        controls.worker_boundary(request_id).await;
         stepping += waiting.elapsed();
         let queued_ms = (now_ms - job.waiting_since_ms()).max(0);
         let queued_since = now
@@ -99,7 +101,7 @@ pub(crate) async fn record_pickups(
 /// ends at shutdown like the worker; its lease brings the job back then.
 pub(crate) fn split_stepped<F, Fut>(
     jobs: Vec<Job>,
-    telemetry: &Telemetry,
+    controls: &Controls,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
     deliver: F,
@@ -108,7 +110,7 @@ where
     F: Fn(Job) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let steps = telemetry.controls().steps();
+    let steps = controls.steps();
     if steps.is_empty() {
         return jobs;
     }
