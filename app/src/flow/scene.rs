@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::wire::{Flow, NotificationType, RequestProgress, StageStatus, SystemStage};
+use crate::wire::{Envelope, Filters, Flow, LiveEvent, NotificationType, RequestProgress, StageStatus, SystemStage};
 
 use super::layout::{Layout, NodeId};
 
@@ -170,6 +170,16 @@ pub struct Visibility {
 }
 
 impl Visibility {
+    /// The canvas's share of the control panel's filters.
+    pub fn of_filters(filters: &Filters) -> Self {
+        Self {
+            hide_email: !filters.show_email_flow,
+            hide_in_app: !filters.show_in_app_flow,
+            types: filters.notification_types.clone(),
+            servers: filters.server_filter.clone(),
+        }
+    }
+
     pub fn shows(&self, bubble: &Bubble) -> bool {
         let lane_shown = match bubble.lane {
             Lane::Request => true,
@@ -204,6 +214,18 @@ impl Scene {
 
     pub fn is_empty(&self) -> bool {
         self.bubbles.is_empty()
+    }
+
+    /// Applies a batch from the stream: stage events move bubbles; a snapshot means
+    /// events were missed, so stale bubbles go.
+    pub fn feed(&mut self, batch: &[Envelope], layout: &Layout) {
+        for envelope in batch {
+            match &envelope.event {
+                LiveEvent::RequestProgress(progress) => self.on_progress(progress, layout),
+                LiveEvent::Snapshot(_) => self.clear(),
+                _ => {}
+            }
+        }
     }
 
     pub fn clear(&mut self) {
@@ -508,6 +530,44 @@ mod tests {
                 metadata,
             },
         }
+    }
+
+    #[test]
+    fn the_panels_filters_become_what_the_canvas_hides() {
+        let filters = Filters {
+            show_email_flow: false,
+            show_in_app_flow: true,
+            notification_types: vec![NotificationType::Purchase],
+            server_filter: vec!["server-2".into()],
+        };
+        let visibility = Visibility::of_filters(&filters);
+        assert!(visibility.hide_email && !visibility.hide_in_app);
+        assert_eq!(visibility.types, [NotificationType::Purchase]);
+        assert_eq!(visibility.servers, ["server-2"]);
+        assert_eq!(Visibility::of_filters(&Filters::default()), Visibility::default());
+    }
+
+    #[test]
+    fn a_batch_moves_bubbles_and_a_snapshot_clears_them() {
+        let layout = layout();
+        let mut scene = Scene::default();
+        let envelope = |event| Envelope {
+            seq: 1,
+            ts: chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time"),
+            event,
+        };
+        scene.feed(
+            &[envelope(LiveEvent::RequestProgress(progress(
+                "r1",
+                SystemStage::LbReceived,
+                "load-balancer",
+                &[],
+            )))],
+            &layout,
+        );
+        assert_eq!(scene.len(), 1);
+        scene.feed(&[envelope(LiveEvent::Snapshot(Default::default()))], &layout);
+        assert_eq!(scene.len(), 0, "a snapshot means events were missed");
     }
 
     fn run(scene: &mut Scene, layout: &Layout, ms: f64) {
