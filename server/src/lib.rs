@@ -21,6 +21,7 @@ pub mod queue;
 pub mod servers;
 pub mod simulate;
 pub mod smtp;
+pub mod sockets;
 pub mod storage;
 pub mod telemetry;
 pub mod websocket;

@@ -94,26 +94,20 @@ pub struct WorkerCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueMetrics {
-    /// `mail`, `mail-retry-1`, `mail-retry-2`, `mail-dlq`, `inapp`, `inapp-retry`, `inapp-dlq`.
-    pub name: String,
-    pub waiting: u64,
-    pub active: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub delayed: u64,
+    /// The queue's name and its jobs by state, as `GET /api/queues` counts them.
+    #[serde(flatten)]
+    pub counts: crate::QueueCounts,
     /// Jobs per second.
     pub processing_rate: f64,
     /// Milliseconds a job waited before a worker picked it up.
     pub average_wait_time: f64,
     pub workers: WorkerCounts,
-    #[serde(default)]
-    pub paused: bool,
 }
 
 impl QueueMetrics {
     /// `mail-dlq` and `inapp-dlq`: their jobs are failed, never waiting.
     pub fn is_dead_letter(&self) -> bool {
-        self.name.ends_with("-dlq")
+        self.counts.name.ends_with("-dlq")
     }
 }
 
@@ -212,16 +206,18 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_queue() -> QueueMetrics {
         QueueMetrics {
-            name: "mail-retry-1".into(),
-            waiting: 4,
-            active: 1,
-            completed: 120,
-            failed: 3,
-            delayed: 2,
+            counts: crate::QueueCounts {
+                name: "mail-retry-1".into(),
+                waiting: 4,
+                active: 1,
+                completed: 120,
+                failed: 3,
+                delayed: 2,
+                paused: false,
+            },
             processing_rate: 7.5,
             average_wait_time: 35.0,
             workers: WorkerCounts { active: 1, idle: 3 },
-            paused: false,
         }
     }
 

@@ -92,12 +92,14 @@ pub struct ServerState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueCounts {
+    /// `mail`, `mail-retry-1`, `mail-retry-2`, `mail-dlq`, `inapp`, `inapp-retry`, `inapp-dlq`.
     pub name: String,
     pub waiting: u64,
     pub active: u64,
     pub completed: u64,
     pub failed: u64,
     pub delayed: u64,
+    #[serde(default)]
     pub paused: bool,
 }
 

@@ -35,9 +35,12 @@ pub fn figure(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) ->
         | NodeId::EmailService
         | NodeId::WebSocketService => match metrics(node.key())? {
             // A dead-letter queue's jobs are failed, never waiting: its figure is how many.
-            ComponentMetrics::Queue(queue) if queue.is_dead_letter() => Some(format!("{} dead", queue.failed)),
-            ComponentMetrics::Queue(queue) if queue.paused => Some(format!("paused · {}", queue.waiting)),
-            ComponentMetrics::Queue(queue) => Some(format!("{} waiting · {} due", queue.waiting, queue.delayed)),
+            ComponentMetrics::Queue(queue) if queue.is_dead_letter() => Some(format!("{} dead", queue.counts.failed)),
+            ComponentMetrics::Queue(queue) if queue.counts.paused => Some(format!("paused · {}", queue.counts.waiting)),
+            ComponentMetrics::Queue(queue) => Some(format!(
+                "{} waiting · {} due",
+                queue.counts.waiting, queue.counts.delayed
+            )),
             ComponentMetrics::Server(server) if !server.running => Some("stopped".into()),
             ComponentMetrics::Server(server) => Some(format!("{:.1} req/s", server.requests_per_second)),
             ComponentMetrics::LoadBalancer(balancer) => {
@@ -67,20 +70,20 @@ pub fn figure(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{QueueMetrics, WorkerCounts};
+    use crate::wire::{QueueCounts, QueueMetrics, WorkerCounts};
 
     fn queue(name: &str, waiting: u64, delayed: u64, failed: u64) -> (String, ComponentMetrics) {
         let metrics = ComponentMetrics::Queue(QueueMetrics {
-            name: name.into(),
-            waiting,
-            active: 0,
-            completed: 0,
-            failed,
-            delayed,
+            counts: QueueCounts {
+                name: name.into(),
+                waiting,
+                failed,
+                delayed,
+                ..QueueCounts::default()
+            },
             processing_rate: 0.0,
             average_wait_time: 0.0,
             workers: WorkerCounts { active: 2, idle: 14 },
-            paused: false,
         });
         (NodeId::Queue(name.into()).key(), metrics)
     }

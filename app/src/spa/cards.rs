@@ -335,16 +335,16 @@ fn QueueCard(live: Live, name: String) -> impl IntoView {
 }
 
 fn queue_facts(live: Live, name: &str, queue: QueueMetrics) -> impl IntoView {
-    let paused = queue.paused;
+    let paused = queue.counts.paused;
     let action = if paused { "resume" } else { "pause" };
     let path = format!("/api/queues/{name}/{action}");
     view! {
         {facts(vec![
-            ("waiting", queue.waiting.to_string()),
-            ("active", queue.active.to_string()),
-            ("delayed", queue.delayed.to_string()),
-            ("completed", queue.completed.to_string()),
-            ("failed", queue.failed.to_string()),
+            ("waiting", queue.counts.waiting.to_string()),
+            ("active", queue.counts.active.to_string()),
+            ("delayed", queue.counts.delayed.to_string()),
+            ("completed", queue.counts.completed.to_string()),
+            ("failed", queue.counts.failed.to_string()),
             ("processed/s", format!("{:.1}", queue.processing_rate)),
             ("average wait", format!("{:.0} ms", queue.average_wait_time)),
             ("workers", format!("{} busy, {} idle", queue.workers.active, queue.workers.idle)),

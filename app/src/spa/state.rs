@@ -92,7 +92,7 @@ pub fn metrics_key(metrics: &ComponentMetrics) -> String {
     match metrics {
         ComponentMetrics::LoadBalancer(_) => NodeId::Balancer.key(),
         ComponentMetrics::Server(server) => server.id.clone(),
-        ComponentMetrics::Queue(queue) => NodeId::Queue(queue.name.clone()).key(),
+        ComponentMetrics::Queue(queue) => NodeId::Queue(queue.counts.name.clone()).key(),
         ComponentMetrics::Websocket(_) => NodeId::WebSocketService.key(),
         ComponentMetrics::Database(_) => NodeId::Database.key(),
         ComponentMetrics::Smtp(_) => NodeId::EmailService.key(),
@@ -117,8 +117,8 @@ pub fn spark_figure(metrics: &ComponentMetrics) -> f64 {
             .sum(),
         ComponentMetrics::Server(server) => server.requests_per_second,
         // A dead-letter queue's depth is its failed jobs; the others', what is still to run.
-        ComponentMetrics::Queue(queue) if queue.is_dead_letter() => queue.failed as f64,
-        ComponentMetrics::Queue(queue) => queue.waiting as f64 + queue.delayed as f64,
+        ComponentMetrics::Queue(queue) if queue.is_dead_letter() => queue.counts.failed as f64,
+        ComponentMetrics::Queue(queue) => queue.counts.waiting as f64 + queue.counts.delayed as f64,
         ComponentMetrics::Websocket(socket) => socket.messages_per_second,
         ComponentMetrics::Database(database) => database.writes_per_second + database.reads_per_second,
         ComponentMetrics::Smtp(smtp) => smtp.sent_per_second,

@@ -49,7 +49,9 @@ impl Tags {
             LiveEvent::RequestFailed(failed) => tags.kind = Some(failed.kind),
             LiveEvent::ComponentStatus(status) => tags.server = app_server(&status.id),
             LiveEvent::ComponentMetrics(ComponentMetrics::Server(server)) => tags.server = app_server(&server.id),
-            LiveEvent::ComponentMetrics(ComponentMetrics::Queue(queue)) => tags.flow = Flow::of_queue(&queue.name),
+            LiveEvent::ComponentMetrics(ComponentMetrics::Queue(queue)) => {
+                tags.flow = Flow::of_queue(&queue.counts.name)
+            }
             LiveEvent::QueueJobAdded(job) => tags.flow = Some(job.flow),
             LiveEvent::QueueJobProcessing(job) => tags.flow = Flow::of_queue(&job.queue),
             LiveEvent::QueueJobCompleted(job) => tags.flow = Flow::of_queue(&job.queue),

@@ -103,7 +103,7 @@ fn component_key(metrics: &ComponentMetrics) -> String {
     match metrics {
         ComponentMetrics::LoadBalancer(_) => "load-balancer".into(),
         ComponentMetrics::Server(server) => server.id.clone(),
-        ComponentMetrics::Queue(queue) => format!("queue/{}", queue.name),
+        ComponentMetrics::Queue(queue) => format!("queue/{}", queue.counts.name),
         ComponentMetrics::Websocket(_) => "websocket".into(),
         ComponentMetrics::Database(_) => "database".into(),
         ComponentMetrics::Smtp(_) => "smtp".into(),

@@ -8,7 +8,7 @@
 //! ([`wire::ClientMessage`]), as JSON text or MessagePack binary frames.
 //!
 //! The server pings every 30 s and closes a peer it has heard nothing from (not even a
-//! pong) for 75 s. Close codes:
+//! pong) for 75 s. Close codes (shared with the end users' sockets, [`crate::sockets`]):
 //!
 //! | code | when |
 //! |------|------|
@@ -70,8 +70,7 @@ use super::{
 use crate::access::OriginPolicy;
 use crate::api_error::ApiError;
 
-/// How often the server pings.
-pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+pub use crate::sockets::PING_INTERVAL;
 /// A peer silent this long (no message, no pong) is closed with [`CLOSE_SILENT`].
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 /// A frame the peer does not take within this long marks it too slow.
@@ -87,11 +86,10 @@ const READ_BUFFER: usize = 2 * 1024;
 /// How long a close handshake may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub const CLOSE_AWAY: u16 = 1001;
-pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_SILENT: u16 = 4000;
-pub const CLOSE_TOO_SLOW: u16 = 4008;
+pub use crate::sockets::close::{
+    AWAY as CLOSE_AWAY, POLICY as CLOSE_POLICY, SILENT as CLOSE_SILENT, TOO_BIG as CLOSE_TOO_BIG,
+    TOO_SLOW as CLOSE_TOO_SLOW,
+};
 
 /// What a viewer's connection needs from the dashboard (the WebSocket and SSE alike).
 #[derive(Clone)]

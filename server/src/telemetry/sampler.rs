@@ -213,12 +213,7 @@ impl Sampler {
                 };
                 let active_workers = (busy.load(Ordering::Relaxed).max(0) as u64).min(u64::from(pool));
                 components.push(ComponentMetrics::Queue(QueueMetrics {
-                    name: count.name,
-                    waiting: count.waiting,
-                    active: count.active,
-                    completed: count.completed,
-                    failed: count.failed,
-                    delayed: count.delayed,
+                    counts: count,
                     processing_rate: window.picked as f64 / seconds,
                     average_wait_time: if window.picked == 0 {
                         0.0
@@ -229,7 +224,6 @@ impl Sampler {
                         active: active_workers,
                         idle: u64::from(pool) - active_workers,
                     },
-                    paused: count.paused,
                 }));
             }
         }

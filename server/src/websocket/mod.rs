@@ -1,6 +1,7 @@
 //! The WebSocket service: end users' in-app sockets (`GET /api/notifications/ws` on the
 //! app servers, sticky through the balancer) and the registry the in-app workers push
-//! through.
+//! through. Its ping schedule and close codes are the live stream's too
+//! ([`crate::sockets`]).
 //!
 //! Every push to a user goes through that user's connection task, which pushes in `seq`
 //! order: a request to deliver `seq` N first pushes every undelivered notification up to
@@ -15,13 +16,12 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use axum::{
     extract::{
         Query, State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, WebSocket, close_code},
+        ws::{CloseFrame, Message, WebSocket},
     },
     response::Response,
 };
@@ -40,13 +40,11 @@ use crate::{
 
 /// Pushes waiting for a connection task beyond this are refused (the worker retries later).
 const PUSH_BACKLOG: usize = 256;
-/// A silent client is pinged this often.
-const PING_EVERY: Duration = Duration::from_secs(30);
 /// What a client sends is acks (`{"ack": id}`, about 50 bytes) and pongs. tungstenite
 /// sizes its read buffer to this and zeroes it on every read, so the default 128 KiB
 /// would have every read clear 128 KiB for 50 bytes.
 const READ_BUFFER: usize = 4 * 1024;
-/// A client message larger than this closes the socket (1009).
+/// A client message larger than this closes the socket (1009, [`crate::sockets::close::TOO_BIG`]).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Sockets one user may hold open at once (tabs and devices). Opening another closes
 /// the oldest with 1008, so a reloading tab never locks its user out, and no user can
@@ -318,17 +316,17 @@ impl UserConnection {
         if self.flush(&mut socket, i64::MAX).await.is_err() {
             return;
         }
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval(crate::sockets::PING_INTERVAL);
         ping.reset();
         loop {
             tokio::select! {
                 () = stopping.cancelled() => {
-                    let frame = CloseFrame { code: close_code::AWAY, reason: "server stopping".into() };
+                    let frame = CloseFrame { code: crate::sockets::close::AWAY, reason: "server stopping".into() };
                     let _ = socket.send(Message::Close(Some(frame))).await;
                     return;
                 }
                 () = registration.evicted.cancelled() => {
-                    let frame = CloseFrame { code: close_code::POLICY, reason: "too many sockets for this user".into() };
+                    let frame = CloseFrame { code: crate::sockets::close::POLICY, reason: "too many sockets for this user".into() };
                     let _ = socket.send(Message::Close(Some(frame))).await;
                     return;
                 }
