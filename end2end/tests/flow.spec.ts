@@ -270,6 +270,8 @@ test('requeue from the dead-letter queue moves the jobs and they flow again', as
   await page.getByTestId('requeue-all').click();
   await expect(page.getByTestId('notice')).toContainText('Requeued');
   await expect(page.getByTestId('dlq-count')).toHaveText('0 matching');
+  // The requeue is in the audit log, with who took it and what it got.
+  await expect(page.getByTestId('audit-entry').first()).toContainText('anonymous POST /api/queues/mail-dlq/requeue → 200');
   // The job runs again: a new pickup and a delivered email after the dead-letter stage.
   await expect
     .poll(async () => {

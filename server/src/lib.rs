@@ -5,6 +5,7 @@
 pub mod access;
 pub mod accounts;
 pub mod api_error;
+pub mod audit;
 pub mod balancer;
 #[cfg(feature = "bench")]
 pub mod bench;
@@ -443,6 +444,7 @@ fn start_dashboard(
         telemetry: observer.telemetry.clone(),
         controls: observer.controls.clone(),
         journeys: observer.journeys.clone(),
+        audit: crate::audit::Audit::new(database.clone()),
     };
     serve(
         &life.tasks,

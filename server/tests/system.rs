@@ -604,3 +604,64 @@ async fn both_listeners_describe_their_http_api_as_openapi() {
     }
     system.stop().await;
 }
+
+#[tokio::test]
+async fn every_control_action_is_written_down_with_who_what_and_when() {
+    let system = start(None).await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    assert_eq!(
+        system.dashboard_post("/api/servers/2/stop", &json!({})).await.status(),
+        200
+    );
+    assert_eq!(
+        system.dashboard_post("/api/servers/2/start", &json!({})).await.status(),
+        200
+    );
+    let refused = system
+        .dashboard_put(
+            "/api/live-view/controls",
+            &json!({"delays": {"databaseOperation": 99_999}}),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    // A foreign origin is refused before the log: it changed nothing.
+    let foreign = send(
+        &system,
+        "POST",
+        "/api/queues/mail/pause",
+        "",
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(foreign.status(), 403);
+    // Reads are not control actions.
+    system.dashboard_json("/api/queues").await;
+
+    let log: wire::AuditLog = serde_json::from_value(system.dashboard_json("/api/audit").await).expect("log");
+    let seen: Vec<(&str, &str, &str, u16)> = log
+        .entries
+        .iter()
+        .map(|entry| {
+            (
+                entry.method.as_str(),
+                entry.route.as_str(),
+                entry.path.as_str(),
+                entry.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("PUT", "/api/live-view/controls", "/api/live-view/controls", 400),
+            ("POST", "/api/servers/{number}/{action}", "/api/servers/2/start", 200),
+            ("POST", "/api/servers/{number}/{action}", "/api/servers/2/stop", 200),
+        ],
+        "newest first, refused attempts included, foreign origins and reads not"
+    );
+    let newest = &log.entries[0];
+    assert_eq!(newest.actor, "anonymous");
+    assert!(newest.body.contains("99999"), "{}", newest.body);
+    assert!(newest.at >= before && newest.at <= chrono::Utc::now());
+    system.stop().await;
+}

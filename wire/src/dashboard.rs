@@ -441,3 +441,33 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
 }
+
+/// One control action taken on the dashboard, as the audit log keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: String,
+    #[serde(deserialize_with = "crate::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: Timestamp,
+    /// Who: `anonymous` while the dashboard runs without sign-in.
+    pub actor: String,
+    pub method: String,
+    /// The route it matched (`/api/servers/{number}/{action}`).
+    pub route: String,
+    /// The path as sent (`/api/servers/2/stop`).
+    pub path: String,
+    /// The request body as sent (at most 4 KiB of it).
+    pub body: String,
+    /// What the dashboard answered.
+    pub status: u16,
+}
+
+/// `GET /api/audit`: the newest control actions first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+}

@@ -147,6 +147,7 @@ pub fn ControlPanel(live: Live) -> impl IntoView {
             <Filters live />
             <Simulation live />
             <ReplayPanel live />
+            <AuditPanel live />
         </section>
     }
 }
@@ -581,6 +582,47 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                     </div>
                 }
             })}
+        </div>
+    }
+}
+
+/// The newest control actions (`GET /api/audit`): who did what, and what it got. Read
+/// again after each action this page takes (its notice changes) and every few seconds,
+/// for the actions of other pages and programs.
+#[component]
+fn AuditPanel(live: Live) -> impl IntoView {
+    let entries = RwSignal::new(Vec::<crate::wire::AuditEntry>::new());
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(log) = api::get::<crate::wire::AuditLog>("/api/audit?limit=8").await {
+                entries.set(log.entries);
+            }
+        });
+    };
+    Effect::new(move |_| {
+        live.notice.track();
+        load();
+    });
+    set_interval(load, std::time::Duration::from_secs(5));
+    view! {
+        <div class="control-group" data-testid="audit">
+            <h3>"Audit log"</h3>
+            <ul class="mini-list">
+                {move || {
+                    entries
+                        .get()
+                        .into_iter()
+                        .map(|entry| {
+                            view! {
+                                <li data-testid="audit-entry">
+                                    <time>{crate::clock::hms(entry.at)}</time>
+                                    {format!(" {} {} {} → {}", entry.actor, entry.method, entry.path, entry.status)}
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ul>
         </div>
     }
 }

@@ -57,6 +57,7 @@ use crate::{
         operations::mailbox,
         operations::faults,
         operations::set_faults,
+        operations::audit_log,
         live_api::status,
         live_api::realtime_metrics,
         live_api::series,
@@ -89,6 +90,8 @@ pub struct Dashboard {
     pub telemetry: Telemetry,
     pub controls: Arc<Controls>,
     pub journeys: Arc<Journeys>,
+    /// Where every control action is written down.
+    pub audit: crate::audit::Audit,
     pub sampler: Arc<Sampler>,
     pub history: History,
     pub simulator: Arc<Simulator>,
@@ -131,7 +134,12 @@ impl Dashboard {
                 "/api/live-view/controls",
                 get(live_api::controls).put(live_api::update_controls),
             )
+            .route("/api/audit", get(operations::audit_log))
             .route("/api/{*rest}", axum::routing::any(api_not_found))
+            .layer(axum::middleware::from_fn_with_state(
+                self.audit.clone(),
+                crate::audit::record,
+            ))
             .with_state(self)
             .merge(api)
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.

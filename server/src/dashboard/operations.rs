@@ -223,3 +223,22 @@ pub async fn set_faults(
     capture.set_faults(faults);
     Ok(Json(faults))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/audit?limit=50`: the newest control actions, who took them and what they got.
+#[utoipa::path(get, path = "/api/audit", params(AuditQuery), responses((status = 200, description = "the newest control actions first", body = wire::AuditLog), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "operations")]
+pub async fn audit_log(
+    State(dashboard): State<Dashboard>,
+    ValidQuery(query): ValidQuery<AuditQuery>,
+) -> Result<Json<wire::AuditLog>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, crate::audit::MAX_LIST);
+    Ok(Json(wire::AuditLog {
+        entries: dashboard.audit.recent(limit).await?,
+    }))
+}

@@ -1,0 +1,120 @@
+//! The audit log: every control action taken on the dashboard — who, what and when — in
+//! the database, listed newest first by `GET /api/audit`. [`record`] is a layer on the
+//! dashboard's routes, so no control can be added that escapes it: every request that
+//! may change something (any method but `GET`, `HEAD` and `OPTIONS`) and reached a
+//! handler is written down with its route, path, body and the status it got. Requests
+//! the origin guard refused never reach it (they changed nothing).
+
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use wire::AuditEntry;
+
+use crate::{api_error::ApiError, storage::Database};
+
+/// The most of a request body the log keeps.
+pub const MAX_BODY: usize = 4 * 1024;
+/// The largest body a dashboard request may have: axum's default limit, which the
+/// handlers' extractors apply too.
+const MAX_REQUEST: usize = 2 * 1024 * 1024;
+/// Entries one `GET /api/audit` answers at most.
+pub const MAX_LIST: u32 = 500;
+
+/// Who acted. Until operators sign in (issue 15), everyone is `anonymous`.
+const ANONYMOUS: &str = "anonymous";
+
+#[derive(Clone)]
+pub struct Audit {
+    db: Database,
+}
+
+impl Audit {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    async fn write(&self, entry: &AuditEntry) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, actor, method, route, path, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&entry.id)
+        .bind(entry.at.timestamp_millis())
+        .bind(&entry.actor)
+        .bind(&entry.method)
+        .bind(&entry.route)
+        .bind(&entry.path)
+        .bind(&entry.body)
+        .bind(i64::from(entry.status))
+        .execute(&mut *self.db.writing().await?)
+        .await
+        .map(drop)
+    }
+
+    /// The newest `limit` entries, newest first.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<AuditEntry>, sqlx::Error> {
+        type Row = (String, i64, String, String, String, String, String, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at_ms, actor, method, route, path, body, status FROM audit_log ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit.min(MAX_LIST)))
+        .fetch_all(self.db.reads())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at_ms, actor, method, route, path, body, status)| AuditEntry {
+                id,
+                at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default(),
+                actor,
+                method,
+                route,
+                path,
+                body,
+                status: u16::try_from(status).unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// The layer: runs the request, then writes down what it was and what it got. A body
+/// over [`MAX_REQUEST`] is answered 413 here, as the extractors would, and logged so.
+pub async fn record(State(audit): State<Audit>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| path.clone(), |matched| matched.as_str().to_string());
+    let (parts, body) = request.into_parts();
+    let (kept, response) = match axum::body::to_bytes(body, MAX_REQUEST).await {
+        Ok(bytes) => {
+            let kept = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
+            (kept, next.run(Request::from_parts(parts, Body::from(bytes))).await)
+        }
+        Err(_) => (
+            format!("(a body over {MAX_REQUEST} bytes)"),
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+        ),
+    };
+    let entry = AuditEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: chrono::Utc::now(),
+        actor: ANONYMOUS.to_string(),
+        method,
+        route,
+        path,
+        body: kept,
+        status: response.status().as_u16(),
+    };
+    if let Err(error) = audit.write(&entry).await {
+        // The action happened; losing its record is logged, never hidden.
+        tracing::error!(%error, route = %entry.route, "could not write the audit log");
+    }
+    response
+}
