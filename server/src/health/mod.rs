@@ -33,6 +33,8 @@ pub struct HealthProbe {
     pub smtp: SmtpDestination,
     client: reqwest::Client,
     latest: RwLock<Option<SystemStatus>>,
+    /// Woken when a check is done and kept.
+    refreshed: tokio::sync::Notify,
 }
 
 impl HealthProbe {
@@ -61,15 +63,22 @@ impl HealthProbe {
             smtp,
             client,
             latest: RwLock::new(None),
+            refreshed: tokio::sync::Notify::new(),
         }
     }
 
     /// The last gathered status, or a fresh one if none was gathered yet.
+    /// The latest status; in the first instant after start, the first one once
+    /// [`run`](Self::run) has it. Never checked here: a check of its own would publish a
+    /// second `system:status` a few milliseconds after the first.
     pub async fn current(&self) -> SystemStatus {
-        let cached = self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone();
-        match cached {
-            Some(status) => status,
-            None => self.refresh().await,
+        loop {
+            // Registered before the check, so a refresh in between still wakes it.
+            let refreshed = self.refreshed.notified();
+            if let Some(status) = self.latest.read().unwrap_or_else(|poison| poison.into_inner()).clone() {
+                return status;
+            }
+            refreshed.await;
         }
     }
 
@@ -77,6 +86,7 @@ impl HealthProbe {
     pub async fn refresh(&self) -> SystemStatus {
         let status = self.gather().await;
         *self.latest.write().unwrap_or_else(|poison| poison.into_inner()) = Some(status.clone());
+        self.refreshed.notify_waiters();
         self.hub.publish(LiveEvent::SystemStatus(status.clone()));
         status
     }
