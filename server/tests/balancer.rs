@@ -64,14 +64,7 @@ async fn round_robin_spreads_requests_and_marks_each_response() {
         "an id is minted when absent"
     );
 
-    let metrics: serde_json::Value = http
-        .get(format!("http://{}/api/balancer", running.dashboard))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let metrics = system.dashboard_json("/api/balancer").await;
     let handled: u64 = metrics["servers"]
         .as_array()
         .expect("servers")

@@ -589,16 +589,7 @@ async fn both_listeners_describe_their_http_api_as_openapi() {
             "{path} in {dashboard:?}"
         );
     }
-    let spec: serde_json::Value = system
-        .http
-        .get(system.lb("/api/openapi.json"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    let api = paths(spec);
+    let api = paths(system.lb_json("/api/openapi.json").await);
     for path in ["/api/auth/signup", "/api/purchases", "/api/notifications/{id}/read"] {
         assert!(api.iter().any(|documented| documented == path), "{path} in {api:?}");
     }

@@ -16,7 +16,6 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -212,7 +211,7 @@ impl Simulator {
             NotificationType::Signup => {
                 let email = self.new_email();
                 let body = self.signup_body(&email);
-                let answer = self.post("/api/auth/signup", None, &body, traced, step).await?;
+                let answer = self.post("/api/auth/signup", None, Some(&body), traced, step).await?;
                 if answer.0 == 201 {
                     self.come_online_for_a_while(email);
                 }
@@ -224,12 +223,13 @@ impl Simulator {
                     email: user.email,
                     password: PASSWORD.into(),
                 };
-                self.post("/api/auth/login", None, &body, traced, step).await?
+                self.post("/api/auth/login", None, Some(&body), traced, step).await?
             }
             NotificationType::ResetPassword => {
                 let user = self.user().await?;
                 let body = ResetRequest { email: user.email };
-                self.post("/api/auth/reset-password", None, &body, traced, step).await?
+                self.post("/api/auth/reset-password", None, Some(&body), traced, step)
+                    .await?
             }
             NotificationType::Purchase => {
                 let user = self.user().await?;
@@ -239,13 +239,13 @@ impl Simulator {
                     amount_cents: 500 + (number % 20) as i64 * 125,
                     currency: "EUR".into(),
                 };
-                self.post("/api/purchases", Some(&user.token), &body, traced, step)
+                self.post("/api/purchases", Some(&user.token), Some(&body), traced, step)
                     .await?
             }
             NotificationType::FriendRequest => {
                 let (from, to) = self.two_users().await?;
                 let body = NewFriendRequest { to_email: to.email };
-                self.post("/api/friend-requests", Some(&from.token), &body, traced, step)
+                self.post("/api/friend-requests", Some(&from.token), Some(&body), traced, step)
                     .await?
             }
             NotificationType::FriendAccept => {
@@ -253,11 +253,11 @@ impl Simulator {
                 // The request to accept is sent first, untraced by this run's id.
                 let body = NewFriendRequest { to_email: to.email };
                 let (_, created) = self
-                    .post("/api/friend-requests", Some(&from.token), &body, None, false)
+                    .post("/api/friend-requests", Some(&from.token), Some(&body), None, false)
                     .await?;
                 let created: FriendRequest = serde_json::from_slice(&created)?;
                 let path = format!("/api/friend-requests/{}/accept", created.id);
-                self.post(&path, Some(&to.token), &(), traced, step).await?
+                self.post::<()>(&path, Some(&to.token), None, traced, step).await?
             }
         };
         Ok(status)
@@ -293,17 +293,17 @@ impl Simulator {
         });
     }
 
-    /// Posts `body` (nothing for `&()`) and answers the status and the body's bytes.
-    async fn post(
+    /// Posts `body` (none for `None`) and answers the status and the body's bytes.
+    async fn post<B: serde::Serialize>(
         &self,
         path: &str,
         token: Option<&str>,
-        body: &impl serde::Serialize,
+        body: Option<&B>,
         request_id: Option<&str>,
         step: bool,
     ) -> anyhow::Result<(u16, bytes::Bytes)> {
         let mut request = self.http.post(format!("{}{path}", self.balancer));
-        if serde_json::to_value(body)? != Value::Null {
+        if let Some(body) = body {
             request = request.json(body);
         }
         if let Some(token) = token {
@@ -377,7 +377,7 @@ impl Simulator {
     async fn new_user_until(&self, sockets: CancellationToken) -> anyhow::Result<VirtualUser> {
         let email = self.new_email();
         let signup = self.signup_body(&email);
-        self.post("/api/auth/signup", None, &signup, None, false).await?;
+        self.post("/api/auth/signup", None, Some(&signup), None, false).await?;
         let token = log_in(&self.http, &self.balancer, &email).await?;
         self.tasks.spawn(acking_client(
             self.balancer.replace("http://", "ws://"),

@@ -49,6 +49,13 @@ impl TestSystem {
         response.json().await.expect("json")
     }
 
+    /// `GET` on the load balancer, answered with JSON.
+    pub async fn lb_json(&self, path: &str) -> serde_json::Value {
+        let response = self.http.get(self.lb(path)).send().await.expect("answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
     /// `POST` on the dashboard with a JSON body.
     pub async fn dashboard_post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http
