@@ -213,16 +213,21 @@ async fn shutdown_closes_live_sockets_with_going_away_and_frees_the_ports() {
     let dashboard = running.dashboard;
     let url = format!("ws://{dashboard}/api/live-view/ws");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    // The viewer reads while the server stops, as a browser does: the server's close
+    // waits for the viewer's answer (regression: reading only after `stop` returned made
+    // the close wait its full timeout, and a slow machine ran out of the 5 s below).
+    let viewer = tokio::spawn(async move {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            if let Message::Close(frame) = message {
+                return frame.map(|frame| u16::from(frame.code));
+            }
+        }
+        None
+    });
     tokio::time::timeout(Duration::from_secs(5), system.stop())
         .await
         .expect("shutdown does not wait on an open viewer");
-    let mut close_code = None;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
-        if let Message::Close(frame) = message {
-            close_code = frame.map(|frame| u16::from(frame.code));
-            break;
-        }
-    }
+    let close_code = viewer.await.expect("the viewer task");
     assert_eq!(close_code, Some(1001));
     std::net::TcpListener::bind(dashboard).expect("the dashboard port is free again");
 }
