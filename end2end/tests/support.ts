@@ -1,6 +1,6 @@
 // Shared by the config and the specs: how to start `liveview` for a test, and the
 // Chromium flags this machine needs (root, no GPU, closed network).
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,9 +64,19 @@ export function liveviewCommand(port: number): string {
   return [BINARY, ...liveviewArgs(port, freshDataDir())].map((a) => JSON.stringify(a)).join(' ');
 }
 
-/** Starts `liveview` and resolves once its dashboard answers /healthz. */
-export async function startLiveview(port: number, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(BINARY, liveviewArgs(port, dataDir), { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Adds an operator account to a data directory with `liveview operators add`, the
+ * password piped in as a person would. */
+export function addOperator(dataDir: string, name: string, role: string, password: string): void {
+  const result = spawnSync(BINARY, ['operators', 'add', name, '--role', role, '--data', dataDir], {
+    input: `${password}\n`,
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) throw new Error(`operators add ${name} failed: ${result.stderr}`);
+}
+
+/** Starts `liveview` (with `extra` flags) and resolves once its dashboard answers /healthz. */
+export async function startLiveview(port: number, dataDir: string, extra: string[] = []): Promise<ChildProcess> {
+  const child = spawn(BINARY, [...liveviewArgs(port, dataDir), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
   child.stderr?.on('data', (chunk) => (output += chunk));

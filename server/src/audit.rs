@@ -14,7 +14,7 @@ use axum::{
 };
 use wire::AuditEntry;
 
-use crate::{api_error::ApiError, storage::Database};
+use crate::{api_error::ApiError, operators::Actor, storage::Database};
 
 /// The most of a request body the log keeps.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -24,8 +24,8 @@ const MAX_REQUEST: usize = 2 * 1024 * 1024;
 /// Entries one `GET /api/audit` answers at most.
 pub const MAX_LIST: u32 = 500;
 
-/// Who acted. Until operators sign in (issue 15), everyone is `anonymous`.
-const ANONYMOUS: &str = "anonymous";
+/// Who acted when no one is known (a failed sign-in).
+const NOBODY: &str = "anonymous";
 
 #[derive(Clone)]
 pub struct Audit {
@@ -85,6 +85,7 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
+    let mut actor = request.extensions().get::<Actor>().map(|actor| actor.name.clone());
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let route = request
@@ -94,7 +95,7 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
     let (parts, body) = request.into_parts();
     let (kept, response) = match axum::body::to_bytes(body, MAX_REQUEST).await {
         Ok(bytes) => {
-            let kept = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
+            let kept = kept_body(&bytes);
             (kept, next.run(Request::from_parts(parts, Body::from(bytes))).await)
         }
         Err(_) => (
@@ -102,10 +103,14 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
         ),
     };
+    // A sign-in is made by nobody yet; its answer names who signed in.
+    if let Some(signed_in) = response.extensions().get::<Actor>() {
+        actor = Some(signed_in.name.clone());
+    }
     let entry = AuditEntry {
         id: uuid::Uuid::now_v7().to_string(),
         at: chrono::Utc::now(),
-        actor: ANONYMOUS.to_string(),
+        actor: actor.unwrap_or_else(|| NOBODY.to_string()),
         method,
         route,
         path,
@@ -117,4 +122,43 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
         tracing::error!(%error, route = %entry.route, "could not write the audit log");
     }
     response
+}
+
+/// What the log keeps of a body: at most [`MAX_BODY`] of it, and never a password (a
+/// sign-in's or a new operator's): a JSON body's `password` is replaced, and a body that
+/// mentions one but cannot be read is not kept at all.
+fn kept_body(bytes: &[u8]) -> String {
+    let mentions_password = bytes.windows(8).any(|window| window.eq_ignore_ascii_case(b"password"));
+    if !mentions_password {
+        return truncated(bytes);
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            if fields.contains_key("password") {
+                fields.insert("password".into(), serde_json::Value::String("(not recorded)".into()));
+            }
+            truncated(serde_json::Value::Object(fields).to_string().as_bytes())
+        }
+        _ => "(not recorded: it may hold a password)".into(),
+    }
+}
+
+fn truncated(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_the_log() {
+        let kept = kept_body(br#"{"name":"ada","password":"correct horse"}"#);
+        assert!(!kept.contains("correct horse"), "{kept}");
+        assert!(kept.contains("ada"));
+        let broken = kept_body(br#"{"name":"ada","password":"correct horse""#);
+        assert!(!broken.contains("correct horse"), "{broken}");
+        assert_eq!(kept_body(b"{\"rate\":1}"), "{\"rate\":1}");
+        assert_eq!(kept_body(&vec![b'x'; MAX_BODY * 2]).len(), MAX_BODY);
+    }
 }

@@ -33,11 +33,23 @@ pub struct Config {
     pub server_host: std::net::IpAddr,
 
     /// Data directory, created if absent; holds the SQLite file.
-    #[arg(long, env = "LIVEVIEW_DATA", value_name = "DIR", default_value = "./data")]
+    #[arg(
+        long,
+        env = "LIVEVIEW_DATA",
+        value_name = "DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data: PathBuf,
 
     /// Database URL (`sqlite://path/to/file.db`); overrides --data.
-    #[arg(long, env = "LIVEVIEW_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LIVEVIEW_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
 
     /// The SMTP server the mail workers send to (`smtp://host:port`, optionally with
@@ -140,6 +152,23 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_DASHBOARD_NAMES", value_name = "NAMES", value_delimiter = ',')]
     pub dashboard_names: Vec<String>,
 
+    /// How people get into the dashboard: `anonymous` (no sign-in; everyone who reaches
+    /// it is an operator) or `login` (operators sign in; see `liveview operators`).
+    /// [default: anonymous on a loopback address; on any other address the dashboard
+    /// refuses to start without `login`]
+    #[arg(long, env = "LIVEVIEW_DASHBOARD_AUTH", value_name = "MODE", value_parser = parse_auth_mode)]
+    pub dashboard_auth: Option<wire::AuthMode>,
+
+    /// How long an operator's sign-in lasts, in minutes.
+    #[arg(long, env = "LIVEVIEW_SESSION_MINUTES", value_name = "MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=525_600))]
+    pub session_minutes: u64,
+
+    /// A bearer token that lets a scraper (Prometheus) read `/metrics` without signing in
+    /// (`Authorization: Bearer TOKEN`). Only with `--dashboard-auth login`; without it,
+    /// `/metrics` needs a signed-in session like every other page.
+    #[arg(long, env = "LIVEVIEW_METRICS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Directory holding the built SPA (Trunk's output).
     #[arg(long, env = "LIVEVIEW_SITE", value_name = "DIR", default_value = "dist")]
     pub site: PathBuf,
@@ -157,16 +186,18 @@ pub struct Config {
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
-    #[cfg(feature = "bench")]
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Tools beside the system itself.
-#[cfg(feature = "bench")]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
+    /// The dashboard's operator accounts (for `--dashboard-auth login`).
+    #[command(subcommand)]
+    Operators(crate::operators::cli::OperatorsCommand),
     /// Benchmarks (print numbers; see BENCHMARKS.md).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(crate::bench::Bench),
 }
@@ -209,6 +240,22 @@ impl Config {
         }
     }
 
+    /// `--dashboard-auth`, or its default for the dashboard's address: `anonymous` is
+    /// allowed only on loopback, since it makes everyone who can reach the dashboard an
+    /// operator.
+    pub fn auth_mode(&self) -> Result<wire::AuthMode, String> {
+        let loopback = self.dashboard.ip().is_loopback();
+        match self.dashboard_auth {
+            Some(wire::AuthMode::Login) => Ok(wire::AuthMode::Login),
+            None | Some(wire::AuthMode::Anonymous) if loopback => Ok(wire::AuthMode::Anonymous),
+            _ => Err(format!(
+                "the dashboard listens on {}, beyond loopback: start it with --dashboard-auth login \
+                 (and add operators with `liveview operators add`), or listen on 127.0.0.1",
+                self.dashboard
+            )),
+        }
+    }
+
     /// `--live-history` as a length.
     pub fn live_history_len(&self) -> usize {
         usize::try_from(self.live_history).unwrap_or(usize::MAX)
@@ -240,6 +287,14 @@ impl Config {
                 })
             })
             .collect()
+    }
+}
+
+fn parse_auth_mode(text: &str) -> Result<wire::AuthMode, String> {
+    match text {
+        "anonymous" => Ok(wire::AuthMode::Anonymous),
+        "login" => Ok(wire::AuthMode::Login),
+        _ => Err("expected anonymous or login".into()),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod history;
 pub mod live;
 pub mod middleware;
 pub mod notify;
+pub mod operators;
 pub mod queue;
 pub mod servers;
 pub mod simulate;
@@ -118,6 +119,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // Leptos' server rendering spawns through this executor; a second call is harmless.
     let _ = any_spawner::Executor::init_tokio();
 
+    let auth = config.auth_mode().map_err(StartError::Config)?;
     let listeners = Listeners::bind(config).await?;
     let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
     let database = Database::open(&url).await?;
@@ -167,6 +169,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         &balancer,
         &pool,
         &life,
+        auth,
     );
     let keep = Duration::from_secs(config.keep_completed_jobs * 60);
     life.tasks
@@ -390,6 +393,7 @@ fn start_dashboard(
     balancer: &Balancer,
     pool: &ServerPool,
     life: &Lifecycle,
+    auth: wire::AuthMode,
 ) -> SocketAddr {
     let dashboard_addr = local_addr(&listener);
     let probe = Arc::new(HealthProbe::new(
@@ -445,6 +449,12 @@ fn start_dashboard(
         controls: observer.controls.clone(),
         journeys: observer.journeys.clone(),
         audit: crate::audit::Audit::new(database.clone()),
+        gate: Arc::new(crate::access::auth::Gate::new(
+            auth,
+            crate::operators::Operators::new(database.clone()),
+            config.session_minutes,
+            config.metrics_token.as_deref(),
+        )),
     };
     serve(
         &life.tasks,

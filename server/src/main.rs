@@ -36,6 +36,15 @@ async fn main() -> ExitCode {
         }
     };
     let open_files = raise_open_file_limit();
+    if let Some(liveview::config::Command::Operators(command)) = cli.command.clone() {
+        return match command.run(&cli.config, &mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     #[cfg(feature = "bench")]
     if let Some(liveview::config::Command::Bench(bench)) = cli.command {
         // Benchmarks print a table; only warnings go to the log.

@@ -229,3 +229,95 @@ async fn starts_on_ephemeral_ports_logs_every_address_and_exits_cleanly_on_sigte
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(data.join("liveview.db").is_file(), "the SQLite file is in the data dir");
 }
+
+/// Runs `liveview operators …` on `data`, with `stdin` piped in.
+async fn operators(data: &str, args: &[&str], stdin: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(BINARY)
+        .args(["operators"])
+        .args(args)
+        .args(["--data", data])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawns");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("writes");
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output")
+}
+
+#[tokio::test]
+async fn operators_are_added_listed_and_removed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8");
+    let added = operators(data, &["add", "ada", "--role", "admin"], "a long password\n").await;
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert_eq!(String::from_utf8_lossy(&added.stdout), "added ada (admin)\n");
+
+    let generated = operators(data, &["add", "vic", "--role", "viewer", "--generate-password"], "").await;
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&generated.stdout).to_string();
+    let password = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("password (shown once): "))
+        .expect("the generated password is printed once");
+    assert_eq!(password.len(), 24);
+
+    // Piped with nothing, or a short one, or a name taken: one line, non-zero.
+    let empty = operators(data, &["add", "eve", "--role", "viewer"], "").await;
+    assert_one_line_error(&empty, "no password on standard input");
+    let short = operators(data, &["add", "eve", "--role", "viewer"], "short\n").await;
+    assert_one_line_error(&short, "a password is 10 to");
+    let taken = operators(data, &["add", "ada", "--role", "viewer"], "another long one\n").await;
+    assert_one_line_error(&taken, "already an operator named \"ada\"");
+    let role = operators(data, &["add", "eve", "--role", "root"], "a long password\n").await;
+    assert!(!role.status.success());
+
+    let listed = operators(data, &["list"], "").await;
+    let lines: Vec<Vec<String>> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|line| line.split('\t').take(2).map(String::from).collect())
+        .collect();
+    assert_eq!(lines, [["ada", "admin"], ["vic", "viewer"]]);
+
+    // The accounts work: the passwords verify against what was stored.
+    let url = format!("sqlite://{}/liveview.db", data);
+    let database = liveview::storage::Database::open(&url).await.expect("database");
+    let accounts = liveview::operators::Operators::new(database.clone());
+    assert!(
+        accounts
+            .verify("ada", "a long password")
+            .await
+            .expect("verify")
+            .is_some()
+    );
+    assert!(accounts.verify("vic", password).await.expect("verify").is_some());
+    database.close().await;
+
+    let removed = operators(data, &["remove", "vic"], "").await;
+    assert!(removed.status.success());
+    let last = operators(data, &["remove", "ada"], "").await;
+    assert_one_line_error(&last, "the last admin");
+    let listed = operators(data, &["list"], "").await;
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+}
+
+#[tokio::test]
+async fn a_dashboard_beyond_loopback_without_login_does_not_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = ephemeral(dir.path().to_str().expect("utf-8"));
+    args.extend(["--dashboard".to_string(), "0.0.0.0:0".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_expecting_exit(&args).await;
+    assert_one_line_error(&output, "start it with --dashboard-auth login");
+}

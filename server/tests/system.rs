@@ -440,75 +440,21 @@ async fn dashboard_bad_input_gets_the_json_error_shape_and_changes_nothing() {
     system.stop().await;
 }
 
-/// Every route of the dashboard that changes something, with a body it accepts.
-const STATE_CHANGING: &[(&str, &str, &str)] = &[
-    ("PUT", "/api/balancer", r#"{"algorithm":"least-connections"}"#),
-    ("POST", "/api/servers/1/stop", ""),
-    ("POST", "/api/servers/1/start", ""),
-    ("POST", "/api/queues/mail/pause", ""),
-    ("POST", "/api/queues/mail/resume", ""),
-    ("POST", "/api/queues/mail-dlq/requeue", "{}"),
-    (
-        "PUT",
-        "/api/faults",
-        r#"{"smtp4xxRate":0.5,"smtp5xxRate":0,"smtpLatencyMs":0}"#,
-    ),
-    (
-        "PUT",
-        "/api/live-view/controls",
-        r#"{"delays":{"databaseOperation":100}}"#,
-    ),
-    ("POST", "/api/live-view/simulate", r#"{"type":"signup","count":1}"#),
-    ("POST", "/api/live-view/requests/some-request/step", ""),
-    ("POST", "/api/live-view/step-token", ""),
-];
-
-async fn send(
-    system: &TestSystem,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    // text/plain: what a foreign page can send without a CORS preflight.
-    let mut request = system
-        .http
-        .request(method, system.dashboard(path))
-        .header("content-type", "text/plain")
-        .body(body.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.expect("answers")
-}
-
-/// What the state-changing routes act on, to show a refusal changed nothing.
-async fn observable_state(system: &TestSystem) -> serde_json::Value {
-    json!({
-        "servers": system.dashboard_json("/api/servers").await,
-        "queues": system.dashboard_json("/api/queues").await,
-        "algorithm": system.dashboard_json("/api/balancer").await["algorithm"],
-        "faults": system.dashboard_json("/api/faults").await,
-        "controls": system.dashboard_json("/api/live-view/controls").await,
-    })
-}
-
 // Regression: only the live stream checked Origin; any web page could stop a server or
 // requeue every dead letter with a simple cross-origin POST.
 #[tokio::test]
 async fn a_foreign_origin_changes_nothing_on_any_state_changing_route() {
     let system = start(None).await;
-    let before = observable_state(&system).await;
-    for (method, path, body) in STATE_CHANGING {
+    let before = support::observable_state(&system).await;
+    for (method, path, body) in support::STATE_CHANGING {
         for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
-            let response = send(&system, method, path, body, &[("origin", origin)]).await;
+            let response = support::send_text(&system, method, path, body, &[("origin", origin)]).await;
             assert_eq!(response.status(), 403, "{method} {path} from {origin}");
             let error: serde_json::Value = response.json().await.expect("json");
             assert_eq!(error, json!({"error": "origin not allowed"}));
         }
     }
-    assert_eq!(observable_state(&system).await, before, "nothing changed");
+    assert_eq!(support::observable_state(&system).await, before, "nothing changed");
     system.stop().await;
 }
 
@@ -516,22 +462,21 @@ async fn a_foreign_origin_changes_nothing_on_any_state_changing_route() {
 #[tokio::test]
 async fn a_foreign_host_is_refused_on_every_route_even_with_a_matching_origin() {
     let system = start(None).await;
-    let before = observable_state(&system).await;
+    let before = support::observable_state(&system).await;
     let port = system.running.dashboard.port();
     let host = format!("evil.example:{port}");
     let origin = format!("http://evil.example:{port}");
-    for (method, path, body) in
-        STATE_CHANGING
-            .iter()
-            .copied()
-            .chain([("GET", "/status", ""), ("GET", "/api/queues", ""), ("GET", "/", "")])
-    {
-        let response = send(&system, method, path, body, &[("host", &host), ("origin", &origin)]).await;
+    for (method, path, body) in support::STATE_CHANGING.iter().copied().chain([
+        ("GET", "/status", ""),
+        ("GET", "/api/queues", ""),
+        ("GET", "/", ""),
+    ]) {
+        let response = support::send_text(&system, method, path, body, &[("host", &host), ("origin", &origin)]).await;
         assert_eq!(response.status(), 421, "{method} {path} for {host}");
         let error: serde_json::Value = response.json().await.expect("json");
         assert_eq!(error, json!({"error": "host not allowed"}));
     }
-    assert_eq!(observable_state(&system).await, before, "nothing changed");
+    assert_eq!(support::observable_state(&system).await, before, "nothing changed");
     system.stop().await;
 }
 
@@ -621,7 +566,7 @@ async fn every_control_action_is_written_down_with_who_what_and_when() {
         .await;
     assert_eq!(refused.status(), 400);
     // A foreign origin is refused before the log: it changed nothing.
-    let foreign = send(
+    let foreign = support::send_text(
         &system,
         "POST",
         "/api/queues/mail/pause",

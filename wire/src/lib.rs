@@ -12,6 +12,7 @@ mod dashboard;
 mod events;
 mod frame;
 mod journey;
+mod operators;
 pub mod rfc3339;
 mod status;
 mod users;
@@ -23,6 +24,7 @@ pub use dashboard::*;
 pub use events::*;
 pub use frame::parse_frame;
 pub use journey::*;
+pub use operators::*;
 pub use status::*;
 pub use users::*;
 

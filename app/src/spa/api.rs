@@ -16,6 +16,11 @@ async fn read<T: DeserializeOwned>(response: Result<Response, gloo_net::Error>) 
             .map_err(|error| format!("unexpected answer: {error}"));
     }
     let status = response.status();
+    // The session ended (expired, signed out in another tab, removed): back to the
+    // sign-in page. A failed sign-in is answered 401 too, and is the sign-in page's.
+    if status == 401 && !response.url().ends_with("/api/session") {
+        super::sign_in::reload();
+    }
     let message = match response.json::<crate::wire::ErrorBody>().await {
         Ok(body) if body.fields.is_empty() => body.error,
         Ok(body) => {

@@ -218,7 +218,7 @@ fn BalancerCard(live: Live) -> impl IntoView {
         view! {
             <label class="control">
                 "Algorithm "
-                <select aria-label="Balancing algorithm" data-testid="algorithm" on:change=switch prop:value=algorithm>
+                <select aria-label="Balancing algorithm" data-testid="algorithm" on:change=switch prop:value=algorithm prop:disabled=move || !live.can_act()>
                     <option value="round-robin" selected=algorithm == "round-robin">"round-robin"</option>
                     <option value="least-connections" selected=algorithm == "least-connections">"least-connections"</option>
                 </select>
@@ -244,6 +244,7 @@ fn ServerSwitch(live: Live, id: String, running: bool) -> impl IntoView {
             class="small"
             aria-label=label
             data-testid=format!("{action}-{id}")
+            prop:disabled=move || !live.can_act()
             on:click=move |_| {
                 let path = format!("/api/servers/{number}/{action}");
                 act(live, if running { "Server stopped" } else { "Server started" }, async move {
@@ -351,6 +352,7 @@ fn queue_facts(live: Live, name: &str, queue: QueueMetrics) -> impl IntoView {
         ])}
         <button
             data-testid=format!("queue-{action}")
+            prop:disabled=move || !live.can_act()
             aria-label=format!("{action} the {name} queue")
             on:click=move |_| {
                 let path = path.clone();
@@ -452,7 +454,7 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
                                     <li>
                                         <code>{job.request_id.clone().unwrap_or_else(|| job.id.clone())}</code>
                                         {format!(" · {} attempts · {}", job.attempts, job.last_error.unwrap_or_default())}
-                                        <button class="small" aria-label=format!("Requeue job {}", job.id)
+                                        <button class="small" aria-label=format!("Requeue job {}", job.id) prop:disabled=move || !live.can_act()
                                             on:click=move |_| requeue(name.clone(), RequeueFilter { job_id: Some(id.clone()), ..RequeueFilter::default() }, 1)>
                                             "requeue"
                                         </button>
@@ -468,7 +470,7 @@ fn DeadLetters(live: Live, name: String) -> impl IntoView {
                     }
                 }
             }}
-        <button data-testid="requeue-all" on:click=requeue_all aria-label="Requeue every matching dead letter">
+        <button data-testid="requeue-all" prop:disabled=move || !live.can_act() on:click=requeue_all aria-label="Requeue every matching dead letter">
             "Requeue all matching…"
         </button>
     }
@@ -531,9 +533,11 @@ fn SmtpCard(live: Live) -> impl IntoView {
     view! {
         {figures}
         <h3>"Fault knobs (embedded capture server)"</h3>
-        {knob("451 rate", "fault-4xx", 1.0, 0.05, |f| f.smtp_4xx_rate, |f, v| f.smtp_4xx_rate = v)}
-        {knob("554 rate", "fault-5xx", 1.0, 0.05, |f| f.smtp_5xx_rate, |f, v| f.smtp_5xx_rate = v)}
-        {knob("latency ms", "fault-latency", 2000.0, 50.0, |f| f.smtp_latency_ms as f64, |f, v| f.smtp_latency_ms = v as u64)}
+        <fieldset class="acts" prop:disabled=move || !live.can_act()>
+            {knob("451 rate", "fault-4xx", 1.0, 0.05, |f| f.smtp_4xx_rate, |f, v| f.smtp_4xx_rate = v)}
+            {knob("554 rate", "fault-5xx", 1.0, 0.05, |f| f.smtp_5xx_rate, |f, v| f.smtp_5xx_rate = v)}
+            {knob("latency ms", "fault-latency", 2000.0, 50.0, |f| f.smtp_latency_ms as f64, |f, v| f.smtp_latency_ms = v as u64)}
+        </fieldset>
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! Speed, delays, filters and load simulation are the server's shared `ControlSettings`:
 //! a change is a `PUT /api/live-view/controls` and comes back to every viewer as
-//! `controls:changed`. Delays are real waits inside the real stages.
+//! `controls:changed`. Delays are real waits inside the real stages. A viewer (who may
+//! not change what everyone sees) gets speed and filters for this page only; the rest is
+//! disabled for them.
 
 use leptos::{prelude::*, task::spawn_local};
 
@@ -18,6 +20,9 @@ pub fn change_controls(live: Live, change: impl FnOnce(&mut ControlSettings)) {
     let mut next = live.controls.get_untracked();
     change(&mut next);
     live.controls.set(next.clone());
+    if !live.can_act() {
+        return;
+    }
     spawn_local(async move {
         match api::put::<ControlSettings>("/api/live-view/controls", &next).await {
             Ok(applied) => live.controls.set(applied),
@@ -124,7 +129,7 @@ pub fn ControlPanel(live: Live) -> impl IntoView {
                     <Toggle label="Glow" signal=live.glow testid="toggle-glow" />
                 </div>
             </div>
-            <div class="control-group">
+            <fieldset class="control-group" prop:disabled=move || !live.can_act()>
                 <h3>"Step mode"</h3>
                 <div class="row">
                     <TypeSelect selected=step_type label="Type of the stepped request" />
@@ -142,7 +147,7 @@ pub fn ControlPanel(live: Live) -> impl IntoView {
                 <p class="hint" data-testid="stepping">
                     {move || live.stepping.get().map(|id| format!("stepping {id}")).unwrap_or_default()}
                 </p>
-            </div>
+            </fieldset>
             <Delays live />
             <Filters live />
             <Simulation live />
@@ -202,7 +207,7 @@ fn Delays(live: Live) -> impl IntoView {
         ("WebSocket delivery", "websocketDelivery", |d| &mut d.websocket_delivery),
     ];
     view! {
-        <div class="control-group">
+        <fieldset class="control-group" prop:disabled=move || !live.can_act()>
             <h3>"Delay injection (ms)"</h3>
             {sliders
                 .into_iter()
@@ -221,7 +226,7 @@ fn Delays(live: Live) -> impl IntoView {
                     }
                 })
                 .collect_view()}
-        </div>
+        </fieldset>
     }
 }
 
@@ -288,7 +293,7 @@ fn Simulation(live: Live) -> impl IntoView {
     let on = move || live.controls.with(|controls| controls.simulate_load);
     let rate = move || live.controls.with(|controls| controls.simulation_rate);
     view! {
-        <div class="control-group">
+        <fieldset class="control-group" prop:disabled=move || !live.can_act()>
             <h3>"Load simulation"</h3>
             <div class="row">
                 <label class="toggle">
@@ -316,7 +321,7 @@ fn Simulation(live: Live) -> impl IntoView {
             />
             <TypeChips live label="Mix of request types" verb="Simulate" testid="mix"
                 list=|controls| &mut controls.simulation_mix />
-        </div>
+        </fieldset>
     }
 }
 

@@ -37,6 +37,25 @@ fn Figure(label: &'static str, testid: &'static str, #[prop(into)] value: Signal
     }
 }
 
+/// Who is signed in, their role, and signing out (with sign-in on).
+#[component]
+fn Who(live: Live) -> impl IntoView {
+    move || {
+        live.session.get().map(|session| {
+            let login = session.auth == crate::wire::AuthMode::Login;
+            view! {
+                <div class="who" data-testid="who">
+                    <span data-testid="who-name">{session.name.clone()}</span>
+                    <span class="role" data-testid="who-role">{session.role.as_str()}</span>
+                    {login.then(|| view! {
+                        <button class="small" data-testid="sign-out" on:click=move |_| super::sign_in::sign_out()>"Sign out"</button>
+                    })}
+                </div>
+            }
+        })
+    }
+}
+
 #[component]
 pub fn Header(live: Live) -> impl IntoView {
     let metrics = live.metrics;
@@ -86,6 +105,7 @@ pub fn Header(live: Live) -> impl IntoView {
                 <Figure label="uptime" testid="uptime-header" value=figure(|m| m.uptime.clone()) />
             </div>
             <a class="nav" href="/status">"Status page"</a>
+            <Who live />
             <div
                 class=move || format!("connection connection-{}", connection.get().state())
                 data-testid="connection"

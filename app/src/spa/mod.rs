@@ -12,6 +12,7 @@ mod cards;
 mod controls;
 mod header;
 mod inspector;
+mod sign_in;
 mod state;
 mod stream;
 
@@ -26,10 +27,30 @@ use canvas::{FlowCanvas, with_engine};
 use state::Live;
 use stream::Stream;
 
-/// The SPA's root component, mounted by the `frontend` crate.
+/// The SPA's root component, mounted by the `frontend` crate: the dashboard once the
+/// page knows who it is, or the sign-in page.
 #[component]
 pub fn App() -> impl IntoView {
+    let who = RwSignal::new(sign_in::Who::Asking);
+    spawn_local(sign_in::ask(who));
+    move || {
+        match who.get() {
+        sign_in::Who::Asking => view! { <p class="waiting">"Connecting…"</p> }.into_any(),
+        sign_in::Who::Nobody => view! { <sign_in::SignInPage who /> }.into_any(),
+        sign_in::Who::Unreachable(error) => {
+            view! { <p class="waiting" data-testid="unreachable">{format!("The dashboard does not answer ({error}); trying again…")}</p> }
+                .into_any()
+        }
+        sign_in::Who::Known(session) => view! { <Dashboard session /> }.into_any(),
+    }
+    }
+}
+
+/// Everything the signed-in (or anonymous) person sees.
+#[component]
+fn Dashboard(session: crate::wire::SessionInfo) -> impl IntoView {
     let live = Live::new();
+    live.session.set(Some(session));
     let stream = Stream::default();
     spawn_local(stream::stay_connected(live, stream.clone()));
     live.selected_request.set(inspector::request_from_location());

@@ -156,6 +156,8 @@ pub struct Live {
     /// is still read underneath, and the indicator keeps telling how that connection is
     /// (as one state, a reconnect during a replay took the REPLAY badge away).
     pub replaying: RwSignal<bool>,
+    /// Who this page is signed in as (`anonymous` without sign-in): what it may do.
+    pub session: RwSignal<Option<crate::wire::SessionInfo>>,
 }
 
 impl Live {
@@ -180,7 +182,18 @@ impl Live {
             glow: RwSignal::new(true),
             notice: RwSignal::new(None),
             replaying: RwSignal::new(false),
+            session: RwSignal::new(None),
         }
+    }
+
+    /// Whether the person may use the controls (an operator or an admin); the server
+    /// checks it again on every request.
+    pub fn can_act(&self) -> bool {
+        self.session.with(|session| {
+            session
+                .as_ref()
+                .is_some_and(|session| session.role >= crate::wire::Role::Operator)
+        })
     }
 
     /// Applies a batch of envelopes in order, touching each signal at most once; `now_ms`

@@ -1,6 +1,8 @@
 //! Access to the dashboard: which hosts and browser origins it answers
-//! ([`OriginPolicy`]), applied to every request by [`guard`].
+//! ([`OriginPolicy`]), applied to every request by [`guard`]; and who may do what
+//! ([`auth`]), applied after it.
 
+pub mod auth;
 mod origin;
 
 use std::sync::Arc;

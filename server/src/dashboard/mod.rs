@@ -4,6 +4,7 @@
 
 mod live_api;
 mod operations;
+mod operators;
 
 use std::{path::Path, sync::Arc};
 
@@ -58,6 +59,12 @@ use crate::{
         operations::faults,
         operations::set_faults,
         operations::audit_log,
+        operators::session,
+        operators::sign_in,
+        operators::sign_out,
+        operators::list_operators,
+        operators::add_operator,
+        operators::remove_operator,
         live_api::status,
         live_api::realtime_metrics,
         live_api::series,
@@ -95,12 +102,15 @@ pub struct Dashboard {
     pub sampler: Arc<Sampler>,
     pub history: History,
     pub simulator: Arc<Simulator>,
+    /// Who may do what, and the operators' accounts.
+    pub gate: Arc<crate::access::auth::Gate>,
 }
 
 impl Dashboard {
     /// The dashboard's routes; `site` is Trunk's output folder.
     pub fn router(self, site: &Path) -> Router {
         let origins = self.live.origins.clone();
+        let gate = self.gate.clone();
         let api = Router::new()
             .route("/api/live-view/ws", get(live::live_socket))
             .route("/api/live-view/sse", get(live::live_sse))
@@ -135,6 +145,20 @@ impl Dashboard {
                 get(live_api::controls).put(live_api::update_controls),
             )
             .route("/api/audit", get(operations::audit_log))
+            .route(
+                "/api/session",
+                get(operators::session)
+                    .post(operators::sign_in)
+                    .delete(operators::sign_out),
+            )
+            .route(
+                "/api/operators",
+                get(operators::list_operators).post(operators::add_operator),
+            )
+            .route(
+                "/api/operators/{name}",
+                axum::routing::delete(operators::remove_operator),
+            )
             .route("/api/{*rest}", axum::routing::any(api_not_found))
             .layer(axum::middleware::from_fn_with_state(
                 self.audit.clone(),
@@ -145,6 +169,10 @@ impl Dashboard {
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.
             .layer(axum::middleware::from_fn(crate::middleware::json_errors))
             .fallback_service(spa(site))
+            .layer(axum::middleware::from_fn_with_state(
+                gate,
+                crate::access::auth::authorize,
+            ))
             .layer(axum::middleware::from_fn_with_state(origins, crate::access::guard))
     }
 }

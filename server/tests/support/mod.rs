@@ -203,3 +203,68 @@ impl TestSystem {
         token["token"].as_str().expect("token").to_string()
     }
 }
+
+/// Every route of the dashboard that changes something, with a body it accepts.
+pub const STATE_CHANGING: &[(&str, &str, &str)] = &[
+    ("PUT", "/api/balancer", r#"{"algorithm":"least-connections"}"#),
+    ("POST", "/api/servers/1/stop", ""),
+    ("POST", "/api/servers/1/start", ""),
+    ("POST", "/api/queues/mail/pause", ""),
+    ("POST", "/api/queues/mail/resume", ""),
+    ("POST", "/api/queues/mail-dlq/requeue", "{}"),
+    (
+        "PUT",
+        "/api/faults",
+        r#"{"smtp4xxRate":0.5,"smtp5xxRate":0,"smtpLatencyMs":0}"#,
+    ),
+    (
+        "PUT",
+        "/api/live-view/controls",
+        r#"{"delays":{"databaseOperation":100}}"#,
+    ),
+    ("POST", "/api/live-view/simulate", r#"{"type":"signup","count":1}"#),
+    ("POST", "/api/live-view/requests/some-request/step", ""),
+    ("POST", "/api/live-view/step-token", ""),
+];
+
+pub async fn send_text(
+    system: &TestSystem,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    send_text_as(&system.http, system, method, path, body, headers).await
+}
+
+/// [`send_text`] with another client (one carrying someone's session cookie).
+pub async fn send_text_as(
+    client: &reqwest::Client,
+    system: &TestSystem,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    // text/plain: what a foreign page can send without a CORS preflight.
+    let mut request = client
+        .request(method, system.dashboard(path))
+        .header("content-type", "text/plain")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("answers")
+}
+
+/// What the state-changing routes act on, to show a refusal changed nothing.
+pub async fn observable_state(system: &TestSystem) -> serde_json::Value {
+    serde_json::json!({
+        "servers": system.dashboard_json("/api/servers").await,
+        "queues": system.dashboard_json("/api/queues").await,
+        "algorithm": system.dashboard_json("/api/balancer").await["algorithm"],
+        "faults": system.dashboard_json("/api/faults").await,
+        "controls": system.dashboard_json("/api/live-view/controls").await,
+    })
+}
