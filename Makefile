@@ -33,9 +33,11 @@ setup: ## Install the build tools that are missing (wasm target, trunk, wasm-bin
 	    $(FAST_INSTALL) cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; }
 	@[ -x $(TOOLS_BIN)/wasm-opt ] || npm ci --prefix tools --no-audit --no-fund
 
-setup-test: setup ## Also install what the tests need (Debian's chromium, the Playwright packages)
-	@command -v chromium >/dev/null || \
-	  { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+setup-test: setup ## Also install what the tests need (Debian's chromium and redis-server, the Playwright packages)
+	@missing=""; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  [ -z "$$missing" ] || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; }
 	@[ -d end2end/node_modules/@playwright/test ] || \
 	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix end2end --no-audit --no-fund
 
@@ -51,7 +53,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings on the host crates and on t
 	cargo clippy -p wire -p app -p server --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-unit: ## Unit and integration tests (real listeners, real SQLite)
+unit: setup-test ## Unit and integration tests (real listeners, real SQLite, a real Redis they start)
 	cargo test -p wire -p app -p server
 
 e2e: setup-test build ## Playwright specs in Debian's Chromium against a fresh liveview

@@ -52,6 +52,19 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
+    /// The bus that carries what crosses processes (control changes, and the live
+    /// events, in-app routing and presence of a cluster): `redis://host:port`. Without
+    /// it, the in-process bus: this process is the whole cluster.
+    #[arg(long, env = "LIVEVIEW_BUS_URL", value_name = "URL", hide_env_values = true)]
+    pub bus_url: Option<String>,
+
+    /// What the processes of one cluster share to trust each other (at least 16
+    /// characters): every bus message is signed with it and one signed otherwise is
+    /// dropped; step tokens made by any dashboard are good at every balancer. Required
+    /// with --bus-url.
+    #[arg(long, env = "LIVEVIEW_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
     /// The SMTP server the mail workers send to (`smtp://host:port`, optionally with
     /// `user:password@`). Without it they send to the embedded capture server.
     #[arg(long, env = "LIVEVIEW_SMTP_URL", value_name = "URL", hide_env_values = true)]
@@ -254,6 +267,22 @@ impl Config {
                 self.dashboard
             )),
         }
+    }
+
+    /// `--cluster-secret`, checked; required with `--bus-url`, since anyone who can reach
+    /// the Redis could otherwise speak for the cluster.
+    pub fn cluster_secret(&self) -> Result<Option<crate::cluster::ClusterSecret>, String> {
+        let secret = self
+            .cluster_secret
+            .as_deref()
+            .map(crate::cluster::ClusterSecret::new)
+            .transpose()?;
+        if self.bus_url.is_some() && secret.is_none() {
+            return Err(
+                "--bus-url needs --cluster-secret: every process of the cluster signs what it sends with it".into(),
+            );
+        }
+        Ok(secret)
     }
 
     /// `--live-history` as a length.

@@ -9,6 +9,8 @@ pub mod audit;
 pub mod balancer;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod controllers;
 pub mod controls;
@@ -76,6 +78,8 @@ pub enum StartError {
     Config(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// A started system: its bound addresses and the means to stop it.
@@ -96,6 +100,10 @@ pub struct Running {
     pub smtp_sink: Option<SocketAddr>,
     /// Who holds an in-app socket where (benchmarks push frames through it).
     pub registry: Arc<Registry>,
+    /// What crosses to the other processes of the cluster.
+    pub bus: bus::Bus,
+    /// Delays and step mode, as this process applies them.
+    pub controls: Arc<Controls>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -108,6 +116,7 @@ impl Running {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
         }
+        self.bus.close().await;
         self.database.close().await;
     }
 }
@@ -187,6 +196,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         telemetry: observer.telemetry,
         smtp_sink: delivery.capture.map(|(_, addr)| addr),
         registry: delivery.registry,
+        bus: observer.bus,
+        controls: observer.controls,
         shutdown: life.shutdown,
         tasks: life.tasks,
     })
@@ -236,6 +247,7 @@ struct Lifecycle {
 /// journeys folded from it, the history that keeps its frames and the hub that streams
 /// them, with the aggregator between them running.
 struct Observer {
+    bus: bus::Bus,
     controls: Arc<Controls>,
     telemetry: Telemetry,
     journeys: Arc<Journeys>,
@@ -245,7 +257,10 @@ struct Observer {
 
 impl Observer {
     async fn start(config: &Config, life: &Lifecycle) -> Result<Self, StartError> {
-        let controls = Arc::new(Controls::default());
+        let secret = config.cluster_secret().map_err(StartError::Config)?;
+        let bus = bus::Bus::open(config.bus_url.as_deref(), secret.as_ref()).await?;
+        tracing::info!(bus = bus.describe(), process = %bus.me().0, "bus ready");
+        let controls = Arc::new(Controls::new(secret.as_ref()));
         let (telemetry, observations) = if config.without_live_telemetry {
             tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
             Telemetry::off()
@@ -281,7 +296,14 @@ impl Observer {
             controls.clone(),
             life.shutdown.clone(),
         ));
+        life.tasks.spawn(controls::follow(
+            bus.clone(),
+            controls.clone(),
+            telemetry.clone(),
+            life.shutdown.clone(),
+        ));
         Ok(Self {
+            bus,
             controls,
             telemetry,
             journeys,
@@ -449,6 +471,7 @@ fn start_dashboard(
         controls: observer.controls.clone(),
         journeys: observer.journeys.clone(),
         audit: crate::audit::Audit::new(database.clone()),
+        bus: observer.bus.clone(),
         gate: Arc::new(crate::access::auth::Gate::new(
             auth,
             crate::operators::Operators::new(database.clone()),
@@ -532,7 +555,43 @@ where
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = ticker.tick() => tick().await,
+            _ = ticker.tick() => {}
         }
+        // The tick races shutdown too: a tick waiting on another task that has already
+        // stopped (the sampler waiting for the probe's first status) held shutdown for
+        // its whole grace period. Every tick is maintenance or observation, safe to drop.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tick() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: a tick waiting for something that never comes (the sampler waiting for
+    // the probe's first status, after the probe had stopped) held shutdown for its grace.
+    #[tokio::test]
+    async fn every_stops_at_shutdown_even_inside_a_tick_that_never_ends() {
+        let shutdown = CancellationToken::new();
+        let started = Arc::new(tokio::sync::Notify::new());
+        let running = tokio::spawn(every(Duration::from_secs(1), shutdown.clone(), {
+            let started = started.clone();
+            move || {
+                let started = started.clone();
+                async move {
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                }
+            }
+        }));
+        started.notified().await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), running)
+            .await
+            .expect("stops at once")
+            .expect("no panic");
     }
 }

@@ -3,13 +3,26 @@
 //! steps it. The pipeline calls these; telemetry only records what they did.
 //!
 //! The settings are the wire's [`ControlSettings`]; changing them publishes
-//! `controls:changed` to every viewer (done by the dashboard's handler).
+//! `controls:changed` to every viewer (done by the dashboard's handler) and, over the
+//! [`Bus`], to every process of the cluster ([`follow`]). Each change is stamped with its
+//! time and process, and a process keeps the newest stamp it has seen, so concurrent
+//! changes from two dashboards end in the same settings everywhere, whatever order the
+//! bus delivered them in.
 
 pub mod step;
 
-use std::{sync::RwLock, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use wire::{ControlSettings, Delays};
+use tokio_util::sync::CancellationToken;
+use wire::{ControlSettings, Delays, LiveEvent};
+
+use crate::{
+    bus::{Bus, Channel, ProcessId},
+    telemetry::Telemetry,
+};
 
 pub use step::{StepToken, Stepping};
 
@@ -80,24 +93,74 @@ pub enum DelayPoint {
     WebSocketDelivery,
 }
 
+/// When and where a change of the settings was made: the newer wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub at_ms: i64,
+    pub process: ProcessId,
+}
+
+/// A change of the settings, as the bus carries it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub stamp: Stamp,
+    pub settings: ControlSettings,
+}
+
 #[derive(Default)]
 pub struct Controls {
-    settings: RwLock<ControlSettings>,
+    settings: RwLock<(Option<Stamp>, ControlSettings)>,
     /// Requests in step mode.
     steps: Stepping,
 }
 
 impl Controls {
+    /// With the cluster's secret, step tokens are signed with its key and good at every
+    /// process; without, with a key of this process's own.
+    pub fn new(secret: Option<&crate::cluster::ClusterSecret>) -> Self {
+        Self {
+            settings: RwLock::default(),
+            steps: secret.map_or_else(Stepping::default, |secret| Stepping::with_key(secret.key("step-token"))),
+        }
+    }
+
     pub fn settings(&self) -> ControlSettings {
         self.settings
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
+            .1
             .clone()
     }
 
     /// Replaces the settings after clamping them to what is allowed; returns what is now
-    /// in force.
-    pub fn update(&self, mut settings: ControlSettings) -> ControlSettings {
+    /// in force. A change made here, now: [`Controls::change`] also tells the cluster.
+    pub fn update(&self, settings: ControlSettings) -> ControlSettings {
+        self.apply(None, settings).unwrap_or_else(|| self.settings())
+    }
+
+    /// Applies a change made here and publishes it to every other process; returns what
+    /// is now in force. A bus that cannot take it is logged: the change holds here.
+    pub async fn change(&self, bus: &Bus, settings: ControlSettings) -> ControlSettings {
+        let stamp = Stamp {
+            at_ms: crate::now_ms(),
+            process: bus.me().clone(),
+        };
+        let applied = self
+            .apply(Some(stamp.clone()), settings)
+            .unwrap_or_else(|| self.settings());
+        let change = Change {
+            stamp,
+            settings: applied.clone(),
+        };
+        if let Err(error) = bus.publish(Channel::Controls, &change).await {
+            tracing::warn!(%error, "a controls change could not reach the other processes");
+        }
+        applied
+    }
+
+    /// Sets the settings if `stamp` is newer than the one in force (always, without one);
+    /// answers what was set, or `None` when a newer change had already won.
+    fn apply(&self, stamp: Option<Stamp>, mut settings: ControlSettings) -> Option<ControlSettings> {
         settings.playback_speed = if settings.playback_speed.is_finite() {
             settings
                 .playback_speed
@@ -122,13 +185,19 @@ impl Controls {
         } else {
             0.0
         };
-        *self.settings.write().unwrap_or_else(|poison| poison.into_inner()) = settings.clone();
-        settings
+        let mut current = self.settings.write().unwrap_or_else(|poison| poison.into_inner());
+        if let (Some(new), Some(old)) = (&stamp, &current.0)
+            && new <= old
+        {
+            return None;
+        }
+        *current = (stamp.or_else(|| current.0.clone()), settings.clone());
+        Some(settings)
     }
 
     pub fn delay(&self, point: DelayPoint) -> Duration {
         let settings = self.settings.read().unwrap_or_else(|poison| poison.into_inner());
-        let millis = delays_by_point(&settings.delays)
+        let millis = delays_by_point(&settings.1.delays)
             .into_iter()
             .find(|(at, _, _)| *at == point)
             .map_or(0, |(_, _, millis)| millis);
@@ -164,9 +233,67 @@ impl Controls {
     }
 }
 
+/// Applies the changes other processes publish, and tells this process's viewers. Runs
+/// until shutdown.
+pub async fn follow(bus: Bus, controls: Arc<Controls>, telemetry: Telemetry, shutdown: CancellationToken) {
+    let mut changes = match bus.subscribe::<Change>(Channel::Controls).await {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::error!(%error, "cannot follow control changes from other processes");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = changes.next() => next,
+        };
+        let Some((from, change)) = next else { return };
+        if &from == bus.me() {
+            continue;
+        }
+        if let Some(applied) = controls.apply(Some(change.stamp), change.settings) {
+            telemetry.event(LiveEvent::ControlsChanged(applied));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_change_wins_whatever_order_it_arrives_in() {
+        let stamp = |at_ms, process: &str| Stamp {
+            at_ms,
+            process: ProcessId(process.into()),
+        };
+        let with_delay = |ms| ControlSettings {
+            delays: Delays {
+                queueing: ms,
+                ..Delays::default()
+            },
+            ..ControlSettings::default()
+        };
+        let (here, there) = (Controls::default(), Controls::default());
+        let changes = [
+            (stamp(10, "a"), with_delay(100)),
+            (stamp(10, "b"), with_delay(200)),
+            (stamp(5, "c"), with_delay(300)),
+        ];
+        for (stamp, settings) in changes.iter().cloned() {
+            here.apply(Some(stamp), settings);
+        }
+        for (stamp, settings) in changes.iter().rev().cloned() {
+            there.apply(Some(stamp), settings);
+        }
+        assert_eq!(here.settings(), there.settings());
+        assert_eq!(
+            here.settings().delays.queueing,
+            200,
+            "the latest time, then the higher process id"
+        );
+    }
 
     #[test]
     fn settings_are_clamped() {

@@ -112,19 +112,26 @@ pub struct Stepping {
 }
 
 impl Default for Stepping {
+    /// A secret of this process's own: its tokens are good here only.
     fn default() -> Self {
         let mut secret = [0u8; 32];
         // The OS random source failing is not something the process can recover from.
         getrandom::fill(&mut secret).expect("the OS random source works");
+        Self::with_key(secret)
+    }
+}
+
+impl Stepping {
+    /// Tokens signed with `secret` (the cluster's step-token key): good at every process
+    /// that holds it.
+    pub fn with_key(secret: [u8; 32]) -> Self {
         Self {
             secret,
             requests: Mutex::default(),
             count: AtomicUsize::new(0),
         }
     }
-}
 
-impl Stepping {
     fn mac(&self, expires_at_ms: i64) -> HmacSha256 {
         // HMAC takes a key of any length.
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("any key length");

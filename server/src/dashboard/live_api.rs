@@ -324,7 +324,7 @@ pub async fn update_controls(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let applied = dashboard.controls.update(wanted);
+    let applied = dashboard.controls.change(&dashboard.bus, wanted).await;
     dashboard.telemetry.event(LiveEvent::ControlsChanged(applied.clone()));
     Ok(Json(applied))
 }

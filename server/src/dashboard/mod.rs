@@ -102,6 +102,8 @@ pub struct Dashboard {
     pub sampler: Arc<Sampler>,
     pub history: History,
     pub simulator: Arc<Simulator>,
+    /// What crosses to the other processes (control changes).
+    pub bus: crate::bus::Bus,
     /// Who may do what, and the operators' accounts.
     pub gate: Arc<crate::access::auth::Gate>,
 }

@@ -4,6 +4,8 @@
 // Each test file compiles its own copy and uses only part of it.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::path::Path;
 
 use liveview::{Running, config::Config};
