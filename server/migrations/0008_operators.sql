@@ -17,3 +17,12 @@ CREATE TABLE operator_sessions (
 );
 
 CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator);
+
+-- Failed sign-ins, newest kept a quarter of an hour: too many for one name in that
+-- time and that name's sign-ins are refused until they age out.
+CREATE TABLE operator_sign_in_failures (
+    name TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX operator_sign_in_failures_by_name ON operator_sign_in_failures (name, at_ms);

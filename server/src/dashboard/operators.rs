@@ -25,6 +25,7 @@ impl From<OperatorError> for ApiError {
             OperatorError::BadPassword => ApiError::invalid([("password", error.to_string())]),
             OperatorError::Exists(_) | OperatorError::LastAdmin(_) => ApiError::conflict(error.to_string()),
             OperatorError::Missing(_) => ApiError::not_found(error.to_string()),
+            OperatorError::Throttled { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string()),
             OperatorError::Hash(error) => ApiError::internal(error),
             OperatorError::Database(error) => error.into(),
         }
@@ -53,7 +54,7 @@ pub async fn session(State(dashboard): State<Dashboard>, request: Request) -> Re
 
 /// `POST /api/session {"name": "ada", "password": "…"}`: signs in; the answer sets an
 /// HttpOnly, SameSite=Strict session cookie.
-#[utoipa::path(post, path = "/api/session", request_body = wire::SignIn, responses((status = 200, description = "signed in; the session cookie is set", body = wire::SessionInfo), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "wrong name or password", body = wire::ErrorBody), (status = 409, description = "this dashboard runs without sign-in", body = wire::ErrorBody)), tag = "operators")]
+#[utoipa::path(post, path = "/api/session", request_body = wire::SignIn, responses((status = 200, description = "signed in; the session cookie is set", body = wire::SessionInfo), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "wrong name or password", body = wire::ErrorBody), (status = 409, description = "this dashboard runs without sign-in", body = wire::ErrorBody), (status = 429, description = "too many failed sign-ins for this name lately", body = wire::ErrorBody)), tag = "operators")]
 pub async fn sign_in(
     State(dashboard): State<Dashboard>,
     JsonBody(sign_in): JsonBody<SignIn>,
@@ -64,7 +65,7 @@ pub async fn sign_in(
             "this dashboard runs without sign-in (--dashboard-auth anonymous)",
         ));
     }
-    let Some(actor) = gate.operators.verify(&sign_in.name, &sign_in.password).await? else {
+    let Some(actor) = gate.operators.sign_in(&sign_in.name, &sign_in.password).await? else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"));
     };
     let (token, ends) = gate.operators.start_session(&actor.name, gate.session_ttl_ms).await?;

@@ -17,6 +17,11 @@ pub const MAX_NAME: usize = 64;
 pub const MIN_PASSWORD: usize = 10;
 /// Longest password: argon2 reads all of it.
 pub const MAX_PASSWORD: usize = 1_024;
+/// Failed sign-ins for one name within [`FAILURE_WINDOW_MS`] after which its sign-ins
+/// are refused until the oldest ages out. Argon2 already makes each guess cost tens of
+/// milliseconds; this caps a name at 10 guesses a quarter of an hour, whoever guesses.
+pub const MAX_FAILURES: i64 = 10;
+pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
 
 /// A signed-in (or, without sign-in, assumed) person, as the request handlers and the
 /// audit log see them.
@@ -48,6 +53,8 @@ pub enum OperatorError {
     Missing(String),
     #[error("{0:?} is the last admin; add another admin first")]
     LastAdmin(String),
+    #[error("too many failed sign-ins for {name:?}; try again in {retry_after_s} s")]
+    Throttled { name: String, retry_after_s: i64 },
     #[error(transparent)]
     Hash(#[from] accounts::HashError),
     #[error("database: {0}")]
@@ -163,6 +170,48 @@ impl Operators {
             .execute(&mut *writing)
             .await?;
         Ok(())
+    }
+
+    /// A sign-in: the account if the name and password match, after
+    /// [`MAX_FAILURES`] failures for the name within [`FAILURE_WINDOW_MS`] a refusal
+    /// whatever the password. A failure is counted; a success clears the count.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Result<Option<Actor>, OperatorError> {
+        let now = now_ms();
+        let since = now - FAILURE_WINDOW_MS;
+        let (failures, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(at_ms) FROM operator_sign_in_failures WHERE name = $1 AND at_ms > $2")
+                .bind(name)
+                .bind(since)
+                .fetch_one(self.db.reads())
+                .await?;
+        if failures >= MAX_FAILURES {
+            let retry_after_s = (oldest.unwrap_or(now) + FAILURE_WINDOW_MS - now).max(1_000) / 1_000;
+            return Err(OperatorError::Throttled {
+                name: name.to_string(),
+                retry_after_s,
+            });
+        }
+        let actor = self.verify(name, password).await?;
+        let mut writing = self.db.writing().await?;
+        if actor.is_some() {
+            sqlx::query("DELETE FROM operator_sign_in_failures WHERE name = $1")
+                .bind(name)
+                .execute(&mut *writing)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM operator_sign_in_failures WHERE at_ms <= $1")
+                .bind(since)
+                .execute(&mut *writing)
+                .await?;
+            // A name is kept only as long as an operator's may be.
+            let counted: String = name.chars().take(MAX_NAME).collect();
+            sqlx::query("INSERT INTO operator_sign_in_failures (name, at_ms) VALUES ($1, $2)")
+                .bind(counted)
+                .bind(now)
+                .execute(&mut *writing)
+                .await?;
+        }
+        Ok(actor)
     }
 
     /// The account, if the name and password match. Takes as long for an unknown name
@@ -295,6 +344,43 @@ mod tests {
         assert!(
             operators.session(&expired).await.expect("lookup").is_none(),
             "an expired session lets no one in"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_failed_sign_ins_refuse_the_name_for_a_while_whatever_the_password() {
+        let (_dir, operators) = operators().await;
+        operators.add("ada", Role::Admin, "correct horse").await.expect("added");
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(operators.sign_in("ada", "a wrong guess").await.expect("answered"), None);
+        }
+        // A success clears the count.
+        assert!(
+            operators
+                .sign_in("ada", "correct horse")
+                .await
+                .expect("answered")
+                .is_some()
+        );
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(operators.sign_in("ada", "a wrong guess").await.expect("answered"), None);
+        }
+        let refused = operators.sign_in("ada", "correct horse").await;
+        assert!(
+            matches!(refused, Err(OperatorError::Throttled { retry_after_s, .. }) if retry_after_s > 800),
+            "{refused:?}"
+        );
+        // Another name is not held up.
+        operators
+            .add("bob", Role::Viewer, "battery staple")
+            .await
+            .expect("added");
+        assert!(
+            operators
+                .sign_in("bob", "battery staple")
+                .await
+                .expect("answered")
+                .is_some()
         );
     }
 
