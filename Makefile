@@ -33,10 +33,11 @@ setup: ## Install the build tools that are missing (wasm target, trunk, wasm-bin
 	    $(FAST_INSTALL) cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; }
 	@[ -x $(TOOLS_BIN)/wasm-opt ] || npm ci --prefix tools --no-audit --no-fund
 
-setup-test: setup ## Also install what the tests need (Debian's chromium and redis-server, the Playwright packages)
+setup-test: setup ## Also install what the tests need (Debian's chromium, redis-server and postgresql, the Playwright packages)
 	@missing=""; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  [ -z "$$missing" ] || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; }
 	@[ -d end2end/node_modules/@playwright/test ] || \
 	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix end2end --no-audit --no-fund
