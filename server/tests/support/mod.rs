@@ -207,6 +207,14 @@ impl TestSystem {
     }
 }
 
+/// A loopback port that was free a moment ago, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Every route of the dashboard that changes something, with a body it accepts.
 pub const STATE_CHANGING: &[(&str, &str, &str)] = &[
     ("PUT", "/api/balancer", r#"{"algorithm":"least-connections"}"#),

@@ -5,7 +5,6 @@
 //! which PostgreSQL requires.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -51,10 +50,7 @@ fn as_postgres(program: &Path) -> Command {
 
 impl PostgresServer {
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         // The postgres user must own its directory (and reach it: tempdirs are 0700).
         let _ = Command::new("chown").arg("postgres").arg(dir.path()).status();

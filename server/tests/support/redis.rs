@@ -3,7 +3,6 @@
 //! killed when dropped.
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -16,10 +15,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self { port, child: None, dir };
         server.run().await;
