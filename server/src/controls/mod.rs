@@ -132,12 +132,6 @@ impl Controls {
             .clone()
     }
 
-    /// Replaces the settings after clamping them to what is allowed; returns what is now
-    /// in force. A change made here, now: [`Controls::change`] also tells the cluster.
-    pub fn update(&self, settings: ControlSettings) -> ControlSettings {
-        self.apply(None, settings).unwrap_or_else(|| self.settings())
-    }
-
     /// Applies a change made here and publishes it to every other process; returns what
     /// is now in force. A bus that cannot take it is logged: the change holds here.
     pub async fn change(&self, bus: &Bus, settings: ControlSettings) -> ControlSettings {
@@ -158,8 +152,9 @@ impl Controls {
         applied
     }
 
-    /// Sets the settings if `stamp` is newer than the one in force (always, without one);
-    /// answers what was set, or `None` when a newer change had already won.
+    /// Sets the settings, clamped to what is allowed, if `stamp` is newer than the one in
+    /// force (always, without one); answers what was set, or `None` when a newer change
+    /// had already won.
     fn apply(&self, stamp: Option<Stamp>, mut settings: ControlSettings) -> Option<ControlSettings> {
         settings.playback_speed = if settings.playback_speed.is_finite() {
             settings
@@ -303,7 +298,7 @@ mod tests {
             ..Default::default()
         };
         wanted.delays.database_operation = 10_000_000;
-        let applied = controls.update(wanted);
+        let applied = controls.apply(None, wanted).expect("no stamp always applies");
         assert_eq!(applied.playback_speed, ControlSettings::MAX_SPEED);
         assert_eq!(applied.delays.database_operation, MAX_DELAY_MS);
         assert_eq!(
