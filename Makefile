@@ -54,8 +54,13 @@ lint: setup ## cargo fmt --check, clippy -D warnings on the host crates and on t
 	cargo clippy -p wire -p app -p server --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-unit: setup-test ## Unit and integration tests (real listeners, real SQLite, a real Redis they start)
+# The integration tests that start the system and touch storage: `make unit` runs them
+# on SQLite and again on PostgreSQL.
+POSTGRES_TESTS = --test controllers --test inapp --test live_stream --test mail --test operators --test system --test telemetry
+
+unit: setup-test ## Unit and integration tests (real listeners, real SQLite, a real Redis they start), then the storage-touching integration tests again on a real PostgreSQL each test starts
 	cargo test -p wire -p app -p server
+	LIVEVIEW_TEST_ENGINE=postgres cargo test -p server $(POSTGRES_TESTS)
 
 e2e: setup-test build ## Playwright specs in Debian's Chromium against a fresh liveview
 	cd end2end && npx playwright test

@@ -38,8 +38,8 @@ impl Audit {
     }
 
     async fn write(&self, entry: &AuditEntry) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at_ms, actor, method, route, path, body, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, actor, method, route, path, body, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&entry.id)
         .bind(entry.at.timestamp_millis())
@@ -49,20 +49,20 @@ impl Audit {
         .bind(&entry.path)
         .bind(&entry.body)
         .bind(i64::from(entry.status))
-        .execute(&mut *self.db.writing().await?)
-        .await
+        .execute(c)
+        .await.map(|done| done.rows_affected()))
         .map(drop)
     }
 
     /// The newest `limit` entries, newest first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<AuditEntry>, sqlx::Error> {
-        type Row = (String, i64, String, String, String, String, String, i64);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, at_ms, actor, method, route, path, body, status FROM audit_log ORDER BY id DESC LIMIT ?",
+        type Row = (String, i64, String, String, String, String, String, i32);
+        let rows: Vec<Row> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
+            "SELECT id, at_ms, actor, method, route, path, body, status FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit.min(MAX_LIST)))
-        .fetch_all(self.db.reads())
-        .await?;
+        .fetch_all(c)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|(id, at_ms, actor, method, route, path, body, status)| AuditEntry {

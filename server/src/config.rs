@@ -42,7 +42,9 @@ pub struct Config {
     )]
     pub data: PathBuf,
 
-    /// Database URL (`sqlite://path/to/file.db`); overrides --data.
+    /// Database URL: `sqlite://path/to/file.db`, or `postgres://user:password@host/db`
+    /// for several processes sharing one database. Overrides --data for the database
+    /// (the data directory still holds this process's own files).
     #[arg(
         long,
         env = "LIVEVIEW_DATABASE_URL",

@@ -199,10 +199,12 @@ async fn password_reset_reveals_nothing_and_its_token_works_once() {
         "only for a real account"
     );
 
-    let body: String = sqlx::query_scalar("SELECT body FROM emails WHERE kind = 'reset-password'")
-        .fetch_one(&system.running.database.pool)
-        .await
-        .expect("email");
+    let body: String = liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query_scalar("SELECT body FROM emails WHERE kind = 'reset-password'")
+            .fetch_one(c)
+            .await
+    })
+    .expect("email");
     let token = body
         .split("token=")
         .nth(1)
@@ -253,14 +255,17 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     // A session that ran out yesterday.
     let expired_secret = liveview::accounts::new_secret();
     let yesterday = liveview::now_ms() - 86_400_000;
-    sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
-        .bind(liveview::accounts::digest(&expired_secret))
-        .bind(&user_id)
-        .bind(yesterday - 1000)
-        .bind(yesterday)
-        .execute(&system.running.database.pool)
-        .await
-        .expect("expired session");
+    liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(liveview::accounts::digest(&expired_secret))
+            .bind(&user_id)
+            .bind(yesterday - 1000)
+            .bind(yesterday)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected())
+    })
+    .expect("expired session");
     let expired = format!("{user_id}.{expired_secret}");
     let rows = "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM purchases) + (SELECT COUNT(*) FROM jobs) + (SELECT COUNT(*) FROM sessions)";
     let before = system.count(rows).await;

@@ -245,19 +245,23 @@ async fn kill_9_under_load_loses_nothing_and_delivers_each_notification_once() {
         .await
         .expect("data db");
     let owed_emails: BTreeMap<String, String> =
-        sqlx::query_as("SELECT id, request_id FROM emails WHERE kind = 'purchase'")
-            .fetch_all(&db.pool)
+        liveview::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query_as(
+            "SELECT id, request_id FROM emails WHERE kind = 'purchase'"
+        )
+        .fetch_all(c)
+        .await)
+        .expect("emails")
+        .into_iter()
+        .collect();
+    let owed_notifications: BTreeMap<String, String> = liveview::with_connection!(
+        &mut db.writing().await.expect("db"),
+        |c| sqlx::query_as("SELECT id, request_id FROM notifications WHERE kind = 'purchase'")
+            .fetch_all(c)
             .await
-            .expect("emails")
-            .into_iter()
-            .collect();
-    let owed_notifications: BTreeMap<String, String> =
-        sqlx::query_as("SELECT id, request_id FROM notifications WHERE kind = 'purchase'")
-            .fetch_all(&db.pool)
-            .await
-            .expect("notifications")
-            .into_iter()
-            .collect();
+    )
+    .expect("notifications")
+    .into_iter()
+    .collect();
     let requests_with_email: std::collections::BTreeSet<&String> = owed_emails.values().collect();
     for request in &accepted {
         assert!(
@@ -288,9 +292,10 @@ async fn kill_9_under_load_loses_nothing_and_delivers_each_notification_once() {
     .await;
 
     // Emails: each owed one stored once under its own Message-ID, nothing else.
-    let received: Vec<(Option<String>,)> = sqlx::query_as("SELECT message_id FROM mailbox")
-        .fetch_all(&capture_db(&dir).await.pool)
-        .await
+    let received: Vec<(Option<String>,)> =
+        liveview::with_connection!(&mut capture_db(&dir).await.writing().await.expect("db"), |c| {
+            sqlx::query_as("SELECT message_id FROM mailbox").fetch_all(c).await
+        })
         .expect("mailbox");
     let mut received_ids: Vec<String> = received
         .into_iter()

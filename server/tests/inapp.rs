@@ -235,7 +235,7 @@ async fn pushes_nobody_acks_go_to_inapp_retry_then_inapp_dlq() {
     )
     .await;
     let attempts: i64 = system
-        .count("SELECT MIN(attempts) FROM jobs WHERE queue = 'inapp-dlq'")
+        .count("SELECT CAST(MIN(attempts) AS BIGINT) FROM jobs WHERE queue = 'inapp-dlq'")
         .await;
     assert_eq!(attempts, 2, "inapp, then inapp-retry");
     assert_eq!(

@@ -64,15 +64,17 @@ impl TestSystem {
     }
 
     /// Waits for the one email job to reach mail-dlq; its attempts and last error.
-    async fn dead_lettered_email(&self) -> (i64, String) {
+    async fn dead_lettered_email(&self) -> (i32, String) {
         self.eventually("the job reaches mail-dlq", async |s| {
             s.queue("mail-dlq").await["failed"] == 1
         })
         .await;
-        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
-            .fetch_one(&self.running.database.pool)
-            .await
-            .expect("job")
+        liveview::with_connection!(&mut self.running.database.writing().await.expect("db"), |c| {
+            sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE channel = 'email'")
+                .fetch_one(c)
+                .await
+        })
+        .expect("job")
     }
 
     /// [`support::eventually`] on this system, for at most 10 s.
@@ -97,18 +99,18 @@ async fn a_signup_email_reaches_the_capture_server_once_with_its_id() {
     let message = &mailbox["messages"][0];
     assert_eq!(message["subject"], "Welcome to Live View");
     assert_eq!(message["rcptTo"], "ada@example.com");
-    let email_id: String = sqlx::query_scalar("SELECT id FROM emails")
-        .fetch_one(&system.running.database.pool)
-        .await
-        .expect("email row");
+    let email_id: String = liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query_scalar("SELECT id FROM emails").fetch_one(c).await
+    })
+    .expect("email row");
     assert_eq!(message["messageId"], format!("<{email_id}@liveview.local>"));
     system
         .eventually("the job completes", async |s| s.queue("mail").await["completed"] == 1)
         .await;
-    let reply: String = sqlx::query_scalar("SELECT smtp_reply FROM emails")
-        .fetch_one(&system.running.database.pool)
-        .await
-        .expect("reply");
+    let reply: String = liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query_scalar("SELECT smtp_reply FROM emails").fetch_one(c).await
+    })
+    .expect("reply");
     assert!(reply.starts_with("250 "), "{reply}");
     // A moment later there is still exactly one: nothing re-sends a sent email.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -195,11 +195,13 @@ async fn sign_in_takes_only_the_right_password_and_sets_a_strict_http_only_cooki
     assert_eq!(me, answered, "the session says who is signed in");
     // The cookie is a token, kept only as its digest.
     let token = cookie.trim_start_matches("liveview_session=");
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operator_sessions WHERE token_digest = $1")
-        .bind(token)
-        .fetch_one(&system.running.database.pool)
-        .await
-        .expect("count");
+    let stored: i64 = liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM operator_sessions WHERE token_digest = $1")
+            .bind(token)
+            .fetch_one(c)
+            .await
+    })
+    .expect("count");
     assert_eq!(stored, 0, "the token itself is not stored");
     system.stop().await;
 }

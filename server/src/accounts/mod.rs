@@ -14,7 +14,10 @@ use argon2::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{now_ms, storage::Database};
+use crate::{
+    now_ms,
+    storage::{Database, WriteTransaction},
+};
 
 /// How long a login lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3_600_000;
@@ -100,15 +103,13 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-pub async fn find_by_email(
-    executor: impl sqlx::SqliteExecutor<'_>,
-    email: &str,
-) -> Result<Option<(User, String)>, sqlx::Error> {
-    let row: Option<(String, String, String, i64, String)> =
-        sqlx::query_as("SELECT id, email, name, created_at_ms, password_hash FROM users WHERE email = ?")
+pub async fn find_by_email(db: &Database, email: &str) -> Result<Option<(User, String)>, sqlx::Error> {
+    let row: Option<(String, String, String, i64, String)> = crate::with_connection!(&mut db.read().await?, |c| {
+        sqlx::query_as("SELECT id, email, name, created_at_ms, password_hash FROM users WHERE email = $1")
             .bind(email.to_lowercase())
-            .fetch_optional(executor)
-            .await?;
+            .fetch_optional(c)
+            .await
+    })?;
     Ok(row.map(|(id, email, name, created_at_ms, hash)| {
         (
             User {
@@ -124,16 +125,19 @@ pub async fn find_by_email(
 
 /// Creates a session and returns its token, `<user id>.<secret>`. The user part lets
 /// the load balancer keep one user's sockets on one server without a lookup.
-pub async fn create_session(connection: &mut sqlx::SqliteConnection, user_id: &str) -> Result<String, sqlx::Error> {
+pub async fn create_session(tx: &mut WriteTransaction, user_id: &str) -> Result<String, sqlx::Error> {
     let secret = new_secret();
     let now = now_ms();
-    sqlx::query("INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
-        .bind(digest(&secret))
-        .bind(user_id)
-        .bind(now)
-        .bind(now + SESSION_TTL_MS)
-        .execute(connection)
-        .await?;
+    crate::with_connection!(tx, |c| sqlx::query(
+        "INSERT INTO sessions (secret_hash, user_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(digest(&secret))
+    .bind(user_id)
+    .bind(now)
+    .bind(now + SESSION_TTL_MS)
+    .execute(c)
+    .await
+    .map(drop))?;
     Ok(format!("{user_id}.{secret}"))
 }
 
@@ -152,15 +156,17 @@ pub async fn authenticate(db: &Database, cache: &SessionCache, token: &str) -> R
         return Ok(Some(user));
     }
     let looked_up = Instant::now();
-    let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+    let row: Option<(String, String, String, i64, i64)> = crate::with_connection!(&mut db.read().await?, |c| {
+        sqlx::query_as(
         "SELECT u.id, u.email, u.name, u.created_at_ms, s.expires_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.secret_hash = ? AND s.user_id = ? AND s.expires_at_ms > ?",
+         WHERE s.secret_hash = $1 AND s.user_id = $2 AND s.expires_at_ms > $3",
     )
     .bind(&secret_digest)
     .bind(user_id)
     .bind(now)
-    .fetch_optional(db.reads())
-    .await?;
+    .fetch_optional(c)
+    .await
+    })?;
     Ok(row.map(|(id, email, name, created_at_ms, expires_at_ms)| {
         let user = User {
             id,

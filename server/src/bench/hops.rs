@@ -365,12 +365,14 @@ impl Bench {
 async fn newest_seqs(running: &Running, users: &[BenchUser]) -> anyhow::Result<Vec<i64>> {
     let mut seqs = Vec::with_capacity(users.len());
     for user in users {
-        let (newest, undelivered): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(MAX(seq), 0), COUNT(*) FILTER (WHERE delivered_at_ms IS NULL) FROM notifications WHERE user_id = ?",
+        let (newest, undelivered): (i64, i64) = crate::with_connection!(&mut running.database.read().await?, |c| {
+            sqlx::query_as(
+            "SELECT COALESCE(MAX(seq), 0), COUNT(*) FILTER (WHERE delivered_at_ms IS NULL) FROM notifications WHERE user_id = $1",
         )
         .bind(&user.id)
-        .fetch_one(&running.database.pool)
-        .await?;
+        .fetch_one(c)
+        .await
+        })?;
         anyhow::ensure!(
             undelivered == 0,
             "user {} still has {undelivered} notifications undelivered",

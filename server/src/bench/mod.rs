@@ -498,11 +498,13 @@ async fn latencies(
     arrivals: &Arrivals,
     signup: bool,
 ) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
-    let emails: Vec<(Option<String>, i64)> = sqlx::query_as(
+    let emails: Vec<(Option<String>, i64)> = crate::with_connection!(&mut db.read().await?, |c| {
+        sqlx::query_as(
         "SELECT e.request_id, m.received_at_ms FROM emails e JOIN mailbox m ON m.message_id = '<' || e.id || '@liveview.local>'",
     )
-    .fetch_all(&db.pool)
-    .await?;
+    .fetch_all(c)
+    .await
+    })?;
     let email = emails
         .iter()
         .filter_map(|(request, received)| Some(received - sent.get(request.as_ref()?)?))
@@ -511,9 +513,11 @@ async fn latencies(
         return Ok((email, Vec::new()));
     }
     let notifications: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT id, request_id FROM notifications WHERE kind = 'purchase'")
-            .fetch_all(&db.pool)
-            .await?;
+        crate::with_connection!(&mut db.read().await?, |c| sqlx::query_as(
+            "SELECT id, request_id FROM notifications WHERE kind = 'purchase'"
+        )
+        .fetch_all(c)
+        .await)?;
     let arrivals = arrivals.lock().unwrap_or_else(|poison| poison.into_inner());
     let inapp = notifications
         .iter()

@@ -53,17 +53,18 @@ pub async fn signup(
         created_at_ms: now_ms(),
     };
     let mut tx = server.shared.db.begin_write().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+    let inserted = crate::with_connection!(&mut tx, |c| {
+        sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING",
     )
     .bind(&user.id)
     .bind(&user.email)
     .bind(&user.name)
     .bind(&hash)
     .bind(user.created_at_ms)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .execute(c)
+    .await.map(|done| done.rows_affected())
+    })?;
     if inserted == 0 {
         return Err(ApiError::conflict("an account with this email already exists"));
     }
@@ -98,7 +99,7 @@ pub async fn login(
     request_id: RequestId,
     ValidJson(body): ValidJson<Login>,
 ) -> Result<Json<Session>, ApiError> {
-    let found = accounts::find_by_email(server.shared.db.reads(), &body.email).await?;
+    let found = accounts::find_by_email(&server.shared.db, &body.email).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
@@ -151,19 +152,22 @@ pub async fn reset_password(
             status: "if this address has an account, a reset email is on its way".into(),
         }),
     );
-    let Some((user, _)) = accounts::find_by_email(server.shared.db.reads(), &body.email).await? else {
+    let Some((user, _)) = accounts::find_by_email(&server.shared.db, &body.email).await? else {
         return Ok(accepted);
     };
     let token = accounts::new_secret();
     let now = now_ms();
     let mut tx = server.shared.db.begin_write().await?;
-    sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)")
-        .bind(accounts::digest(&token))
-        .bind(&user.id)
-        .bind(now)
-        .bind(now + accounts::RESET_TTL_MS)
-        .execute(&mut *tx)
-        .await?;
+    crate::with_connection!(&mut tx, |c| sqlx::query(
+        "INSERT INTO password_resets (token_hash, user_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(accounts::digest(&token))
+    .bind(&user.id)
+    .bind(now)
+    .bind(now + accounts::RESET_TTL_MS)
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))?;
     let link = format!("{}/reset-password?token={token}", server.shared.public_url);
     let notice = Notice {
         kind: NotificationType::ResetPassword,
@@ -203,29 +207,35 @@ pub async fn confirm_reset(
     let now = now_ms();
     let mut tx = server.shared.db.begin_write().await?;
     // Spending the token is the guard: only one confirm can flip used_at_ms from NULL.
-    let user_id: Option<String> = sqlx::query_scalar(
-        "UPDATE password_resets SET used_at_ms = ? WHERE token_hash = ? AND used_at_ms IS NULL AND expires_at_ms > ? RETURNING user_id",
+    let user_id: Option<String> = crate::with_connection!(&mut tx, |c| {
+        sqlx::query_scalar(
+        "UPDATE password_resets SET used_at_ms = $1 WHERE token_hash = $2 AND used_at_ms IS NULL AND expires_at_ms > $3 RETURNING user_id",
     )
     .bind(now)
     .bind(accounts::digest(&body.token))
     .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
+    .fetch_optional(c)
+    .await
+    })?;
     let Some(user_id) = user_id else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "reset token is invalid, expired or already used",
         ));
     };
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-        .bind(&hash)
+    crate::with_connection!(&mut tx, |c| sqlx::query(
+        "UPDATE users SET password_hash = $1 WHERE id = $2"
+    )
+    .bind(&hash)
+    .bind(&user_id)
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))?;
+    crate::with_connection!(&mut tx, |c| sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
     let notice = Notice {
         kind: NotificationType::ResetPassword,
         user_id: Some(user_id.clone()),

@@ -37,7 +37,7 @@ pub async fn create(
     request_id: RequestId,
     ValidJson(body): ValidJson<NewFriendRequest>,
 ) -> Result<(StatusCode, Json<FriendRequest>), ApiError> {
-    let Some((recipient, _)) = accounts::find_by_email(server.shared.db.reads(), &body.to_email).await? else {
+    let Some((recipient, _)) = accounts::find_by_email(&server.shared.db, &body.to_email).await? else {
         return Err(ApiError::not_found("no user with that email"));
     };
     if recipient.id == sender.id {
@@ -47,15 +47,17 @@ pub async fn create(
         )]));
     }
     let mut tx = server.shared.db.begin_write().await?;
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM friend_requests WHERE (from_user_id = ? AND to_user_id = ?) OR (from_user_id = ? AND to_user_id = ?) LIMIT 1",
+    let existing: Option<String> = crate::with_connection!(&mut tx, |c| {
+        sqlx::query_scalar(
+        "SELECT status FROM friend_requests WHERE (from_user_id = $1 AND to_user_id = $2) OR (from_user_id = $3 AND to_user_id = $4) LIMIT 1",
     )
     .bind(&sender.id)
     .bind(&recipient.id)
     .bind(&recipient.id)
     .bind(&sender.id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    .fetch_optional(c)
+    .await
+    })?;
     if let Some(status) = existing {
         return Err(ApiError::conflict(format!(
             "a friend request between you already exists ({status})"
@@ -68,13 +70,15 @@ pub async fn create(
         status: "pending".into(),
         created_at_ms: now_ms(),
     };
-    sqlx::query("INSERT INTO friend_requests (id, from_user_id, to_user_id, status, created_at_ms) VALUES (?, ?, ?, 'pending', ?)")
+    crate::with_connection!(&mut tx, |c| {
+        sqlx::query("INSERT INTO friend_requests (id, from_user_id, to_user_id, status, created_at_ms) VALUES ($1, $2, $3, 'pending', $4)")
         .bind(&request.id)
         .bind(&request.from_user_id)
         .bind(&request.to_user_id)
         .bind(request.created_at_ms)
-        .execute(&mut *tx)
-        .await?;
+        .execute(c)
+        .await.map(|done| done.rows_affected())
+    })?;
     let notice = Notice {
         kind: NotificationType::FriendRequest,
         user_id: Some(recipient.id.clone()),
@@ -104,13 +108,13 @@ pub async fn accept(
     Path(id): Path<String>,
 ) -> Result<Json<FriendRequest>, ApiError> {
     let mut tx = server.shared.db.begin_write().await?;
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = ? AND to_user_id = ?",
+    let row: Option<(String, String, i64)> = crate::with_connection!(&mut tx, |c| sqlx::query_as(
+        "SELECT from_user_id, status, created_at_ms FROM friend_requests WHERE id = $1 AND to_user_id = $2",
     )
     .bind(&id)
     .bind(&recipient.id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     // Someone else's request is as invisible as a missing one.
     let Some((from_user_id, status, created_at_ms)) = row else {
         return Err(ApiError::not_found("no such friend request for you"));
@@ -118,13 +122,14 @@ pub async fn accept(
     if status != "pending" {
         return Err(ApiError::conflict("friend request already accepted"));
     }
-    sqlx::query(
-        "UPDATE friend_requests SET status = 'accepted', accepted_at_ms = ? WHERE id = ? AND status = 'pending'",
+    crate::with_connection!(&mut tx, |c| sqlx::query(
+        "UPDATE friend_requests SET status = 'accepted', accepted_at_ms = $1 WHERE id = $2 AND status = 'pending'",
     )
     .bind(now_ms())
     .bind(&id)
-    .execute(&mut *tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))?;
     let notice = Notice {
         kind: NotificationType::FriendAccept,
         user_id: Some(from_user_id.clone()),

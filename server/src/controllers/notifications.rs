@@ -38,19 +38,22 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid([("limit", "must be between 1 and 100".to_string())]));
     }
-    let notifications: Vec<Notification> = sqlx::query_as(
-        "SELECT id, seq, kind, title, body, created_at_ms, delivered_at_ms, read_at_ms FROM notifications \
-         WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+    let notifications: Vec<Notification> =
+        crate::with_connection!(&mut server.shared.db.read().await?, |c| sqlx::query_as(
+            "SELECT id, seq, kind, title, body, created_at_ms, delivered_at_ms, read_at_ms FROM notifications \
+         WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(&user.id)
+        .bind(page.before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+    let unread: i64 = crate::with_connection!(&mut server.shared.db.read().await?, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at_ms IS NULL"
     )
     .bind(&user.id)
-    .bind(page.before.unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(server.shared.db.reads())
-    .await?;
-    let unread: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at_ms IS NULL")
-        .bind(&user.id)
-        .fetch_one(server.shared.db.reads())
-        .await?;
+    .fetch_one(c)
+    .await)?;
     let next_before = (notifications.len() == limit as usize)
         .then(|| notifications.last().map(|n| n.seq))
         .flatten();
@@ -71,15 +74,15 @@ pub async fn mark_read(
 ) -> Result<Json<ReadReceipt>, ApiError> {
     let mut writer = server.shared.db.writing().await?;
     commit.reached();
-    let read: Option<(i64, Option<String>)> = sqlx::query_as(
-        "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, ?) WHERE id = ? AND user_id = ? \
+    let read: Option<(i64, Option<String>)> = crate::with_connection!(&mut writer, |c| sqlx::query_as(
+        "UPDATE notifications SET read_at_ms = COALESCE(read_at_ms, $1) WHERE id = $2 AND user_id = $3 \
          RETURNING read_at_ms, request_id",
     )
     .bind(now_ms())
     .bind(&id)
     .bind(&user.id)
-    .fetch_optional(&mut *writer)
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     match read {
         Some((read_at, request_id)) => {
             // The read receipt is the last stage of the journey that created the notification.

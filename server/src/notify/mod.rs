@@ -86,8 +86,14 @@ pub fn fan_out(
     if let (Some(message), Some(user_id)) = (&notice.in_app, &notice.user_id) {
         let id = new_id();
         // seq orders one user's notifications. Taken as MAX + 1 inside the writing
-        // transaction, which holds SQLite's one write lock, so it is gapless and unique
-        // (and UNIQUE (user_id, seq) would refuse a duplicate).
+        // transaction, so it is gapless and unique (and UNIQUE (user_id, seq) would
+        // refuse a duplicate): on SQLite the transaction holds the one write lock; on
+        // PostgreSQL it first locks the user's row, so a concurrent transaction taking
+        // the same user's next seq waits for this one and then sees its row. (NO KEY:
+        // the inserts' foreign keys share-lock the same row, and must not wait on it.)
+        batch
+            .postgres_only("SELECT 1 FROM users WHERE id = ? FOR NO KEY UPDATE")
+            .bind(user_id.clone());
         batch
             .statement(
                 "INSERT INTO notifications (id, user_id, seq, kind, title, body, request_id, created_at_ms) \

@@ -119,25 +119,29 @@ impl Operators {
         check_password(password)?;
         let hash = accounts::hash_password(password.to_string()).await?;
         let created_at_ms = now_ms();
-        let inserted = sqlx::query(
+        let inserted = crate::with_connection!(&mut self.db.writing().await?, |c| {
+            sqlx::query(
             "INSERT INTO operators (name, role, password_hash, created_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(role.as_str())
         .bind(hash)
         .bind(created_at_ms)
-        .execute(&mut *self.db.writing().await?)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        .execute(c)
+        .await.map(|done| done.rows_affected())
+        })?;
+        if inserted == 0 {
             return Err(OperatorError::Exists(name.to_string()));
         }
         Ok(info((name.to_string(), role.as_str().to_string(), created_at_ms)))
     }
 
     pub async fn list(&self) -> Result<Vec<OperatorInfo>, OperatorError> {
-        let rows: Vec<OperatorRow> = sqlx::query_as("SELECT name, role, created_at_ms FROM operators ORDER BY name")
-            .fetch_all(self.db.reads())
-            .await?;
+        let rows: Vec<OperatorRow> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
+            "SELECT name, role, created_at_ms FROM operators ORDER BY name"
+        )
+        .fetch_all(c)
+        .await)?;
         Ok(rows.into_iter().map(info).collect())
     }
 
@@ -145,30 +149,38 @@ impl Operators {
     /// nobody could manage operators from the dashboard.
     pub async fn remove(&self, name: &str) -> Result<(), OperatorError> {
         let mut writing = self.db.writing().await?;
-        let role: Option<String> = sqlx::query_scalar("SELECT role FROM operators WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *writing)
-            .await?;
+        let role: Option<String> = crate::with_connection!(&mut writing, |c| sqlx::query_scalar(
+            "SELECT role FROM operators WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(c)
+        .await)?;
         let Some(role) = role else {
             return Err(OperatorError::Missing(name.to_string()));
         };
         if role == Role::Admin.as_str() {
-            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE role = $1")
-                .bind(Role::Admin.as_str())
-                .fetch_one(&mut *writing)
-                .await?;
+            let admins: i64 = crate::with_connection!(&mut writing, |c| sqlx::query_scalar(
+                "SELECT COUNT(*) FROM operators WHERE role = $1"
+            )
+            .bind(Role::Admin.as_str())
+            .fetch_one(c)
+            .await)?;
             if admins <= 1 {
                 return Err(OperatorError::LastAdmin(name.to_string()));
             }
         }
-        sqlx::query("DELETE FROM operator_sessions WHERE operator = $1")
+        crate::with_connection!(&mut writing, |c| sqlx::query(
+            "DELETE FROM operator_sessions WHERE operator = $1"
+        )
+        .bind(name)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        crate::with_connection!(&mut writing, |c| sqlx::query("DELETE FROM operators WHERE name = $1")
             .bind(name)
-            .execute(&mut *writing)
-            .await?;
-        sqlx::query("DELETE FROM operators WHERE name = $1")
-            .bind(name)
-            .execute(&mut *writing)
-            .await?;
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -179,11 +191,13 @@ impl Operators {
         let now = now_ms();
         let since = now - FAILURE_WINDOW_MS;
         let (failures, oldest): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), MIN(at_ms) FROM operator_sign_in_failures WHERE name = $1 AND at_ms > $2")
-                .bind(name)
-                .bind(since)
-                .fetch_one(self.db.reads())
-                .await?;
+            crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
+                "SELECT COUNT(*), MIN(at_ms) FROM operator_sign_in_failures WHERE name = $1 AND at_ms > $2"
+            )
+            .bind(name)
+            .bind(since)
+            .fetch_one(c)
+            .await)?;
         if failures >= MAX_FAILURES {
             let retry_after_s = (oldest.unwrap_or(now) + FAILURE_WINDOW_MS - now).max(1_000) / 1_000;
             return Err(OperatorError::Throttled {
@@ -194,22 +208,31 @@ impl Operators {
         let actor = self.verify(name, password).await?;
         let mut writing = self.db.writing().await?;
         if actor.is_some() {
-            sqlx::query("DELETE FROM operator_sign_in_failures WHERE name = $1")
-                .bind(name)
-                .execute(&mut *writing)
-                .await?;
+            crate::with_connection!(&mut writing, |c| sqlx::query(
+                "DELETE FROM operator_sign_in_failures WHERE name = $1"
+            )
+            .bind(name)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         } else {
-            sqlx::query("DELETE FROM operator_sign_in_failures WHERE at_ms <= $1")
-                .bind(since)
-                .execute(&mut *writing)
-                .await?;
+            crate::with_connection!(&mut writing, |c| sqlx::query(
+                "DELETE FROM operator_sign_in_failures WHERE at_ms <= $1"
+            )
+            .bind(since)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
             // A name is kept only as long as an operator's may be.
             let counted: String = name.chars().take(MAX_NAME).collect();
-            sqlx::query("INSERT INTO operator_sign_in_failures (name, at_ms) VALUES ($1, $2)")
-                .bind(counted)
-                .bind(now)
-                .execute(&mut *writing)
-                .await?;
+            crate::with_connection!(&mut writing, |c| sqlx::query(
+                "INSERT INTO operator_sign_in_failures (name, at_ms) VALUES ($1, $2)"
+            )
+            .bind(counted)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()))?;
         }
         Ok(actor)
     }
@@ -220,10 +243,12 @@ impl Operators {
         if password.len() > MAX_PASSWORD * 4 {
             return Ok(None);
         }
-        let row: Option<(String, String)> = sqlx::query_as("SELECT role, password_hash FROM operators WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.db.reads())
-            .await?;
+        let row: Option<(String, String)> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
+            "SELECT role, password_hash FROM operators WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(c)
+        .await)?;
         let (role, hash) = row.unzip();
         let matches = accounts::verify_password(password.to_string(), hash).await?;
         Ok(match (matches, role.as_deref().and_then(Role::parse)) {
@@ -242,42 +267,52 @@ impl Operators {
         let now = now_ms();
         let expires_at_ms = now.saturating_add(ttl_ms);
         let mut writing = self.db.writing().await?;
-        sqlx::query("DELETE FROM operator_sessions WHERE expires_at_ms <= $1")
-            .bind(now)
-            .execute(&mut *writing)
-            .await?;
-        sqlx::query(
+        crate::with_connection!(&mut writing, |c| sqlx::query(
+            "DELETE FROM operator_sessions WHERE expires_at_ms <= $1"
+        )
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+        crate::with_connection!(&mut writing, |c| {
+            sqlx::query(
             "INSERT INTO operator_sessions (token_digest, operator, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
         )
         .bind(accounts::digest(&token))
         .bind(name)
         .bind(now)
         .bind(expires_at_ms)
-        .execute(&mut *writing)
-        .await?;
+        .execute(c)
+        .await.map(|done| done.rows_affected())
+        })?;
         Ok((token, expires_at_ms))
     }
 
     /// Who holds this session token, and until when, if it is current.
     pub async fn session(&self, token: &str) -> Result<Option<(Actor, i64)>, OperatorError> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        let row: Option<(String, String, i64)> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_as(
             "SELECT o.name, o.role, s.expires_at_ms FROM operator_sessions s JOIN operators o ON o.name = s.operator \
              WHERE s.token_digest = $1 AND s.expires_at_ms > $2",
         )
         .bind(accounts::digest(token))
         .bind(now_ms())
-        .fetch_optional(self.db.reads())
-        .await?;
+        .fetch_optional(c)
+        .await
+        })?;
         Ok(row.and_then(|(name, role, expires_at_ms)| {
             Role::parse(&role).map(|role| (Actor { name, role }, expires_at_ms))
         }))
     }
 
     pub async fn end_session(&self, token: &str) -> Result<(), OperatorError> {
-        sqlx::query("DELETE FROM operator_sessions WHERE token_digest = $1")
-            .bind(accounts::digest(token))
-            .execute(&mut *self.db.writing().await?)
-            .await?;
+        crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+            "DELETE FROM operator_sessions WHERE token_digest = $1"
+        )
+        .bind(accounts::digest(token))
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ pub struct Job {
     pub queue: QueueName,
     pub target_id: String,
     pub request_id: Option<String>,
-    pub attempts: i64,
+    pub attempts: i32,
     pub last_error: Option<String>,
     /// When the job became due: how long it waited is pickup time minus this.
     pub run_at_ms: i64,
@@ -221,10 +221,13 @@ mod tests {
         // w1 dies: with a lease that has already run out, w2 gets the job again.
         let again = queues.claim(&QueueName::INAPP_WORK, "w2", LEASE).await.expect("claims");
         assert!(again.is_none(), "other channels' workers never see it");
-        sqlx::query("UPDATE jobs SET lease_until_ms = 0")
-            .execute(&db.pool)
-            .await
-            .expect("expire");
+        crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query(
+            "UPDATE jobs SET lease_until_ms = 0"
+        )
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))
+        .expect("expire");
         let reclaimed = queues
             .claim(&QueueName::MAIL_WORK, "w2", LEASE)
             .await
@@ -265,22 +268,30 @@ mod tests {
         for target in ["done-long-ago", "done-just-now", "still-waiting"] {
             add(&db, QueueName::Mail, target).await;
         }
-        sqlx::query("UPDATE jobs SET state = 'completed', updated_at_ms = 0 WHERE target_id = 'done-long-ago'")
-            .execute(&db.pool)
-            .await
-            .expect("age one");
-        sqlx::query("UPDATE jobs SET state = 'completed' WHERE target_id = 'done-just-now'")
-            .execute(&db.pool)
-            .await
-            .expect("complete one");
+        crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query(
+            "UPDATE jobs SET state = 'completed', updated_at_ms = 0 WHERE target_id = 'done-long-ago'"
+        )
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))
+        .expect("age one");
+        crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query(
+            "UPDATE jobs SET state = 'completed' WHERE target_id = 'done-just-now'"
+        )
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))
+        .expect("complete one");
         assert_eq!(
             queues.prune_completed(Duration::from_secs(3600)).await.expect("prunes"),
             1
         );
-        let left: Vec<(String,)> = sqlx::query_as("SELECT target_id FROM jobs ORDER BY target_id")
-            .fetch_all(&db.pool)
-            .await
-            .expect("rows");
+        let left: Vec<(String,)> = crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query_as(
+            "SELECT target_id FROM jobs ORDER BY target_id"
+        )
+        .fetch_all(c)
+        .await)
+        .expect("rows");
         assert_eq!(left, [("done-just-now".to_string(),), ("still-waiting".to_string(),)]);
     }
 

@@ -13,13 +13,11 @@ impl Queues {
         let before = now_ms() - keep.as_millis() as i64;
         // The table is in insertion order, so the oldest completed jobs are found first.
         self.db
-            .delete_in_chunks(|| {
-                sqlx::query(
-                    "DELETE FROM jobs WHERE id IN \
-                     (SELECT id FROM jobs WHERE state = 'completed' AND updated_at_ms < ? LIMIT 1000)",
-                )
-                .bind(before)
-            })
+            .delete_in_chunks(
+                "DELETE FROM jobs WHERE id IN \
+                 (SELECT id FROM jobs WHERE state = 'completed' AND updated_at_ms < $1 LIMIT 1000)",
+                before,
+            )
             .await
     }
 
@@ -37,13 +35,15 @@ impl Queues {
     }
 
     pub async fn set_paused(&self, queue: QueueName, paused: bool) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO queue_controls (queue, paused) VALUES (?, ?) ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused",
+        crate::with_connection!(&mut self.db.writing().await?, |c| {
+            sqlx::query(
+            "INSERT INTO queue_controls (queue, paused) VALUES ($1, $2) ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused",
         )
         .bind(queue.as_str())
         .bind(i64::from(paused))
-        .execute(&mut *self.db.writing().await?)
-        .await?;
+        .execute(c)
+        .await.map(|done| done.rows_affected())
+        })?;
         if !paused {
             self.wake(queue.channel());
         }
@@ -59,21 +59,19 @@ impl Queues {
         error_contains: Option<&str>,
     ) -> Result<u64, sqlx::Error> {
         let pattern = like_pattern(error_contains);
-        let moved = sqlx::query(
-            "UPDATE jobs SET queue = ?, state = 'waiting', attempts = 0, run_at_ms = ?, updated_at_ms = ? \
-             WHERE queue = ? AND state = 'failed' AND (? IS NULL OR id = ?) AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')",
+        let moved = crate::with_connection!(&mut self.db.writing().await?, |c| {
+            sqlx::query(
+            "UPDATE jobs SET queue = $1, state = 'waiting', attempts = 0, run_at_ms = $2, updated_at_ms = $2 \
+             WHERE queue = $3 AND state = 'failed' AND ($4 IS NULL OR id = $4) AND ($5 IS NULL OR LOWER(last_error) LIKE LOWER($5) ESCAPE '\\')",
         )
         .bind(dlq.first().as_str())
         .bind(now_ms())
-        .bind(now_ms())
         .bind(dlq.as_str())
         .bind(job_id)
-        .bind(job_id)
         .bind(&pattern)
-        .bind(&pattern)
-        .execute(&mut *self.db.writing().await?)
-        .await?
-        .rows_affected();
+        .execute(c)
+        .await.map(|done| done.rows_affected())
+        })?;
         if moved > 0 {
             self.wake(dlq.channel());
         }
@@ -89,34 +87,37 @@ impl Queues {
         limit: u32,
     ) -> Result<(u64, Vec<JobView>), sqlx::Error> {
         let pattern = like_pattern(error_contains);
-        let filter = "WHERE queue = ? AND (? IS NULL OR last_error LIKE ? ESCAPE '\\')";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}")))
-            .bind(queue.as_str())
-            .bind(&pattern)
-            .bind(&pattern)
-            .fetch_one(self.db.reads())
-            .await?;
+        // Case-insensitive on both engines: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        let filter = "WHERE queue = $1 AND ($2 IS NULL OR LOWER(last_error) LIKE LOWER($2) ESCAPE '\\')";
+        let total: i64 = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_scalar(
+            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}"))
+        )
+        .bind(queue.as_str())
+        .bind(&pattern)
+        .fetch_one(c)
+        .await)?;
         type Row = (
             String,
             String,
             String,
             String,
             Option<String>,
-            i64,
+            i32,
             Option<String>,
             i64,
             i64,
         );
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Row> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, queue, state, target_id, request_id, attempts, last_error, run_at_ms, updated_at_ms FROM jobs {filter} \
-             ORDER BY updated_at_ms DESC, id DESC LIMIT ?"
+             ORDER BY updated_at_ms DESC, id DESC LIMIT $3"
         )))
         .bind(queue.as_str())
         .bind(&pattern)
-        .bind(&pattern)
         .bind(i64::from(limit))
-        .fetch_all(self.db.reads())
-        .await?;
+        .fetch_all(c)
+        .await
+        })?;
         let jobs = rows
             .into_iter()
             .map(
@@ -126,7 +127,7 @@ impl Queues {
                     state,
                     target_id,
                     request_id,
-                    attempts,
+                    attempts: attempts.into(),
                     last_error,
                     run_at_ms,
                     updated_at_ms,
@@ -139,15 +140,19 @@ impl Queues {
     /// Counts per queue and state, every queue listed even when empty.
     pub async fn counts(&self) -> Result<Vec<QueueCounts>, sqlx::Error> {
         let now = now_ms();
-        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
-            "SELECT queue, state, (state = 'delayed' AND run_at_ms > ?) AS not_due, COUNT(*) FROM jobs GROUP BY queue, state, not_due",
+        let rows: Vec<(String, String, bool, i64)> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_as(
+            "SELECT queue, state, (state = 'delayed' AND run_at_ms > $1) AS not_due, COUNT(*) FROM jobs GROUP BY queue, state, not_due",
         )
         .bind(now)
-        .fetch_all(self.db.reads())
-        .await?;
-        let paused: Vec<(String,)> = sqlx::query_as("SELECT queue FROM queue_controls WHERE paused = 1")
-            .fetch_all(self.db.reads())
-            .await?;
+        .fetch_all(c)
+        .await
+        })?;
+        let paused: Vec<(String,)> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
+            "SELECT queue FROM queue_controls WHERE paused = 1"
+        )
+        .fetch_all(c)
+        .await)?;
         let mut counts: Vec<QueueCounts> = QueueName::ALL
             .iter()
             .map(|queue| QueueCounts {

@@ -3,12 +3,25 @@
 
 use std::time::Duration;
 
-use sqlx::{Sqlite, Transaction};
-
 use wire::{LiveEvent, QueueJobFailed, QueueJobRetry, SystemStage};
 
 use super::{Failure, Job, QueueName, Queues, placeholders};
-use crate::{now_ms, storage::WriteBatch};
+use crate::{
+    now_ms,
+    storage::{Connection, WriteBatch},
+};
+
+/// What a claim answers with: a [`Job`]'s columns.
+const JOB_COLUMNS: &str = "id, queue, target_id, request_id, attempts, last_error, run_at_ms, created_at_ms";
+
+/// `?4, ?5, …`: `count` numbered placeholders from `first` (SQLite reads `?N` as
+/// parameter N, so one bound value can be used at several places).
+fn numbered_from(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("?{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl Queues {
     /// Leases the next due job from `queues` (skipping paused ones) to `worker` for
@@ -27,65 +40,87 @@ impl Queues {
         limit: u32,
     ) -> Result<Vec<Job>, sqlx::Error> {
         let now = now_ms();
+        let lease_until = now + lease.as_millis() as i64;
         let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
-        // Two index range scans on (queue, state, run_at_ms): due waiting or delayed
-        // jobs, and expired leases. One condition with OR would make SQLite walk every
-        // job of the queue, completed ones included (tens of thousands under load), on
-        // every claim.
-        let pending = format!(
-            "SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state IN ('waiting', 'delayed') AND run_at_ms <= ? \
-                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
-             UNION ALL \
-             SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state = 'active' AND lease_until_ms < ? \
-                AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1)",
-            names = placeholders(names.len())
-        );
-        // The limit is written into the text, not bound: SQLite (3.51) plans with a
-        // bound LIMIT's value, so rebinding it expires the statement and every claim
-        // would be compiled again.
-        let sql = format!(
-            "UPDATE jobs SET state = 'active', lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1, updated_at_ms = ? \
-             WHERE id IN (SELECT id FROM ({pending}) ORDER BY run_at_ms LIMIT {limit}) \
-             RETURNING id, queue, target_id, request_id, attempts, last_error, run_at_ms, created_at_ms"
-        );
-        // Only `?` placeholders and the integer limit are formatted in; every value is bound.
-        let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now);
-        for name in &names {
-            query = query.bind(*name);
-        }
-        query = query.bind(now);
-        for name in &names {
-            query = query.bind(*name);
-        }
-        let mut jobs = query.bind(now).fetch_all(&mut *self.db.writing().await?).await?;
+        let mut writing = self.db.writing().await?;
+        let mut jobs: Vec<Job> = match crate::storage::Connect::connection(&mut writing) {
+            Connection::Sqlite(c) => {
+                // Two index range scans on (queue, state, run_at_ms): due waiting or
+                // delayed jobs, and expired leases. One condition with OR would make
+                // SQLite walk every job of the queue, completed ones included (tens of
+                // thousands under load), on every claim. SQLite's one writer makes the
+                // claim atomic.
+                let pending = format!(
+                    "SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state IN ('waiting', 'delayed') AND run_at_ms <= ?3 \
+                        AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
+                     UNION ALL \
+                     SELECT id, run_at_ms FROM jobs WHERE queue IN ({names}) AND state = 'active' AND lease_until_ms < ?3 \
+                        AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1)",
+                    names = numbered_from(4, names.len())
+                );
+                // The limit is written into the text, not bound: SQLite (3.51) plans with
+                // a bound LIMIT's value, so rebinding it expires the statement and every
+                // claim would be compiled again.
+                let sql = format!(
+                    "UPDATE jobs SET state = 'active', lease_owner = ?1, lease_until_ms = ?2, attempts = attempts + 1, updated_at_ms = ?3 \
+                     WHERE id IN (SELECT id FROM ({pending}) ORDER BY run_at_ms LIMIT {limit}) \
+                     RETURNING {JOB_COLUMNS}"
+                );
+                // Only placeholders and the integer limit are formatted in; every value is bound.
+                let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now);
+                for name in &names {
+                    query = query.bind(*name);
+                }
+                query.fetch_all(c).await?
+            }
+            Connection::Postgres(c) => {
+                // Several worker processes claim at once: each locks the due rows it
+                // takes and skips those another claim holds, so no job goes to two
+                // workers and none waits behind another's claim.
+                let sql = format!(
+                    "UPDATE jobs SET state = 'active', lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, updated_at_ms = $3 \
+                     WHERE id IN ( \
+                        SELECT id FROM jobs WHERE queue = ANY($4) \
+                          AND ((state IN ('waiting', 'delayed') AND run_at_ms <= $3) OR (state = 'active' AND lease_until_ms < $3)) \
+                          AND queue NOT IN (SELECT queue FROM queue_controls WHERE paused = 1) \
+                        ORDER BY run_at_ms LIMIT {limit} FOR UPDATE SKIP LOCKED) \
+                     RETURNING {JOB_COLUMNS}"
+                );
+                sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(&names)
+                    .fetch_all(c)
+                    .await?
+            }
+        };
         // RETURNING gives no order; deliver oldest first (ids are time-ordered UUIDv7).
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs)
     }
 
-    /// Releases every lease at start. With SQLite one process owns the database, so a
-    /// job still `active` belonged to a worker of a previous run that died: it is due
-    /// now, not when its lease would have run out. Returns how many were released.
+    /// Releases every lease at start, on SQLite. There one process owns the database,
+    /// so a job still `active` belonged to a worker of a previous run that died: it is
+    /// due now, not when its lease would have run out. On PostgreSQL other processes'
+    /// workers hold leases that are alive, so nothing is released: a dead worker's jobs
+    /// are due when their leases run out. Returns how many were released.
     pub async fn release_abandoned(&self) -> Result<u64, sqlx::Error> {
-        sqlx::query("UPDATE jobs SET state = 'waiting', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE state = 'active'")
+        if self.db.engine().is_shared() {
+            return Ok(0);
+        }
+        crate::with_connection!(&mut self.db.writing().await?, |c| {
+            sqlx::query(
+                "UPDATE jobs SET state = 'waiting', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 WHERE state = 'active'",
+            )
             .bind(now_ms())
-            .execute(&mut *self.db.writing().await?)
+            .execute(c)
             .await
             .map(|done| done.rows_affected())
-    }
-
-    /// Marks a job done, inside the transaction that records the delivery, so "sent"
-    /// and "completed" can never disagree.
-    pub async fn complete(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(job_id)
-            .execute(&mut **tx)
-            .await
-            .map(drop)
+        })
     }
 
     /// Marks several jobs done in one statement, inside the caller's transaction.
@@ -176,9 +211,9 @@ impl Queues {
         run_at_ms: i64,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE jobs SET queue = ?, state = ?, run_at_ms = ?, last_error = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
-             WHERE id = ?",
+        crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+            "UPDATE jobs SET queue = $1, state = $2, run_at_ms = $3, last_error = $4, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $5 \
+             WHERE id = $6",
         )
         .bind(queue.as_str())
         .bind(state)
@@ -186,8 +221,8 @@ impl Queues {
         .bind(reason)
         .bind(now_ms())
         .bind(&job.id)
-        .execute(&mut *self.db.writing().await?)
-        .await
+        .execute(c)
+        .await.map(|done| done.rows_affected()))
         .map(drop)
     }
 }

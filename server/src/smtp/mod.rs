@@ -24,7 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     accounts::new_id,
     now_ms,
-    storage::{Database, RETENTION_EVERY, WriteBatch},
+    storage::{Database, Engine, RETENTION_EVERY, WriteBatch},
 };
 
 /// RFC 5321's limit on a line, CRLF included.
@@ -110,9 +110,11 @@ impl CaptureServer {
     /// How many re-deliveries of a stored Message-ID were answered 250 and not stored
     /// again: a sender's retry of a delivery whose first 250 it never recorded.
     pub async fn duplicates(&self) -> Result<u64, sqlx::Error> {
-        let repeats: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(repeats), 0) FROM mailbox")
-            .fetch_one(self.db.reads())
-            .await?;
+        let repeats: i64 = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM mailbox"
+        )
+        .fetch_one(c)
+        .await)?;
         Ok(repeats.max(0) as u64)
     }
 
@@ -231,7 +233,7 @@ impl CaptureServer {
         batch
             .statement(
                 "INSERT INTO mailbox (id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (message_id) DO UPDATE SET repeats = repeats + 1",
+                 ON CONFLICT (message_id) DO UPDATE SET repeats = mailbox.repeats + 1",
             )
             .bind(&id)
             .bind(header(&raw, "message-id"))
@@ -247,12 +249,14 @@ impl CaptureServer {
     /// The newest messages first.
     pub async fn messages(&self, limit: u32) -> Result<Vec<StoredMessage>, sqlx::Error> {
         type Row = (String, Option<String>, String, String, Option<String>, String, i64);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT ?",
+        let rows: Vec<Row> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_as(
+            "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at_ms FROM mailbox ORDER BY received_at_ms DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(self.db.reads())
-        .await?;
+        .fetch_all(c)
+        .await
+        })?;
         Ok(rows
             .into_iter()
             .map(
@@ -272,25 +276,48 @@ impl CaptureServer {
     /// Keeps the newest `keep` messages, like Mailpit's message limit; answers how many
     /// were deleted. A repeated Message-ID is recognised only while its first copy is kept.
     pub async fn prune(&self, keep: u64) -> Result<u64, sqlx::Error> {
-        // Rowids grow with every stored message and only the oldest are ever deleted, so
-        // the newest `keep` are the rowids above max − keep: found through the primary
-        // key in O(log n), where counting `keep` rows down an index took a walk of
-        // 50,000 entries every time.
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(rowid) FROM mailbox")
-            .fetch_one(self.db.reads())
-            .await?;
-        let last_to_delete = newest.unwrap_or(0) - keep as i64;
-        if last_to_delete <= 0 {
-            return Ok(0);
+        match self.db.engine() {
+            Engine::Sqlite => {
+                // Rowids grow with every stored message and only the oldest are ever
+                // deleted, so the newest `keep` are the rowids above max − keep: found
+                // through the primary key in O(log n), where counting `keep` rows down an
+                // index took a walk of 50,000 entries every time.
+                let newest: Option<i64> = crate::with_connection!(&mut self.db.read().await?, |c| {
+                    sqlx::query_scalar("SELECT MAX(rowid) FROM mailbox").fetch_one(c).await
+                })?;
+                let last_to_delete = newest.unwrap_or(0) - keep as i64;
+                if last_to_delete <= 0 {
+                    return Ok(0);
+                }
+                self.db
+                    .delete_in_chunks(
+                        "DELETE FROM mailbox WHERE rowid IN (SELECT rowid FROM mailbox WHERE rowid <= $1 LIMIT 1000)",
+                        last_to_delete,
+                    )
+                    .await
+            }
+            Engine::Postgres => {
+                // PostgreSQL has no rowid; its index on received_at_ms finds the
+                // `keep`-th newest message.
+                let cutoff: Option<i64> = crate::with_connection!(&mut self.db.read().await?, |c| {
+                    sqlx::query_scalar(
+                        "SELECT received_at_ms FROM mailbox ORDER BY received_at_ms DESC LIMIT 1 OFFSET $1",
+                    )
+                    .bind(keep as i64)
+                    .fetch_optional(c)
+                    .await
+                })?;
+                let Some(cutoff) = cutoff else {
+                    return Ok(0);
+                };
+                self.db
+                    .delete_in_chunks(
+                        "DELETE FROM mailbox WHERE id IN (SELECT id FROM mailbox WHERE received_at_ms < $1 LIMIT 1000)",
+                        cutoff,
+                    )
+                    .await
+            }
         }
-        self.db
-            .delete_in_chunks(|| {
-                sqlx::query(
-                    "DELETE FROM mailbox WHERE rowid IN (SELECT rowid FROM mailbox WHERE rowid <= ? LIMIT 1000)",
-                )
-                .bind(last_to_delete)
-            })
-            .await
     }
 
     /// Prunes to the newest `keep` messages every [`RETENTION_EVERY`] until shutdown.
@@ -304,9 +331,11 @@ impl CaptureServer {
     }
 
     pub async fn count(&self) -> Result<u64, sqlx::Error> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mailbox")
-            .fetch_one(self.db.reads())
-            .await?;
+        let count: i64 = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mailbox"
+        )
+        .fetch_one(c)
+        .await)?;
         Ok(count.max(0) as u64)
     }
 }

@@ -117,7 +117,7 @@ async fn in_transaction<'a>(
     let result = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
         for batch in batches {
-            batch.run(&mut *connection).await?;
+            batch.run_on(connection).await?;
         }
         sqlx::query("COMMIT").execute(&mut *connection).await.map(drop)
     }
@@ -137,10 +137,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = crate::storage::resolve_url(dir.path(), None).expect("url");
         let db = Database::open(&url).await.expect("db");
-        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
-            .execute(&db.pool)
-            .await
-            .expect("table");
+        crate::with_connection!(&mut db.writing().await.expect("writer"), |c| {
+            sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .expect("table");
         (dir, db)
     }
 
@@ -163,10 +166,10 @@ mod tests {
         for commit in commits {
             commit.await.expect("task").expect("committed");
         }
-        let (count, sum): (i64, i64) = sqlx::query_as("SELECT COUNT(*), SUM(v) FROM t")
-            .fetch_one(&db.pool)
-            .await
-            .expect("count");
+        let (count, sum): (i64, i64) = crate::with_connection!(&mut db.read().await.expect("read"), |c| {
+            sqlx::query_as("SELECT COUNT(*), SUM(v) FROM t").fetch_one(c).await
+        })
+        .expect("count");
         assert_eq!((count, sum), (200, (0..200).sum()));
     }
 
@@ -185,10 +188,10 @@ mod tests {
         c.expect("c commits");
         let error = b.expect_err("the bad batch fails");
         assert!(error.to_string().contains("UNIQUE"), "{error}");
-        let keys: Vec<String> = sqlx::query_scalar("SELECT k FROM t ORDER BY k")
-            .fetch_all(&db.pool)
-            .await
-            .expect("keys");
+        let keys: Vec<String> = crate::with_connection!(&mut db.read().await.expect("read"), |c| {
+            sqlx::query_scalar("SELECT k FROM t ORDER BY k").fetch_all(c).await
+        })
+        .expect("keys");
         assert_eq!(keys, ["a", "c", "taken"], "nothing of the bad batch remains");
         db.commit(insert("after", 6)).await.expect("the writer still works");
     }

@@ -1,15 +1,20 @@
-//! The database: an sqlx pool on SQLite (WAL), migrations embedded in the binary and
-//! run at start. SQLite is the only engine today; any other `--database-url` scheme is
-//! refused at start.
+//! The database: an sqlx pool on SQLite (WAL, the embedded default) or on PostgreSQL
+//! (`--database-url postgres://…`, for several processes), with the same migrations
+//! embedded in the binary and run at start on either.
+//!
+//! Code reaches a connection through [`Database::read`], [`Database::writing`] or
+//! [`Database::begin_write`] and runs its statements with [`with_connection!`], which
+//! compiles them for both engines. Statements are written in the SQL both understand,
+//! with `$1, $2, …` placeholders (SQLite reads them too); where the engines differ (job
+//! claims, the mailbox's pruning), the code matches on [`Connection`] and says why.
 
 mod batch;
 mod group;
 
-pub use batch::{SqlValue, WriteBatch};
+pub use batch::{SqlValue, WriteBatch, numbered};
 use group::GroupCommitter;
 
 use std::{
-    ops::{Deref, DerefMut},
     path::{Path, PathBuf},
     str::FromStr,
     sync::Arc,
@@ -17,8 +22,9 @@ use std::{
 };
 
 use sqlx::{
-    Sqlite, SqliteConnection, SqlitePool, Transaction,
+    PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction,
     pool::PoolConnection,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -27,12 +33,22 @@ use sqlx::{
 /// the pipeline fell seconds behind while it ran.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(1);
 
+/// Connections one process keeps to PostgreSQL: enough for the requests' transactions,
+/// the workers' claims and the reads side by side; PostgreSQL's default limit (100)
+/// leaves room for a dozen processes.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// How many times a PostgreSQL transaction that lost a race (a deadlock, or two
+/// notifications for one user taking the same `seq`) runs again before its error is
+/// the answer.
+const POSTGRES_ATTEMPTS: u32 = 5;
+
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("data directory {path} is not usable: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
-    #[error("unsupported database URL scheme in {url}: this version supports sqlite: URLs")]
+    #[error("unsupported database URL scheme in {url}: use sqlite:… or postgres://…")]
     UnsupportedUrl { url: String },
     #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
@@ -45,31 +61,114 @@ pub enum StorageError {
     Write { url: String, source: sqlx::Error },
 }
 
+/// Which engine a [`Database`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    /// True when several processes may share this database (and its job queues).
+    pub fn is_shared(self) -> bool {
+        self == Self::Postgres
+    }
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite {
+        /// For reads, through [`Database::read`].
+        reads: SqlitePool,
+        /// The one connection every write goes through; see [`Database::writing`].
+        writer: SqlitePool,
+        /// Commits blind write batches together (see [`group`]).
+        group: GroupCommitter,
+    },
+    Postgres(PgPool),
+}
+
 /// The open database and how to name it without leaking credentials.
 #[derive(Clone)]
 pub struct Database {
-    /// For reads: taken through [`Database::reads`], which counts them. Writes here
-    /// still work (through the busy timeout) but go uncounted; under load every write
-    /// goes through [`Database::writing`] or [`Database::commit`].
-    pub pool: SqlitePool,
-    /// The one connection every write goes through; see [`Database::writing`].
-    writer: SqlitePool,
-    /// Commits blind write batches together (see [`group`]).
-    group: GroupCommitter,
+    pools: Pools,
     /// Counted reads, writes and commit latencies, for the live view's database card.
     pub stats: Arc<DbStats>,
     /// The URL with any password removed, for logs and the status page.
     pub display_url: String,
 }
 
-/// Where the database lives: `--database-url` if given, else `DATA/liveview.db`, after
-/// making sure the data directory exists and is writable.
-pub fn resolve_url(data_dir: &Path, database_url: Option<&str>) -> Result<String, StorageError> {
-    if let Some(url) = database_url {
-        return Ok(url.to_string());
+/// A connection of either engine, borrowed to run statements on
+/// (see [`with_connection!`]).
+pub enum Connection<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// What statements can run on: a read connection, the writer, a write transaction.
+pub trait Connect {
+    fn connection(&mut self) -> Connection<'_>;
+}
+
+/// Runs `$body` with `$c` bound to the connection of `$on` (a `&mut` [`Connect`]), once
+/// compiled for each engine: the statements in it are written once for both.
+///
+/// ```ignore
+/// let count: i64 = with_connection!(&mut db.read().await?, |c| {
+///     sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = $1").bind(name).fetch_one(c).await
+/// })?;
+/// ```
+#[macro_export]
+macro_rules! with_connection {
+    ($on:expr, |$c:ident| $body:expr) => {
+        match $crate::storage::Connect::connection($on) {
+            $crate::storage::Connection::Sqlite($c) => $body,
+            $crate::storage::Connection::Postgres($c) => $body,
+        }
+    };
+}
+
+enum Pooled {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Connect for Pooled {
+    fn connection(&mut self) -> Connection<'_> {
+        match self {
+            Self::Sqlite(connection) => Connection::Sqlite(connection),
+            Self::Postgres(connection) => Connection::Postgres(connection),
+        }
     }
+}
+
+/// A connection for reads ([`Database::read`]).
+pub struct Read {
+    connection: Pooled,
+}
+
+impl Connect for Read {
+    fn connection(&mut self) -> Connection<'_> {
+        self.connection.connection()
+    }
+}
+
+/// Where the database lives: `--database-url` if given, else `DATA/liveview.db`, after
+/// making sure the data directory exists and is writable (it holds this process's own
+/// files whatever the database: the live history, the sent ledger).
+pub fn resolve_url(data_dir: &Path, database_url: Option<&str>) -> Result<String, StorageError> {
     prepare_data_dir(data_dir)?;
-    Ok(format!("sqlite://{}", data_dir.join("liveview.db").display()))
+    Ok(match database_url {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", data_dir.join("liveview.db").display()),
+    })
 }
 
 /// Creates the directory if absent and proves it is writable, so the error names the
@@ -89,65 +188,26 @@ impl Database {
     /// Opens the database, runs the embedded migrations and records this start.
     pub async fn open(url: &str) -> Result<Self, StorageError> {
         let display_url = redact_url(url);
-        if !url.starts_with("sqlite:") {
+        let pools = if url.starts_with("sqlite:") {
+            open_sqlite(url, &display_url).await?
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            open_postgres(url, &display_url).await?
+        } else {
             return Err(StorageError::UnsupportedUrl { url: display_url });
-        }
-        let open_error = |source| StorageError::Open {
+        };
+        let migrator = sqlx::migrate!("./migrations");
+        let migrated = match &pools {
+            // Several processes may start at once: sqlx takes an advisory lock on
+            // PostgreSQL, so one migrates and the others wait and find it done.
+            Pools::Postgres(pool) => migrator.run(pool).await,
+            Pools::Sqlite { reads, .. } => migrator.run(reads).await,
+        };
+        migrated.map_err(|source| StorageError::Migrate {
             url: display_url.clone(),
             source,
-        };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_error)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL is durable across process crashes; only an OS crash can lose
-            // the last transactions, which is the usual SQLite trade for throughput.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            // No memory map: the file grows all the time under load, and every growth
-            // made each connection unmap and map it again, with a TLB shootdown across
-            // cores each time. A
-            // 64 MiB page cache per connection keeps the working set in memory instead.
-            .pragma("mmap_size", "0")
-            .pragma("cache_size", "-65536")
-            // Batches are run by their SQL text, and a worker's batch has a text per size
-            // (1 to 32 jobs): room for all of them, so none is parsed again.
-            .statement_cache_capacity(512);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            // No ping before handing out a connection: for SQLite it is one more round
-            // trip to the connection's thread per query, and a broken file connection
-            // fails its query just as clearly.
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(open_error)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StorageError::Migrate {
-                url: display_url.clone(),
-                source,
-            })?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            // A write waits its turn however long the queue; the callers (requests,
-            // workers) have their own time limits.
-            .acquire_timeout(Duration::from_secs(60))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
-        let group = GroupCommitter::start(writer.clone());
+        })?;
         let database = Self {
-            pool,
-            group,
-            writer,
+            pools,
             stats: Arc::default(),
             display_url,
         };
@@ -155,77 +215,117 @@ impl Database {
         Ok(database)
     }
 
-    async fn record_boot(&self) -> Result<(), StorageError> {
-        sqlx::query("INSERT INTO boots (started_at_ms, version) VALUES (?, ?)")
-            .bind(chrono::Utc::now().timestamp_millis())
-            .bind(env!("CARGO_PKG_VERSION"))
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(|source| StorageError::Write {
-                url: self.display_url.clone(),
-                source,
-            })
+    pub fn engine(&self) -> Engine {
+        match self.pools {
+            Pools::Sqlite { .. } => Engine::Sqlite,
+            Pools::Postgres(_) => Engine::Postgres,
+        }
     }
 
-    /// Waits for the writer connection: the one connection in this process that
-    /// writes, handed to one writer at a time, first come first served.
+    async fn record_boot(&self) -> Result<(), StorageError> {
+        let write_error = |source| StorageError::Write {
+            url: self.display_url.clone(),
+            source,
+        };
+        let mut writing = self.writing().await.map_err(write_error)?;
+        with_connection!(&mut writing, |c| {
+            sqlx::query("INSERT INTO boots (started_at_ms, version) VALUES ($1, $2)")
+                .bind(chrono::Utc::now().timestamp_millis())
+                .bind(env!("CARGO_PKG_VERSION"))
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .map_err(write_error)
+    }
+
+    /// A connection for one read (or a few), counted for the database card: every read
+    /// in the system takes its connection here, so the card's reads/s is all of them.
+    pub async fn read(&self) -> Result<Read, sqlx::Error> {
+        self.stats.read();
+        Ok(Read {
+            connection: self.read_connection().await?,
+        })
+    }
+
+    async fn read_connection(&self) -> Result<Pooled, sqlx::Error> {
+        Ok(match &self.pools {
+            Pools::Sqlite { reads, .. } => Pooled::Sqlite(reads.acquire().await?),
+            Pools::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// Waits for a connection to write on.
     ///
-    /// Why one: SQLite lets one connection write at a time, and when another holds the
-    /// lock it makes the others *sleep and poll* (1, 2, 5, 10, … up to 100 ms), which
-    /// under load put whole seconds into the tail latency; a queue in the process wakes
-    /// each writer the moment the previous one is done. And one connection keeps its
-    /// page cache: SQLite empties a connection's cache whenever another connection has
-    /// written since its last transaction, so with writes spread over the pool every
-    /// write would begin by reading its pages again. Writes on [`Database::pool`] still work,
-    /// through the busy timeout; everything that writes under load comes here.
+    /// On SQLite it is the writer connection: the one connection in this process that
+    /// writes, handed to one writer at a time, first come first served. Why one: SQLite
+    /// lets one connection write at a time, and when another holds the lock it makes the
+    /// others *sleep and poll* (1, 2, 5, 10, … up to 100 ms), which under load put whole
+    /// seconds into the tail latency; a queue in the process wakes each writer the
+    /// moment the previous one is done. And one connection keeps its page cache: SQLite
+    /// empties a connection's cache whenever another connection has written since its
+    /// last transaction, so with writes spread over the pool every write would begin by
+    /// reading its pages again.
+    ///
+    /// On PostgreSQL, which writes concurrently, it is any pooled connection.
     pub async fn writing(&self) -> Result<Writing, sqlx::Error> {
         let started = Instant::now();
+        let connection = match &self.pools {
+            Pools::Sqlite { writer, .. } => Pooled::Sqlite(writer.acquire().await?),
+            Pools::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        };
         Ok(Writing {
-            connection: self.writer.acquire().await?,
+            connection,
             started,
             stats: self.stats.clone(),
         })
     }
 
-    /// The read pool, for one read, counted for the database card: every read in the
-    /// system takes its connection here, so the card's reads/s is all of them.
-    pub fn reads(&self) -> &SqlitePool {
-        self.stats.read();
-        &self.pool
-    }
-
-    /// Begins a transaction on the writer connection, holding it until the transaction
-    /// ends. An immediate transaction takes SQLite's lock up front, so it can never fail
+    /// Begins a transaction to write in. On SQLite it holds the writer connection until
+    /// it ends, and is immediate: it takes SQLite's lock up front, so it can never fail
     /// half way with "database is locked" the way a deferred one that read first can.
     pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         self.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = match &self.pools {
+            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        };
         Ok(WriteTransaction { tx })
     }
 
-    /// Commits a batch of writes that needs no answer, in one transaction shared with
-    /// whatever other batches are waiting (group commit); returns once it is durable.
+    /// Commits a batch of writes that needs no answer and returns once it is durable.
+    /// On SQLite it shares one transaction with whatever other batches are waiting
+    /// (group commit); on PostgreSQL it is a transaction of its own, run again if it
+    /// lost a race to a concurrent one.
     pub async fn commit(&self, batch: WriteBatch) -> Result<(), sqlx::Error> {
         let started = Instant::now();
-        let result = self.group.commit(batch).await;
+        let result = match &self.pools {
+            Pools::Sqlite { group, .. } => group.commit(batch).await,
+            Pools::Postgres(pool) => commit_postgres(pool, &batch).await,
+        };
         self.stats.wrote(started);
         result
     }
 
-    /// Runs a `DELETE` of a limited number of rows (its SQL says `LIMIT n`) again and
-    /// again until a round removes nothing; answers how many rows went in all. Each
-    /// round is a short transaction taken in turn with the other writers
-    /// ([`Database::writing`]): one `DELETE` of a minute's completed jobs or captured
-    /// mail under load (tens of thousands of rows) held the write lock for two seconds,
-    /// and every request and worker waited behind it.
-    pub async fn delete_in_chunks(
-        &self,
-        delete: impl Fn() -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<u64, sqlx::Error> {
+    /// Runs a `DELETE` of a limited number of rows (its SQL says `LIMIT 1000` in a
+    /// subquery, and binds `$1` to `bound`) again and again until a round removes
+    /// nothing; answers how many rows went in all. Each round is a short transaction
+    /// taken in turn with the other writers ([`Database::writing`]): one `DELETE` of a
+    /// minute's completed jobs or captured mail under load (tens of thousands of rows)
+    /// held SQLite's write lock for two seconds, and every request and worker waited
+    /// behind it.
+    pub async fn delete_in_chunks(&self, delete: &'static str, bound: i64) -> Result<u64, sqlx::Error> {
         let mut total = 0;
         loop {
-            match delete().execute(&mut *self.writing().await?).await?.rows_affected() {
+            let mut writing = self.writing().await?;
+            let deleted = with_connection!(&mut writing, |c| {
+                sqlx::query(delete)
+                    .bind(bound)
+                    .execute(c)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            match deleted {
                 0 => return Ok(total),
                 deleted => total += deleted,
             }
@@ -234,21 +334,127 @@ impl Database {
 
     /// How many times a process has started on this database.
     pub async fn boot_count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM boots")
-            .fetch_one(&self.pool)
-            .await
+        with_connection!(&mut self.read().await?, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM boots").fetch_one(c).await
+        })
     }
 
     /// A round trip to the database; returns how long it took.
     pub async fn ping(&self) -> Result<Duration, sqlx::Error> {
         let started = Instant::now();
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // Not counted as a read: the probe's ping is not the system's work.
+        let mut connection = self.read_connection().await?;
+        with_connection!(&mut connection, |c| sqlx::query("SELECT 1").execute(c).await.map(drop))?;
         Ok(started.elapsed())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pools {
+            Pools::Sqlite { reads, writer, .. } => {
+                reads.close().await;
+                writer.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
     }
+}
+
+async fn open_sqlite(url: &str, display_url: &str) -> Result<Pools, StorageError> {
+    let open_error = |source| StorageError::Open {
+        url: display_url.to_string(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(open_error)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL + NORMAL is durable across process crashes; only an OS crash can lose
+        // the last transactions, which is the usual SQLite trade for throughput.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
+        // No memory map: the file grows all the time under load, and every growth
+        // made each connection unmap and map it again, with a TLB shootdown across
+        // cores each time. A
+        // 64 MiB page cache per connection keeps the working set in memory instead.
+        .pragma("mmap_size", "0")
+        .pragma("cache_size", "-65536")
+        // Batches are run by their SQL text, and a worker's batch has a text per size
+        // (1 to 32 jobs): room for all of them, so none is parsed again.
+        .statement_cache_capacity(512);
+    let reads = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        // No ping before handing out a connection: for SQLite it is one more round
+        // trip to the connection's thread per query, and a broken file connection
+        // fails its query just as clearly.
+        .test_before_acquire(false)
+        .connect_with(options.clone())
+        .await
+        .map_err(open_error)?;
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        // A write waits its turn however long the queue; the callers (requests,
+        // workers) have their own time limits.
+        .acquire_timeout(Duration::from_secs(60))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(open_error)?;
+    let group = GroupCommitter::start(writer.clone());
+    Ok(Pools::Sqlite { reads, writer, group })
+}
+
+async fn open_postgres(url: &str, display_url: &str) -> Result<Pools, StorageError> {
+    let open_error = |source| StorageError::Open {
+        url: display_url.to_string(),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(open_error)?
+        .application_name(concat!("liveview ", env!("CARGO_PKG_VERSION")))
+        // Batches are run by their SQL text; room for every size a worker uses.
+        .statement_cache_capacity(512);
+    let pool = PgPoolOptions::new()
+        .max_connections(POSTGRES_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .map_err(open_error)?;
+    Ok(Pools::Postgres(pool))
+}
+
+/// One batch in a PostgreSQL transaction of its own, run again when it lost a race.
+async fn commit_postgres(pool: &PgPool, batch: &WriteBatch) -> Result<(), sqlx::Error> {
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let mut tx = pool.begin().await?;
+            batch.run(Connection::Postgres(&mut tx)).await?;
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Err(error) if attempt < POSTGRES_ATTEMPTS && lost_a_race(&error) => {
+                tracing::debug!(%error, attempt, "transaction lost a race; running it again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A PostgreSQL error that running the transaction again can cure: a deadlock, a
+/// serialization failure, or a unique key taken by a concurrent transaction (two
+/// notifications of one user computing the same next `seq`).
+pub fn lost_a_race(error: &sqlx::Error) -> bool {
+    matches!(
+        error.as_database_error().and_then(|error| error.code()).as_deref(),
+        Some("40001" | "40P01" | "23505")
+    )
 }
 
 /// What the database card shows: reads taken through [`Database::reads`], writes
@@ -283,25 +489,17 @@ impl DbStats {
     }
 }
 
-/// The writer connection, held by one writer; counted as one write, and its time from
-/// asking to giving it back as that write's latency, when dropped.
+/// A connection to write on ([`Database::writing`]); counted as one write, and its
+/// time from asking to giving it back as that write's latency, when dropped.
 pub struct Writing {
-    connection: PoolConnection<Sqlite>,
+    connection: Pooled,
     started: Instant,
     stats: Arc<DbStats>,
 }
 
-impl Deref for Writing {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.connection
-    }
-}
-
-impl DerefMut for Writing {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.connection
+impl Connect for Writing {
+    fn connection(&mut self) -> Connection<'_> {
+        self.connection.connection()
     }
 }
 
@@ -311,30 +509,32 @@ impl Drop for Writing {
     }
 }
 
-/// A write transaction on the writer connection ([`Database::writing`]), which goes
-/// back to the next writer when the transaction commits or is dropped (which rolls
-/// back).
+enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A write transaction ([`Database::begin_write`]); dropping it rolls back. On SQLite
+/// it holds the writer connection, which goes back to the next writer when it ends.
 pub struct WriteTransaction {
-    tx: Transaction<'static, Sqlite>,
+    tx: Tx,
 }
 
 impl WriteTransaction {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        match self.tx {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
     }
 }
 
-impl Deref for WriteTransaction {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for WriteTransaction {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
+impl Connect for WriteTransaction {
+    fn connection(&mut self) -> Connection<'_> {
+        match &mut self.tx {
+            Tx::Sqlite(tx) => Connection::Sqlite(tx),
+            Tx::Postgres(tx) => Connection::Postgres(tx),
+        }
     }
 }
 
@@ -376,8 +576,12 @@ mod tests {
         first.close().await;
         let second = Database::open(&url).await.expect("second open");
         assert_eq!(second.boot_count().await.expect("count"), 2, "the file persisted");
+        let mut read = second.read().await.expect("read");
+        let Connection::Sqlite(c) = read.connection() else {
+            panic!("a sqlite: URL opens SQLite")
+        };
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&second.pool)
+            .fetch_one(c)
             .await
             .expect("pragma");
         assert_eq!(mode, "wal");
@@ -394,7 +598,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_schemes_are_refused_by_name() {
-        let error = Database::open("postgres://u:pw@localhost/db")
+        let error = Database::open("mysql://u:pw@localhost/db")
             .await
             .err()
             .expect("refused");

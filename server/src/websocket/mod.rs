@@ -371,16 +371,34 @@ impl UserConnection {
         }
         // Not in flight here: pushed and acked before, or pushed on an earlier connection
         // and never acked. Delivered means done; otherwise push it again.
-        let frame: Option<(Option<i64>, Frame)> = sqlx::query_as::<_, (Option<i64>, String, i64, String, String, String, i64)>(
-            "SELECT delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id = ? AND user_id = ?",
-        )
-        .bind(&push.id)
-        .bind(&self.user.id)
-        .fetch_optional(self.db.reads())
-        .await
-        .ok()
-        .flatten()
-        .map(|(delivered, id, seq, kind, title, body, created_at)| (delivered, Frame { id, seq, kind, title, body, created_at }));
+        let frame = match self.db.read().await {
+            Ok(mut read) => crate::with_connection!(&mut read, |c| {
+                sqlx::query_as::<_, (Option<i64>, String, i64, String, String, String, i64)>(
+                    "SELECT delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id = $1 AND user_id = $2",
+                )
+                .bind(&push.id)
+                .bind(&self.user.id)
+                .fetch_optional(c)
+                .await
+            }),
+            Err(error) => Err(error),
+        };
+        let frame = frame
+            .ok()
+            .flatten()
+            .map(|(delivered, id, seq, kind, title, body, created_at)| {
+                (
+                    delivered,
+                    Frame {
+                        id,
+                        seq,
+                        kind,
+                        title,
+                        body,
+                        created_at,
+                    },
+                )
+            });
         match frame {
             Some((Some(_), _)) => {
                 let _ = push.acked.send(());
@@ -404,16 +422,21 @@ impl UserConnection {
 
     /// Pushes every undelivered notification with `pushed_up_to < seq <= up_to`, in order.
     async fn flush(&mut self, socket: &mut WebSocket, up_to: i64) -> Result<(), axum::Error> {
-        let stored: Vec<Stored> = match sqlx::query_as(
-            "SELECT id, seq, kind, title, body, created_at_ms, request_id FROM notifications \
-             WHERE user_id = ? AND delivered_at_ms IS NULL AND seq > ? AND seq <= ? ORDER BY seq",
-        )
-        .bind(&self.user.id)
-        .bind(self.pushed_up_to)
-        .bind(up_to)
-        .fetch_all(self.db.reads())
-        .await
-        {
+        let stored = match self.db.read().await {
+            Ok(mut read) => crate::with_connection!(&mut read, |c| {
+                sqlx::query_as::<_, Stored>(
+                    "SELECT id, seq, kind, title, body, created_at_ms, request_id FROM notifications \
+                     WHERE user_id = $1 AND delivered_at_ms IS NULL AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(&self.user.id)
+                .bind(self.pushed_up_to)
+                .bind(up_to)
+                .fetch_all(c)
+                .await
+            }),
+            Err(error) => Err(error),
+        };
+        let stored = match stored {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::warn!(%error, "could not load pending notifications");

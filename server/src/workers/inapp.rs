@@ -219,11 +219,14 @@ impl InAppWorker {
             "SELECT user_id, delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id IN ({})",
             placeholders(jobs.len())
         );
-        let mut query = sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql));
-        for job in jobs {
-            query = query.bind(&job.target_id);
-        }
-        let rows = query.fetch_all(self.db.reads()).await?;
+        let sql = crate::storage::numbered(&sql);
+        let rows: Vec<NotificationRow> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            let mut query = sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql.as_str()));
+            for job in jobs {
+                query = query.bind(&job.target_id);
+            }
+            query.fetch_all(c).await
+        })?;
         Ok(rows
             .into_iter()
             .map(|row| (row.frame.id.clone(), (row.user_id, row.frame, row.delivered_at_ms)))

@@ -79,19 +79,22 @@ impl SentLedger {
         let mut settled = 0;
         let mut tx = db.begin_write().await?;
         for id in &ids {
-            settled += sqlx::query(
-                "UPDATE emails SET sent_at_ms = ?, smtp_reply = '250 (recorded in the sent ledger)' WHERE id = ? AND sent_at_ms IS NULL",
+            settled += crate::with_connection!(&mut tx, |c| {
+                sqlx::query(
+                "UPDATE emails SET sent_at_ms = $1, smtp_reply = '250 (recorded in the sent ledger)' WHERE id = $2 AND sent_at_ms IS NULL",
             )
             .bind(now_ms())
             .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query("UPDATE jobs SET state = 'completed', lease_owner = NULL, updated_at_ms = ? WHERE target_id = ? AND state <> 'completed'")
+            .execute(c)
+            .await.map(|done| done.rows_affected())
+            })?;
+            crate::with_connection!(&mut tx, |c| {
+                sqlx::query("UPDATE jobs SET state = 'completed', lease_owner = NULL, updated_at_ms = $1 WHERE target_id = $2 AND state <> 'completed'")
                 .bind(now_ms())
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c)
+                .await.map(|done| done.rows_affected())
+            })?;
         }
         tx.commit().await?;
         let mut state = self.lock();
@@ -166,13 +169,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = crate::storage::resolve_url(dir.path(), None).expect("url");
         let db = Database::open(&url).await.expect("db");
-        sqlx::query("INSERT INTO emails (id, kind, to_address, subject, body, created_at_ms) VALUES ('e1', 'signup', 'a@example.com', 's', 'b', 0)")
-            .execute(&db.pool)
-            .await
+        crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query("INSERT INTO emails (id, kind, to_address, subject, body, created_at_ms) VALUES ('e1', 'signup', 'a@example.com', 's', 'b', 0)")
+            .execute(c)
+            .await.map(|done| done.rows_affected()))
             .expect("email");
-        sqlx::query("INSERT INTO jobs (id, queue, channel, target_id, state, run_at_ms, created_at_ms, updated_at_ms) VALUES ('j1', 'mail', 'email', 'e1', 'active', 0, 0, 0)")
-            .execute(&db.pool)
-            .await
+        crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query("INSERT INTO jobs (id, queue, channel, target_id, state, run_at_ms, created_at_ms, updated_at_ms) VALUES ('j1', 'mail', 'email', 'e1', 'active', 0, 0, 0)")
+            .execute(c)
+            .await.map(|done| done.rows_affected()))
             .expect("job");
 
         let path = dir.path().join("sent.ledger");
@@ -182,10 +185,12 @@ mod tests {
         let ledger = SentLedger::open(&path).expect("reopens");
         assert_eq!(ledger.replay(&db).await.expect("replays"), 1);
         let (sent, state): (Option<i64>, String) =
-            sqlx::query_as("SELECT e.sent_at_ms, j.state FROM emails e JOIN jobs j ON j.target_id = e.id")
-                .fetch_one(&db.pool)
-                .await
-                .expect("row");
+            crate::with_connection!(&mut db.writing().await.expect("db"), |c| sqlx::query_as(
+                "SELECT e.sent_at_ms, j.state FROM emails e JOIN jobs j ON j.target_id = e.id"
+            )
+            .fetch_one(c)
+            .await)
+            .expect("row");
         assert!(sent.is_some());
         assert_eq!(state, "completed");
         assert_eq!(std::fs::metadata(&path).expect("file").len(), 0, "emptied");

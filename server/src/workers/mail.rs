@@ -431,16 +431,15 @@ impl MailWorker {
             "SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id IN ({})",
             placeholders(jobs.len())
         );
-        let mut query = sqlx::query_as::<_, Email>(sqlx::AssertSqlSafe(sql));
-        for job in jobs {
-            query = query.bind(&job.target_id);
-        }
-        Ok(query
-            .fetch_all(self.db.reads())
-            .await?
-            .into_iter()
-            .map(|email| (email.id.clone(), email))
-            .collect())
+        let sql = crate::storage::numbered(&sql);
+        let emails: Vec<Email> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            let mut query = sqlx::query_as::<_, Email>(sqlx::AssertSqlSafe(sql.as_str()));
+            for job in jobs {
+                query = query.bind(&job.target_id);
+            }
+            query.fetch_all(c).await
+        })?;
+        Ok(emails.into_iter().map(|email| (email.id.clone(), email)).collect())
     }
 
     /// Marks the emails sent and completes their jobs, together.

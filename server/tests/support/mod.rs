@@ -15,6 +15,19 @@ pub struct TestSystem {
     pub running: Running,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The test's own PostgreSQL when the suite runs on it (see [`test_engine`]);
+    /// stopped after the system.
+    pub postgres: Option<postgres::PostgresServer>,
+}
+
+/// The engine the integration tests run on: SQLite, or PostgreSQL when
+/// `LIVEVIEW_TEST_ENGINE=postgres` (as `make test` runs them a second time), each test
+/// with a PostgreSQL of its own.
+pub fn test_engine() -> &'static str {
+    match std::env::var("LIVEVIEW_TEST_ENGINE").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
 }
 
 impl TestSystem {
@@ -24,10 +37,20 @@ impl TestSystem {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
         config.site = Self::site_dir(dir.path());
+        let postgres = match test_engine() {
+            "postgres" => Some(postgres::PostgresServer::start().await),
+            _ => None,
+        };
+        config.database_url = postgres.as_ref().map(postgres::PostgresServer::url);
         configure(&mut config);
         let running = liveview::start(&config).await.expect("system starts");
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self { running, http, dir }
+        Self {
+            running,
+            http,
+            dir,
+            postgres,
+        }
     }
 
     /// Where `TestSystem::start` looks for the SPA: write files here before starting.
@@ -80,14 +103,15 @@ impl TestSystem {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.running.database.pool)
-            .await
-            .expect("count")
+        liveview::with_connection!(&mut self.running.database.writing().await.expect("db"), |c| {
+            sqlx::query_scalar(sql).fetch_one(c).await
+        })
+        .expect("count")
     }
 
     pub async fn stop(self) {
         self.running.shutdown().await;
+        drop(self.postgres);
     }
 }
 
