@@ -11,6 +11,23 @@ use clap::Parser;
 /// `main.rs`), or built in code for tests and benchmarks ([`Config::ephemeral`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// What this process runs: `all` (everything, the embedded default), `lb` (the load
+    /// balancer over --backends), `app` (one app server on --listen), `worker` (the mail
+    /// and in-app workers) or `dashboard` (the SPA, /status, the live stream, the control
+    /// API, /metrics). Any number of each share one --database-url and one --bus-url.
+    #[arg(long, env = "LIVEVIEW_ROLE", value_name = "ROLE", default_value = "all", value_parser = parse_role)]
+    pub role: wire::ProcessRole,
+
+    /// The app servers a `--role lb` balances over: `HOST:PORT,HOST:PORT,…`
+    /// (health-checked, sticky by user). They are named server-1, server-2, … in this
+    /// order.
+    #[arg(long, env = "LIVEVIEW_BACKENDS", value_name = "ADDRS", value_delimiter = ',', value_parser = parse_backend)]
+    pub backends: Vec<SocketAddr>,
+
+    /// Where a `--role app` serves the notification system's API and end users' sockets.
+    #[arg(long, env = "LIVEVIEW_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
+    pub listen: Option<SocketAddr>,
+
     /// Where the dashboard listens (SPA, /status, live-view API).
     #[arg(long, env = "LIVEVIEW_DASHBOARD", value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
     pub dashboard: SocketAddr,
@@ -287,22 +304,46 @@ impl Config {
         Ok(secret)
     }
 
+    /// The backends the balancer starts with, for a `--role lb` (its own app servers'
+    /// otherwise).
+    pub fn checked_backends(&self) -> Result<&[SocketAddr], String> {
+        match self.role {
+            wire::ProcessRole::Lb if self.backends.is_empty() => {
+                Err("--role lb needs --backends HOST:PORT,…: the app servers it balances over".into())
+            }
+            _ => Ok(&self.backends),
+        }
+    }
+
     /// `--live-history` as a length.
     pub fn live_history_len(&self) -> usize {
         usize::try_from(self.live_history).unwrap_or(usize::MAX)
     }
 
     /// Where the embedded capture server listens, if it runs.
+    /// Where the embedded capture server listens, if it runs: by default with the
+    /// workers that send to it (`all`, `worker`) when no --smtp-url is given; in any
+    /// role with an explicit --smtp-sink.
     pub fn smtp_sink_addr(&self) -> Option<SocketAddr> {
         match (&self.smtp_url, self.smtp_sink) {
-            (None, sink) => Some(sink.unwrap_or_else(|| DEFAULT_SMTP_SINK.parse().expect("valid default"))),
-            (Some(_), sink) => sink,
+            (None, sink) if self.role.works() => {
+                Some(sink.unwrap_or_else(|| DEFAULT_SMTP_SINK.parse().expect("valid default")))
+            }
+            (_, sink) => sink,
         }
     }
 
     /// The addresses the app servers ask for: consecutive ports from the base, or all
     /// ephemeral when the base is 0.
     pub fn server_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        match (self.role, self.listen) {
+            (wire::ProcessRole::App, Some(listen)) => return Ok(vec![listen]),
+            (wire::ProcessRole::App, None) => {
+                return Err("--role app needs --listen ADDR: where its app server serves".into());
+            }
+            (role, _) if !role.serves() => return Ok(Vec::new()),
+            _ => {}
+        }
         (0..self.servers)
             .map(|index| {
                 let port = if self.server_port_base == 0 {
@@ -337,6 +378,16 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
 }
 
 /// Accepts `IP:PORT` or `HOST:PORT` (resolved once, first address wins).
+fn parse_role(text: &str) -> Result<wire::ProcessRole, String> {
+    wire::ProcessRole::parse(text).ok_or_else(|| "expected all, lb, app, worker or dashboard".into())
+}
+
+/// A backend as `HOST:PORT`, or as the `http://HOST:PORT` URL an operator may paste.
+fn parse_backend(text: &str) -> Result<SocketAddr, String> {
+    let bare = text.trim().trim_start_matches("http://").trim_end_matches('/');
+    parse_addr(bare)
+}
+
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);

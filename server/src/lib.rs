@@ -37,9 +37,12 @@ use axum::{Router, serve::ListenerExt};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use wire::ProcessRole;
+
 use crate::{
     access::OriginPolicy,
     balancer::Balancer,
+    cluster::registry::ProcessRegistry,
     config::Config,
     controls::Controls,
     dashboard::Dashboard,
@@ -84,11 +87,14 @@ pub enum StartError {
 
 /// A started system: its bound addresses and the means to stop it.
 pub struct Running {
-    pub dashboard: SocketAddr,
-    pub balancer: SocketAddr,
+    pub role: ProcessRole,
+    /// The dashboard's address, in a role that runs it.
+    pub dashboard: Option<SocketAddr>,
+    /// The balancer's address, in a role that runs it.
+    pub balancer: Option<SocketAddr>,
     pub servers: Vec<(String, SocketAddr)>,
     pub pool: ServerPool,
-    pub balancer_state: Balancer,
+    pub balancer_state: Option<Balancer>,
     pub database: Database,
     pub queues: Arc<Queues>,
     /// The live stream's hub: what publishes to every dashboard viewer.
@@ -104,11 +110,25 @@ pub struct Running {
     pub bus: bus::Bus,
     /// Delays and step mode, as this process applies them.
     pub controls: Arc<Controls>,
+    /// This process's row in the cluster's process list.
+    pub process: ProcessRegistry,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Running {
+    /// The balancer's address, in a process known to run one (an `all` process, as the
+    /// tests and benchmarks start).
+    pub fn lb(&self) -> SocketAddr {
+        self.balancer
+            .expect("this process runs the load balancer (--role all or lb)")
+    }
+
+    /// The dashboard's address, in a process known to run one.
+    pub fn dash(&self) -> SocketAddr {
+        self.dashboard.expect("this process runs the dashboard (--role all)")
+    }
+
     /// Stops every listener and task, waiting at most [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -116,28 +136,39 @@ impl Running {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
         }
+        if let Err(error) = self.process.stop().await {
+            tracing::warn!(%error, "could not record this process's stop");
+        }
         self.bus.close().await;
         self.database.close().await;
     }
 }
 
-/// Binds every listener, opens and migrates the database, and starts serving.
-/// Nothing is served unless everything could be bound and opened. Each part is built
-/// from the parts it needs, in that order: the types keep the order.
+/// Binds every listener, opens and migrates the database, and starts serving what
+/// `--role` says this process runs. Nothing is served unless everything could be bound
+/// and opened. Each part is built from the parts it needs, in that order: the types keep
+/// the order.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     // Leptos' server rendering spawns through this executor; a second call is harmless.
     let _ = any_spawner::Executor::init_tokio();
 
+    let role = config.role;
+    check_role(config)?;
     let auth = config.auth_mode().map_err(StartError::Config)?;
+    let backends = config.checked_backends().map_err(StartError::Config)?.to_vec();
     let listeners = Listeners::bind(config).await?;
     let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
     let database = Database::open(&url).await?;
-    tracing::info!(database = %database.display_url, "database ready (migrations applied)");
+    tracing::info!(database = %database.display_url, %role, "database ready (migrations applied)");
     let life = Lifecycle::default();
     let observer = Observer::start(config, &life).await?;
+    let process = ProcessRegistry::register(database.clone(), observer.bus.me().clone(), role, &listeners.address())
+        .await
+        .map_err(|error| StartError::Config(format!("cannot register this process: {error}")))?;
     let delivery = Delivery::start(config, &database, &observer, listeners.smtp, &life).await?;
 
-    let balancer_addr = local_addr(&listeners.balancer);
+    // Where end users reach the system: this process's balancer, or the cluster's.
+    let balancer_addr = listeners.balancer.as_ref().map(local_addr);
     let shared = Shared {
         db: database.clone(),
         queues: delivery.queues.clone(),
@@ -145,46 +176,65 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         sessions: Default::default(),
         telemetry: observer.telemetry.clone(),
         controls: observer.controls.clone(),
-        public_url: format!("http://{balancer_addr}"),
+        public_url: format!("http://{}", balancer_addr.unwrap_or(config.lb)),
     };
     let pool = ServerPool::start_all(listeners.servers, shared, life.shutdown.clone(), life.tasks.clone());
     let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
 
-    let balancer = Balancer::new(
-        balancer_addr,
-        &servers,
-        config.health_policy(),
-        life.shutdown.clone(),
-        life.tasks.clone(),
-        observer.telemetry.clone(),
-        observer.controls.clone(),
-    );
-    serve(
-        &life.tasks,
-        &life.shutdown,
-        "load balancer",
-        listeners.balancer,
-        balancer.clone().router(),
-    );
-    life.tasks
-        .spawn(balancer.clone().run_health_checks(life.shutdown.clone()));
+    let balancer = listeners.balancer.map(|listener| {
+        let targets = match role {
+            ProcessRole::All => servers.clone(),
+            _ => backends
+                .iter()
+                .enumerate()
+                .map(|(index, addr)| (format!("server-{}", index + 1), *addr))
+                .collect(),
+        };
+        let balancer = Balancer::new(
+            local_addr(&listener),
+            &targets,
+            config.health_policy(),
+            life.shutdown.clone(),
+            life.tasks.clone(),
+            observer.telemetry.clone(),
+            observer.controls.clone(),
+        );
+        serve(
+            &life.tasks,
+            &life.shutdown,
+            "load balancer",
+            listener,
+            balancer.clone().router(),
+        );
+        life.tasks
+            .spawn(balancer.clone().run_health_checks(life.shutdown.clone()));
+        balancer
+    });
 
-    let dashboard_addr = start_dashboard(
-        config,
-        listeners.dashboard,
-        &database,
-        &observer,
-        &delivery,
-        &balancer,
-        &pool,
-        &life,
-        auth,
-    );
-    let keep = Duration::from_secs(config.keep_completed_jobs * 60);
-    life.tasks
-        .spawn(delivery.queues.clone().run_retention(keep, life.shutdown.clone()));
+    let dashboard_addr = match (listeners.dashboard, &balancer) {
+        (Some(listener), Some(balancer)) => Some(start_dashboard(
+            config,
+            listener,
+            &database,
+            &observer,
+            &delivery,
+            balancer,
+            &pool,
+            &life,
+            auth,
+            process.clone(),
+        )),
+        _ => None,
+    };
+    if role.works() {
+        let keep = Duration::from_secs(config.keep_completed_jobs * 60);
+        life.tasks
+            .spawn(delivery.queues.clone().run_retention(keep, life.shutdown.clone()));
+    }
+    life.tasks.spawn(process.clone().run(life.shutdown.clone()));
 
     Ok(Running {
+        role,
         dashboard: dashboard_addr,
         balancer: balancer_addr,
         servers,
@@ -198,15 +248,48 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         registry: delivery.registry,
         bus: observer.bus,
         controls: observer.controls,
+        process,
         shutdown: life.shutdown,
         tasks: life.tasks,
     })
 }
 
-/// Every listener, bound before anything starts, so a taken port fails the start at once.
+/// A process in a role of a cluster shares the database and the bus with the others,
+/// or it is a cluster of one that cannot do its part.
+fn check_role(config: &Config) -> Result<(), StartError> {
+    let role = config.role;
+    if role == ProcessRole::All {
+        return Ok(());
+    }
+    if role == ProcessRole::Dashboard {
+        return Err(StartError::Config(
+            "--role dashboard is not built yet: run a --role all process on the cluster's --database-url and \
+             --bus-url as its dashboard for now"
+                .into(),
+        ));
+    }
+    let shared = config
+        .database_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    if !shared {
+        return Err(StartError::Config(format!(
+            "--role {role} shares its work with other processes: give --database-url postgres://… (SQLite is one process's)"
+        )));
+    }
+    if config.bus_url.is_none() {
+        return Err(StartError::Config(format!(
+            "--role {role} needs --bus-url redis://… (and --cluster-secret): what crosses processes goes there"
+        )));
+    }
+    Ok(())
+}
+
+/// Every listener this process's role needs, bound before anything starts, so a taken
+/// port fails the start at once.
 struct Listeners {
-    dashboard: TcpListener,
-    balancer: TcpListener,
+    dashboard: Option<TcpListener>,
+    balancer: Option<TcpListener>,
     servers: Vec<(String, TcpListener)>,
     /// The embedded capture SMTP server's, when it runs.
     smtp: Option<TcpListener>,
@@ -214,12 +297,22 @@ struct Listeners {
 
 impl Listeners {
     async fn bind(config: &Config) -> Result<Self, StartError> {
+        let role = config.role;
         let server_addrs = config.server_addrs().map_err(StartError::Config)?;
-        let dashboard = bind("dashboard", config.dashboard).await?;
-        let balancer = bind("load balancer", config.lb).await?;
+        let dashboard = match role.watches() {
+            true => Some(bind("dashboard", config.dashboard).await?),
+            false => None,
+        };
+        let balancer = match role.balances() {
+            true => Some(bind("load balancer", config.lb).await?),
+            false => None,
+        };
         let mut servers = Vec::with_capacity(server_addrs.len());
         for (index, addr) in server_addrs.into_iter().enumerate() {
-            let id = format!("server-{}", index + 1);
+            let id = match role {
+                ProcessRole::App => format!("app@{addr}"),
+                _ => format!("server-{}", index + 1),
+            };
             let listener = bind(&format!("app server {id}"), addr).await?;
             servers.push((id, listener));
         }
@@ -233,6 +326,17 @@ impl Listeners {
             servers,
             smtp,
         })
+    }
+
+    /// Where this process serves, as the process list shows it: its dashboard, else its
+    /// balancer, else its app server (nothing for a worker).
+    fn address(&self) -> String {
+        self.dashboard
+            .as_ref()
+            .or(self.balancer.as_ref())
+            .or(self.servers.first().map(|(_, listener)| listener))
+            .map(|listener| local_addr(listener).to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -331,7 +435,12 @@ impl Delivery {
         smtp_listener: Option<TcpListener>,
         life: &Lifecycle,
     ) -> Result<Self, StartError> {
-        let queues = Queues::with_telemetry(database.clone(), config.time_scale, observer.telemetry.clone());
+        let queues = Queues::with_telemetry(
+            database.clone(),
+            config.time_scale,
+            observer.telemetry.clone(),
+            observer.bus.me().clone(),
+        );
         let registry = Registry::new();
         let capture = smtp_listener.map(|listener| {
             let addr = local_addr(&listener);
@@ -348,8 +457,17 @@ impl Delivery {
         let smtp_url = config
             .smtp_url
             .clone()
-            .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")))
-            .ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
+            .or_else(|| capture.as_ref().map(|(_, addr)| format!("smtp://{addr}")));
+        if !config.role.works() {
+            return Ok(Self {
+                queues,
+                registry,
+                capture,
+                smtp_url: smtp_url.unwrap_or_default(),
+            });
+        }
+        let smtp_url =
+            smtp_url.ok_or_else(|| StartError::Config("no SMTP server: give --smtp-url or --smtp-sink".into()))?;
         let ledger_path = config.data.join("sent.ledger");
         let ledger = std::fs::create_dir_all(&config.data)
             .and_then(|()| SentLedger::open(&ledger_path))
@@ -416,6 +534,7 @@ fn start_dashboard(
     pool: &ServerPool,
     life: &Lifecycle,
     auth: wire::AuthMode,
+    process: ProcessRegistry,
 ) -> SocketAddr {
     let dashboard_addr = local_addr(&listener);
     let probe = Arc::new(HealthProbe::new(
@@ -472,6 +591,7 @@ fn start_dashboard(
         journeys: observer.journeys.clone(),
         audit: crate::audit::Audit::new(database.clone()),
         bus: observer.bus.clone(),
+        processes: process,
         gate: Arc::new(crate::access::auth::Gate::new(
             auth,
             crate::operators::Operators::new(database.clone()),

@@ -85,10 +85,23 @@ async fn main() -> ExitCode {
     };
     // Written, not println!: a closed stdout (a supervisor that read the first line and
     // went away) must not panic the process.
-    let urls = format!(
-        "Live View dashboard: http://{}/\nStatus page:         http://{}/status\nLoad balancer:       http://{}/\n",
-        running.dashboard, running.dashboard, running.balancer
-    );
+    let mut urls = String::new();
+    if let Some(dashboard) = running.dashboard {
+        urls += &format!("Live View dashboard: http://{dashboard}/\nStatus page:         http://{dashboard}/status\n");
+    }
+    if let Some(balancer) = running.balancer {
+        urls += &format!("Load balancer:       http://{balancer}/\n");
+    }
+    for (id, addr) in running
+        .servers
+        .iter()
+        .filter(|_| running.role == wire::ProcessRole::App)
+    {
+        urls += &format!("App server {id}:  http://{addr}/\n");
+    }
+    if running.role == wire::ProcessRole::Worker {
+        urls += &format!("Worker process {} (no listener)\n", running.process.me().0);
+    }
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(urls.as_bytes()).and_then(|()| stdout.flush());
 

@@ -34,7 +34,7 @@ async fn round_robin_spreads_requests_and_marks_each_response() {
     let http = system.http.clone();
     let servers = usize::from(servers);
     // No app route exists yet but the servers' own JSON 404: what matters is who answered.
-    let url = format!("http://{}/api/where", running.balancer);
+    let url = format!("http://{}/api/where", running.lb());
     let mut seen = Vec::new();
     for _ in 0..2 * servers {
         let (status, server) = served_by(&http, &url).await;
@@ -81,8 +81,8 @@ async fn a_stopped_server_gets_no_traffic_and_nobody_sees_an_error() {
     let system = TestSystem::start(|config| config.servers = 2).await;
     let running = &system.running;
     let http = system.http.clone();
-    let url = format!("http://{}/api/where", running.balancer);
-    let dashboard = format!("http://{}", running.dashboard);
+    let url = format!("http://{}/api/where", running.lb());
+    let dashboard = format!("http://{}", running.dash());
     let stop = http
         .post(format!("{dashboard}/api/servers/1/stop"))
         .send()
@@ -135,7 +135,7 @@ async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
     let system = TestSystem::start(|config| config.servers = 2).await;
     let running = &system.running;
     let http = system.http.clone();
-    let url = format!("http://{}/api/balancer", running.dashboard);
+    let url = format!("http://{}/api/balancer", running.dash());
     let response = http
         .put(&url)
         .json(&serde_json::json!({ "algorithm": "least-connections" }))
@@ -184,7 +184,7 @@ async fn the_algorithm_switches_at_runtime_and_bad_values_are_refused() {
     );
 
     let response = http
-        .get(format!("http://{}/api/nope", running.dashboard))
+        .get(format!("http://{}/api/nope", running.dash()))
         .send()
         .await
         .expect("answers");
@@ -300,7 +300,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
 #[tokio::test]
 async fn a_flood_of_bogus_tokens_leaves_no_sticky_sessions() {
     let system = TestSystem::start(|config| config.servers = 2).await;
-    let lb = system.running.balancer;
+    let lb = system.running.lb();
     for wave in 0..20 {
         let attempts = (0..50).map(|n| {
             let url = format!("ws://{lb}/api/notifications/ws?token=bogus{wave}x{n}.secret");

@@ -26,7 +26,7 @@ impl TestSystem {
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
         let mut request = self
             .http
-            .post(format!("http://{}{path}", self.running.balancer))
+            .post(format!("http://{}{path}", self.running.lb()))
             .json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -66,10 +66,7 @@ impl TestSystem {
 
     async fn connect(&self, token: &str, last_seq: Option<i64>) -> (Socket, String) {
         let resume = last_seq.map(|seq| format!("&lastSeq={seq}")).unwrap_or_default();
-        let url = format!(
-            "ws://{}/api/notifications/ws?token={token}{resume}",
-            self.running.balancer
-        );
+        let url = format!("ws://{}/api/notifications/ws?token={token}{resume}", self.running.lb());
         let (socket, response) = tokio_tungstenite::connect_async(url)
             .await
             .expect("upgrade through the balancer");
@@ -254,7 +251,7 @@ async fn a_socket_without_a_valid_token_is_refused() {
     let system = TestSystem::start(flags).await;
     let url = format!(
         "ws://{}/api/notifications/ws?token=nobody.{}",
-        system.running.balancer,
+        system.running.lb(),
         "0".repeat(64)
     );
     let error = tokio_tungstenite::connect_async(url).await.expect_err("refused");

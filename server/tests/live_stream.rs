@@ -59,7 +59,7 @@ async fn first_status(system: &TestSystem) {
 }
 
 async fn connect_with(system: &TestSystem, query: &str, origin: Option<&str>) -> Result<Socket, tungstenite::Error> {
-    let url = format!("ws://{}/api/live-view/ws{query}", system.running.dashboard);
+    let url = format!("ws://{}/api/live-view/ws{query}", system.running.dash());
     let mut request = url.into_client_request()?;
     if let Some(origin) = origin {
         request
@@ -563,7 +563,7 @@ async fn only_allowed_origins_may_connect() {
         serde_json::json!({"error": "origin not allowed"})
     );
 
-    let same = format!("http://{}", system.running.dashboard);
+    let same = format!("http://{}", system.running.dash());
     for origin in [None, Some(same.as_str()), Some("https://ops.example")] {
         let mut socket = connect_with(&system, "", origin).await.expect("allowed");
         assert_eq!(
@@ -766,7 +766,7 @@ async fn a_stalled_viewer_backlog_stays_out_of_the_server_socket_buffer() {
         panic!("plain TCP")
     };
     let client_addr = client_end.local_addr().expect("client address");
-    let dashboard = system.running.dashboard;
+    let dashboard = system.running.dash();
 
     for index in 0..EVENTS {
         hub.publish(bulky(4 * 1024));

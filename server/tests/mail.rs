@@ -22,7 +22,7 @@ impl TestSystem {
     async fn signup(&self, email: &str) {
         let response = self
             .http
-            .post(format!("http://{}/api/auth/signup", self.running.balancer))
+            .post(format!("http://{}/api/auth/signup", self.running.lb()))
             .json(&json!({ "email": email, "name": "Ada", "password": "long-enough" }))
             .send()
             .await

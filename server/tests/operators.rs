@@ -120,7 +120,7 @@ async fn without_a_session_only_sign_in_is_open() {
         .expect("answers");
     assert_eq!(json.status(), 401);
     // The live stream's upgrade is refused too.
-    let url = format!("ws://{}/api/live-view/ws", system.running.dashboard);
+    let url = format!("ws://{}/api/live-view/ws", system.running.dash());
     let refused = tokio_tungstenite::connect_async(url).await.expect_err("refused");
     assert!(refused.to_string().contains("401"), "{refused}");
     // And no control works.
@@ -410,7 +410,7 @@ async fn a_live_stream_opened_with_a_session_streams() {
     let system = start_with_login().await;
     let response = sign_in(&system, "vic", "vic's long password").await;
     let cookie = cookie_of(&response);
-    let url = format!("ws://{}/api/live-view/ws", system.running.dashboard);
+    let url = format!("ws://{}/api/live-view/ws", system.running.dash());
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
     request.headers_mut().insert("cookie", cookie.parse().expect("header"));

@@ -44,7 +44,7 @@ async fn every_listener_answers_healthz_with_json() {
     let system = start(None).await;
     let running = &system.running;
     let http = system.http.clone();
-    let mut targets = vec![("dashboard", running.dashboard), ("load-balancer", running.balancer)];
+    let mut targets = vec![("dashboard", running.dash()), ("load-balancer", running.lb())];
     targets.extend(running.servers.iter().map(|(_, addr)| ("server", *addr)));
     for (component, addr) in targets {
         let response = http
@@ -89,7 +89,7 @@ async fn status_html_is_server_rendered_without_scripts() {
     let response = system
         .http
         .clone()
-        .get(format!("http://{}/status", running.dashboard))
+        .get(format!("http://{}/status", running.dash()))
         .header("Accept", "text/html")
         .send()
         .await
@@ -122,7 +122,7 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
     let running = &system.running;
     let http = system.http.clone();
     let stop = http
-        .post(format!("http://{}/api/servers/2/stop", running.dashboard))
+        .post(format!("http://{}/api/servers/2/stop", running.dash()))
         .send()
         .await
         .expect("answers");
@@ -142,7 +142,7 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
     assert_eq!(status.status, OverallHealth::Degraded);
 
     let start = http
-        .post(format!("http://{}/api/servers/2/start", running.dashboard))
+        .post(format!("http://{}/api/servers/2/start", running.dash()))
         .send()
         .await
         .expect("answers");
@@ -158,7 +158,7 @@ async fn a_stopped_server_makes_the_system_degraded_and_a_restart_heals_it() {
 async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
     let system = start(None).await;
     let running = &system.running;
-    let url = format!("ws://{}/api/live-view/ws", running.dashboard);
+    let url = format!("ws://{}/api/live-view/ws", running.dash());
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let mut seqs = Vec::new();
     let mut gathered = Vec::new();
@@ -210,7 +210,7 @@ async fn live_socket_sends_system_status_every_second_with_increasing_seq() {
 async fn shutdown_closes_live_sockets_with_going_away_and_frees_the_ports() {
     let system = start(None).await;
     let running = &system.running;
-    let dashboard = running.dashboard;
+    let dashboard = running.dash();
     let url = format!("ws://{dashboard}/api/live-view/ws");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     // The viewer reads while the server stops, as a browser does: the server's close
@@ -242,7 +242,7 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
     let system = start(Some(&site)).await;
     let running = &system.running;
     let http = system.http.clone();
-    let base = format!("http://{}", running.dashboard);
+    let base = format!("http://{}", running.dash());
 
     let index = http.get(format!("{base}/")).send().await.expect("index");
     assert_eq!(index.headers()["content-type"], "text/html");
@@ -275,7 +275,7 @@ async fn without_a_built_spa_the_root_says_how_to_build_it() {
     let response = system
         .http
         .clone()
-        .get(format!("http://{}/", running.dashboard))
+        .get(format!("http://{}/", running.dash()))
         .send()
         .await
         .expect("answers");
@@ -463,7 +463,7 @@ async fn a_foreign_origin_changes_nothing_on_any_state_changing_route() {
 async fn a_foreign_host_is_refused_on_every_route_even_with_a_matching_origin() {
     let system = start(None).await;
     let before = support::observable_state(&system).await;
-    let port = system.running.dashboard.port();
+    let port = system.running.dash().port();
     let host = format!("evil.example:{port}");
     let origin = format!("http://evil.example:{port}");
     for (method, path, body) in support::STATE_CHANGING.iter().copied().chain([
@@ -483,8 +483,8 @@ async fn a_foreign_host_is_refused_on_every_route_even_with_a_matching_origin() 
 #[tokio::test]
 async fn the_dashboards_own_origin_and_programs_without_one_may_change_things() {
     let system = start(None).await;
-    let own = format!("http://{}", system.running.dashboard);
-    let localhost = format!("http://localhost:{}", system.running.dashboard.port());
+    let own = format!("http://{}", system.running.dash());
+    let localhost = format!("http://localhost:{}", system.running.dash().port());
     for origin in [own.as_str(), localhost.as_str()] {
         let response = system
             .http

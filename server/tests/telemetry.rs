@@ -46,7 +46,7 @@ impl TestSystem {
 
     /// Holds the user's in-app socket and acks every frame, as a real client does.
     async fn acking_client(&self, token: &str) {
-        let url = format!("ws://{}/api/notifications/ws?token={token}", self.running.balancer);
+        let url = format!("ws://{}/api/notifications/ws?token={token}", self.running.lb());
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("in-app socket");
         tokio::spawn(async move {
             while let Some(Ok(message)) = socket.next().await {
@@ -156,7 +156,7 @@ async fn a_purchase_journey_arrives_stage_by_stage_in_order() {
     let system = TestSystem::start(flags).await;
     let token = system.user("ada@example.com").await;
     system.acking_client(&token).await;
-    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dashboard))
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dash()))
         .await
         .expect("live stream");
 
@@ -523,7 +523,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }
 
-    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dashboard))
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/live-view/ws", system.running.dash()))
         .await
         .expect("live stream");
     let mut topics = std::collections::HashSet::new();

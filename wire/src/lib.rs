@@ -6,6 +6,7 @@
 //! change for both the server and the SPA, and the round-trip tests prove both still read it.
 
 mod client;
+mod cluster;
 mod components;
 mod controls;
 mod dashboard;
@@ -18,6 +19,7 @@ mod status;
 mod users;
 
 pub use client::*;
+pub use cluster::*;
 pub use components::*;
 pub use controls::*;
 pub use dashboard::*;

@@ -57,7 +57,7 @@ const GRACE: Duration = Duration::from_secs(1);
 pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let (running, dir) = start_system(16, 8, false).await?;
     let http = client()?;
-    let lb = running.balancer.to_string();
+    let lb = running.lb().to_string();
     println!(
         "liveview bench fanout: probes {}/s, purchases {}/s, {} s per viewer count, cores={}",
         args.rate,
@@ -105,7 +105,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let mut serial = 0usize;
     let mut notes = Vec::new();
     for &count in &counts {
-        let mut viewers = ViewerProcess::spawn(running.dashboard, count, args.sample_every).await?;
+        let mut viewers = ViewerProcess::spawn(running.dash(), count, args.sample_every).await?;
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
         let rss_idle = rss_kib();
         let kernel_idle = kernel_kib();

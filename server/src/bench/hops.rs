@@ -117,7 +117,7 @@ pub async fn hops(args: HopsArgs) -> anyhow::Result<()> {
 async fn run(args: &HopsArgs, running: &Running, telemetry: &str) -> anyhow::Result<()> {
     anyhow::ensure!(args.users > 0, "--users must be at least 1");
     anyhow::ensure!(args.smtp_conversations > 0, "--smtp-conversations must be at least 1");
-    let lb = running.balancer.to_string();
+    let lb = running.lb().to_string();
     let http = client()?;
     let arrivals: Arrivals = Arc::default();
     let users = sign_up_users(&http, &lb, args.users, &arrivals).await?;

@@ -128,7 +128,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     };
     let telemetry = if args.without_live_telemetry { "off" } else { "on" };
     let (running, dir) = start_system(args.mail_workers, args.inapp_workers, args.without_live_telemetry).await?;
-    let lb = running.balancer.to_string();
+    let lb = running.lb().to_string();
     let http = client()?;
     println!(
         "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} telemetry={telemetry} viewers={} cores={}",
@@ -150,7 +150,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut watching = None;
     if args.viewers > 0 {
         // About ten of them time every pipeline event they get.
-        let viewers = ViewerProcess::spawn(running.dashboard, args.viewers, (args.viewers / 10).max(1)).await?;
+        let viewers = ViewerProcess::spawn(running.dash(), args.viewers, (args.viewers / 10).max(1)).await?;
         println!(
             "{} live viewers open ({} failed) in {:.1} s",
             viewers.ready.connected, viewers.ready.failed, viewers.ready.seconds

@@ -59,6 +59,7 @@ use crate::{
         operations::faults,
         operations::set_faults,
         operations::audit_log,
+        operations::processes,
         operators::session,
         operators::sign_in,
         operators::sign_out,
@@ -104,6 +105,8 @@ pub struct Dashboard {
     pub simulator: Arc<Simulator>,
     /// What crosses to the other processes (control changes).
     pub bus: crate::bus::Bus,
+    /// The cluster's processes, this one's row among them.
+    pub processes: crate::cluster::registry::ProcessRegistry,
     /// Who may do what, and the operators' accounts.
     pub gate: Arc<crate::access::auth::Gate>,
 }
@@ -147,6 +150,7 @@ impl Dashboard {
                 get(live_api::controls).put(live_api::update_controls),
             )
             .route("/api/audit", get(operations::audit_log))
+            .route("/api/processes", get(operations::processes))
             .route(
                 "/api/session",
                 get(operators::session)

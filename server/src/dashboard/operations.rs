@@ -242,3 +242,12 @@ pub async fn audit_log(
         entries: dashboard.audit.recent(limit).await?,
     }))
 }
+
+/// `GET /api/processes`: every process of the cluster (role, id, address, version,
+/// started at, last heartbeat) and whether it is up.
+#[utoipa::path(get, path = "/api/processes", responses((status = 200, description = "the processes seen in the last hour", body = wire::ProcessList)), tag = "operations")]
+pub async fn processes(State(dashboard): State<Dashboard>) -> Result<Json<wire::ProcessList>, ApiError> {
+    Ok(Json(wire::ProcessList {
+        processes: dashboard.processes.list().await?,
+    }))
+}

@@ -13,6 +13,8 @@ use std::{sync::Arc, time::Duration};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::bus::ProcessId;
+
 pub use names::{Channel, QueueName};
 
 use crate::{
@@ -69,21 +71,26 @@ pub struct Queues {
     wake_mail: Notify,
     wake_inapp: Notify,
     telemetry: Telemetry,
+    /// The process whose workers claim here: every lease names it
+    /// ([`crate::cluster::registry::lease_owner`]).
+    process: ProcessId,
 }
 
 impl Queues {
     pub fn new(db: Database, time_scale: f64) -> Arc<Self> {
-        Self::with_telemetry(db, time_scale, Telemetry::disabled())
+        Self::with_telemetry(db, time_scale, Telemetry::disabled(), ProcessId::new())
     }
 
-    /// Queues whose workers, retries and dead letters are recorded in `telemetry`.
-    pub fn with_telemetry(db: Database, time_scale: f64, telemetry: Telemetry) -> Arc<Self> {
+    /// Queues whose workers (of `process`), retries and dead letters are recorded in
+    /// `telemetry`.
+    pub fn with_telemetry(db: Database, time_scale: f64, telemetry: Telemetry, process: ProcessId) -> Arc<Self> {
         Arc::new(Self {
             db,
             telemetry,
             time_scale,
             wake_mail: Notify::new(),
             wake_inapp: Notify::new(),
+            process,
         })
     }
 

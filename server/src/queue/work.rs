@@ -41,6 +41,7 @@ impl Queues {
     ) -> Result<Vec<Job>, sqlx::Error> {
         let now = now_ms();
         let lease_until = now + lease.as_millis() as i64;
+        let owner = crate::cluster::registry::lease_owner(&self.process, worker);
         let names: Vec<&str> = queues.iter().map(|queue| queue.as_str()).collect();
         let mut writing = self.db.writing().await?;
         let mut jobs: Vec<Job> = match crate::storage::Connect::connection(&mut writing) {
@@ -68,7 +69,7 @@ impl Queues {
                 );
                 // Only placeholders and the integer limit are formatted in; every value is bound.
                 let mut query = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
-                    .bind(worker)
+                    .bind(&owner)
                     .bind(lease_until)
                     .bind(now);
                 for name in &names {
@@ -90,7 +91,7 @@ impl Queues {
                      RETURNING {JOB_COLUMNS}"
                 );
                 sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
-                    .bind(worker)
+                    .bind(&owner)
                     .bind(lease_until)
                     .bind(now)
                     .bind(&names)

@@ -60,12 +60,12 @@ impl TestSystem {
 
     /// A URL on the load balancer.
     pub fn lb(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.balancer)
+        format!("http://{}{path}", self.running.lb())
     }
 
     /// A URL on the dashboard.
     pub fn dashboard(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.dashboard)
+        format!("http://{}{path}", self.running.dash())
     }
 
     /// `GET` on the dashboard, answered with JSON.

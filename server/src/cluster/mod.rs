@@ -4,6 +4,10 @@
 //! message with one ([`crate::bus`]), step-mode tokens are signed with another
 //! ([`crate::controls::step`]), so a token the dashboard issues is good at every
 //! balancer.
+//!
+//! [`registry`] keeps which processes the cluster has.
+
+pub mod registry;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
