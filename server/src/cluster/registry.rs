@@ -18,6 +18,9 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(10);
 /// How long a process that went away stays listed.
 pub const LISTED_FOR: Duration = Duration::from_secs(3_600);
 
+/// A `processes` row: id, role, address, version, started, heartbeat, stopped.
+type ProcessRow = (String, String, String, String, i64, i64, Option<i64>);
+
 /// This process's row, and the means to read everyone's.
 #[derive(Clone)]
 pub struct ProcessRegistry {
@@ -71,16 +74,15 @@ impl ProcessRegistry {
     /// Every process seen in the last [`LISTED_FOR`], by role, newest first.
     pub async fn list(&self) -> Result<Vec<ProcessInfo>, sqlx::Error> {
         let now = now_ms();
-        let rows: Vec<(String, String, String, String, i64, i64, Option<i64>)> =
-            crate::with_connection!(&mut self.db.read().await?, |c| {
-                sqlx::query_as(
-                    "SELECT id, role, address, version, started_at_ms, heartbeat_at_ms, stopped_at_ms FROM processes \
+        let rows: Vec<ProcessRow> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_as(
+                "SELECT id, role, address, version, started_at_ms, heartbeat_at_ms, stopped_at_ms FROM processes \
                      WHERE heartbeat_at_ms > $1 ORDER BY role, started_at_ms DESC, id",
-                )
-                .bind(now - LISTED_FOR.as_millis() as i64)
-                .fetch_all(c)
-                .await
-            })?;
+            )
+            .bind(now - LISTED_FOR.as_millis() as i64)
+            .fetch_all(c)
+            .await
+        })?;
         let at = |ms| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
         Ok(rows
             .into_iter()
