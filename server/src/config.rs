@@ -19,8 +19,8 @@ pub struct Config {
     pub role: wire::ProcessRole,
 
     /// The app servers a `--role lb` balances over: `HOST:PORT,HOST:PORT,…`
-    /// (health-checked, sticky by user). They are named server-1, server-2, … in this
-    /// order.
+    /// (health-checked, sticky by user). Each is named `app@HOST:PORT`, as the app
+    /// process names itself.
     #[arg(long, env = "LIVEVIEW_BACKENDS", value_name = "ADDRS", value_delimiter = ',', value_parser = parse_backend)]
     pub backends: Vec<SocketAddr>,
 

@@ -58,7 +58,7 @@ use crate::{
         Journeys, Telemetry,
         sampler::{Sampler, Sources},
     },
-    websocket::Registry,
+    websocket::{Registry, relay::Pusher},
     workers::ledger::SentLedger,
 };
 
@@ -184,11 +184,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let balancer = listeners.balancer.map(|listener| {
         let targets = match role {
             ProcessRole::All => servers.clone(),
-            _ => backends
-                .iter()
-                .enumerate()
-                .map(|(index, addr)| (format!("server-{}", index + 1), *addr))
-                .collect(),
+            // Named as each app process names itself.
+            _ => backends.iter().map(|addr| (format!("app@{addr}"), *addr)).collect(),
         };
         let balancer = Balancer::new(
             local_addr(&listener),
@@ -309,11 +306,13 @@ impl Listeners {
         };
         let mut servers = Vec::with_capacity(server_addrs.len());
         for (index, addr) in server_addrs.into_iter().enumerate() {
+            let listener = bind("app server", addr).await?;
             let id = match role {
-                ProcessRole::App => format!("app@{addr}"),
+                // One per process, named by where it serves: the name the balancers
+                // give it too.
+                ProcessRole::App => format!("app@{}", local_addr(&listener)),
                 _ => format!("server-{}", index + 1),
             };
-            let listener = bind(&format!("app server {id}"), addr).await?;
             servers.push((id, listener));
         }
         let smtp = match config.smtp_sink_addr() {
@@ -393,13 +392,22 @@ impl Observer {
                 Arc::new(move || journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())),
             ))
         };
-        life.tasks.spawn(telemetry::aggregate(
-            observations,
-            journeys.clone(),
-            hub.clone(),
-            controls.clone(),
-            life.shutdown.clone(),
-        ));
+        if config.role.watches() {
+            life.tasks.spawn(telemetry::aggregate(
+                observations,
+                journeys.clone(),
+                hub.clone(),
+                controls.clone(),
+                life.shutdown.clone(),
+            ));
+            if bus.crosses_processes() {
+                life.tasks
+                    .spawn(telemetry::gather(bus.clone(), telemetry.clone(), life.shutdown.clone()));
+            }
+        } else {
+            life.tasks
+                .spawn(telemetry::forward(observations, bus.clone(), life.shutdown.clone()));
+        }
         life.tasks.spawn(controls::follow(
             bus.clone(),
             controls.clone(),
@@ -442,6 +450,13 @@ impl Delivery {
             observer.bus.me().clone(),
         );
         let registry = Registry::new();
+        if config.role.serves() && observer.bus.crosses_processes() {
+            life.tasks.spawn(websocket::relay::relay(
+                registry.clone(),
+                observer.bus.clone(),
+                life.shutdown.clone(),
+            ));
+        }
         let capture = smtp_listener.map(|listener| {
             let addr = local_addr(&listener);
             tracing::info!("capture SMTP server listening on smtp://{addr}");
@@ -502,11 +517,15 @@ impl Delivery {
             life.shutdown.clone(),
         )
         .map_err(|error| StartError::Config(format!("unusable --smtp-url: {error}")))?;
+        let pusher = Pusher::new(registry.clone(), observer.bus.clone());
+        if observer.bus.crosses_processes() {
+            life.tasks.spawn(pusher.clone().answers(life.shutdown.clone()));
+        }
         workers::inapp::spawn_pool(
             config.inapp_workers,
             database.clone(),
             queues.clone(),
-            registry.clone(),
+            pusher,
             observer.controls.clone(),
             &life.tasks,
             life.shutdown.clone(),

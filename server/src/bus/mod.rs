@@ -31,12 +31,22 @@ pub const SUBSCRIBER_BACKLOG: usize = 1_024;
 pub enum Channel {
     /// The dashboard's control settings (delays, load simulation) after a change.
     Controls,
+    /// A worker asking whichever app process holds a user's socket to push a frame.
+    InappPush,
+    /// An app process answering a push: taken, acked, or backed up.
+    InappReply,
+    /// Stage records and live events from the processes that make them to the
+    /// dashboards that fold them into journeys.
+    Telemetry,
 }
 
 impl Channel {
     pub fn name(self) -> &'static str {
         match self {
             Channel::Controls => "liveview:controls",
+            Channel::InappPush => "liveview:inapp:push",
+            Channel::InappReply => "liveview:inapp:reply",
+            Channel::Telemetry => "liveview:telemetry",
         }
     }
 }
@@ -155,6 +165,12 @@ impl Bus {
 
     pub fn me(&self) -> &ProcessId {
         &self.me
+    }
+
+    /// True when other processes may be on this bus (Redis); the in-process bus has
+    /// only this one.
+    pub fn crosses_processes(&self) -> bool {
+        matches!(self.transport, Transport::Redis(_))
     }
 
     /// Sends `body` to every subscriber of `channel`, in every process.

@@ -53,7 +53,7 @@ const LIGHT_BATCH: usize = 32;
 const MIN_GAP: Duration = Duration::from_millis(10);
 
 /// One stage of one request, as a component saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageRecord {
     pub request_id: String,
     /// Set by whoever knows what the request is for (the balancer from the route, the
@@ -67,8 +67,9 @@ pub struct StageRecord {
     pub metadata: StageMetadata,
 }
 
-/// What components send to the aggregator.
-#[derive(Debug)]
+/// What components send to the aggregator (in this process, or over the bus from
+/// another: [`forward`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Observation {
     Stage(StageRecord),
     Event(LiveEvent),
@@ -303,6 +304,66 @@ pub async fn aggregate(
     }
     if !pending.is_empty() {
         hub.publish_batch(pending);
+    }
+}
+
+/// Most observations in one bus message.
+const FORWARD_BATCH: usize = 1_024;
+
+/// In a process without a dashboard (`lb`, `app`, `worker`): sends its observations over
+/// the bus to the dashboards, in batches (a batch gathers for at most [`MIN_GAP`]), until
+/// shutdown. Lost while Redis is unreachable, like any pub/sub message: journeys show
+/// the gap, nothing durable depends on it.
+pub async fn forward(mut receiver: mpsc::Receiver<Observation>, bus: crate::bus::Bus, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(FORWARD_BATCH);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            count = receiver.recv_many(&mut batch, FORWARD_BATCH) => {
+                if count == 0 {
+                    break;
+                }
+            }
+        }
+        // Let the next records gather instead of a message for each.
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(MIN_GAP) => {}
+        }
+        while batch.len() < FORWARD_BATCH
+            && let Ok(observation) = receiver.try_recv()
+        {
+            batch.push(observation);
+        }
+        if let Err(error) = bus.publish(crate::bus::Channel::Telemetry, &batch).await {
+            tracing::debug!(%error, records = batch.len(), "telemetry not forwarded");
+        }
+        batch.clear();
+    }
+}
+
+/// In a process with a dashboard on a cluster's bus: every other process's
+/// observations, handed to this process's aggregator as if made here.
+pub async fn gather(bus: crate::bus::Bus, telemetry: Telemetry, shutdown: CancellationToken) {
+    let mut subscription = match bus.subscribe::<Vec<Observation>>(crate::bus::Channel::Telemetry).await {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            tracing::error!(%error, "cannot gather the cluster's telemetry");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = subscription.next() => next,
+        };
+        let Some((from, observations)) = next else { return };
+        if &from == bus.me() {
+            continue;
+        }
+        for observation in observations {
+            telemetry.observe(observation);
+        }
     }
 }
 

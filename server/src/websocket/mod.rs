@@ -9,6 +9,10 @@
 //! `delivered_at` set (by the waiting worker, with its batch, or here for frames
 //! nobody waits for). A client that reconnects with `?lastSeq=N` says it already has
 //! everything up to N, so nothing it has is pushed again.
+//!
+//! [`relay`] carries pushes to sockets held by other processes of a cluster.
+
+pub mod relay;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

@@ -1,5 +1,6 @@
 //! In-app workers: claim an in-app job and hand its notification to the user's socket
-//! through the registry, then wait for the client's ack. Acked: the job completes.
+//! through the [`Pusher`] (to a socket in this process or, over the bus, in another),
+//! then wait for the client's ack. Acked: the job completes.
 //! No ack in time: the next tier (`inapp-retry`, then `inapp-dlq`). The user offline:
 //! the notification stays stored and goes out, in order, when their socket connects,
 //! so the job's work — getting it to the store-and-forward point — is done.
@@ -15,7 +16,7 @@ use crate::{
     now_ms,
     queue::{Channel, Job, QueueName, Queues, placeholders},
     storage::{Database, WriteBatch},
-    websocket::{Frame, PushError, Registry},
+    websocket::{Frame, PushError, relay::Pusher},
 };
 
 /// How long a pushed notification may wait for the client's ack (before `--time-scale`,
@@ -27,7 +28,7 @@ pub fn spawn_pool(
     count: u16,
     db: Database,
     queues: Arc<Queues>,
-    registry: Arc<Registry>,
+    pusher: Pusher,
     controls: Arc<Controls>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
@@ -37,7 +38,7 @@ pub fn spawn_pool(
             id: format!("inapp-worker-{number}"),
             db: db.clone(),
             queues: queues.clone(),
-            registry: registry.clone(),
+            pusher: pusher.clone(),
             tasks: tasks.clone(),
             controls: controls.clone(),
         };
@@ -58,7 +59,7 @@ struct InAppWorker {
     id: String,
     db: Database,
     queues: Arc<Queues>,
-    registry: Arc<Registry>,
+    pusher: Pusher,
     /// Where stepped requests' jobs are delivered apart ([`super::split_stepped`]).
     tasks: TaskTracker,
     /// Injected delays and step boundaries.
@@ -128,7 +129,7 @@ impl InAppWorker {
             let push = telemetry
                 .stage_since(request_id, SystemStage::InappPush, &self.id, pushing)
                 .meta("seq", frame.seq);
-            match self.registry.push(&user_id, frame) {
+            match self.pusher.push(&user_id, frame).await {
                 Ok((acked, server)) => {
                     push.meta("server", server.as_str()).done();
                     telemetry.meters().inapp_pushes.inc();

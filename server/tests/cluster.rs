@@ -1,0 +1,314 @@
+//! The system as a cluster of processes in roles on a real PostgreSQL and a real Redis
+//! (each started by the test): 1 lb, 2 app, 1 worker and one `all` process whose
+//! dashboard watches, each a separate [`liveview::start`] sharing nothing but the
+//! database and the bus. Signups and a purchase go through the lb; the email reaches
+//! the capture server once; the in-app notification reaches the socket the lb put on an
+//! app process, pushed by a worker in another process; the dashboard lists every
+//! process and folds journeys from the lb, app and worker processes. Then a worker
+//! process that stopped heartbeating holding a lease: the workers that are left release
+//! it at once.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use liveview::{Running, config::Config};
+use serde_json::{Value, json};
+use support::{postgres::PostgresServer, redis::RedisServer};
+use tokio_tungstenite::tungstenite::Message;
+use wire::ProcessRole;
+
+mod support;
+
+const SECRET: &str = "a cluster secret for the tests";
+
+struct Cluster {
+    _postgres: PostgresServer,
+    _redis: RedisServer,
+    _dirs: Vec<tempfile::TempDir>,
+    lb: Running,
+    apps: Vec<Running>,
+    worker: Running,
+    watcher: Running,
+    http: reqwest::Client,
+}
+
+/// A process in `role` on the cluster's database and bus.
+async fn process(
+    postgres: &PostgresServer,
+    redis: &RedisServer,
+    dirs: &mut Vec<tempfile::TempDir>,
+    role: ProcessRole,
+    configure: impl FnOnce(&mut Config),
+) -> Running {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::ephemeral(dir.path());
+    config.role = role;
+    config.database_url = Some(postgres.url());
+    config.bus_url = Some(redis.url());
+    config.cluster_secret = Some(SECRET.into());
+    config.time_scale = 0.001;
+    config.smtp_sink = None;
+    configure(&mut config);
+    dirs.push(dir);
+    liveview::start(&config).await.expect("the process starts")
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let postgres = PostgresServer::start().await;
+        let redis = RedisServer::start().await;
+        let mut dirs = Vec::new();
+        let loopback = "127.0.0.1:0".parse().expect("address");
+        let mut apps = Vec::new();
+        for _ in 0..2 {
+            apps.push(
+                process(&postgres, &redis, &mut dirs, ProcessRole::App, |config| {
+                    config.listen = Some(loopback);
+                })
+                .await,
+            );
+        }
+        let backends: Vec<_> = apps.iter().map(|app| app.servers[0].1).collect();
+        let lb = process(&postgres, &redis, &mut dirs, ProcessRole::Lb, |config| {
+            config.backends = backends;
+            config.health_interval_ms = 200;
+        })
+        .await;
+        // The worker runs the capture SMTP server its mail goes to.
+        let worker = process(&postgres, &redis, &mut dirs, ProcessRole::Worker, |config| {
+            config.smtp_sink = Some(loopback);
+        })
+        .await;
+        // The watcher's own app server and workers take part too; its capture server is
+        // the worker's.
+        let smtp = format!("smtp://{}", worker.smtp_sink.expect("capture server"));
+        let watcher = process(&postgres, &redis, &mut dirs, ProcessRole::All, |config| {
+            config.servers = 1;
+            config.smtp_url = Some(smtp);
+        })
+        .await;
+        Self {
+            _postgres: postgres,
+            _redis: redis,
+            _dirs: dirs,
+            lb,
+            apps,
+            worker,
+            watcher,
+            http: reqwest::Client::builder().no_proxy().build().expect("client"),
+        }
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut request = self.http.post(format!("http://{}{path}", self.lb.lb())).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
+    async fn dashboard(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.watcher.dash()))
+            .send()
+            .await
+            .expect("answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("json")
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        liveview::with_connection!(&mut self.watcher.database.read().await.expect("db"), |c| {
+            sqlx::query_scalar(sql).fetch_one(c).await
+        })
+        .expect("count")
+    }
+
+    async fn stop(self) {
+        self.lb.shutdown().await;
+        self.watcher.shutdown().await;
+        self.worker.shutdown().await;
+        for app in self.apps {
+            app.shutdown().await;
+        }
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON frame");
+        }
+    }
+}
+
+#[tokio::test]
+async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
+    let cluster = Cluster::start().await;
+
+    // Every process registered and is up.
+    let listed = cluster.dashboard("/api/processes").await;
+    let roles: Vec<&str> = listed["processes"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|process| process["up"] == true)
+        .map(|process| process["role"].as_str().expect("a role"))
+        .collect();
+    let mut sorted = roles.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["all", "app", "app", "lb", "worker"], "{listed}");
+
+    // A user through the lb, with a socket the lb puts on one of the app processes.
+    cluster
+        .post(
+            "/api/auth/signup",
+            None,
+            json!({ "email": "ada@example.com", "name": "Ada", "password": "long-enough" }),
+        )
+        .await;
+    let login = cluster
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "ada@example.com", "password": "long-enough" }),
+        )
+        .await;
+    let token = login["token"].as_str().expect("token").to_string();
+    let url = format!("ws://{}/api/notifications/ws?token={token}", cluster.lb.lb());
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let served_by = response.headers()["x-served-by"].to_str().expect("ascii").to_string();
+    let app_ids: Vec<String> = cluster.apps.iter().map(|app| app.servers[0].0.clone()).collect();
+    assert!(app_ids.contains(&served_by), "{served_by} is one of {app_ids:?}");
+
+    // The welcome and login notifications, pushed by a worker in another process.
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        let frame = next_frame(&mut socket).await;
+        seqs.push(frame["seq"].as_i64().expect("seq"));
+        socket
+            .send(Message::text(json!({ "ack": frame["id"] }).to_string()))
+            .await
+            .expect("ack");
+    }
+    assert_eq!(seqs, [1, 2]);
+
+    // A purchase: its receipt arrives live and is acked.
+    cluster
+        .post(
+            "/api/purchases",
+            Some(&token),
+            json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }),
+        )
+        .await;
+    let receipt = next_frame(&mut socket).await;
+    assert_eq!(
+        (receipt["seq"].as_i64(), receipt["kind"].as_str()),
+        (Some(3), Some("purchase"))
+    );
+    socket
+        .send(Message::text(json!({ "ack": receipt["id"] }).to_string()))
+        .await
+        .expect("ack");
+    support::eventually("every notification is delivered", Duration::from_secs(10), || async {
+        (cluster
+            .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
+            .await
+            == 3)
+            .then_some(())
+    })
+    .await;
+
+    // Three emails (welcome, login, receipt), each stored once by the capture server.
+    support::eventually("the three emails arrive", Duration::from_secs(10), || async {
+        (cluster.count("SELECT COUNT(*) FROM mailbox").await == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cluster.count("SELECT COUNT(*) FROM mailbox").await, 3, "none twice");
+    assert_eq!(
+        cluster
+            .count("SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM mailbox")
+            .await,
+        0,
+        "no Message-ID arrived twice"
+    );
+
+    // The watcher's dashboard folded the purchase's journey from the stages the lb,
+    // the app process and the worker process recorded, each in its own process.
+    let path = format!("/api/live-view/requests?type=purchase&server={served_by}");
+    let journey = support::eventually(
+        "the dashboard has the whole purchase",
+        Duration::from_secs(10),
+        || async {
+            let list = cluster.dashboard(&path).await;
+            let text = list.to_string();
+            ["lb-received", "server-received", "db-query", "inapp-push", "client-ack"]
+                .iter()
+                .all(|stage| text.contains(stage))
+                .then_some(list)
+        },
+    )
+    .await;
+    assert_eq!(journey.as_array().map(Vec::len), Some(1), "{journey}");
+
+    // A worker process that died holding a lease (its heartbeats stopped a minute
+    // ago; its job leased for another hour): the worker that is left releases it, and
+    // the email goes out now rather than in an hour.
+    let now = liveview::now_ms();
+    let mut writing = cluster.watcher.database.writing().await.expect("db");
+    for (sql, binds) in [
+        (
+            "INSERT INTO processes (id, role, address, version, started_at_ms, heartbeat_at_ms) VALUES ('dead', 'worker', '', '0', $1, $1)",
+            vec![now - 60_000],
+        ),
+        (
+            "INSERT INTO emails (id, kind, to_address, subject, body, created_at_ms) VALUES ('e-dead', 'signup', 'bob@example.com', 'Hi', 'Hello', $1)",
+            vec![now],
+        ),
+        (
+            "INSERT INTO jobs (id, queue, channel, target_id, state, attempts, run_at_ms, lease_owner, lease_until_ms, created_at_ms, updated_at_ms) \
+             VALUES ('j-dead', 'mail', 'email', 'e-dead', 'active', 1, $1, 'dead/mail-worker-1', $2, $1, $1)",
+            vec![now, now + 3_600_000],
+        ),
+    ] {
+        liveview::with_connection!(&mut writing, |c| {
+            let mut query = sqlx::query(sql);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            query.execute(c).await.map(drop)
+        })
+        .expect("a row of the dead process");
+    }
+    drop(writing);
+    support::eventually("the dead worker's email goes out", Duration::from_secs(15), || async {
+        (cluster
+            .count("SELECT COUNT(*) FROM mailbox WHERE message_id = '<e-dead@liveview.local>'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let listed = cluster.dashboard("/api/processes").await;
+    let dead = listed["processes"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|process| process["id"] == "dead")
+        .expect("still listed");
+    assert_eq!(dead["up"], false, "{dead}");
+
+    socket.close(None).await.expect("closed");
+    cluster.stop().await;
+}
