@@ -20,6 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterSecret;
 
@@ -201,6 +202,35 @@ impl Bus {
             key: self.key,
             _body: std::marker::PhantomData,
         })
+    }
+
+    /// Hands every message the *other* processes publish on `channel` to `each`, until
+    /// shutdown or the bus closes. What this process published itself is skipped: it
+    /// acted on it before publishing. `what` names the follower in the log if the
+    /// subscription cannot be made.
+    pub async fn from_others<T, F, Fut>(&self, channel: Channel, what: &str, shutdown: CancellationToken, mut each: F)
+    where
+        T: DeserializeOwned,
+        F: FnMut(T) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut subscription = match self.subscribe::<T>(channel).await {
+            Ok(subscription) => subscription,
+            Err(error) => {
+                tracing::error!(%error, "{what}: cannot subscribe to {}", channel.name());
+                return;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = subscription.next() => next,
+            };
+            let Some((from, body)) = next else { return };
+            if from != self.me {
+                each(body).await;
+            }
+        }
     }
 
     /// Closes the connections (Redis) once nothing more will be sent.

@@ -231,26 +231,13 @@ impl Controls {
 /// Applies the changes other processes publish, and tells this process's viewers. Runs
 /// until shutdown.
 pub async fn follow(bus: Bus, controls: Arc<Controls>, telemetry: Telemetry, shutdown: CancellationToken) {
-    let mut changes = match bus.subscribe::<Change>(Channel::Controls).await {
-        Ok(changes) => changes,
-        Err(error) => {
-            tracing::error!(%error, "cannot follow control changes from other processes");
-            return;
-        }
-    };
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = changes.next() => next,
-        };
-        let Some((from, change)) = next else { return };
-        if &from == bus.me() {
-            continue;
-        }
+    bus.from_others(Channel::Controls, "control changes", shutdown, |change: Change| {
         if let Some(applied) = controls.apply(Some(change.stamp), change.settings) {
             telemetry.event(LiveEvent::ControlsChanged(applied));
         }
-    }
+        std::future::ready(())
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -345,26 +345,18 @@ pub async fn forward(mut receiver: mpsc::Receiver<Observation>, bus: crate::bus:
 /// In a process with a dashboard on a cluster's bus: every other process's
 /// observations, handed to this process's aggregator as if made here.
 pub async fn gather(bus: crate::bus::Bus, telemetry: Telemetry, shutdown: CancellationToken) {
-    let mut subscription = match bus.subscribe::<Vec<Observation>>(crate::bus::Channel::Telemetry).await {
-        Ok(subscription) => subscription,
-        Err(error) => {
-            tracing::error!(%error, "cannot gather the cluster's telemetry");
-            return;
-        }
-    };
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = subscription.next() => next,
-        };
-        let Some((from, observations)) = next else { return };
-        if &from == bus.me() {
-            continue;
-        }
-        for observation in observations {
-            telemetry.observe(observation);
-        }
-    }
+    bus.from_others(
+        crate::bus::Channel::Telemetry,
+        "the cluster's telemetry",
+        shutdown,
+        |observations: Vec<Observation>| {
+            for observation in observations {
+                telemetry.observe(observation);
+            }
+            std::future::ready(())
+        },
+    )
+    .await;
 }
 
 /// A journey that ended leaves step mode, so nothing waits for steps that will never come.

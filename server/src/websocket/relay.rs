@@ -148,43 +148,43 @@ impl Pusher {
 
     /// Reads the app processes' answers to this process's pushes, until shutdown.
     pub async fn answers(self, shutdown: CancellationToken) {
-        let mut replies = match self.bus.subscribe::<PushReply>(Channel::InappReply).await {
-            Ok(replies) => replies,
-            Err(error) => {
-                tracing::error!(%error, "cannot read in-app push answers");
-                return;
-            }
+        let me = self.bus.me().clone();
+        self.bus
+            .from_others(
+                Channel::InappReply,
+                "in-app push answers",
+                shutdown,
+                |reply: PushReply| {
+                    if reply.to == me {
+                        self.answer(reply);
+                    }
+                    std::future::ready(())
+                },
+            )
+            .await;
+    }
+
+    fn answer(&self, reply: PushReply) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poison| poison.into_inner());
+        let Some(request) = waiting.get_mut(&reply.id) else {
+            return;
         };
-        loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return,
-                next = replies.next() => next,
-            };
-            let Some((_, reply)) = next else { return };
-            if &reply.to != self.bus.me() {
-                continue;
+        match reply.outcome {
+            PushOutcome::Taken { server } => {
+                if let Some(taken) = request.taken.take() {
+                    let _ = taken.send(Ok(server));
+                }
             }
-            let mut waiting = self.waiting.lock().unwrap_or_else(|poison| poison.into_inner());
-            let Some(request) = waiting.get_mut(&reply.id) else {
-                continue;
-            };
-            match reply.outcome {
-                PushOutcome::Taken { server } => {
-                    if let Some(taken) = request.taken.take() {
-                        let _ = taken.send(Ok(server));
-                    }
+            PushOutcome::Busy => {
+                if let Some(taken) = request.taken.take() {
+                    let _ = taken.send(Err(PushError::Busy));
                 }
-                PushOutcome::Busy => {
-                    if let Some(taken) = request.taken.take() {
-                        let _ = taken.send(Err(PushError::Busy));
-                    }
+            }
+            PushOutcome::Acked => {
+                if let Some(acked) = request.acked.take() {
+                    let _ = acked.send(());
                 }
-                PushOutcome::Acked => {
-                    if let Some(acked) = request.acked.take() {
-                        let _ = acked.send(());
-                    }
-                    waiting.remove(&reply.id);
-                }
+                waiting.remove(&reply.id);
             }
         }
     }
@@ -194,48 +194,42 @@ impl Pusher {
 /// pushes for users whose socket is here, answers them, and answers again on the
 /// client's ack; until shutdown.
 pub async fn relay(registry: Arc<Registry>, bus: Bus, shutdown: CancellationToken) {
-    let mut requests = match bus.subscribe::<PushRequest>(Channel::InappPush).await {
-        Ok(requests) => requests,
-        Err(error) => {
-            tracing::error!(%error, "cannot take in-app pushes from the bus");
-            return;
-        }
+    // This process's own workers tried its registry before asking.
+    bus.from_others(
+        Channel::InappPush,
+        "in-app pushes",
+        shutdown.clone(),
+        |request: PushRequest| take(&registry, &bus, &shutdown, request),
+    )
+    .await;
+}
+
+/// Pushes `request` if the user's socket is here, and answers it.
+async fn take(registry: &Registry, bus: &Bus, shutdown: &CancellationToken, request: PushRequest) {
+    let answer = |outcome| PushReply {
+        id: request.id.clone(),
+        to: request.reply_to.clone(),
+        outcome,
     };
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = requests.next() => next,
-        };
-        let Some((from, request)) = next else { return };
-        // This process's own workers tried its registry before asking.
-        if &from == bus.me() {
-            continue;
-        }
-        let answer = |outcome| PushReply {
-            id: request.id.clone(),
-            to: request.reply_to.clone(),
-            outcome,
-        };
-        match registry.push(&request.user_id, request.frame.clone()) {
-            Ok((acked, server)) => {
-                publish(&bus, &answer(PushOutcome::Taken { server })).await;
-                let bus = bus.clone();
-                let acked_reply = answer(PushOutcome::Acked);
-                let shutdown = shutdown.clone();
-                // The ack may take seconds; the next pushes are not held behind it.
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        ack = acked => if ack.is_ok() {
-                            publish(&bus, &acked_reply).await;
-                        }
+    match registry.push(&request.user_id, request.frame.clone()) {
+        Ok((acked, server)) => {
+            publish(bus, &answer(PushOutcome::Taken { server })).await;
+            let bus = bus.clone();
+            let acked_reply = answer(PushOutcome::Acked);
+            let shutdown = shutdown.clone();
+            // The ack may take seconds; the next pushes are not held behind it.
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    ack = acked => if ack.is_ok() {
+                        publish(&bus, &acked_reply).await;
                     }
-                });
-            }
-            Err(PushError::Busy) => publish(&bus, &answer(PushOutcome::Busy)).await,
-            // Not here: the process that holds the socket answers.
-            Err(PushError::Offline) => {}
+                }
+            });
         }
+        Err(PushError::Busy) => publish(bus, &answer(PushOutcome::Busy)).await,
+        // Not here: the process that holds the socket answers.
+        Err(PushError::Offline) => {}
     }
 }
 
