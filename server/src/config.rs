@@ -32,7 +32,9 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_DASHBOARD", value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
     pub dashboard: SocketAddr,
 
-    /// Where the load balancer listens for end users.
+    /// Where the load balancer listens for end users. For a `--role app` or `dashboard`:
+    /// where the cluster's balancer is (the links it writes, the dashboard's status
+    /// probe and load simulator).
     #[arg(long, env = "LIVEVIEW_LB", value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_addr)]
     pub lb: SocketAddr,
 

@@ -208,20 +208,49 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         balancer
     });
 
-    let dashboard_addr = match (listeners.dashboard, &balancer) {
-        (Some(listener), Some(balancer)) => Some(start_dashboard(
+    if observer.bus.crosses_processes() && (role.serves() || role.balances()) {
+        life.tasks.spawn(servers::remote::obey(
+            pool.clone(),
+            balancer.clone(),
+            observer.bus.clone(),
+            life.shutdown.clone(),
+        ));
+    }
+    let dashboard_addr = match listeners.dashboard {
+        Some(listener) => Some(start_dashboard(
             config,
             listener,
             &database,
             &observer,
             &delivery,
-            balancer,
+            balancer.as_ref(),
             &pool,
             &life,
             auth,
             process.clone(),
         )),
-        _ => None,
+        None => {
+            // No dashboard here: this process's figures go to the cluster's dashboards.
+            let sampler = Sampler::new(Sources {
+                telemetry: observer.telemetry.clone(),
+                journeys: observer.journeys.clone(),
+                balancer: balancer.clone(),
+                pool: pool.clone(),
+                queues: delivery.queues.clone(),
+                registry: delivery.registry.clone(),
+                hub: observer.hub.clone(),
+                probe: None,
+                reports: None,
+                mail_workers: if role.works() { config.mail_workers } else { 0 },
+                inapp_workers: if role.works() { config.inapp_workers } else { 0 },
+            });
+            life.tasks.spawn(telemetry::reports::report(
+                sampler,
+                observer.bus.clone(),
+                life.shutdown.clone(),
+            ));
+            None
+        }
     };
     if role.works() {
         let keep = Duration::from_secs(config.keep_completed_jobs * 60);
@@ -257,13 +286,6 @@ fn check_role(config: &Config) -> Result<(), StartError> {
     let role = config.role;
     if role == ProcessRole::All {
         return Ok(());
-    }
-    if role == ProcessRole::Dashboard {
-        return Err(StartError::Config(
-            "--role dashboard is not built yet: run a --role all process on the cluster's --database-url and \
-             --bus-url as its dashboard for now"
-                .into(),
-        ));
     }
     let shared = config
         .database_url
@@ -549,16 +571,29 @@ fn start_dashboard(
     database: &Database,
     observer: &Observer,
     delivery: &Delivery,
-    balancer: &Balancer,
+    balancer: Option<&Balancer>,
     pool: &ServerPool,
     life: &Lifecycle,
     auth: wire::AuthMode,
     process: ProcessRegistry,
 ) -> SocketAddr {
+    // Where end users reach the system: this process's balancer, or the cluster's
+    // (`--lb`), which the probe checks and the simulator sends its load to.
+    let balancer_addr = balancer.map_or(config.lb, |balancer| balancer.addr);
+    let reports = observer.bus.crosses_processes().then(|| {
+        let reports = Arc::new(telemetry::reports::Reports::default());
+        life.tasks
+            .spawn(reports.clone().gather(observer.bus.clone(), life.shutdown.clone()));
+        reports
+    });
+    let remote = servers::remote::Remote::new(observer.bus.clone());
+    if remote.reaches_others() {
+        life.tasks.spawn(remote.clone().answers(life.shutdown.clone()));
+    }
     let dashboard_addr = local_addr(&listener);
     let probe = Arc::new(HealthProbe::new(
         dashboard_addr,
-        balancer.addr,
+        balancer_addr,
         pool.clone(),
         database.clone(),
         observer.hub.clone(),
@@ -570,18 +605,19 @@ fn start_dashboard(
     let sampler = Sampler::new(Sources {
         telemetry: observer.telemetry.clone(),
         journeys: observer.journeys.clone(),
-        balancer: balancer.clone(),
+        balancer: balancer.cloned(),
         pool: pool.clone(),
         queues: delivery.queues.clone(),
         registry: delivery.registry.clone(),
         hub: observer.hub.clone(),
-        probe: probe.clone(),
-        mail_workers: config.mail_workers,
-        inapp_workers: config.inapp_workers,
+        probe: Some(probe.clone()),
+        reports,
+        mail_workers: if config.role.works() { config.mail_workers } else { 0 },
+        inapp_workers: if config.role.works() { config.inapp_workers } else { 0 },
     });
     life.tasks.spawn(sampler.clone().run(life.shutdown.clone()));
     let simulator = Simulator::new(
-        balancer.addr,
+        balancer_addr,
         observer.controls.clone(),
         life.tasks.clone(),
         life.shutdown.clone(),
@@ -601,7 +637,8 @@ fn start_dashboard(
                 &config.allowed_origins,
             )),
         },
-        balancer: balancer.clone(),
+        balancer: balancer.cloned(),
+        remote,
         servers: pool.clone(),
         queues: delivery.queues.clone(),
         capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),

@@ -1,10 +1,10 @@
 //! The system as a cluster of processes in roles on a real PostgreSQL and a real Redis
-//! (each started by the test): 1 lb, 2 app, 1 worker and one `all` process whose
-//! dashboard watches, each a separate [`liveview::start`] sharing nothing but the
-//! database and the bus. Signups and a purchase go through the lb; the email reaches
+//! (each started by the test): 1 lb, 2 app, 2 worker and 1 dashboard process, each a
+//! separate [`liveview::start`] sharing nothing but the database and the bus. Signups and a purchase go through the lb; the email reaches
 //! the capture server once; the in-app notification reaches the socket the lb put on an
 //! app process, pushed by a worker in another process; the dashboard lists every
-//! process and folds journeys from the lb, app and worker processes. Then a worker
+//! process and their servers, folds journeys from the lb, app and worker processes, and
+//! stops and starts an app server in its own process. Then a worker
 //! process that stopped heartbeating holding a lease: the workers that are left release
 //! it at once.
 
@@ -28,6 +28,7 @@ struct Cluster {
     lb: Running,
     apps: Vec<Running>,
     worker: Running,
+    second_worker: Running,
     watcher: Running,
     http: reqwest::Client,
 }
@@ -74,17 +75,19 @@ impl Cluster {
             config.health_interval_ms = 200;
         })
         .await;
-        // The worker runs the capture SMTP server its mail goes to.
+        // The first worker runs the capture SMTP server both send to.
         let worker = process(&postgres, &redis, &mut dirs, ProcessRole::Worker, |config| {
             config.smtp_sink = Some(loopback);
         })
         .await;
-        // The watcher's own app server and workers take part too; its capture server is
-        // the worker's.
         let smtp = format!("smtp://{}", worker.smtp_sink.expect("capture server"));
-        let watcher = process(&postgres, &redis, &mut dirs, ProcessRole::All, |config| {
-            config.servers = 1;
+        let second_worker = process(&postgres, &redis, &mut dirs, ProcessRole::Worker, |config| {
             config.smtp_url = Some(smtp);
+        })
+        .await;
+        let lb_addr = lb.lb();
+        let watcher = process(&postgres, &redis, &mut dirs, ProcessRole::Dashboard, |config| {
+            config.lb = lb_addr;
         })
         .await;
         Self {
@@ -94,6 +97,7 @@ impl Cluster {
             lb,
             apps,
             worker,
+            second_worker,
             watcher,
             http: reqwest::Client::builder().no_proxy().build().expect("client"),
         }
@@ -131,6 +135,7 @@ impl Cluster {
         self.lb.shutdown().await;
         self.watcher.shutdown().await;
         self.worker.shutdown().await;
+        self.second_worker.shutdown().await;
         for app in self.apps {
             app.shutdown().await;
         }
@@ -167,7 +172,36 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
         .collect();
     let mut sorted = roles.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, ["all", "app", "app", "lb", "worker"], "{listed}");
+    assert_eq!(
+        sorted,
+        ["app", "app", "dashboard", "lb", "worker", "worker"],
+        "{listed}"
+    );
+
+    // The dashboard shows the servers the app processes report, healthy at the lb.
+    let app_ids: Vec<String> = cluster.apps.iter().map(|app| app.servers[0].0.clone()).collect();
+    let servers = support::eventually(
+        "the dashboard lists both app servers",
+        Duration::from_secs(10),
+        || async {
+            let servers = cluster.dashboard("/api/servers").await;
+            let healthy = servers["servers"].as_array().is_some_and(|rows| {
+                rows.len() == 2 && rows.iter().all(|row| row["healthy"] == true && row["running"] == true)
+            });
+            healthy.then_some(servers)
+        },
+    )
+    .await;
+    for id in &app_ids {
+        assert!(servers.to_string().contains(id.as_str()), "{servers}");
+    }
+    assert_eq!(
+        cluster.dashboard("/api/balancer").await["servers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "the lb's own figures, from its report"
+    );
 
     // A user through the lb, with a socket the lb puts on one of the app processes.
     cluster
@@ -188,7 +222,6 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
     let url = format!("ws://{}/api/notifications/ws?token={token}", cluster.lb.lb());
     let (mut socket, response) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     let served_by = response.headers()["x-served-by"].to_str().expect("ascii").to_string();
-    let app_ids: Vec<String> = cluster.apps.iter().map(|app| app.servers[0].0.clone()).collect();
     assert!(app_ids.contains(&served_by), "{served_by} is one of {app_ids:?}");
 
     // The welcome and login notifications, pushed by a worker in another process.
@@ -308,6 +341,54 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
         .find(|process| process["id"] == "dead")
         .expect("still listed");
     assert_eq!(dead["up"], false, "{dead}");
+
+    // Stopping an app server from the dashboard stops it in its own process; the lb
+    // sees it go; starting it brings it back. A second stop of a stopped one is a 409.
+    let other = app_ids
+        .iter()
+        .find(|id| **id != served_by)
+        .expect("the other app")
+        .clone();
+    let action = |verb: &'static str| {
+        let url = format!("http://{}/api/servers/{other}/{verb}", cluster.watcher.dash());
+        let http = cluster.http.clone();
+        async move { http.post(url).send().await.expect("answers") }
+    };
+    let stopped = action("stop").await;
+    assert_eq!(stopped.status(), 200);
+    assert_eq!(stopped.json::<Value>().await.expect("json")["running"], false);
+    assert!(
+        !cluster
+            .apps
+            .iter()
+            .find(|app| app.servers[0].0 == other)
+            .expect("app")
+            .pool
+            .list()[0]
+            .running
+    );
+    assert_eq!(action("stop").await.status(), 409, "already stopped");
+    support::eventually("the lb takes it out", Duration::from_secs(10), || async {
+        let balancer = cluster.dashboard("/api/balancer").await;
+        let out = balancer["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .any(|server| server["id"] == other.as_str() && server["healthy"] == false);
+        out.then_some(())
+    })
+    .await;
+    assert_eq!(action("start").await.status(), 200);
+    let unknown = cluster
+        .http
+        .post(format!(
+            "http://{}/api/servers/app@127.0.0.1:1/stop",
+            cluster.watcher.dash()
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404, "no process runs it");
 
     socket.close(None).await.expect("closed");
     cluster.stop().await;

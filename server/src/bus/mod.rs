@@ -39,6 +39,11 @@ pub enum Channel {
     /// Stage records and live events from the processes that make them to the
     /// dashboards that fold them into journeys.
     Telemetry,
+    /// Each process's figures, once a second, for the dashboards' cards.
+    Reports,
+    /// A dashboard asking the process that runs an app server to stop or start it, or
+    /// the balancers to change their algorithm.
+    Commands,
 }
 
 impl Channel {
@@ -48,6 +53,8 @@ impl Channel {
             Channel::InappPush => "liveview:inapp:push",
             Channel::InappReply => "liveview:inapp:reply",
             Channel::Telemetry => "liveview:telemetry",
+            Channel::Reports => "liveview:reports",
+            Channel::Commands => "liveview:commands",
         }
     }
 }

@@ -90,7 +90,10 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 pub struct Dashboard {
     pub probe: Arc<HealthProbe>,
     pub live: LiveSocketState,
-    pub balancer: Balancer,
+    /// This process's balancer, when it runs one (else the cluster's reports show it).
+    pub balancer: Option<Balancer>,
+    /// Controls that act in other processes (their servers, their balancers).
+    pub remote: crate::servers::remote::Remote,
     pub servers: ServerPool,
     pub queues: Arc<Queues>,
     /// The embedded capture SMTP server, when it runs.

@@ -7,8 +7,8 @@ use axum::{
 };
 use serde::Deserialize;
 use wire::{
-    BalancerUpdate, Faults, JobList, LoadBalancerMetrics, Mailbox, QueueActionDone, QueueList, QueuePaused,
-    RequeueFilter, Requeued, ServerList, ServerRow, ServerState,
+    BalancerUpdate, ComponentMetrics, Faults, JobList, LoadBalancerMetrics, Mailbox, QueueActionDone, QueueList,
+    QueuePaused, RequeueFilter, Requeued, ServerList, ServerRow, ServerState,
 };
 
 use super::Dashboard;
@@ -16,84 +16,162 @@ use crate::{
     api_error::ApiError,
     middleware::extract::{JsonBody, ValidQuery},
     queue::QueueName,
-    servers::PoolError,
+    servers::{
+        PoolError,
+        remote::{Action, Outcome},
+    },
 };
 
-#[utoipa::path(get, path = "/api/balancer", responses((status = 200, description = "the balancer's figures", body = wire::LoadBalancerMetrics)), tag = "operations")]
-pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Json<LoadBalancerMetrics> {
-    Json(dashboard.balancer.metrics())
+#[utoipa::path(get, path = "/api/balancer", responses((status = 200, description = "the balancer's figures", body = wire::LoadBalancerMetrics), (status = 404, description = "no balancer runs in the cluster", body = wire::ErrorBody)), tag = "operations")]
+pub async fn balancer_metrics(State(dashboard): State<Dashboard>) -> Result<Json<LoadBalancerMetrics>, ApiError> {
+    balancer_figures(&dashboard).map(Json)
 }
 
-/// `PUT /api/balancer {"algorithm": "least-connections"}`.
-#[utoipa::path(put, path = "/api/balancer", request_body = wire::BalancerUpdate, responses((status = 200, description = "switched", body = wire::LoadBalancerMetrics), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "operations")]
+/// This process's balancer's figures, or the cluster's balancer's from its latest report.
+fn balancer_figures(dashboard: &Dashboard) -> Result<LoadBalancerMetrics, ApiError> {
+    if let Some(balancer) = &dashboard.balancer {
+        return Ok(balancer.metrics());
+    }
+    dashboard
+        .sampler
+        .latest()
+        .and_then(|sample| {
+            sample.components.into_iter().find_map(|component| match component {
+                ComponentMetrics::LoadBalancer(metrics) => Some(metrics),
+                _ => None,
+            })
+        })
+        .ok_or_else(no_balancer)
+}
+
+fn no_balancer() -> ApiError {
+    ApiError::not_found("no load balancer reports to this dashboard")
+}
+
+/// `PUT /api/balancer {"algorithm": "least-connections"}`: this process's balancer, or
+/// every balancer of the cluster.
+#[utoipa::path(put, path = "/api/balancer", request_body = wire::BalancerUpdate, responses((status = 200, description = "switched", body = wire::LoadBalancerMetrics), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 404, description = "no balancer runs in the cluster", body = wire::ErrorBody)), tag = "operations")]
 pub async fn update_balancer(
     State(dashboard): State<Dashboard>,
     JsonBody(update): JsonBody<BalancerUpdate>,
 ) -> Result<Json<LoadBalancerMetrics>, ApiError> {
-    dashboard.balancer.set_algorithm(update.algorithm);
-    Ok(Json(dashboard.balancer.metrics()))
+    if let Some(balancer) = &dashboard.balancer {
+        balancer.set_algorithm(update.algorithm);
+        return Ok(Json(balancer.metrics()));
+    }
+    match dashboard
+        .remote
+        .act(Action::Algorithm {
+            algorithm: update.algorithm,
+        })
+        .await
+    {
+        Some(_) => {
+            // The report that shows it comes within a second; answer what was set.
+            let mut figures = balancer_figures(&dashboard)?;
+            figures.algorithm = update.algorithm;
+            Ok(Json(figures))
+        }
+        None => Err(no_balancer()),
+    }
 }
 
-/// `GET /api/servers`: every app server, running or not, and how the balancer sees it.
+/// `GET /api/servers`: every app server, running or not, and how the balancer sees it:
+/// this process's, then those the other processes of the cluster report.
 #[utoipa::path(get, path = "/api/servers", responses((status = 200, description = "every app server", body = wire::ServerList)), tag = "operations")]
 pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<ServerList> {
-    let servers = dashboard
+    let balancer = balancer_figures(&dashboard).ok();
+    let healthy = |id: &str| {
+        balancer
+            .iter()
+            .flat_map(|balancer| &balancer.servers)
+            .any(|server| server.id == id && server.healthy)
+    };
+    let mut servers: Vec<ServerRow> = dashboard
         .servers
         .list()
         .into_iter()
-        .map(|server| {
-            let healthy = dashboard
-                .balancer
-                .backends()
-                .iter()
-                .find(|backend| backend.id == server.id)
-                .is_some_and(|backend| backend.is_healthy());
-            ServerRow {
-                address: server.addr.to_string(),
-                id: server.id,
-                running: server.running,
-                healthy,
-            }
+        .map(|server| ServerRow {
+            address: server.addr.to_string(),
+            healthy: healthy(&server.id),
+            id: server.id,
+            running: server.running,
         })
         .collect();
+    let reported = dashboard
+        .sampler
+        .latest()
+        .map(|sample| sample.components)
+        .unwrap_or_default();
+    for component in reported {
+        if let ComponentMetrics::Server(server) = component
+            && !servers.iter().any(|row| row.id == server.id)
+        {
+            servers.push(ServerRow {
+                address: server.url.trim_start_matches("http://").to_string(),
+                healthy: healthy(&server.id),
+                id: server.id,
+                running: server.running,
+            });
+        }
+    }
     Json(ServerList { servers })
 }
 
-/// `POST /api/servers/{n}/stop` and `/start`; `n` is 1-based, as in `server-1`.
-#[utoipa::path(post, path = "/api/servers/{number}/{action}", params(("number" = String, Path, description = "1-based, as in server-1"), ("action" = String, Path, description = "stop or start")), responses((status = 200, description = "done", body = wire::ServerState), (status = 400, description = "not a server number", body = wire::ErrorBody), (status = 404, description = "no such server or action", body = wire::ErrorBody), (status = 409, description = "already in that state", body = wire::ErrorBody), (status = 503, description = "could not bind its address again", body = wire::ErrorBody)), tag = "operations")]
+/// `POST /api/servers/{server}/stop` and `/start`; `server` is a number (1-based, as
+/// in `server-1`) or a server's id (`app@10.0.0.2:5001`, run by another process).
+#[utoipa::path(post, path = "/api/servers/{number}/{action}", params(("number" = String, Path, description = "1-based, as in server-1, or a server's id"), ("action" = String, Path, description = "stop or start")), responses((status = 200, description = "done", body = wire::ServerState), (status = 400, description = "not a server number", body = wire::ErrorBody), (status = 404, description = "no such server or action", body = wire::ErrorBody), (status = 409, description = "already in that state", body = wire::ErrorBody), (status = 503, description = "could not bind its address again", body = wire::ErrorBody)), tag = "operations")]
 pub async fn server_action(
     State(dashboard): State<Dashboard>,
     Path((number, action)): Path<(String, String)>,
 ) -> Result<Json<ServerState>, ApiError> {
     let id = match number.parse::<u16>() {
         Ok(n) if n >= 1 => format!("server-{n}"),
+        _ if number.starts_with("app@") || number.starts_with("server-") => number.clone(),
         _ => {
             return Err(ApiError::invalid([(
                 "server",
-                format!("{number:?} is not a server number"),
+                format!("{number:?} is not a server number or id"),
             )]));
         }
     };
-    let result = match action.as_str() {
-        "stop" => dashboard.servers.stop(&id).await,
-        "start" => dashboard.servers.start(&id).await,
+    let act = match action.as_str() {
+        "stop" => Action::Stop { server: id.clone() },
+        "start" => Action::Start { server: id.clone() },
         _ => {
             return Err(ApiError::not_found(format!("no action {action:?}; use stop or start")));
         }
     };
-    result.map_err(|error| match error {
-        PoolError::NotFound(_) => ApiError::not_found(error.to_string()),
-        PoolError::AlreadyRunning(_) | PoolError::AlreadyStopped(_) => ApiError::conflict(error.to_string()),
-        PoolError::Bind { .. } => {
-            tracing::error!(%error, "server could not start again");
-            ApiError::new(
+    let outcome =
+        if dashboard.servers.has(&id) || !dashboard.remote.reaches_others() {
+            let result = match act {
+                Action::Start { .. } => dashboard.servers.start(&id).await,
+                _ => dashboard.servers.stop(&id).await,
+            };
+            match result {
+                Err(PoolError::NotFound(_)) => return Err(ApiError::not_found(format!("no app server named {id}"))),
+                result => crate::servers::remote::outcome(result),
+            }
+        } else {
+            dashboard.remote.act(act).await.ok_or_else(|| {
+                ApiError::not_found(format!("no process of the cluster runs an app server named {id}"))
+            })?
+        };
+    match outcome {
+        Outcome::Done => Ok(Json(ServerState {
+            id,
+            running: action == "start",
+        })),
+        Outcome::AlreadyRunning => Err(ApiError::conflict(format!("{id} is already running"))),
+        Outcome::AlreadyStopped => Err(ApiError::conflict(format!("{id} is already stopped"))),
+        Outcome::BindFailed { reason } => {
+            tracing::error!(%reason, "server could not start again");
+            Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 format!("{id} could not bind its address"),
-            )
+            ))
         }
-    })?;
-    let running = action == "start";
-    Ok(Json(ServerState { id, running }))
+    }
 }
 
 /// `GET /api/queues`: counts for every queue.

@@ -1,6 +1,10 @@
 //! The app servers behind the load balancer. Each runs on its own listener with the
 //! middleware pipeline and the controllers, and can be stopped and started again at
 //! runtime (on the same address), so failover can be watched for real.
+//!
+//! [`remote`] stops and starts the servers of other processes.
+
+pub mod remote;
 
 use std::{
     net::SocketAddr,
@@ -124,6 +128,11 @@ impl ServerPool {
             tasks,
             shared,
         }
+    }
+
+    /// True when this pool runs the server named `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.servers.iter().any(|server| server.id == id)
     }
 
     pub fn list(&self) -> Vec<ServerInfo> {

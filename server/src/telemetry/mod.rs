@@ -15,6 +15,7 @@
 
 pub mod journeys;
 pub mod meters;
+pub mod reports;
 pub mod sampler;
 
 use std::{

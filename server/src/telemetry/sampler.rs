@@ -10,11 +10,11 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 use wire::{
-    ComponentMetrics, DatabaseMetrics, LiveEvent, QueueMetrics, ServerMetrics, SmtpMetrics, SystemMetrics,
-    WebSocketMetrics, WorkerCounts, format_uptime,
+    ComponentMetrics, DatabaseMetrics, LiveEvent, OverallHealth, QueueMetrics, ServerMetrics, SmtpMetrics,
+    SystemMetrics, WebSocketMetrics, WorkerCounts, format_uptime,
 };
 
-use super::{Journeys, Telemetry, meters::quantile};
+use super::{Journeys, Telemetry, meters::quantile, reports::Reports};
 use crate::{
     balancer::Balancer,
     health::HealthProbe,
@@ -34,18 +34,23 @@ pub use wire::Sample;
 pub struct Sources {
     pub telemetry: Telemetry,
     pub journeys: Arc<Journeys>,
-    pub balancer: Balancer,
+    /// This process's balancer, when it runs one.
+    pub balancer: Option<Balancer>,
     pub pool: ServerPool,
     pub queues: Arc<Queues>,
     pub registry: Arc<Registry>,
     pub hub: Arc<LiveHub>,
-    pub probe: Arc<HealthProbe>,
+    /// The status probe, in a process with a dashboard.
+    pub probe: Option<Arc<HealthProbe>>,
+    /// The other processes' figures, in a dashboard on a cluster's bus.
+    pub reports: Option<Arc<Reports>>,
     pub mail_workers: u16,
     pub inapp_workers: u16,
 }
 
 pub struct Sampler {
     sources: Sources,
+    started: Instant,
     /// The last [`SERIES_LENGTH`] samples, oldest first (a ring buffer).
     series: RwLock<VecDeque<Sample>>,
     previous: RwLock<Previous>,
@@ -73,6 +78,7 @@ impl Sampler {
     pub fn new(sources: Sources) -> Arc<Self> {
         Arc::new(Self {
             sources,
+            started: Instant::now(),
             series: RwLock::new(VecDeque::with_capacity(SERIES_LENGTH)),
             previous: RwLock::new(Previous::default()),
             sampled: tokio::sync::Notify::new(),
@@ -114,7 +120,10 @@ impl Sampler {
     /// Samples every [`SAMPLE_EVERY`] until shutdown.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         crate::every(SAMPLE_EVERY, shutdown, || async {
-            let sample = self.sample().await;
+            let mut sample = self.sample().await;
+            if let Some(reports) = &self.sources.reports {
+                sample = reports.merge(sample);
+            }
             let telemetry = &self.sources.telemetry;
             for component in &sample.components {
                 telemetry.event(LiveEvent::ComponentMetrics(component.clone()));
@@ -131,8 +140,9 @@ impl Sampler {
         .await;
     }
 
-    /// Reads everything now, taking the meters' windows since the last sample.
-    async fn sample(&self) -> Sample {
+    /// Reads this process's components now, taking the meters' windows since the last
+    /// sample.
+    pub(crate) async fn sample(&self) -> Sample {
         let sources = &self.sources;
         let meters = sources.telemetry.meters();
         let now = Instant::now();
@@ -146,8 +156,8 @@ impl Sampler {
             .map_or(1.0, |at| now.duration_since(at).as_secs_f64())
             .max(0.001);
 
-        let balancer = sources.balancer.metrics();
-        for server in &balancer.servers {
+        let balancer = sources.balancer.as_ref().map(Balancer::metrics);
+        for server in balancer.iter().flat_map(|balancer| &balancer.servers) {
             let labels = [server.id.as_str()];
             meters
                 .balancer_active
@@ -159,7 +169,7 @@ impl Sampler {
                 .set(i64::from(server.healthy));
         }
         let mut windows = meters.take_windows();
-        let mut components = vec![ComponentMetrics::LoadBalancer(balancer.clone())];
+        let mut components: Vec<ComponentMetrics> = balancer.into_iter().map(ComponentMetrics::LoadBalancer).collect();
         let (mut total_requests, mut total_errors, mut all_latencies) = (0u64, 0u64, Vec::new());
         let mut total_in_flight = 0;
         for info in sources.pool.list() {
@@ -249,9 +259,13 @@ impl Sampler {
         for ms in &commit_ms {
             meters.db_commit_duration.observe(ms / 1000.0);
         }
-        let ping = sources.probe.current().await;
+        let system_status = match &sources.probe {
+            Some(probe) => probe.current().await.status,
+            // Judged by the dashboard that shows it.
+            None => OverallHealth::Healthy,
+        };
         components.push(ComponentMetrics::Database(DatabaseMetrics {
-            backend: "sqlite".into(),
+            backend: sources.queues.database().engine().as_str().into(),
             reads_per_second: reads.saturating_sub(previous.db_reads) as f64 / seconds,
             writes_per_second: writes.saturating_sub(previous.db_writes) as f64 / seconds,
             commit_latency_p50: quantile(&mut commit_ms, 0.5),
@@ -302,7 +316,7 @@ impl Sampler {
             all_latencies.iter().sum::<f64>() / all_latencies.len() as f64
         };
         let metrics = SystemMetrics {
-            system_status: ping.status,
+            system_status,
             // Requests, not connections: the balancer's connection counts include every
             // open in-app socket (the header said 6 "active" with nothing running).
             active_requests: total_in_flight,
@@ -313,7 +327,14 @@ impl Sampler {
             } else {
                 total_errors as f64 / total_requests as f64
             },
-            uptime: format_uptime(sources.probe.started.elapsed().as_secs()),
+            uptime: format_uptime(
+                sources
+                    .probe
+                    .as_ref()
+                    .map_or(self.started, |probe| probe.started)
+                    .elapsed()
+                    .as_secs(),
+            ),
             timestamp: chrono::Utc::now(),
         };
         previous.at = Some(now);
