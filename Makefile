@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FAST_INSTALL := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 ARGS ?=
 
-.PHONY: help setup setup-test build run test lint unit e2e fuzz clean
+.PHONY: help setup setup-test build run test lint unit e2e fuzz clean cluster
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -48,6 +48,9 @@ build: setup ## Build the SPA and the server in release (leaves target/release/l
 
 run: build ## Build, then start liveview on its defaults (pass flags with ARGS="...")
 	./target/release/liveview $(ARGS)
+
+cluster: build setup-test ## A local cluster: PostgreSQL, Redis, 1 lb, 3 app, 2 worker and 1 dashboard process; Ctrl-C stops it
+	tools/cluster.sh
 
 lint: setup ## cargo fmt --check, clippy -D warnings on the host crates and on the wasm frontend
 	cargo fmt --all -- --check

@@ -4,6 +4,7 @@
 // Each test file compiles its own copy and uses only part of it.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod postgres;
 pub mod redis;
 
