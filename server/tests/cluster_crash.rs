@@ -20,9 +20,9 @@ use std::{
 };
 
 use liveview::{smtp::CaptureServer, storage::Database};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{
-    clients::{Frames, load, socket_client},
+    clients::{Frames, load, signed_in_users, spawn_clients},
     free_port,
     postgres::PostgresServer,
     redis::RedisServer,
@@ -185,41 +185,10 @@ async fn kill_9_of_an_app_and_a_worker_process_loses_nothing_and_sends_nothing_t
     .await;
 
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    let mut tokens = Vec::new();
-    for user in 0..USERS {
-        let email = format!("user{user}@example.com");
-        let signup = json!({ "email": email, "name": format!("User {user}"), "password": "long-enough" });
-        let response = http
-            .post(format!("http://{lb}/api/auth/signup"))
-            .json(&signup)
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(response.status(), 201);
-        let login: Value = http
-            .post(format!("http://{lb}/api/auth/login"))
-            .json(&json!({ "email": email, "password": "long-enough" }))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        tokens.push(login["token"].as_str().expect("token").to_string());
-    }
+    let tokens = signed_in_users(&lb, USERS).await;
     let frames: Frames = Arc::default();
     let clients_stop = CancellationToken::new();
-    let clients: Vec<_> = tokens
-        .iter()
-        .map(|token| {
-            tokio::spawn(socket_client(
-                lb.clone(),
-                token.clone(),
-                frames.clone(),
-                clients_stop.clone(),
-            ))
-        })
-        .collect();
+    let clients = spawn_clients(&lb, &tokens, &frames, &clients_stop);
     let load_stop = Arc::new(AtomicBool::new(false));
     let load_task = tokio::spawn(load(lb.clone(), tokens.clone(), load_stop.clone()));
 

@@ -16,12 +16,11 @@ use std::{
 };
 
 use liveview::{smtp::CaptureServer, storage::Database};
-use serde_json::{Value, json};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 mod support;
 
-use support::clients::{Frames, load, socket_client};
+use support::clients::{Frames, load, signed_in_users, spawn_clients};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
 const USERS: usize = 4;
@@ -123,43 +122,10 @@ async fn kill_9_under_load_loses_nothing_and_delivers_each_notification_once() {
     let data = dir.path().join("data");
     let mut liveview = Liveview::start(data.to_str().expect("utf-8"), smtp_addr).await;
     let lb = liveview.lb.clone();
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    let mut tokens = Vec::new();
-    for user in 0..USERS {
-        let email = format!("user{user}@example.com");
-        let signup = json!({ "email": email, "name": format!("User {user}"), "password": "long-enough" });
-        let response = http
-            .post(format!("http://{lb}/api/auth/signup"))
-            .json(&signup)
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(response.status(), 201);
-        let login: Value = http
-            .post(format!("http://{lb}/api/auth/login"))
-            .json(&json!({ "email": email, "password": "long-enough" }))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        tokens.push(login["token"].as_str().expect("token").to_string());
-    }
-
+    let tokens = signed_in_users(&lb, USERS).await;
     let frames: Frames = Arc::default();
     let clients_stop = CancellationToken::new();
-    let clients: Vec<_> = tokens
-        .iter()
-        .map(|token| {
-            tokio::spawn(socket_client(
-                lb.clone(),
-                token.clone(),
-                frames.clone(),
-                clients_stop.clone(),
-            ))
-        })
-        .collect();
+    let clients = spawn_clients(&lb, &tokens, &frames, &clients_stop);
     let load_stop = Arc::new(AtomicBool::new(false));
     let load_task = tokio::spawn(load(lb.clone(), tokens.clone(), load_stop.clone()));
 

@@ -79,3 +79,51 @@ pub async fn load(lb: String, tokens: Vec<String>, stop: Arc<AtomicBool>) -> Vec
     }
     accepted
 }
+
+/// `count` users signed up and logged in through the balancer at `lb`; their tokens.
+pub async fn signed_in_users(lb: &str, count: usize) -> Vec<String> {
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut tokens = Vec::new();
+    for user in 0..count {
+        let email = format!("user{user}@example.com");
+        let signup = json!({ "email": email, "name": format!("User {user}"), "password": "long-enough" });
+        let response = http
+            .post(format!("http://{lb}/api/auth/signup"))
+            .json(&signup)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(response.status(), 201);
+        let login: Value = http
+            .post(format!("http://{lb}/api/auth/login"))
+            .json(&json!({ "email": email, "password": "long-enough" }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(login["token"].as_str().expect("token").to_string());
+    }
+    tokens
+}
+
+/// A [`socket_client`] per token, until `stop`.
+pub fn spawn_clients(
+    lb: &str,
+    tokens: &[String],
+    frames: &Frames,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    tokens
+        .iter()
+        .map(|token| {
+            tokio::spawn(socket_client(
+                lb.to_string(),
+                token.clone(),
+                frames.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
