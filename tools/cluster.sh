@@ -68,7 +68,7 @@ smtp="127.0.0.1:$(free_port)"
 start worker-1 --role worker --smtp-sink "$smtp"
 start worker-2 --role worker --smtp-url "smtp://$smtp"
 start lb --role lb --lb "127.0.0.1:$LB_PORT" --backends "$(IFS=,; echo "${app_addrs[*]}")"
-start dashboard --role dashboard --dashboard "127.0.0.1:$DASHBOARD_PORT" --lb "127.0.0.1:$LB_PORT"
+start dashboard --role dashboard --dashboard "127.0.0.1:$DASHBOARD_PORT" --lb "127.0.0.1:$LB_PORT" --smtp-url "smtp://$smtp"
 
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$DASHBOARD_PORT/healthz" >/dev/null 2>&1 && break

@@ -591,7 +591,7 @@ fn start_dashboard(
         life.tasks.spawn(remote.clone().answers(life.shutdown.clone()));
     }
     let dashboard_addr = local_addr(&listener);
-    let probe = Arc::new(HealthProbe::new(
+    let mut probe = HealthProbe::new(
         dashboard_addr,
         balancer_addr,
         pool.clone(),
@@ -601,7 +601,11 @@ fn start_dashboard(
             url: delivery.smtp_url.clone(),
             capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
         },
-    ));
+    );
+    if observer.bus.crosses_processes() {
+        probe.processes = Some(process.clone());
+    }
+    let probe = Arc::new(probe);
     let sampler = Sampler::new(Sources {
         telemetry: observer.telemetry.clone(),
         journeys: observer.journeys.clone(),

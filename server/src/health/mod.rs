@@ -10,10 +10,14 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 use wire::{
-    ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, SystemStatus, Timestamp, format_uptime,
+    ComponentHealth, ComponentKind, ComponentStatus, LiveEvent, OverallHealth, ProcessRole, SystemStatus, Timestamp,
+    format_uptime,
 };
 
-use crate::{live::LiveHub, servers::ServerPool, smtp::CaptureServer, storage::Database, workers::mail::SmtpTarget};
+use crate::{
+    cluster::registry::ProcessRegistry, live::LiveHub, servers::ServerPool, smtp::CaptureServer, storage::Database,
+    workers::mail::SmtpTarget,
+};
 
 /// How often status is gathered and published.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,6 +35,9 @@ pub struct HealthProbe {
     pub hub: Arc<LiveHub>,
     /// Where mail goes, and the embedded capture server when that is where.
     pub smtp: SmtpDestination,
+    /// The cluster's process list, whose app servers and workers in other processes are
+    /// checked too (set on a cluster's bus).
+    pub processes: Option<ProcessRegistry>,
     client: reqwest::Client,
     latest: RwLock<Option<SystemStatus>>,
     /// Woken when a check is done and kept.
@@ -61,6 +68,7 @@ impl HealthProbe {
             database,
             hub,
             smtp,
+            processes: None,
             client,
             latest: RwLock::new(None),
             refreshed: tokio::sync::Notify::new(),
@@ -124,12 +132,19 @@ impl HealthProbe {
             self.http_status(&server.id, &name, ComponentKind::Server, server.addr)
                 .await
         }));
-        let (balancer, servers, database, smtp) =
-            tokio::join!(balancer, servers, self.database_status(), self.smtp_status());
+        let (balancer, servers, others, database, smtp) = tokio::join!(
+            balancer,
+            servers,
+            self.cluster_status(),
+            self.database_status(),
+            self.smtp_status()
+        );
         let mut components = vec![dashboard, balancer];
         components.extend(servers);
+        components.extend(others);
         components.push(database);
-        components.push(smtp);
+        // A dashboard that sends no mail itself shows an SMTP server only if told one.
+        components.extend(smtp);
 
         let uptime_seconds = self.started.elapsed().as_secs();
         SystemStatus {
@@ -247,8 +262,71 @@ pub struct SmtpDestination {
 }
 
 impl HealthProbe {
-    /// Connects to the SMTP server the mail workers use and reads its 220 greeting, timed.
-    async fn smtp_status(&self) -> ComponentStatus {
+    /// The app servers and worker processes that other processes of the cluster run: an
+    /// app server's `/healthz` is checked like this process's own; a worker process is
+    /// healthy while it heartbeats.
+    async fn cluster_status(&self) -> Vec<ComponentStatus> {
+        let Some(processes) = &self.processes else {
+            return Vec::new();
+        };
+        let listed = match processes.list().await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the process list");
+                return Vec::new();
+            }
+        };
+        let local: Vec<String> = self.servers.list().into_iter().map(|server| server.id).collect();
+        let checks = listed.into_iter().filter_map(|process| {
+            let kind = match process.role {
+                ProcessRole::App => ComponentKind::Server,
+                ProcessRole::Worker => ComponentKind::Worker,
+                _ => return None,
+            };
+            let id = match kind {
+                ComponentKind::Server => format!("app@{}", process.address),
+                _ => format!("worker@{}", process.id),
+            };
+            // A process gone for good stays listed for an hour; after a minute it is
+            // history, not a component.
+            let silent = (chrono::Utc::now() - process.last_heartbeat).num_seconds();
+            if local.contains(&id) || (!process.up && silent > 60) {
+                return None;
+            }
+            Some(async move {
+                let down = ComponentStatus {
+                    id: id.clone(),
+                    name: id.clone(),
+                    kind,
+                    health: ComponentHealth::Unhealthy,
+                    address: process.address.clone(),
+                    figure: format!("no heartbeat for {silent} s"),
+                    latency_ms: None,
+                    detail: Some(format!("process {}", process.id)),
+                };
+                match (process.up, kind) {
+                    (false, _) => down,
+                    (true, ComponentKind::Server) => match process.address.parse() {
+                        Ok(addr) => self.http_status(&id, &id, kind, addr).await,
+                        Err(_) => down,
+                    },
+                    (true, _) => ComponentStatus {
+                        health: ComponentHealth::Healthy,
+                        figure: format!("heartbeat {silent} s ago · version {}", process.version),
+                        ..down
+                    },
+                }
+            })
+        });
+        futures_util::future::join_all(checks).await
+    }
+
+    /// Connects to the SMTP server the mail workers use and reads its 220 greeting,
+    /// timed; nothing when this process knows of none.
+    async fn smtp_status(&self) -> Option<ComponentStatus> {
+        if self.smtp.url.is_empty() {
+            return None;
+        }
         let started = Instant::now();
         let outcome = tokio::time::timeout(PROBE_TIMEOUT, greeting(&self.smtp.url)).await;
         let latency = millis(started.elapsed());
@@ -278,7 +356,7 @@ impl HealthProbe {
         } else {
             "SMTP server"
         };
-        ComponentStatus {
+        Some(ComponentStatus {
             id: "smtp".into(),
             name: name.into(),
             kind: ComponentKind::Smtp,
@@ -287,7 +365,7 @@ impl HealthProbe {
             figure,
             latency_ms,
             detail,
-        }
+        })
     }
 }
 

@@ -1,0 +1,10 @@
+import { chromium } from '@playwright/test';
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+await page.goto('http://127.0.0.1:3000/');
+await page.waitForTimeout(6000);
+await page.screenshot({ path: '/tmp/cluster-dashboard.png' });
+await page.goto('http://127.0.0.1:3000/status');
+await page.waitForTimeout(1500);
+await page.screenshot({ path: '/tmp/cluster-status.png', fullPage: true });
+await browser.close();
