@@ -4,6 +4,9 @@
 # liveview in roles — 1 lb, 3 app, 2 worker, 1 dashboard — each its own process. Prints
 # the URLs; Ctrl-C stops everything and removes the directory.
 #
+# `tools/cluster.sh bench ARGS…` starts the PostgreSQL and Redis only and runs
+# `liveview bench pipeline ARGS…` against a cluster on them (BENCHMARKS.md).
+#
 # BINARY (default target/release/liveview), LB_PORT (8000), DASHBOARD_PORT (3000).
 set -euo pipefail
 
@@ -50,6 +53,13 @@ export LIVEVIEW_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 export LIVEVIEW_BUS_URL="redis://127.0.0.1:$redis_port"
 export LIVEVIEW_CLUSTER_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export RUST_LOG=${RUST_LOG:-warn}
+
+if [ "${1:-}" = bench ]; then
+  shift
+  "$BINARY" bench pipeline --database-url "$LIVEVIEW_DATABASE_URL" --bus-url "$LIVEVIEW_BUS_URL" \
+    --cluster-secret "$LIVEVIEW_CLUSTER_SECRET" "$@"
+  exit
+fi
 
 start() {
   local name=$1; shift

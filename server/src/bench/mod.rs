@@ -103,6 +103,20 @@ pub struct PipelineArgs {
     /// stream, no history), to measure what telemetry costs the pipeline.
     #[arg(long, conflicts_with = "viewers")]
     pub without_live_telemetry: bool,
+    /// Runs the system as a cluster on this PostgreSQL (with --bus-url and
+    /// --cluster-secret): the balancer in this process, and --app-processes app and
+    /// --worker-processes worker processes of this binary beside it. `tools/cluster.sh
+    /// bench` starts the PostgreSQL and Redis.
+    #[arg(long, requires_all = ["bus_url", "cluster_secret"], conflicts_with = "viewers")]
+    pub database_url: Option<String>,
+    #[arg(long)]
+    pub bus_url: Option<String>,
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
+    #[arg(long, default_value_t = 2)]
+    pub app_processes: u16,
+    #[arg(long, default_value_t = 2)]
+    pub worker_processes: u16,
 }
 
 /// When each notification's frame reached its client (wall-clock ms), by notification id.
@@ -127,17 +141,25 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown --kind {other:?}: use purchase or signup"),
     };
     let telemetry = if args.without_live_telemetry { "off" } else { "on" };
-    let (running, dir) = start_system(args.mail_workers, args.inapp_workers, args.without_live_telemetry).await?;
+    let (running, dir, cluster) = match &args.database_url {
+        None => {
+            let (running, dir) =
+                start_system(args.mail_workers, args.inapp_workers, args.without_live_telemetry).await?;
+            (running, dir, Cluster::default())
+        }
+        Some(_) => start_cluster(&args).await?,
+    };
     let lb = running.lb().to_string();
     let http = client()?;
     println!(
-        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} telemetry={telemetry} viewers={} cores={}",
+        "liveview bench pipeline: kind={} users={} mail-workers={} inapp-workers={} telemetry={telemetry} viewers={} cores={} {}",
         args.kind,
         args.users,
         args.mail_workers,
         args.inapp_workers,
         args.viewers,
-        cores()
+        cores(),
+        cluster.describe(&running),
     );
 
     let arrivals: Arrivals = Arc::default();
@@ -172,7 +194,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut best = None;
     let mut serial = 0usize;
     for &rate in &args.rates {
-        let cpu_before = cpu_seconds(std::process::id());
+        let cpu_before = cpu_seconds(std::process::id()) + cluster.cpu_seconds();
         let stats_before = running.hub.stats();
         let viewer_cpu_before = watching.as_ref().map_or(0.0, ViewerProcess::cpu_seconds);
         if let Some(viewers) = watching.as_mut() {
@@ -197,7 +219,7 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
                 percentile(&step.inapp, q)
             }
         };
-        let cpu = cpu_seconds(std::process::id()) - cpu_before;
+        let cpu = cpu_seconds(std::process::id()) + cluster.cpu_seconds() - cpu_before;
         print!(
             "{:>7} {:>9} {:>8.0} {:>10} {:>10} {:>10} {:>10} {:>9} {:>5} µs",
             step.rate,
@@ -242,8 +264,141 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         viewers.close().await;
     }
     running.shutdown().await;
+    cluster.stop();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The other processes of a benchmarked cluster (none for the single process).
+#[derive(Default)]
+struct Cluster {
+    children: Vec<std::process::Child>,
+    apps: u16,
+    workers: u16,
+}
+
+impl Cluster {
+    fn describe(&self, running: &Running) -> String {
+        if self.children.is_empty() {
+            return format!("one process on {}", running.database.engine().as_str());
+        }
+        format!(
+            "cluster: lb here + {} app + {} worker processes on {} + redis",
+            self.apps,
+            self.workers,
+            running.database.engine().as_str()
+        )
+    }
+
+    /// CPU the other processes have used (PostgreSQL's and Redis's not included).
+    fn cpu_seconds(&self) -> f64 {
+        self.children.iter().map(|child| cpu_seconds(child.id())).sum()
+    }
+
+    fn stop(mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The balancer in this process (its figures and its sockets beside the load, as in the
+/// single-process run) and the app and worker processes as children of this binary, on
+/// the PostgreSQL and Redis of the flags. The first worker runs the capture SMTP server
+/// that every worker sends to.
+async fn start_cluster(args: &PipelineArgs) -> anyhow::Result<(Running, std::path::PathBuf, Cluster)> {
+    let dir = std::env::temp_dir().join(format!("liveview-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let binary = std::env::current_exe()?;
+    let free =
+        || -> anyhow::Result<std::net::SocketAddr> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?) };
+    let lb = free()?;
+    let smtp = free()?;
+    let (database_url, bus_url, secret) = (
+        args.database_url.clone().unwrap_or_default(),
+        args.bus_url.clone().unwrap_or_default(),
+        args.cluster_secret.clone().unwrap_or_default(),
+    );
+    let mut cluster = Cluster {
+        apps: args.app_processes,
+        workers: args.worker_processes,
+        ..Cluster::default()
+    };
+    let spawn = |name: String, role_args: Vec<String>| -> anyhow::Result<std::process::Child> {
+        let data = dir.join(name);
+        Ok(std::process::Command::new(&binary)
+            .args(role_args)
+            .arg("--data")
+            .arg(&data)
+            .env("LIVEVIEW_DATABASE_URL", &database_url)
+            .env("LIVEVIEW_BUS_URL", &bus_url)
+            .env("LIVEVIEW_CLUSTER_SECRET", &secret)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()?)
+    };
+    let mut backends = Vec::new();
+    for n in 1..=args.app_processes {
+        let listen = free()?;
+        backends.push(listen);
+        cluster.children.push(spawn(
+            format!("app-{n}"),
+            [
+                "--role",
+                "app",
+                "--listen",
+                &listen.to_string(),
+                "--lb",
+                &lb.to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+        )?);
+    }
+    for n in 1..=args.worker_processes {
+        let mut role_args: Vec<String> = [
+            "--role",
+            "worker",
+            "--mail-workers",
+            &args.mail_workers.to_string(),
+            "--inapp-workers",
+            &args.inapp_workers.to_string(),
+            "--mailbox-keep",
+            "1000000000",
+        ]
+        .map(String::from)
+        .to_vec();
+        match n {
+            1 => role_args.extend(["--smtp-sink".into(), smtp.to_string()]),
+            _ => role_args.extend(["--smtp-url".into(), format!("smtp://{smtp}")]),
+        }
+        cluster.children.push(spawn(format!("worker-{n}"), role_args)?);
+    }
+    // Every app answers its health check before the balancer starts.
+    let http = client()?;
+    for backend in &backends {
+        let started = Instant::now();
+        while http.get(format!("http://{backend}/healthz")).send().await.is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "app process {backend} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let config = Config {
+        role: wire::ProcessRole::Lb,
+        lb,
+        backends,
+        database_url: args.database_url.clone(),
+        bus_url: args.bus_url.clone(),
+        cluster_secret: args.cluster_secret.clone(),
+        smtp_sink: None,
+        ..Config::ephemeral(&dir.join("lb"))
+    };
+    let running = crate::start(&config).await?;
+    Ok((running, dir, cluster))
 }
 
 /// Requests the generator leaves unanswered at once. Open-loop load against a system
