@@ -31,6 +31,7 @@ fi
 
 stop() {
   trap - INT TERM EXIT
+  stopping=1
   echo
   echo "stopping the cluster"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -94,4 +95,4 @@ Logs:                $dir/*.log
 Ctrl-C stops everything.
 TEXT
 wait -n "${pids[@]}" || true
-echo "a process of the cluster stopped; see its log in $dir" >&2
+[ -n "${stopping:-}" ] || echo "a process of the cluster stopped; see its log in $dir" >&2
