@@ -290,7 +290,8 @@ fn check_role(config: &Config) -> Result<(), StartError> {
     let shared = config
         .database_url
         .as_deref()
-        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+        .and_then(storage::Engine::of_url)
+        .is_some_and(storage::Engine::is_shared);
     if !shared {
         return Err(StartError::Config(format!(
             "--role {role} shares its work with other processes: give --database-url postgres://… (SQLite is one process's)"

@@ -11,7 +11,6 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -25,80 +24,26 @@ use support::{
     clients::{Frames, load, signed_in_users, spawn_clients},
     free_port,
     postgres::PostgresServer,
+    process::Process,
     redis::RedisServer,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 mod support;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
 const USERS: usize = 4;
 const MAIL_WORKERS: u64 = 4;
 
-/// One `liveview` process of the cluster.
-struct Process {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    /// Where it answers `/healthz` once it is up (none for a worker).
-    health: Option<String>,
-}
-
-impl Process {
-    async fn start(env: &[(String, String)], data: &std::path::Path, args: &[&str], health: Option<String>) -> Self {
-        let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        all.extend([
-            "--data".into(),
-            data.display().to_string(),
-            "--time-scale".into(),
-            "0.01".into(),
-        ]);
-        let mut process = Self {
-            args: all,
-            env: env.to_vec(),
-            child: None,
-            health,
-        };
-        process.spawn().await;
-        process
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new(BINARY)
-            .args(&self.args)
-            .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawns");
-        self.child = Some(child);
-        let Some(health) = self.health.clone() else {
-            // A worker listens nowhere: give it a moment to register and claim.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return;
-        };
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        support::eventually("the process comes up", Duration::from_secs(20), || async {
-            let answer = http.get(&health).send().await;
-            answer.is_ok_and(|r| r.status().is_success()).then_some(())
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL: no shutdown code runs.
-            child.kill().expect("killed");
-            child.wait().expect("reaped");
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `liveview ARGS --data DATA --time-scale 0.01`, in a role of the cluster.
+async fn start(env: &[(String, String)], data: &std::path::Path, args: &[&str], health: Option<String>) -> Process {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    all.extend([
+        "--data".into(),
+        data.display().to_string(),
+        "--time-scale".into(),
+        "0.01".into(),
+    ]);
+    Process::start(all, env, health).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +76,7 @@ async fn kill_9_of_an_app_and_a_worker_process_loses_nothing_and_sends_nothing_t
         let listen = format!("127.0.0.1:{}", free_port());
         app_ids.push(format!("app@{listen}"));
         apps.push(
-            Process::start(
+            start(
                 &env,
                 &data(&format!("app-{n}")),
                 &["--role", "app", "--listen", &listen, "--lb", &lb],
@@ -152,14 +97,14 @@ async fn kill_9_of_an_app_and_a_worker_process_loses_nothing_and_sends_nothing_t
     ];
     let mut workers = Vec::new();
     for n in 1..=2 {
-        workers.push(Process::start(&env, &data(&format!("worker-{n}")), &worker_args, None).await);
+        workers.push(start(&env, &data(&format!("worker-{n}")), &worker_args, None).await);
     }
     let backends = app_ids
         .iter()
         .map(|id| id.trim_start_matches("app@"))
         .collect::<Vec<_>>()
         .join(",");
-    let _lb = Process::start(
+    let _lb = start(
         &env,
         &data("lb"),
         &[
@@ -176,7 +121,7 @@ async fn kill_9_of_an_app_and_a_worker_process_loses_nothing_and_sends_nothing_t
     )
     .await;
     let dashboard = format!("127.0.0.1:{}", free_port());
-    let _dashboard = Process::start(
+    let _dashboard = start(
         &env,
         &data("dashboard"),
         &["--role", "dashboard", "--dashboard", &dashboard, "--lb", &lb],

@@ -7,7 +7,6 @@
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, TcpListener},
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,9 +19,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 mod support;
 
-use support::clients::{Frames, load, signed_in_users, spawn_clients};
+use support::{
+    clients::{Frames, load, signed_in_users, spawn_clients},
+    process::Process,
+};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_liveview");
 const USERS: usize = 4;
 const MAIL_WORKERS: u64 = 4;
 const KILLS: u64 = 2;
@@ -35,9 +36,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The whole system in one process, with its balancer's address; killed when dropped.
 struct Liveview {
-    args: Vec<String>,
-    child: Option<Child>,
+    process: Process,
     lb: String,
 }
 
@@ -64,45 +65,17 @@ impl Liveview {
         ]
         .map(String::from)
         .to_vec();
-        let mut liveview = Self {
-            args,
-            child: None,
-            lb: format!("127.0.0.1:{lb}"),
-        };
-        liveview.spawn().await;
-        liveview
+        let lb = format!("127.0.0.1:{lb}");
+        let process = Process::start(args, &[], Some(format!("http://{lb}/healthz"))).await;
+        Self { process, lb }
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(BINARY)
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawns");
-        self.child = Some(child);
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        let health = format!("http://{}/healthz", self.lb);
-        support::eventually("liveview comes up", Duration::from_secs(10), || async {
-            let answer = http.get(&health).send().await;
-            answer.is_ok_and(|r| r.status().is_success()).then_some(())
-        })
-        .await;
+        self.process.spawn().await;
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL: no shutdown code runs.
-            child.kill().expect("killed");
-            child.wait().expect("reaped");
-        }
-    }
-}
-
-impl Drop for Liveview {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

@@ -194,9 +194,13 @@ impl WriteBatch {
         self.statements.is_empty()
     }
 
-    /// How many statements the batch holds.
+    /// How many statements the batch runs on every engine (PostgreSQL's row locks not
+    /// counted): what the journey's database stage reports.
     pub fn statements(&self) -> usize {
-        self.statements.len()
+        self.statements
+            .iter()
+            .filter(|statement| statement.runs == Runs::Everywhere)
+            .count()
     }
 
     /// Appends every statement of `other` after this batch's own.

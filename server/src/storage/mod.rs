@@ -69,6 +69,17 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine a database URL names, if it is one this version runs on.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
@@ -188,12 +199,10 @@ impl Database {
     /// Opens the database, runs the embedded migrations and records this start.
     pub async fn open(url: &str) -> Result<Self, StorageError> {
         let display_url = redact_url(url);
-        let pools = if url.starts_with("sqlite:") {
-            open_sqlite(url, &display_url).await?
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            open_postgres(url, &display_url).await?
-        } else {
-            return Err(StorageError::UnsupportedUrl { url: display_url });
+        let pools = match Engine::of_url(url) {
+            Some(Engine::Sqlite) => open_sqlite(url, &display_url).await?,
+            Some(Engine::Postgres) => open_postgres(url, &display_url).await?,
+            None => return Err(StorageError::UnsupportedUrl { url: display_url }),
         };
         let migrator = sqlx::migrate!("./migrations");
         let migrated = match &pools {

@@ -206,12 +206,18 @@ pub async fn relay(registry: Arc<Registry>, bus: Bus, shutdown: CancellationToke
 
 /// Pushes `request` if the user's socket is here, and answers it.
 async fn take(registry: &Registry, bus: &Bus, shutdown: &CancellationToken, request: PushRequest) {
+    let PushRequest {
+        id,
+        user_id,
+        frame,
+        reply_to,
+    } = request;
     let answer = |outcome| PushReply {
-        id: request.id.clone(),
-        to: request.reply_to.clone(),
+        id: id.clone(),
+        to: reply_to.clone(),
         outcome,
     };
-    match registry.push(&request.user_id, request.frame.clone()) {
+    match registry.push(&user_id, frame) {
         Ok((acked, server)) => {
             publish(bus, &answer(PushOutcome::Taken { server })).await;
             let bus = bus.clone();

@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod postgres;
+pub mod process;
 pub mod redis;
 
 use std::path::Path;
