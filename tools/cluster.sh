@@ -30,12 +30,21 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 stop() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C must not cut the cleanup short.
+  trap '' INT TERM
+  trap - EXIT
   stopping=1
   echo
   echo "stopping the cluster"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Each process finishes in-flight work within its 10 s grace; then it is killed.
+  for _ in $(seq 150); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
   [ -d "$dir/pg" ] && "${as_postgres[@]}" "$postgres_bin/pg_ctl" -D "$dir/pg" stop -m fast -w >/dev/null 2>&1 || true
   rm -rf "$dir"
