@@ -65,6 +65,9 @@ use crate::{
 /// Journeys a live viewer's snapshot carries (the newest).
 const SNAPSHOT_JOURNEYS: usize = 100;
 
+/// How long each last word at shutdown (the process list, the bus, the database) may take.
+const FAREWELL: Duration = Duration::from_secs(3);
+
 /// How long shutdown waits for open connections before giving up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -136,11 +139,19 @@ impl Running {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing anyway");
         }
-        if let Err(error) = self.process.stop().await {
-            tracing::warn!(%error, "could not record this process's stop");
+        // The database and Redis may be gone already (a cluster stopping around this
+        // process): each farewell gets a few seconds, never the whole stop.
+        match tokio::time::timeout(FAREWELL, self.process.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not record this process's stop"),
+            Err(_) => tracing::warn!("the database did not take this process's stop in time"),
         }
-        self.bus.close().await;
-        self.database.close().await;
+        if tokio::time::timeout(FAREWELL, self.bus.close()).await.is_err() {
+            tracing::warn!("the bus did not close in time");
+        }
+        if tokio::time::timeout(FAREWELL, self.database.close()).await.is_err() {
+            tracing::warn!("the database did not close in time");
+        }
     }
 }
 
