@@ -426,21 +426,33 @@ impl Observer {
                 Arc::new(move || journeys.recent(SNAPSHOT_JOURNEYS, |_| true, |journey| journey.tracker.clone())),
             ))
         };
-        if config.role.watches() {
+        // On a cluster every process sends its telemetry over the bus, and every
+        // dashboard folds what the bus brings, its own process's included; alone, the
+        // aggregator reads this process's records directly.
+        let folded = if bus.crosses_processes() {
+            life.tasks
+                .spawn(telemetry::forward(observations, bus.clone(), life.shutdown.clone()));
+            config.role.watches().then(|| {
+                let (fold, folded) = tokio::sync::mpsc::channel(telemetry::CHANNEL_CAPACITY);
+                life.tasks.spawn(telemetry::gather(
+                    bus.clone(),
+                    fold,
+                    telemetry.clone(),
+                    life.shutdown.clone(),
+                ));
+                folded
+            })
+        } else {
+            config.role.watches().then_some(observations)
+        };
+        if let Some(folded) = folded {
             life.tasks.spawn(telemetry::aggregate(
-                observations,
+                folded,
                 journeys.clone(),
                 hub.clone(),
                 controls.clone(),
                 life.shutdown.clone(),
             ));
-            if bus.crosses_processes() {
-                life.tasks
-                    .spawn(telemetry::gather(bus.clone(), telemetry.clone(), life.shutdown.clone()));
-            }
-        } else {
-            life.tasks
-                .spawn(telemetry::forward(observations, bus.clone(), life.shutdown.clone()));
         }
         life.tasks.spawn(controls::follow(
             bus.clone(),
@@ -448,6 +460,13 @@ impl Observer {
             telemetry.clone(),
             life.shutdown.clone(),
         ));
+        if bus.crosses_processes() {
+            life.tasks.spawn(controls::share_steps(
+                bus.clone(),
+                controls.clone(),
+                life.shutdown.clone(),
+            ));
+        }
         Ok(Self {
             bus,
             controls,

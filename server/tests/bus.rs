@@ -204,3 +204,114 @@ async fn a_step_token_from_one_dashboard_is_good_at_every_balancer_of_the_cluste
     second.stop().await;
     alone.stop().await;
 }
+
+/// The ids of the Redis connections blocked in `XREAD`: the bus's stream readers.
+async fn stream_readers(admin: &fred::prelude::Client) -> Vec<String> {
+    use fred::prelude::*;
+    let list: String = admin
+        .custom(fred::cmd!("CLIENT"), vec!["LIST"])
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|line| line.contains("cmd=xread"))
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .map(str::to_string)
+        .collect()
+}
+
+// Telemetry is a Redis Stream: a dashboard whose connection drops reads on from the last
+// message it had. On pub/sub, what was sent while it reconnected (100 ms at least) would
+// be lost; here every message arrives, once, in order.
+#[tokio::test]
+async fn a_telemetry_reader_whose_connection_drops_misses_nothing() {
+    use fred::prelude::*;
+    let redis = RedisServer::start().await;
+    let sender = Bus::redis(&redis.url(), &secret()).await.expect("connects");
+    let receiver = Bus::redis(&redis.url(), &secret()).await.expect("connects");
+    let admin = fred::prelude::Builder::from_config(Config::from_url(&redis.url()).expect("url"))
+        .build()
+        .expect("client");
+    admin.init().await.expect("connects");
+    // Sent before the subscription: not read (a reader starts from now).
+    sender.publish(Channel::Telemetry, &0u64).await.expect("published");
+    let mut messages = receiver.subscribe::<u64>(Channel::Telemetry).await.expect("subscribes");
+    let mut kills = 0;
+    for round in 0..5u64 {
+        support::eventually("the reader is blocked in XREAD", Duration::from_secs(5), || async {
+            (!stream_readers(&admin).await.is_empty()).then_some(())
+        })
+        .await;
+        for id in stream_readers(&admin).await {
+            let _: Value = admin
+                .custom(fred::cmd!("CLIENT"), vec!["KILL", "ID", &id])
+                .await
+                .expect("CLIENT KILL");
+            kills += 1;
+        }
+        // Sent while the reader reconnects.
+        for n in 1..=40 {
+            sender
+                .publish(Channel::Telemetry, &(round * 40 + n))
+                .await
+                .expect("published");
+        }
+    }
+    assert!(kills >= 5, "the reader's connection was dropped each round: {kills}");
+    let mut received = Vec::new();
+    while received.len() < 200 {
+        let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("every message arrives")
+            .expect("a message");
+        received.push(next.1);
+    }
+    assert_eq!(received, (1..=200).collect::<Vec<u64>>(), "each once, in order");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), messages.next())
+            .await
+            .is_err(),
+        "nothing more"
+    );
+    sender.close().await;
+    receiver.close().await;
+}
+
+// On a cluster a process with everything (`--role all`) sends its telemetry over the bus
+// like the others: another dashboard of the cluster shows its journeys.
+#[tokio::test]
+async fn a_dashboard_shows_the_journeys_of_another_full_process_on_the_bus() {
+    let redis = RedisServer::start().await;
+    let first = on_the_bus(&redis.url()).await;
+    let second = on_the_bus(&redis.url()).await;
+    let signup = json!({ "email": "grace@example.com", "name": "Grace", "password": "a long password 1" });
+    let response = first
+        .http
+        .post(first.lb("/api/auth/signup"))
+        .header("x-request-id", "signup-on-first")
+        .json(&signup)
+        .send()
+        .await
+        .expect("answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    for system in [&first, &second] {
+        let journey = support::eventually("the journey on every dashboard", Duration::from_secs(10), || async {
+            let url = system.dashboard("/api/live-view/requests/signup-on-first");
+            let response = system.http.get(url).send().await.expect("answers");
+            let journey: serde_json::Value = response.json().await.ok()?;
+            let stages = journey["request"]["stages"].as_array()?;
+            stages
+                .iter()
+                .any(|stage| stage["stage"] == "smtp-attempt")
+                .then_some(journey)
+        })
+        .await;
+        let stages = journey["request"]["stages"].as_array().expect("stages");
+        // Once each: the first dashboard folds its own records from the bus only.
+        for name in ["lb-received", "controller", "response"] {
+            let seen = stages.iter().filter(|stage| stage["stage"] == name).count();
+            assert_eq!(seen, 1, "{name}: {stages:?}");
+        }
+    }
+    first.stop().await;
+    second.stop().await;
+}

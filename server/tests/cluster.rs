@@ -142,7 +142,7 @@ impl Cluster {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use support::clients::Socket;
 
 async fn next_frame(socket: &mut Socket) -> Value {
     loop {
@@ -390,6 +390,89 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
         .expect("answers");
     assert_eq!(unknown.status(), 404, "no process runs it");
 
-    socket.close(None).await.expect("closed");
+    // Step mode across the processes: the lb starts it, the lb, the app process and the
+    // worker processes each hold the request at their boundaries, and the dashboard's
+    // steps (sent over the bus) let it on, until its journey ends.
+    let acking = support::clients::ack_every_frame(socket);
+    let step_token = cluster
+        .http
+        .post(format!("http://{}/api/live-view/step-token", cluster.watcher.dash()))
+        .send()
+        .await
+        .expect("answers")
+        .json::<Value>()
+        .await
+        .expect("json")["token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let stepped = {
+        let request = cluster
+            .http
+            .post(format!("http://{}/api/purchases", cluster.lb.lb()))
+            .bearer_auth(&token)
+            .header("x-request-id", "stepped-on-the-cluster")
+            .header("x-liveview-step", step_token)
+            .json(&json!({ "item": "Lamp", "amountCents": 500, "currency": "EUR" }));
+        tokio::spawn(async move { request.send().await.expect("answers").status().as_u16() })
+    };
+    let stages = || async {
+        let url = format!(
+            "http://{}/api/live-view/requests/stepped-on-the-cluster",
+            cluster.watcher.dash()
+        );
+        let response = cluster.http.get(url).send().await.expect("answers");
+        let journey: Value = response.json().await.ok()?;
+        let names: Vec<String> = journey["request"]["stages"]
+            .as_array()?
+            .iter()
+            .map(|stage| stage["stage"].as_str().unwrap_or_default().to_string())
+            .collect();
+        Some((names, journey["outcome"] == "completed"))
+    };
+    let held = support::eventually("the stepped purchase is seen", Duration::from_secs(10), || async {
+        stages().await.filter(|(names, _)| !names.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(held.0, ["lb-received"], "held at the lb's first boundary");
+    assert_eq!(stages().await.expect("kept").0, held.0, "no further without a step");
+    let step_url = format!(
+        "http://{}/api/live-view/requests/stepped-on-the-cluster/step",
+        cluster.watcher.dash()
+    );
+    let mut steps = 0;
+    let mut seen = held.0.len();
+    loop {
+        let (names, completed) = stages().await.expect("kept");
+        if completed {
+            break;
+        }
+        assert!(steps < 40, "the journey ends: {names:?}");
+        let status = cluster.http.post(&step_url).send().await.expect("answers").status();
+        assert_eq!(status, 200, "stepping, after {names:?}");
+        steps += 1;
+        seen = support::eventually("a step moves it on", Duration::from_secs(10), || async {
+            let (names, completed) = stages().await?;
+            (names.len() > seen || completed).then_some(names.len())
+        })
+        .await;
+    }
+    assert_eq!(stepped.await.expect("request task"), 201);
+    let (names, _) = stages().await.expect("kept");
+    for stage in [
+        "server-received",
+        "response",
+        "smtp-attempt",
+        "inapp-push",
+        "client-ack",
+    ] {
+        assert!(names.iter().any(|name| name == stage), "{stage} in {names:?}");
+    }
+    assert!(
+        steps >= 10,
+        "it waited at the boundaries of every process: {steps} steps, {names:?}"
+    );
+    acking.abort();
     cluster.stop().await;
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 use support::{Sse, TestSystem};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -47,18 +47,8 @@ impl TestSystem {
     /// Holds the user's in-app socket and acks every frame, as a real client does.
     async fn acking_client(&self, token: &str) {
         let url = format!("ws://{}/api/notifications/ws?token={token}", self.running.lb());
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("in-app socket");
-        tokio::spawn(async move {
-            while let Some(Ok(message)) = socket.next().await {
-                if let Message::Text(text) = message {
-                    let frame: Value = serde_json::from_str(&text).expect("frame");
-                    let ack = json!({ "ack": frame["id"] }).to_string();
-                    if socket.send(Message::text(ack)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("in-app socket");
+        support::clients::ack_every_frame(socket);
     }
 
     /// A purchase with an id of the test's choosing; returns it.

@@ -12,6 +12,9 @@
 //! Delivery is at most once, as Redis pub/sub gives it: what a process misses while its
 //! connection is down is lost, so only what can be lost goes here — current settings a
 //! process re-reads, commands a person repeats. What must arrive lives in the database.
+//! A [resumable](Channel::resumable) channel (telemetry) is a Redis Stream instead,
+//! whose readers read on after a reconnect from the last message they had (within
+//! [`redis::RETAIN`]); a Redis restart still loses what it held.
 
 pub mod local;
 pub mod redis;
@@ -44,6 +47,8 @@ pub enum Channel {
     /// A dashboard asking the process that runs an app server to stop or start it, or
     /// the balancers to change their algorithm.
     Commands,
+    /// Step mode: a request entering it, a step, its response, its end.
+    Steps,
 }
 
 impl Channel {
@@ -55,7 +60,16 @@ impl Channel {
             Channel::Telemetry => "liveview:telemetry",
             Channel::Reports => "liveview:reports",
             Channel::Commands => "liveview:commands",
+            Channel::Steps => "liveview:steps",
         }
+    }
+
+    /// Whether a subscriber that loses its connection for a while reads on from where it
+    /// was, rather than losing what was sent meanwhile. On Redis such a channel is a
+    /// Stream ([`redis::RETAIN`]); the rest are pub/sub, at most once. Telemetry is: a
+    /// dashboard's journeys would otherwise lose stages to every reconnect.
+    pub fn resumable(self) -> bool {
+        matches!(self, Channel::Telemetry)
     }
 }
 
@@ -215,7 +229,26 @@ impl Bus {
     /// shutdown or the bus closes. What this process published itself is skipped: it
     /// acted on it before publishing. `what` names the follower in the log if the
     /// subscription cannot be made.
-    pub async fn from_others<T, F, Fut>(&self, channel: Channel, what: &str, shutdown: CancellationToken, mut each: F)
+    pub async fn from_others<T, F, Fut>(&self, channel: Channel, what: &str, shutdown: CancellationToken, each: F)
+    where
+        T: DeserializeOwned,
+        F: FnMut(T) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        self.follow(channel, what, shutdown, false, each).await;
+    }
+
+    /// [`from_others`](Self::from_others), this process's own messages included.
+    pub async fn from_everyone<T, F, Fut>(&self, channel: Channel, what: &str, shutdown: CancellationToken, each: F)
+    where
+        T: DeserializeOwned,
+        F: FnMut(T) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        self.follow(channel, what, shutdown, true, each).await;
+    }
+
+    async fn follow<T, F, Fut>(&self, channel: Channel, what: &str, shutdown: CancellationToken, own: bool, mut each: F)
     where
         T: DeserializeOwned,
         F: FnMut(T) -> Fut,
@@ -234,7 +267,7 @@ impl Bus {
                 next = subscription.next() => next,
             };
             let Some((from, body)) = next else { return };
-            if from != self.me {
+            if own || from != self.me {
                 each(body).await;
             }
         }

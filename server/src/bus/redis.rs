@@ -4,12 +4,16 @@
 //! broadcast channel of its [`Channel`], so this process's subscribers read it exactly
 //! as they would from the in-process bus.
 //!
-//! Redis pub/sub drops what is published while a subscriber is disconnected; the bus
-//! says so ([`super`]), and nothing that must arrive travels on it.
+//! Redis pub/sub drops what is published while a subscriber is disconnected. A
+//! [resumable](Channel::resumable) channel is a Redis Stream instead: `XADD` keeps each
+//! message for [`RETAIN`], and a reader task per channel (on a connection of its own,
+//! since `XREAD BLOCK` holds its connection) reads on from the last id it had, so a
+//! reconnect loses nothing sent meanwhile.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -17,6 +21,16 @@ use fred::{clients::SubscriberClient, prelude::*};
 use tokio::sync::broadcast;
 
 use super::{BusError, Channel, SUBSCRIBER_BACKLOG};
+
+/// How long a resumable channel's stream keeps a message: a reader whose connection is
+/// down for less than this misses nothing (`XADD … MINID ~`, trimmed as it goes).
+pub const RETAIN: Duration = Duration::from_secs(60);
+/// Most stream entries one `XREAD` returns.
+const READ_COUNT: u64 = 256;
+/// How long one `XREAD` blocks for new entries before it asks again.
+const READ_BLOCK_MS: u64 = 1_000;
+/// The field of a stream entry that holds the message.
+const FIELD: &str = "m";
 
 /// Reconnect for ever, from 100 ms up to 5 s between tries.
 fn policy() -> ReconnectPolicy {
@@ -27,8 +41,11 @@ fn policy() -> ReconnectPolicy {
 pub struct RedisBus {
     publisher: Client,
     subscriber: SubscriberClient,
+    /// How to make the stream readers' connections.
+    config: Config,
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
-    tasks: Arc<Vec<tokio::task::JoinHandle<()>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    readers: Arc<Mutex<Vec<Client>>>,
 }
 
 impl RedisBus {
@@ -42,7 +59,7 @@ impl RedisBus {
             .set_policy(policy())
             .build()
             .map_err(failed)?;
-        let subscriber = Builder::from_config(config)
+        let subscriber = Builder::from_config(config.clone())
             .set_policy(policy())
             .build_subscriber_client()
             .map_err(failed)?;
@@ -55,16 +72,29 @@ impl RedisBus {
         Ok(Self {
             publisher,
             subscriber,
+            config,
             channels,
-            tasks: Arc::new(vec![resubscribing, dispatching]),
+            tasks: Arc::new(Mutex::new(vec![resubscribing, dispatching])),
+            readers: Arc::default(),
         })
     }
 
     pub async fn publish(&self, channel: Channel, payload: Bytes) -> Result<(), BusError> {
-        self.publisher
-            .publish::<(), _, _>(channel.name(), payload)
-            .await
-            .map_err(|error| BusError::Publish(error.to_string()))
+        let published = if channel.resumable() {
+            let oldest = crate::now_ms().saturating_sub(RETAIN.as_millis() as i64);
+            self.publisher
+                .xadd::<(), _, _, _, _>(
+                    channel.name(),
+                    false,
+                    ("MINID", "~", format!("{oldest}-0")),
+                    "*",
+                    vec![(FIELD, payload)],
+                )
+                .await
+        } else {
+            self.publisher.publish::<(), _, _>(channel.name(), payload).await
+        };
+        published.map_err(|error| BusError::Publish(error.to_string()))
     }
 
     pub async fn subscribe(&self, channel: Channel) -> Result<broadcast::Receiver<Bytes>, BusError> {
@@ -76,7 +106,9 @@ impl RedisBus {
                 .or_insert_with(|| broadcast::channel(SUBSCRIBER_BACKLOG).0);
             (sender.subscribe(), first)
         };
-        if first {
+        if first && channel.resumable() {
+            self.read_stream(channel).await?;
+        } else if first {
             self.subscriber
                 .subscribe(channel.name())
                 .await
@@ -85,12 +117,91 @@ impl RedisBus {
         Ok(receiver)
     }
 
+    /// Starts the reader of a resumable channel's stream, from its newest entry now.
+    async fn read_stream(&self, channel: Channel) -> Result<(), BusError> {
+        let failed = |error: fred::error::Error| BusError::Connect {
+            url: "the bus".into(),
+            reason: error.to_string(),
+        };
+        let reader = Builder::from_config(self.config.clone())
+            .set_policy(policy())
+            .build()
+            .map_err(failed)?;
+        reader.init().await.map_err(failed)?;
+        // From the newest entry, not `$`: `$` read again after a reconnect would skip
+        // what came meanwhile.
+        let newest: Vec<(String, HashMap<String, Bytes>)> = reader
+            .xrevrange(channel.name(), "+", "-", Some(1))
+            .await
+            .map_err(failed)?;
+        let after = newest
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_string(), |(id, _)| id);
+        let sender = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(channel.name())
+            .cloned()
+            .expect("made by subscribe");
+        let task = tokio::spawn(read(reader.clone(), channel, sender, after));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(task);
+        self.readers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(reader);
+        Ok(())
+    }
+
     pub async fn close(&self) {
-        for task in self.tasks.iter() {
+        for task in self.tasks.lock().unwrap_or_else(|poison| poison.into_inner()).drain(..) {
             task.abort();
+        }
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|poison| poison.into_inner()));
+        for reader in readers {
+            let _ = reader.quit().await;
         }
         let _ = self.subscriber.quit().await;
         let _ = self.publisher.quit().await;
+    }
+}
+
+/// Reads a resumable channel's stream for ever, from the entry after `after`, and hands
+/// each message to its local subscribers. A failed read (the connection dropped) is
+/// tried again from the same id once the client has reconnected.
+async fn read(reader: Client, channel: Channel, sender: broadcast::Sender<Bytes>, mut after: String) {
+    let mut failing = false;
+    loop {
+        let read = reader
+            .xread_map::<String, String, String, Bytes, _, _>(
+                Some(READ_COUNT),
+                Some(READ_BLOCK_MS),
+                channel.name(),
+                after.as_str(),
+            )
+            .await;
+        match read {
+            Ok(streams) => {
+                failing = false;
+                for (id, mut fields) in streams.into_values().flatten() {
+                    after = id;
+                    if let Some(payload) = fields.remove(FIELD) {
+                        let _ = sender.send(payload);
+                    }
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(channel = channel.name(), %error, "the bus's stream reader lost Redis; it reads on from where it was");
+                }
+                failing = true;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{
     telemetry::Telemetry,
 };
 
-pub use step::{StepToken, Stepping};
+pub use step::{StepChange, StepToken, Stepping};
 
 /// The longest delay that can be injected into one stage.
 pub const MAX_DELAY_MS: u64 = 30_000;
@@ -238,6 +238,34 @@ pub async fn follow(bus: Bus, controls: Arc<Controls>, telemetry: Telemetry, shu
         std::future::ready(())
     })
     .await;
+}
+
+/// On a cluster: sends this process's step changes to the others and applies theirs
+/// (see [`step`]), until shutdown.
+pub async fn share_steps(bus: Bus, controls: Arc<Controls>, shutdown: CancellationToken) {
+    let Some(mut changes) = controls.steps().share() else {
+        return;
+    };
+    let sending = {
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        async move {
+            loop {
+                let change = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    change = changes.recv() => change,
+                };
+                let Some(change) = change else { return };
+                if let Err(error) = bus.publish(Channel::Steps, &change).await {
+                    tracing::warn!(%error, ?change, "a step change did not reach the other processes");
+                }
+            }
+        }
+    };
+    let applying = bus.from_others(Channel::Steps, "step changes", shutdown, |change: StepChange| {
+        controls.steps().apply(change);
+        std::future::ready(())
+    });
+    tokio::join!(sending, applying);
 }
 
 #[cfg(test)]

@@ -8,18 +8,28 @@
 //! otherwise. At most [`MAX_STEPPED`] requests are stepped at once: the oldest is let go
 //! when another starts. The time a request spends waiting at its boundaries is kept, so
 //! the app servers' request timeout counts only the time it was not paused.
+//!
+//! On a cluster a request's stages run in several processes (the balancer, an app
+//! server, the workers), and so do its boundaries: each process has its own table, and
+//! what changes one — a request entering step mode, a step, its response, its end — is
+//! sent to the others as a [`StepChange`] over the bus ([`super::share_steps`]). A step
+//! is granted in every process, as it is here when it comes before the request reaches
+//! its next boundary; the process whose boundary takes it says so ([`StepChange::Took`]),
+//! and the others withdraw theirs, so one step moves the request one boundary wherever
+//! it is. Only two boundaries waiting at the same moment in two processes (a purchase's
+//! email and in-app jobs) may both pass on one step.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use hmac::{KeyInit, Mac};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -41,6 +51,25 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 pub struct StepToken {
     pub value: String,
     pub expires_at_ms: i64,
+}
+
+/// Step changes waiting to go out on the bus; step mode is for a person's few requests.
+const SHARE_BACKLOG: usize = 1_024;
+
+/// A change of step mode made in one process, as the bus carries it to the others.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "change", content = "requestId")]
+pub enum StepChange {
+    /// The balancer put the request in step mode.
+    Start(String),
+    /// An operator stepped it once.
+    Step(String),
+    /// A boundary of this process took the step: the others withdraw it.
+    Took(String),
+    /// Its app server answered it: its workers may take steps.
+    Responded(String),
+    /// Its journey ended (or the table was full): no boundary waits for it any more.
+    Stop(String),
 }
 
 /// One request in step mode.
@@ -109,6 +138,8 @@ pub struct Stepping {
     requests: Mutex<HashMap<String, Arc<Stepped>>>,
     /// How many requests are in step mode: the fast path reads only this.
     count: AtomicUsize,
+    /// On a cluster: where this process's changes go, to be sent to the others.
+    shared: OnceLock<mpsc::Sender<StepChange>>,
 }
 
 impl Default for Stepping {
@@ -129,6 +160,47 @@ impl Stepping {
             secret,
             requests: Mutex::default(),
             count: AtomicUsize::new(0),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// From now on this process's changes are also handed to the receiver, for the other
+    /// processes of the cluster. Once: a second call gets `None`.
+    pub fn share(&self) -> Option<mpsc::Receiver<StepChange>> {
+        let (sender, receiver) = mpsc::channel(SHARE_BACKLOG);
+        self.shared.set(sender).ok().map(|()| receiver)
+    }
+
+    fn tell_others(&self, change: StepChange) {
+        if let Some(shared) = self.shared.get()
+            && shared.try_send(change).is_err()
+        {
+            tracing::warn!("a step change was not sent to the other processes: too many at once");
+        }
+    }
+
+    /// Applies a change another process made.
+    pub fn apply(&self, change: StepChange) {
+        match change {
+            StepChange::Start(id) => {
+                self.start_here(&id);
+            }
+            StepChange::Step(id) => {
+                if let Some(stepped) = self.get(&id) {
+                    stepped.gate.add_permits(1);
+                }
+            }
+            StepChange::Took(id) => {
+                if let Some(stepped) = self.get(&id) {
+                    stepped.gate.forget_permits(1);
+                }
+            }
+            StepChange::Responded(id) => {
+                self.responded_here(&id);
+            }
+            StepChange::Stop(id) => {
+                self.stop_here(&id);
+            }
         }
     }
 
@@ -170,7 +242,17 @@ impl Stepping {
     /// Puts a request in step mode: from now on it waits at every stage boundary. With
     /// [`MAX_STEPPED`] already stepped, the oldest is let go first.
     pub fn start(&self, request_id: &str) {
+        if let Some(oldest) = self.start_here(request_id) {
+            self.tell_others(StepChange::Stop(oldest));
+        }
+        self.tell_others(StepChange::Start(request_id.to_string()));
+    }
+
+    /// [`start`](Self::start) in this process only; the id of the oldest request if it
+    /// was let go to make room.
+    fn start_here(&self, request_id: &str) -> Option<String> {
         let mut requests = self.lock();
+        let mut let_go = None;
         if !requests.contains_key(request_id)
             && requests.len() >= MAX_STEPPED
             && let Some(oldest) = requests
@@ -181,6 +263,7 @@ impl Stepping {
         {
             tracing::info!(request = %oldest, "step mode table full: the oldest stepped request goes on by itself");
             release(&released);
+            let_go = Some(oldest);
         }
         let fresh = Stepped {
             gate: Semaphore::new(0),
@@ -192,32 +275,59 @@ impl Stepping {
             release(&replaced);
         }
         self.count.store(requests.len(), Ordering::Relaxed);
+        let_go
     }
 
     /// Lets a stepped request pass one boundary. False if it is not in step mode.
     pub fn step(&self, request_id: &str) -> bool {
-        match self.lock().get(request_id) {
+        let stepping = match self.lock().get(request_id) {
             Some(stepped) => {
                 stepped.gate.add_permits(1);
                 true
             }
             None => false,
+        };
+        if stepping {
+            self.tell_others(StepChange::Step(request_id.to_string()));
         }
+        stepping
     }
 
     /// Takes a request out of step mode (it finished); a waiting boundary is released.
     pub fn stop(&self, request_id: &str) {
+        if self.stop_here(request_id) {
+            self.tell_others(StepChange::Stop(request_id.to_string()));
+        }
+    }
+
+    /// [`stop`](Self::stop) in this process only; whether it was in step mode here.
+    fn stop_here(&self, request_id: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
         let mut requests = self.lock();
-        if let Some(stepped) = requests.remove(request_id) {
-            release(&stepped);
+        let removed = requests.remove(request_id);
+        if let Some(stepped) = &removed {
+            release(stepped);
         }
         self.count.store(requests.len(), Ordering::Relaxed);
+        removed.is_some()
     }
 
     /// The stepped request has had its response: its workers may take steps now.
     pub fn responded(&self, request_id: &str) {
-        if let Some(stepped) = self.get(request_id) {
-            stepped.responded.send_replace(true);
+        if self.responded_here(request_id) {
+            self.tell_others(StepChange::Responded(request_id.to_string()));
+        }
+    }
+
+    fn responded_here(&self, request_id: &str) -> bool {
+        match self.get(request_id) {
+            Some(stepped) => {
+                stepped.responded.send_replace(true);
+                true
+            }
+            None => false,
         }
     }
 
@@ -284,6 +394,7 @@ impl Stepping {
             // Closed (no longer stepped): go on without a permit.
             if let Ok(permit) = stepped.gate.acquire().await {
                 permit.forget();
+                self.tell_others(StepChange::Took(request_id.to_string()));
             }
         };
         // Forgotten (timed out): go on.
@@ -325,6 +436,57 @@ mod tests {
         stepping.stop("r1");
         walker.await.expect("released when stepping stops");
         assert!(!stepping.step("r1"));
+    }
+
+    // Three processes of a cluster, their changes carried by hand as the bus would: the
+    // step the dashboard grants is taken by the process where the request waits, and
+    // the others withdraw theirs, so it cannot skip a boundary elsewhere later.
+    #[tokio::test]
+    async fn a_step_is_taken_once_across_processes() {
+        let processes: Vec<Stepping> = (0..3).map(|_| Stepping::default()).collect();
+        let mut outboxes: Vec<mpsc::Receiver<StepChange>> =
+            processes.iter().map(|process| process.share().expect("once")).collect();
+        let carry = |outboxes: &mut Vec<mpsc::Receiver<StepChange>>| {
+            for (from, outbox) in outboxes.iter_mut().enumerate() {
+                while let Ok(change) = outbox.try_recv() {
+                    for (to, process) in processes.iter().enumerate() {
+                        if to != from {
+                            process.apply(change.clone());
+                        }
+                    }
+                }
+            }
+        };
+        let [lb, app, dashboard] = &processes[..] else {
+            unreachable!()
+        };
+        lb.start("r1");
+        carry(&mut outboxes);
+        assert!(app.is_stepping("r1") && dashboard.is_stepping("r1"));
+        // The request is at the app: the dashboard steps it; the app's boundary takes it.
+        assert!(dashboard.step("r1"));
+        carry(&mut outboxes);
+        tokio::time::timeout(Duration::from_secs(1), app.boundary("r1"))
+            .await
+            .expect("the step passes the app's boundary");
+        carry(&mut outboxes);
+        for elsewhere in [lb, dashboard] {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), elsewhere.boundary("r1"))
+                    .await
+                    .is_err(),
+                "withdrawn: no other boundary passes on the same step"
+            );
+        }
+        // Its app server answered, its journey ended: everywhere.
+        app.responded("r1");
+        dashboard.stop("r1");
+        carry(&mut outboxes);
+        assert!(processes.iter().all(|process| process.is_empty()));
+        assert!(
+            outboxes.iter_mut().all(|outbox| outbox.try_recv().is_err()),
+            "nothing echoes"
+        );
     }
 
     #[tokio::test]

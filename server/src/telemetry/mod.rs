@@ -311,10 +311,11 @@ pub async fn aggregate(
 /// Most observations in one bus message.
 const FORWARD_BATCH: usize = 1_024;
 
-/// In a process without a dashboard (`lb`, `app`, `worker`): sends its observations over
-/// the bus to the dashboards, in batches (a batch gathers for at most [`MIN_GAP`]), until
-/// shutdown. Lost while Redis is unreachable, like any pub/sub message: journeys show
-/// the gap, nothing durable depends on it.
+/// On a cluster's bus: sends this process's observations to the dashboards, in batches
+/// (a batch gathers for at most [`MIN_GAP`]), until shutdown. Telemetry is a
+/// [resumable](crate::bus::Channel::resumable) channel, so a dashboard that loses Redis
+/// for a moment reads on where it was; what is sent while Redis itself is down is lost,
+/// and the journeys show the gap (nothing durable depends on it).
 pub async fn forward(mut receiver: mpsc::Receiver<Observation>, bus: crate::bus::Bus, shutdown: CancellationToken) {
     let mut batch = Vec::with_capacity(FORWARD_BATCH);
     loop {
@@ -343,16 +344,25 @@ pub async fn forward(mut receiver: mpsc::Receiver<Observation>, bus: crate::bus:
     }
 }
 
-/// In a process with a dashboard on a cluster's bus: every other process's
-/// observations, handed to this process's aggregator as if made here.
-pub async fn gather(bus: crate::bus::Bus, telemetry: Telemetry, shutdown: CancellationToken) {
-    bus.from_others(
+/// In a process with a dashboard on a cluster's bus: the observations of every process
+/// of the cluster, this one's own included (it [`forward`]s them like any other, so
+/// every dashboard sees them), handed to this dashboard's aggregator through `fold`. One
+/// that finds `fold` full is counted in `telemetry`'s [`Telemetry::dropped`].
+pub async fn gather(
+    bus: crate::bus::Bus,
+    fold: mpsc::Sender<Observation>,
+    telemetry: Telemetry,
+    shutdown: CancellationToken,
+) {
+    bus.from_everyone(
         crate::bus::Channel::Telemetry,
         "the cluster's telemetry",
         shutdown,
         |observations: Vec<Observation>| {
             for observation in observations {
-                telemetry.observe(observation);
+                if let Err(mpsc::error::TrySendError::Full(_)) = fold.try_send(observation) {
+                    telemetry.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
             std::future::ready(())
         },

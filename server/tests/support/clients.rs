@@ -16,6 +16,25 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+/// An in-app socket as the tests hold it.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Acks every frame on `socket`, as a real client does, until it closes (or the task is
+/// aborted).
+pub fn ack_every_frame(mut socket: Socket) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).expect("frame");
+                let ack = json!({ "ack": frame["id"] }).to_string();
+                if socket.send(Message::text(ack)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
 /// What each user's socket client saw: frames per notification id.
 pub type Frames = Arc<Mutex<HashMap<String, u32>>>;
 
