@@ -172,7 +172,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let database = Database::open(&url).await?;
     tracing::info!(database = %database.display_url, %role, "database ready (migrations applied)");
     let life = Lifecycle::default();
-    let observer = Observer::start(config, &life).await?;
+    let observer = Observer::start(config, &database, &life).await?;
     let process = ProcessRegistry::register(database.clone(), observer.bus.me().clone(), role, &listeners.address())
         .await
         .map_err(|error| StartError::Config(format!("cannot register this process: {error}")))?;
@@ -393,11 +393,15 @@ struct Observer {
 }
 
 impl Observer {
-    async fn start(config: &Config, life: &Lifecycle) -> Result<Self, StartError> {
+    async fn start(config: &Config, database: &Database, life: &Lifecycle) -> Result<Self, StartError> {
         let secret = config.cluster_secret().map_err(StartError::Config)?;
         let bus = bus::Bus::open(config.bus_url.as_deref(), secret.as_ref()).await?;
         tracing::info!(bus = bus.describe(), process = %bus.me().0, "bus ready");
-        let controls = Arc::new(Controls::new(secret.as_ref()));
+        let controls = Arc::new(
+            Controls::new(secret.as_ref(), database.clone())
+                .await
+                .map_err(|error| StartError::Config(format!("cannot read the control settings: {error}")))?,
+        );
         let (telemetry, observations) = if config.without_live_telemetry {
             tracing::warn!("running without the live window's telemetry (--without-live-telemetry)");
             Telemetry::off()
@@ -456,6 +460,11 @@ impl Observer {
         }
         life.tasks.spawn(controls::follow(
             bus.clone(),
+            controls.clone(),
+            telemetry.clone(),
+            life.shutdown.clone(),
+        ));
+        life.tasks.spawn(controls::refresh(
             controls.clone(),
             telemetry.clone(),
             life.shutdown.clone(),

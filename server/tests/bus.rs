@@ -315,3 +315,46 @@ async fn a_dashboard_shows_the_journeys_of_another_full_process_on_the_bus() {
     first.stop().await;
     second.stop().await;
 }
+
+// The settings in force are kept in the database: a process that starts after a change
+// starts with it, and one that missed it on the bus (here: on another Redis) reads it
+// within a refresh.
+#[tokio::test]
+async fn a_process_that_starts_after_a_change_or_missed_it_acts_on_it() {
+    let postgres = support::postgres::PostgresServer::start().await;
+    let (redis, other_redis) = (RedisServer::start().await, RedisServer::start().await);
+    let on = |bus: String| {
+        let database = postgres.url();
+        TestSystem::start(move |config| {
+            config.bus_url = Some(bus);
+            config.cluster_secret = Some(SECRET.into());
+            config.database_url = Some(database);
+        })
+    };
+    let first = on(redis.url()).await;
+    let away = on(other_redis.url()).await;
+    let changed = first
+        .dashboard_put("/api/live-view/controls", &json!({"delays": {"queueing": 70}}))
+        .await;
+    assert_eq!(changed.status(), 200);
+    let later = on(redis.url()).await;
+    assert_eq!(queueing_delay(&later).await, 70, "read at start");
+    support::eventually(
+        "the process that missed it reads it",
+        Duration::from_secs(15),
+        || async { (queueing_delay(&away).await == 70).then_some(()) },
+    )
+    .await;
+    // A newer change wins everywhere, an older stamp in the database does not undo it.
+    away.dashboard_put("/api/live-view/controls", &json!({"delays": {"queueing": 90}}))
+        .await;
+    support::eventually(
+        "the newer change reaches the others",
+        Duration::from_secs(15),
+        || async { (queueing_delay(&first).await == 90 && queueing_delay(&later).await == 90).then_some(()) },
+    )
+    .await;
+    for system in [first, away, later] {
+        system.stop().await;
+    }
+}

@@ -7,7 +7,9 @@
 //! [`Bus`], to every process of the cluster ([`follow`]). Each change is stamped with its
 //! time and process, and a process keeps the newest stamp it has seen, so concurrent
 //! changes from two dashboards end in the same settings everywhere, whatever order the
-//! bus delivered them in.
+//! bus delivered them in. The database keeps the newest too (`control_settings`): every
+//! process reads it at start and every [`REFRESH_EVERY`] ([`refresh`]), so one that
+//! starts after a change, or missed it on the bus, acts on it all the same.
 
 pub mod step;
 
@@ -21,10 +23,15 @@ use wire::{ControlSettings, Delays, LiveEvent};
 
 use crate::{
     bus::{Bus, Channel, ProcessId},
+    storage::Database,
     telemetry::Telemetry,
 };
 
 pub use step::{StepChange, StepToken, Stepping};
+
+/// How often a process reads the settings in force from the database, for a change the
+/// bus did not bring it.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// The longest delay that can be injected into one stage.
 pub const MAX_DELAY_MS: u64 = 30_000;
@@ -112,16 +119,65 @@ pub struct Controls {
     settings: RwLock<(Option<Stamp>, ControlSettings)>,
     /// Requests in step mode.
     steps: Stepping,
+    /// Where the settings in force are kept (none in unit tests).
+    store: Option<Database>,
 }
 
 impl Controls {
     /// With the cluster's secret, step tokens are signed with its key and good at every
-    /// process; without, with a key of this process's own.
-    pub fn new(secret: Option<&crate::cluster::ClusterSecret>) -> Self {
-        Self {
+    /// process; without, with a key of this process's own. The settings start as the
+    /// database keeps them.
+    pub async fn new(secret: Option<&crate::cluster::ClusterSecret>, store: Database) -> Result<Self, sqlx::Error> {
+        let controls = Self {
             settings: RwLock::default(),
             steps: secret.map_or_else(Stepping::default, |secret| Stepping::with_key(secret.key("step-token"))),
-        }
+            store: Some(store),
+        };
+        controls.reload().await?;
+        Ok(controls)
+    }
+
+    /// Applies the settings the database keeps, if newer than those in force; answers
+    /// them if so.
+    async fn reload(&self) -> Result<Option<ControlSettings>, sqlx::Error> {
+        let Some(store) = &self.store else { return Ok(None) };
+        let row: Option<(i64, String, String)> = crate::with_connection!(&mut store.read().await?, |c| {
+            sqlx::query_as("SELECT at_ms, process, settings FROM control_settings WHERE id = 1")
+                .fetch_optional(c)
+                .await
+        })?;
+        let Some((at_ms, process, settings)) = row else {
+            return Ok(None);
+        };
+        let Ok(settings) = serde_json::from_str::<ControlSettings>(&settings) else {
+            tracing::warn!("the stored control settings do not decode (another version?); ignored");
+            return Ok(None);
+        };
+        let stamp = Stamp {
+            at_ms,
+            process: ProcessId(process),
+        };
+        Ok(self.apply(Some(stamp), settings))
+    }
+
+    /// Keeps `change` as the settings in force, unless the database has a newer one.
+    async fn store(&self, change: &Change) -> Result<(), sqlx::Error> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let settings = serde_json::to_string(&change.settings).expect("settings serialize");
+        crate::with_connection!(&mut store.writing().await?, |c| {
+            sqlx::query(
+                "INSERT INTO control_settings (id, at_ms, process, settings) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms, process = excluded.process, settings = excluded.settings \
+                 WHERE excluded.at_ms > control_settings.at_ms \
+                 OR (excluded.at_ms = control_settings.at_ms AND excluded.process > control_settings.process)",
+            )
+            .bind(change.stamp.at_ms)
+            .bind(&change.stamp.process.0)
+            .bind(settings)
+            .execute(c)
+            .await
+            .map(drop)
+        })
     }
 
     pub fn settings(&self) -> ControlSettings {
@@ -132,8 +188,9 @@ impl Controls {
             .clone()
     }
 
-    /// Applies a change made here and publishes it to every other process; returns what
-    /// is now in force. A bus that cannot take it is logged: the change holds here.
+    /// Applies a change made here, keeps it in the database and publishes it to every
+    /// other process; returns what is now in force. A database or bus that cannot take
+    /// it is logged: the change holds here.
     pub async fn change(&self, bus: &Bus, settings: ControlSettings) -> ControlSettings {
         let stamp = Stamp {
             at_ms: crate::now_ms(),
@@ -146,6 +203,9 @@ impl Controls {
             stamp,
             settings: applied.clone(),
         };
+        if let Err(error) = self.store(&change).await {
+            tracing::warn!(%error, "a controls change could not be kept in the database");
+        }
         if let Err(error) = bus.publish(Channel::Controls, &change).await {
             tracing::warn!(%error, "a controls change could not reach the other processes");
         }
@@ -238,6 +298,26 @@ pub async fn follow(bus: Bus, controls: Arc<Controls>, telemetry: Telemetry, shu
         std::future::ready(())
     })
     .await;
+}
+
+/// Reads the settings in force from the database every [`REFRESH_EVERY`], and tells this
+/// process's viewers when they were newer than what it had (a change the bus did not
+/// bring). Runs until shutdown.
+pub async fn refresh(controls: Arc<Controls>, telemetry: Telemetry, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(REFRESH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match controls.reload().await {
+            Ok(Some(applied)) => telemetry.event(LiveEvent::ControlsChanged(applied)),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "the control settings could not be read"),
+        }
+    }
 }
 
 /// On a cluster: sends this process's step changes to the others and applies theirs
