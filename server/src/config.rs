@@ -86,6 +86,20 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
 
+    /// Serve TLS on every HTTP listener (balancer, app servers, dashboard) with this
+    /// certificate chain (PEM), and call the other processes over TLS. With --tls-key.
+    #[arg(long, env = "LIVEVIEW_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "LIVEVIEW_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The certificates (PEM) this process trusts when it calls the others over TLS
+    /// [default: the --tls-cert chain itself, for one certificate shared by the cluster].
+    #[arg(long, env = "LIVEVIEW_TLS_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
     /// The SMTP server the mail workers send to (`smtp://host:port`, optionally with
     /// `user:password@`). Without it they send to the embedded capture server.
     #[arg(long, env = "LIVEVIEW_SMTP_URL", value_name = "URL", hide_env_values = true)]
@@ -290,6 +304,15 @@ impl Config {
         }
     }
 
+    /// `--tls-cert` and `--tls-key` (and `--tls-ca`), loaded; none without them.
+    pub fn tls(&self) -> Result<Option<crate::tls::Tls>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::Tls::load(cert, key, self.tls_ca.as_deref()).map(Some),
+            (None, None) if self.tls_ca.is_none() => Ok(None),
+            _ => Err("TLS needs both --tls-cert and --tls-key (and --tls-ca only with them)".into()),
+        }
+    }
+
     /// `--cluster-secret`, checked; required with `--bus-url`, since anyone who can reach
     /// the Redis could otherwise speak for the cluster.
     pub fn cluster_secret(&self) -> Result<Option<crate::cluster::ClusterSecret>, String> {
@@ -384,9 +407,15 @@ fn parse_role(text: &str) -> Result<wire::ProcessRole, String> {
     wire::ProcessRole::parse(text).ok_or_else(|| "expected all, lb, app, worker or dashboard".into())
 }
 
-/// A backend as `HOST:PORT`, or as the `http://HOST:PORT` URL an operator may paste.
+/// A backend as `HOST:PORT`, or as the `http://HOST:PORT` (`https://`) URL an operator
+/// may paste; whether it is reached over TLS is the process's `--tls-cert`.
 fn parse_backend(text: &str) -> Result<SocketAddr, String> {
-    let bare = text.trim().trim_start_matches("http://").trim_end_matches('/');
+    let text = text.trim();
+    let bare = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or(text)
+        .trim_end_matches('/');
     parse_addr(bare)
 }
 

@@ -28,6 +28,7 @@ pub mod smtp;
 pub mod sockets;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod websocket;
 pub mod workers;
 
@@ -167,6 +168,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     check_role(config)?;
     let auth = config.auth_mode().map_err(StartError::Config)?;
     let backends = config.checked_backends().map_err(StartError::Config)?.to_vec();
+    let tls = config.tls().map_err(StartError::Config)?;
     let listeners = Listeners::bind(config).await?;
     let url = storage::resolve_url(&config.data, config.database_url.as_deref())?;
     let database = Database::open(&url).await?;
@@ -187,7 +189,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         sessions: Default::default(),
         telemetry: observer.telemetry.clone(),
         controls: observer.controls.clone(),
-        public_url: format!("http://{}", balancer_addr.unwrap_or(config.lb)),
+        public_url: format!("{}://{}", tls::scheme(tls.as_ref()), balancer_addr.unwrap_or(config.lb)),
+        tls: tls.clone(),
     };
     let pool = ServerPool::start_all(listeners.servers, shared, life.shutdown.clone(), life.tasks.clone());
     let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
@@ -202,6 +205,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             local_addr(&listener),
             &targets,
             config.health_policy(),
+            tls.as_ref(),
             life.shutdown.clone(),
             life.tasks.clone(),
             observer.telemetry.clone(),
@@ -212,6 +216,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             &life.shutdown,
             "load balancer",
             listener,
+            tls.as_ref(),
             balancer.clone().router(),
         );
         life.tasks
@@ -239,6 +244,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             &life,
             auth,
             process.clone(),
+            tls.as_ref(),
         )),
         None => {
             // No dashboard here: this process's figures go to the cluster's dashboards.
@@ -616,6 +622,7 @@ fn start_dashboard(
     life: &Lifecycle,
     auth: wire::AuthMode,
     process: ProcessRegistry,
+    tls: Option<&tls::Tls>,
 ) -> SocketAddr {
     // Where end users reach the system: this process's balancer, or the cluster's
     // (`--lb`), which the probe checks and the simulator sends its load to.
@@ -641,6 +648,7 @@ fn start_dashboard(
             url: delivery.smtp_url.clone(),
             capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
         },
+        tls,
     );
     if observer.bus.crosses_processes() {
         probe.processes = Some(process.clone());
@@ -662,6 +670,7 @@ fn start_dashboard(
     life.tasks.spawn(sampler.clone().run(life.shutdown.clone()));
     let simulator = Simulator::new(
         balancer_addr,
+        tls,
         observer.controls.clone(),
         life.tasks.clone(),
         life.shutdown.clone(),
@@ -692,18 +701,22 @@ fn start_dashboard(
         audit: crate::audit::Audit::new(database.clone()),
         bus: observer.bus.clone(),
         processes: process,
-        gate: Arc::new(crate::access::auth::Gate::new(
-            auth,
-            crate::operators::Operators::new(database.clone()),
-            config.session_minutes,
-            config.metrics_token.as_deref(),
-        )),
+        gate: Arc::new(
+            crate::access::auth::Gate::new(
+                auth,
+                crate::operators::Operators::new(database.clone()),
+                config.session_minutes,
+                config.metrics_token.as_deref(),
+            )
+            .with_secure_cookies(tls.is_some()),
+        ),
     };
     serve(
         &life.tasks,
         &life.shutdown,
         "dashboard",
         listener.tap_io(live::cap_send_buffer),
+        tls,
         dashboard.router(&config.site),
     );
     life.tasks.spawn(probe.run(life.shutdown.clone()));
@@ -738,6 +751,7 @@ pub(crate) fn serve<L>(
     shutdown: &CancellationToken,
     role: &str,
     listener: L,
+    tls: Option<&tls::Tls>,
     router: Router,
 ) -> JoinHandle<()>
 where
@@ -745,13 +759,20 @@ where
 {
     // A bound TCP listener always has a local address.
     let addr = listener.local_addr().expect("bound listener has an address");
-    tracing::info!("{role} listening on http://{addr}");
+    tracing::info!("{role} listening on {}://{addr}", tls::scheme(tls));
     let role = role.to_string();
     let stop = shutdown.clone();
+    let tls = tls.cloned();
     tasks.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let stopped = async move { stop.cancelled().await };
+        let served = match tls {
+            Some(tls) => {
+                axum::serve(tls.listen(listener), router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            None => axum::serve(listener, router).with_graceful_shutdown(stopped).await,
+        };
         if let Err(error) = served {
             tracing::error!(%error, "{role} stopped serving");
         }

@@ -86,18 +86,20 @@ async fn main() -> ExitCode {
     // Written, not println!: a closed stdout (a supervisor that read the first line and
     // went away) must not panic the process.
     let mut urls = String::new();
+    let http = if config.tls_cert.is_some() { "https" } else { "http" };
     if let Some(dashboard) = running.dashboard {
-        urls += &format!("Live View dashboard: http://{dashboard}/\nStatus page:         http://{dashboard}/status\n");
+        urls +=
+            &format!("Live View dashboard: {http}://{dashboard}/\nStatus page:         {http}://{dashboard}/status\n");
     }
     if let Some(balancer) = running.balancer {
-        urls += &format!("Load balancer:       http://{balancer}/\n");
+        urls += &format!("Load balancer:       {http}://{balancer}/\n");
     }
     for (id, addr) in running
         .servers
         .iter()
         .filter(|_| running.role == wire::ProcessRole::App)
     {
-        urls += &format!("App server {id}:  http://{addr}/\n");
+        urls += &format!("App server {id}:  {http}://{addr}/\n");
     }
     if running.role == wire::ProcessRole::Worker {
         urls += &format!("Worker process {} (no listener)\n", running.process.me().0);

@@ -244,6 +244,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
         "127.0.0.1:0".parse().expect("addr"),
         &[("server-1".into(), a), ("server-2".into(), b)],
         policy,
+        None,
         shutdown.clone(),
         TaskTracker::new(),
         liveview::telemetry::Telemetry::disabled(),

@@ -46,6 +46,8 @@ pub struct Gate {
     /// SHA-256 of `--metrics-token`: compared digest to digest, so the comparison's time
     /// says nothing about the token.
     metrics_token: Option<[u8; 32]>,
+    /// The dashboard serves TLS: its session cookie is `Secure`, never sent in the clear.
+    secure: bool,
 }
 
 impl Gate {
@@ -55,7 +57,14 @@ impl Gate {
             operators,
             session_ttl_ms: i64::try_from(session_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX),
             metrics_token: metrics_token.map(|token| Sha256::digest(token.as_bytes()).into()),
+            secure: false,
         }
+    }
+
+    /// Session cookies marked `Secure` (the dashboard serves TLS).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
     }
 
     /// Who is asking, if anyone the dashboard knows.
@@ -90,8 +99,9 @@ impl Gate {
     /// The `Set-Cookie` value that starts a session.
     pub fn cookie(&self, token: &str) -> HeaderValue {
         let max_age = self.session_ttl_ms / 1000;
+        let secure = if self.secure { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
-            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
         ))
         .expect("a hex token is a valid header value")
     }

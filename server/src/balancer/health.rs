@@ -87,7 +87,7 @@ impl Balancer {
     async fn check(&self, backend: &Backend) -> bool {
         let Ok(request) = Request::builder()
             .method(Method::GET)
-            .uri(format!("http://{}/healthz", backend.addr))
+            .uri(format!("{}://{}/healthz", self.scheme, backend.addr))
             .header("user-agent", "liveview-balancer-health")
             .body(Body::empty())
         else {

@@ -95,7 +95,11 @@ pub struct BalancerState {
     backends: Vec<Arc<Backend>>,
     cursor: AtomicUsize,
     sticky: Mutex<HashMap<String, StickyEntry>>,
-    client: Client<HttpConnector, Body>,
+    /// Speaks TLS to the app servers when this process has it (`https` URLs), plain
+    /// HTTP otherwise.
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    /// `http` or `https`: how the app servers are reached.
+    scheme: &'static str,
     health: HealthPolicy,
     shutdown: CancellationToken,
     tunnels: TaskTracker,
@@ -116,10 +120,13 @@ impl std::ops::Deref for Balancer {
 }
 
 impl Balancer {
+    // Each is a separate thing the balancer is handed by the process that runs it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         addr: SocketAddr,
         backends: &[(String, SocketAddr)],
         health: HealthPolicy,
+        tls: Option<&crate::tls::Tls>,
         shutdown: CancellationToken,
         tunnels: TaskTracker,
         telemetry: Telemetry,
@@ -128,6 +135,24 @@ impl Balancer {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(health.timeout));
+        // The TLS connector below takes the https URLs; this one only opens the TCP.
+        connector.enforce_http(false);
+        // Without TLS no URL is https, so an empty trust store is never consulted.
+        let trust = tls.map_or_else(
+            || {
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default versions")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            },
+            crate::tls::Tls::client_config,
+        );
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(trust)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -141,6 +166,7 @@ impl Balancer {
             cursor: AtomicUsize::new(0),
             sticky: Mutex::new(HashMap::new()),
             client,
+            scheme: crate::tls::scheme(tls),
             health,
             shutdown,
             tunnels,
@@ -267,7 +293,7 @@ impl Balancer {
                 .iter()
                 .map(|backend| BalancedServer {
                     id: backend.id.clone(),
-                    url: format!("http://{}", backend.addr),
+                    url: format!("{}://{}", self.scheme, backend.addr),
                     healthy: backend.is_healthy(),
                     active_connections: backend.active.load(Ordering::Relaxed),
                     requests_handled: backend.handled.load(Ordering::Relaxed),

@@ -102,7 +102,7 @@ pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Respon
             balancer.controls.boundary(&request_id).await;
         }
         let active = backend.begin();
-        let outgoing = match forward_request(&parts, body.clone(), backend.addr, upgrade) {
+        let outgoing = match forward_request(&parts, body.clone(), balancer.scheme, backend.addr, upgrade) {
             Ok(outgoing) => outgoing,
             Err(error) => {
                 tracing::warn!(%error, "request could not be forwarded");
@@ -205,13 +205,14 @@ async fn tunnel(client: OnUpgrade, server: OnUpgrade) {
 fn forward_request(
     parts: &Parts,
     body: Bytes,
+    scheme: &str,
     addr: std::net::SocketAddr,
     upgrade: bool,
 ) -> Result<Request, axum::http::Error> {
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     let mut builder = Request::builder()
         .method(parts.method.clone())
-        .uri(format!("http://{addr}{path}"))
+        .uri(format!("{scheme}://{addr}{path}"))
         .version(axum::http::Version::HTTP_11);
     if let Some(headers) = builder.headers_mut() {
         *headers = parts.headers.clone();

@@ -108,7 +108,11 @@ pub async fn list_servers(State(dashboard): State<Dashboard>) -> Json<ServerList
             && !servers.iter().any(|row| row.id == server.id)
         {
             servers.push(ServerRow {
-                address: server.url.trim_start_matches("http://").to_string(),
+                address: server
+                    .url
+                    .split_once("://")
+                    .map_or(server.url.as_str(), |(_, address)| address)
+                    .to_string(),
                 healthy: healthy(&server.id),
                 id: server.id,
                 running: server.running,

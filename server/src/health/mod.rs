@@ -39,6 +39,8 @@ pub struct HealthProbe {
     /// checked too (set on a cluster's bus).
     pub processes: Option<ProcessRegistry>,
     client: reqwest::Client,
+    /// `http` or `https`: how the app servers are reached.
+    scheme: &'static str,
     latest: RwLock<Option<SystemStatus>>,
     /// Woken when a check is done and kept.
     refreshed: tokio::sync::Notify,
@@ -52,13 +54,16 @@ impl HealthProbe {
         database: Database,
         hub: Arc<LiveHub>,
         smtp: SmtpDestination,
+        tls: Option<&crate::tls::Tls>,
     ) -> Self {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(PROBE_TIMEOUT)
             // Probes must measure our listeners, never a proxy from the environment.
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
+            .no_proxy();
+        if let Some(tls) = tls {
+            client = client.use_preconfigured_tls(tls.client_config());
+        }
+        let client = client.build().unwrap_or_default();
         Self {
             started_at: chrono::Utc::now(),
             started: Instant::now(),
@@ -69,6 +74,7 @@ impl HealthProbe {
             hub,
             smtp,
             processes: None,
+            scheme: crate::tls::scheme(tls),
             client,
             latest: RwLock::new(None),
             refreshed: tokio::sync::Notify::new(),
@@ -173,9 +179,9 @@ impl HealthProbe {
         }
     }
 
-    /// `GET http://ADDR/healthz`, timed.
+    /// `GET http://ADDR/healthz` (`https` with TLS), timed.
     async fn http_status(&self, id: &str, name: &str, kind: ComponentKind, addr: SocketAddr) -> ComponentStatus {
-        let url = format!("http://{}/healthz", reachable(addr));
+        let url = format!("{}://{}/healthz", self.scheme, reachable(addr));
         let started = Instant::now();
         let outcome = match self.client.get(&url).send().await {
             Ok(response) if response.status().is_success() => Ok(()),

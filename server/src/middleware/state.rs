@@ -24,8 +24,10 @@ pub struct Shared {
     pub telemetry: Telemetry,
     /// What acts on requests: injected delays and step mode.
     pub controls: Arc<Controls>,
-    /// `http://<balancer address>`.
+    /// `http://<balancer address>` (`https` with TLS).
     pub public_url: String,
+    /// What the app servers serve with, when the process runs TLS.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// One app server's identity and what its handlers need.

@@ -130,6 +130,11 @@ impl ServerPool {
         }
     }
 
+    /// `http`, or `https` when the servers serve TLS.
+    pub fn scheme(&self) -> &'static str {
+        crate::tls::scheme(self.shared.tls.as_ref())
+    }
+
     /// True when this pool runs the server named `id`.
     pub fn has(&self, id: &str) -> bool {
         self.servers.iter().any(|server| server.id == id)
@@ -218,7 +223,7 @@ fn spawn_server(
         stopping: stopping.clone(),
         shared: shared.clone(),
     };
-    let task = crate::serve(tasks, &stopping, id, listener, router(server));
+    let task = crate::serve(tasks, &stopping, id, listener, shared.tls.as_ref(), router(server));
     Run { stopping, task }
 }
 
@@ -239,6 +244,7 @@ mod tests {
             controls: Default::default(),
             db,
             public_url: "http://127.0.0.1:8000".into(),
+            tls: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -71,7 +71,10 @@ struct FriendPool {
 }
 
 pub struct Simulator {
+    /// `http://<balancer>` (`https` with TLS).
     balancer: String,
+    /// The virtual users' sockets' TLS, when the cluster runs it.
+    sockets: Option<Arc<rustls::ClientConfig>>,
     /// Where step tokens for `"step": true` come from.
     controls: Arc<Controls>,
     http: reqwest::Client,
@@ -102,17 +105,19 @@ pub struct Plan {
 impl Simulator {
     pub fn new(
         balancer: std::net::SocketAddr,
+        tls: Option<&crate::tls::Tls>,
         controls: Arc<Controls>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+        let mut http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30));
+        if let Some(tls) = tls {
+            http = http.use_preconfigured_tls(tls.client_config());
+        }
+        let http = http.build().unwrap_or_default();
         Arc::new(Self {
-            balancer: format!("http://{balancer}"),
+            balancer: format!("{}://{balancer}", crate::tls::scheme(tls)),
+            sockets: tls.map(|tls| Arc::new(tls.client_config())),
             controls,
             http,
             users: empty_slots(),
@@ -282,12 +287,13 @@ impl Simulator {
             return;
         };
         let (http, balancer, shutdown) = (self.http.clone(), self.balancer.clone(), self.shutdown.clone());
+        let (base, tls) = (self.socket_base(), self.sockets.clone());
         self.tasks.spawn(async move {
             let _permit = permit;
             let Ok(token) = log_in(&http, &balancer, &email).await else {
                 return;
             };
-            let online = acking_client(balancer.replace("http://", "ws://"), token, shutdown);
+            let online = acking_client(base, tls, token, shutdown);
             // Dropping the client closes its socket.
             let _ = tokio::time::timeout(NEWCOMER_ONLINE, online).await;
         });
@@ -373,6 +379,11 @@ impl Simulator {
         self.new_user_until(self.shutdown.clone()).await
     }
 
+    /// `ws://<balancer>` (`wss` with TLS): where the virtual users' sockets go.
+    fn socket_base(&self) -> String {
+        self.balancer.replacen("http", "ws", 1)
+    }
+
     /// Signs a virtual user up and in, with an acking socket open until `sockets` is cancelled.
     async fn new_user_until(&self, sockets: CancellationToken) -> anyhow::Result<VirtualUser> {
         let email = self.new_email();
@@ -380,7 +391,8 @@ impl Simulator {
         self.post("/api/auth/signup", None, Some(&signup), None, false).await?;
         let token = log_in(&self.http, &self.balancer, &email).await?;
         self.tasks.spawn(acking_client(
-            self.balancer.replace("http://", "ws://"),
+            self.socket_base(),
+            self.sockets.clone(),
             token.clone(),
             sockets,
         ));
@@ -419,12 +431,19 @@ async fn log_in(http: &reqwest::Client, balancer: &str, email: &str) -> anyhow::
 
 /// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
 /// last seq) if the socket drops, until shutdown.
-async fn acking_client(base: String, token: String, shutdown: CancellationToken) {
+async fn acking_client(
+    base: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    token: String,
+    shutdown: CancellationToken,
+) {
     let mut last_seq = 0;
     while !shutdown.is_cancelled() {
         let url = format!("{base}/api/notifications/ws?token={token}&lastSeq={last_seq}");
         let config = Some(crate::websocket::client_config());
-        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async_with_config(url, config, true).await {
+        let connector = tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let connected = tokio_tungstenite::connect_async_tls_with_config(url, config, true, connector).await;
+        if let Ok((mut socket, _)) = connected {
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => return,

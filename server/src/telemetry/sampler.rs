@@ -189,7 +189,7 @@ impl Sampler {
             total_in_flight += in_flight;
             components.push(ComponentMetrics::Server(ServerMetrics {
                 id: info.id.clone(),
-                url: format!("http://{}", info.addr),
+                url: format!("{}://{}", self.sources.pool.scheme(), info.addr),
                 running: info.running,
                 requests_per_second: window.requests as f64 / seconds,
                 in_flight,
