@@ -20,6 +20,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// Nothing heard from the peer, not even a pong, for the live stream's silence limit.
     pub const SILENT: u16 = 4000;
+    /// The operator's session ended (expired, signed out, removed): sign in again.
+    pub const SESSION_ENDED: u16 = 4001;
     /// The peer could not keep up with the live stream.
     pub const TOO_SLOW: u16 = 4008;
 }

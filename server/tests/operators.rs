@@ -405,11 +405,10 @@ async fn without_sign_in_everyone_on_loopback_is_an_operator_but_no_admin() {
     system.stop().await;
 }
 
-#[tokio::test]
-async fn a_live_stream_opened_with_a_session_streams() {
-    let system = start_with_login().await;
-    let response = sign_in(&system, "vic", "vic's long password").await;
-    let cookie = cookie_of(&response);
+type LiveSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The live stream, opened with `cookie`; its first frame read.
+async fn live_socket(system: &TestSystem, cookie: &str) -> LiveSocket {
     let url = format!("ws://{}/api/live-view/ws", system.running.dash());
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
@@ -423,6 +422,91 @@ async fn a_live_stream_opened_with_a_session_streams() {
         .expect("open")
         .expect("a frame");
     assert!(first.is_text(), "{first:?}");
-    drop(socket);
+    socket
+}
+
+/// Reads until the server closes; the close code.
+async fn closed_with(socket: &mut LiveSocket, within: Duration) -> u16 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("closed in time");
+        match message {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_live_stream_opened_with_a_session_streams() {
+    let system = start_with_login().await;
+    let response = sign_in(&system, "vic", "vic's long password").await;
+    drop(live_socket(&system, &cookie_of(&response)).await);
+    system.stop().await;
+}
+
+// The live stream ends with its session: signed out (seen at the next check, within
+// 5 s), its operator removed, or expired; each closes with 4001, and a stream of
+// another session goes on.
+#[tokio::test]
+async fn a_live_stream_ends_when_its_session_does() {
+    let system = start_with_login().await;
+    let recheck = liveview::access::auth::SESSION_RECHECK + Duration::from_secs(3);
+    let vic = cookie_of(&sign_in(&system, "vic", "vic's long password").await);
+    let olga = cookie_of(&sign_in(&system, "olga", "olga's long password").await);
+    let mut signing_out = live_socket(&system, &vic).await;
+    let mut staying = live_socket(&system, &olga).await;
+    let out = client_with(&vic)
+        .delete(system.dashboard("/api/session"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(out.status(), 204);
+    assert_eq!(closed_with(&mut signing_out, recheck).await, 4001, "signed out");
+
+    // Removed by an admin.
+    let operators = Operators::new(system.running.database.clone());
+    operators.remove("olga").await.expect("removed");
+    assert_eq!(closed_with(&mut staying, recheck).await, 4001, "removed");
+
+    // Expired: a session that ends in a second closes at its end, no check needed.
+    let (short, _) = operators.start_session("ada", 1_000).await.expect("session");
+    let mut expiring = live_socket(&system, &format!("liveview_session={short}")).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        closed_with(&mut expiring, Duration::from_secs(4)).await,
+        4001,
+        "expired"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "at its end: {:?}",
+        started.elapsed()
+    );
+    system.stop().await;
+}
+
+// The SSE stream likewise: a `stream:error` saying so, then the end.
+#[tokio::test]
+async fn a_live_sse_stream_ends_when_its_session_does() {
+    let system = start_with_login().await;
+    let operators = Operators::new(system.running.database.clone());
+    let (short, _) = operators.start_session("vic", 1_500).await.expect("session");
+    let client = client_with(&format!("liveview_session={short}"));
+    let response = client
+        .get(system.dashboard("/api/live-view/sse"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(6), response.text())
+        .await
+        .expect("the stream ends in time")
+        .expect("a body");
+    assert!(body.contains("event: stream:error"), "{body}");
+    assert!(body.contains("session ended"), "{body}");
     system.stop().await;
 }

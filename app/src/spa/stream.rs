@@ -216,11 +216,14 @@ async fn watch(flags: &Flags, stream: &Stream) {
 
 /// The callbacks one connection needs, sharing its flags: opened, a message (parsed into
 /// the inbox), closed or failed. Dropped when the attempt ends.
+/// The live stream's close code for an operator's session that ended.
+const SESSION_ENDED: u16 = 4001;
+
 struct Callbacks {
     flags: Rc<Flags>,
     open: Closure<dyn FnMut()>,
     message: Closure<dyn FnMut(MessageEvent)>,
-    close: Closure<dyn FnMut()>,
+    close: Closure<dyn FnMut(wasm_bindgen::JsValue)>,
 }
 
 impl Callbacks {
@@ -236,7 +239,17 @@ impl Callbacks {
                     on_text(&live, &stream, &heard, &text);
                 }
             }),
-            close: Closure::new(move || closed.closed.set(true)),
+            close: Closure::new(move |event: wasm_bindgen::JsValue| {
+                closed.closed.set(true);
+                // The dashboard closed the stream because the session ended: back to
+                // the sign-in page rather than reconnecting into a 401.
+                if event
+                    .dyn_ref::<web_sys::CloseEvent>()
+                    .is_some_and(|close| close.code() == SESSION_ENDED)
+                {
+                    super::sign_in::reload();
+                }
+            }),
             flags,
         }
     }

@@ -38,6 +38,60 @@ pub const COOKIE: &str = "liveview_session";
 #[derive(Debug, Clone, Copy)]
 pub struct SessionEnds(pub i64);
 
+/// How often a long-lived stream (the live stream) checks that its session still holds:
+/// an operator signed out or removed loses the stream within this.
+pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The signed-in session that made a request (an extension beside the [`Actor`]), for
+/// what outlives the request: the live stream ends with its session.
+#[derive(Clone)]
+pub struct SignedIn {
+    token: String,
+    ends_ms: i64,
+    operators: Operators,
+}
+
+impl SignedIn {
+    /// A token cancelled when the session ends: at its expiry, or at the first check
+    /// (every [`SESSION_RECHECK`]) that finds it signed out or its operator removed.
+    /// The watch stops when `until` is cancelled (the stream ended first). A database
+    /// that cannot answer a check keeps the stream: it is not the operator's doing.
+    pub fn watch(self, until: tokio_util::sync::CancellationToken) -> tokio_util::sync::CancellationToken {
+        let ended = tokio_util::sync::CancellationToken::new();
+        let signal = ended.clone();
+        tokio::spawn(async move {
+            let left = u64::try_from(self.ends_ms - crate::now_ms()).unwrap_or(0);
+            let expiry = tokio::time::sleep(std::time::Duration::from_millis(left));
+            tokio::pin!(expiry);
+            let mut checks = tokio::time::interval(SESSION_RECHECK);
+            checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = until.cancelled() => return,
+                    () = &mut expiry => break,
+                    _ = checks.tick() => {
+                        if let Ok(None) = self.operators.session(&self.token).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            signal.cancel();
+        });
+        ended
+    }
+}
+
+/// A token for a stream without a session (anonymous mode): never cancelled.
+pub fn watch_session(
+    signed_in: Option<SignedIn>,
+    until: tokio_util::sync::CancellationToken,
+) -> tokio_util::sync::CancellationToken {
+    signed_in.map_or_else(tokio_util::sync::CancellationToken::new, |signed_in| {
+        signed_in.watch(until)
+    })
+}
+
 /// How the dashboard lets people in, and the accounts it checks against.
 pub struct Gate {
     pub mode: AuthMode,
@@ -168,6 +222,14 @@ pub async fn authorize(State(gate): State<Arc<Gate>>, mut request: Request, next
             }
             if let Some(ends) = ends {
                 request.extensions_mut().insert(SessionEnds(ends));
+                if let Some(token) = session_token(request.headers()) {
+                    let signed_in = SignedIn {
+                        token: token.to_string(),
+                        ends_ms: ends,
+                        operators: gate.operators.clone(),
+                    };
+                    request.extensions_mut().insert(signed_in);
+                }
             }
             request.extensions_mut().insert(actor);
         }

@@ -87,8 +87,8 @@ const READ_BUFFER: usize = 2 * 1024;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use crate::sockets::close::{
-    AWAY as CLOSE_AWAY, POLICY as CLOSE_POLICY, SILENT as CLOSE_SILENT, TOO_BIG as CLOSE_TOO_BIG,
-    TOO_SLOW as CLOSE_TOO_SLOW,
+    AWAY as CLOSE_AWAY, POLICY as CLOSE_POLICY, SESSION_ENDED as CLOSE_SESSION_ENDED, SILENT as CLOSE_SILENT,
+    TOO_BIG as CLOSE_TOO_BIG, TOO_SLOW as CLOSE_TOO_SLOW,
 };
 
 /// What a viewer's connection needs from the dashboard (the WebSocket and SSE alike).
@@ -140,12 +140,16 @@ pub async fn live_socket(
     // Joined before answering, so nothing published after the handshake is missed.
     let viewer = Viewer::join(&state.hub, subscription);
     let shutdown = state.shutdown.clone();
+    // The stream ends with the operator's session; the watch ends with the stream.
+    let over = CancellationToken::new();
+    let session_ended = crate::access::auth::watch_session(request.extensions().get().cloned(), over.clone());
     tokio::spawn(async move {
+        let _over = over.drop_guard();
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config())).await;
-                serve(socket, viewer, encoding, after, shutdown).await;
+                serve(socket, viewer, encoding, after, shutdown, session_ended).await;
             }
             Err(error) => tracing::debug!(%error, "live socket upgrade failed"),
         }
@@ -217,6 +221,7 @@ async fn serve<S>(
     encoding: Encoding,
     after: Option<u64>,
     shutdown: CancellationToken,
+    session_ended: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -239,9 +244,11 @@ async fn serve<S>(
     // Made once: a fresh `cancelled()` future per frame is an allocation and a
     // registration per frame, for every viewer.
     let mut stopping = pin!(shutdown.cancelled());
+    let mut session_over = pin!(session_ended.cancelled());
     loop {
         let step = tokio::select! {
             () = &mut stopping => Err(Stop::Close(CLOSE_AWAY, "server shutting down")),
+            () = &mut session_over => Err(Stop::Close(CLOSE_SESSION_ENDED, "session ended: sign in again")),
             update = viewer.next() => match update {
                 Update::Send(outgoing) => connection.send(&outgoing).await,
                 Update::Resync(outgoing) => connection.send_all(&outgoing).await,
@@ -474,7 +481,14 @@ mod tests {
         let (server, mut client) = pair().await;
         let viewer = Viewer::join(&hub, Subscription::default());
         let shutdown = CancellationToken::new();
-        let task = serve(server, viewer, Encoding::Json, None, shutdown.clone());
+        let task = serve(
+            server,
+            viewer,
+            Encoding::Json,
+            None,
+            shutdown.clone(),
+            CancellationToken::new(),
+        );
         // The whole per-viewer task, as it sits waiting: the bound that matters for
         // thousands of idle viewers (their buffers are a few KiB more).
         assert!(
@@ -503,7 +517,14 @@ mod tests {
         let hub = Arc::new(LiveHub::new());
         let (server, mut client) = pair().await;
         let viewer = Viewer::join(&hub, Subscription::default());
-        let task = tokio::spawn(serve(server, viewer, Encoding::Json, None, CancellationToken::new()));
+        let task = tokio::spawn(serve(
+            server,
+            viewer,
+            Encoding::Json,
+            None,
+            CancellationToken::new(),
+            CancellationToken::new(),
+        ));
         // Reading nothing, the client answers no ping (in virtual time). It wakes while the
         // server still waits for the close echo, so the pipe is still there to read.
         tokio::time::sleep(SILENCE_LIMIT + CLOSE_TIMEOUT / 2).await;
@@ -527,7 +548,14 @@ mod tests {
         let hub = Arc::new(LiveHub::new());
         let (server, mut client) = pair().await;
         let viewer = Viewer::join(&hub, Subscription::default());
-        let _task = tokio::spawn(serve(server, viewer, Encoding::Json, None, CancellationToken::new()));
+        let _task = tokio::spawn(serve(
+            server,
+            viewer,
+            Encoding::Json,
+            None,
+            CancellationToken::new(),
+            CancellationToken::new(),
+        ));
         let mut pings = 0;
         // Reading is what makes tungstenite answer pings with pongs.
         let read = tokio::time::timeout(SILENCE_LIMIT * 2, async {

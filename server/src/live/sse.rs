@@ -17,6 +17,7 @@
 use std::{collections::VecDeque, convert::Infallible, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
+    Extension,
     extract::{Query, State},
     http::HeaderMap,
     response::{
@@ -38,6 +39,7 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn live_sse(
     State(state): State<LiveSocketState>,
     Query(query): Query<StreamQuery>,
+    signed_in: Option<Extension<crate::access::auth::SignedIn>>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = state.origins.check(&headers) {
@@ -61,11 +63,16 @@ pub async fn live_sse(
     };
     let mut viewer = Viewer::join(&state.hub, subscription);
     let first = viewer.start(after);
+    let over = tokio_util::sync::CancellationToken::new();
+    let session_ended =
+        crate::access::auth::watch_session(signed_in.map(|Extension(signed_in)| signed_in), over.clone());
     let mut stream = SseStream {
         viewer,
         pending: VecDeque::new(),
         // Made once: a new shutdown future per event is measurable with many viewers.
         shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
+        session_ended: Box::pin(session_ended.cancelled_owned()),
+        _over: over.drop_guard(),
         ending: false,
     };
     stream.queue(first);
@@ -84,6 +91,10 @@ struct SseStream {
     /// replay (shared with the history, so it costs pointers, not copies).
     pending: VecDeque<Arc<Encoded>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The operator's session ended: the stream says so and ends.
+    session_ended: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Ends the session's watch when the stream is dropped.
+    _over: tokio_util::sync::DropGuard,
     /// The stream ends once `pending` is sent.
     ending: bool,
 }
@@ -100,6 +111,11 @@ impl SseStream {
             let viewer = &mut self.viewer;
             let update = tokio::select! {
                 () = &mut self.shutdown => return None,
+                () = &mut self.session_ended => {
+                    self.pending.push_back(viewer.error("session ended: sign in again".into()));
+                    self.ending = true;
+                    continue;
+                }
                 update = viewer.next() => update,
             };
             match update {
