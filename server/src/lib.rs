@@ -34,7 +34,7 @@ pub mod workers;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, serve::ListenerExt};
+use axum::{Router, serve::Listener as _};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -215,7 +215,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             &life.tasks,
             &life.shutdown,
             "load balancer",
-            listener,
+            Accepting::new(listener),
             tls.as_ref(),
             balancer.clone().router(),
         );
@@ -715,7 +715,7 @@ fn start_dashboard(
         &life.tasks,
         &life.shutdown,
         "dashboard",
-        listener.tap_io(live::cap_send_buffer),
+        Accepting::tapped(listener, live::cap_send_buffer),
         tls,
         dashboard.router(&config.site),
     );
@@ -745,18 +745,53 @@ pub(crate) fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().expect("bound listener has an address")
 }
 
+/// A bound listener as [`serve`] takes it: each accepted connection first handed to
+/// `tap` (the dashboard caps its send buffers), its peer recorded for the requests
+/// ([`access::Peer`]).
+pub struct Accepting {
+    listener: TcpListener,
+    tap: Option<fn(&mut tokio::net::TcpStream)>,
+}
+
+impl Accepting {
+    pub(crate) fn new(listener: TcpListener) -> Self {
+        Self { listener, tap: None }
+    }
+
+    pub(crate) fn tapped(listener: TcpListener, tap: fn(&mut tokio::net::TcpStream)) -> Self {
+        Self {
+            listener,
+            tap: Some(tap),
+        }
+    }
+}
+
+impl axum::serve::Listener for Accepting {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (mut stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        if let Some(tap) = self.tap {
+            tap(&mut stream);
+        }
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled; in-flight requests finish.
-pub(crate) fn serve<L>(
+pub(crate) fn serve(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
     role: &str,
-    listener: L,
+    listener: Accepting,
     tls: Option<&tls::Tls>,
     router: Router,
-) -> JoinHandle<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
+) -> JoinHandle<()> {
     // A bound TCP listener always has a local address.
     let addr = listener.local_addr().expect("bound listener has an address");
     tracing::info!("{role} listening on {}://{addr}", tls::scheme(tls));
@@ -767,11 +802,18 @@ where
         let stopped = async move { stop.cancelled().await };
         let served = match tls {
             Some(tls) => {
-                axum::serve(tls.listen(listener), router)
+                axum::serve(
+                    tls.listen(listener),
+                    router.into_make_service_with_connect_info::<access::Peer>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await
+            }
+            None => {
+                axum::serve(listener, router.into_make_service_with_connect_info::<access::Peer>())
                     .with_graceful_shutdown(stopped)
                     .await
             }
-            None => axum::serve(listener, router).with_graceful_shutdown(stopped).await,
         };
         if let Err(error) = served {
             tracing::error!(%error, "{role} stopped serving");

@@ -510,3 +510,29 @@ async fn a_live_sse_stream_ends_when_its_session_does() {
     assert!(body.contains("session ended"), "{body}");
     system.stop().await;
 }
+
+// Failed sign-ins are throttled per address: ten wrong guesses from 127.0.0.2 get that
+// address a 429, and Ada, signing in from 127.0.0.1, is not locked out.
+#[tokio::test]
+async fn someone_guessing_from_another_address_does_not_lock_an_operator_out() {
+    let system = start_with_login().await;
+    let guesser = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let guess = || {
+        guesser
+            .post(system.dashboard("/api/session"))
+            .json(&json!({"name": "ada", "password": "a wrong guess"}))
+            .send()
+    };
+    for _ in 0..liveview::operators::MAX_FAILURES {
+        assert_eq!(guess().await.expect("answers").status(), 401);
+    }
+    let refused = guess().await.expect("answers");
+    assert_eq!(refused.status(), 429, "the guesser's address is throttled");
+    let own = sign_in(&system, "ada", "ada's long password").await;
+    assert_eq!(own.status(), 200, "Ada's own address is not");
+    system.stop().await;
+}

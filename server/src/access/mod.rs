@@ -7,6 +7,8 @@ mod origin;
 
 use std::sync::Arc;
 
+use axum::serve::IncomingStream;
+
 use axum::{
     extract::{Request, State},
     http::Method,
@@ -15,6 +17,24 @@ use axum::{
 };
 
 pub use origin::OriginPolicy;
+
+/// The address a connection came from, as the listener saw it (a reverse proxy's, behind
+/// one): every listener records it for its requests (`ConnectInfo<Peer>`), and sign-in
+/// throttles failures by it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<IncomingStream<'_, crate::Accepting>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::Accepting>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<IncomingStream<'_, crate::tls::TlsListener<crate::Accepting>>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener<crate::Accepting>>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
 
 /// Refuses a request naming a foreign `Host` (421), and a state-changing one (any method
 /// but `GET`, `HEAD` and `OPTIONS`) from a foreign origin (403), before any handler runs.

@@ -54,9 +54,10 @@ pub async fn session(State(dashboard): State<Dashboard>, request: Request) -> Re
 
 /// `POST /api/session {"name": "ada", "password": "…"}`: signs in; the answer sets an
 /// HttpOnly, SameSite=Strict session cookie.
-#[utoipa::path(post, path = "/api/session", request_body = wire::SignIn, responses((status = 200, description = "signed in; the session cookie is set", body = wire::SessionInfo), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "wrong name or password", body = wire::ErrorBody), (status = 409, description = "this dashboard runs without sign-in", body = wire::ErrorBody), (status = 429, description = "too many failed sign-ins for this name lately", body = wire::ErrorBody)), tag = "operators")]
+#[utoipa::path(post, path = "/api/session", request_body = wire::SignIn, responses((status = 200, description = "signed in; the session cookie is set", body = wire::SessionInfo), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody), (status = 401, description = "wrong name or password", body = wire::ErrorBody), (status = 409, description = "this dashboard runs without sign-in", body = wire::ErrorBody), (status = 429, description = "too many failed sign-ins for this name lately (from this address, or from everywhere)", body = wire::ErrorBody)), tag = "operators")]
 pub async fn sign_in(
     State(dashboard): State<Dashboard>,
+    peer: Option<Extension<axum::extract::ConnectInfo<crate::access::Peer>>>,
     JsonBody(sign_in): JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
     let gate: &Gate = &dashboard.gate;
@@ -65,7 +66,14 @@ pub async fn sign_in(
             "this dashboard runs without sign-in (--dashboard-auth anonymous)",
         ));
     }
-    let Some(actor) = gate.operators.sign_in(&sign_in.name, &sign_in.password).await? else {
+    let source = peer.map_or_else(String::new, |Extension(axum::extract::ConnectInfo(peer))| {
+        peer.0.ip().to_string()
+    });
+    let Some(actor) = gate
+        .operators
+        .sign_in(&sign_in.name, &sign_in.password, &source)
+        .await?
+    else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"));
     };
     let (token, ends) = gate.operators.start_session(&actor.name, gate.session_ttl_ms).await?;

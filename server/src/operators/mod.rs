@@ -17,11 +17,17 @@ pub const MAX_NAME: usize = 64;
 pub const MIN_PASSWORD: usize = 10;
 /// Longest password: argon2 reads all of it.
 pub const MAX_PASSWORD: usize = 1_024;
-/// Failed sign-ins for one name within [`FAILURE_WINDOW_MS`] after which its sign-ins
-/// are refused until the oldest ages out. Argon2 already makes each guess cost tens of
-/// milliseconds; this caps a name at 10 guesses a quarter of an hour, whoever guesses.
+/// Failed sign-ins for one name from one address within [`FAILURE_WINDOW_MS`] after
+/// which its sign-ins from there are refused until the oldest ages out. Argon2 already
+/// makes each guess cost tens of milliseconds; this caps a name at 10 guesses a quarter
+/// of an hour from each address.
 pub const MAX_FAILURES: i64 = 10;
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+/// Failed sign-ins for one name from every address together, within
+/// [`FAILURE_WINDOW_MS`], after which its sign-ins are refused from everywhere.
+pub const MAX_FAILURES_ANYWHERE: i64 = 100;
+/// The longest source address kept (an IPv6 address is at most 45 characters).
+const MAX_SOURCE: usize = 64;
 
 /// A signed-in (or, without sign-in, assumed) person, as the request handlers and the
 /// audit log see them.
@@ -184,21 +190,31 @@ impl Operators {
         Ok(())
     }
 
-    /// A sign-in: the account if the name and password match, after
-    /// [`MAX_FAILURES`] failures for the name within [`FAILURE_WINDOW_MS`] a refusal
-    /// whatever the password. A failure is counted; a success clears the count.
-    pub async fn sign_in(&self, name: &str, password: &str) -> Result<Option<Actor>, OperatorError> {
+    /// A sign-in from `source` (the client's address): the account if the name and
+    /// password match. After [`MAX_FAILURES`] failures for the name from that source
+    /// within [`FAILURE_WINDOW_MS`], or [`MAX_FAILURES_ANYWHERE`] from all sources, a
+    /// refusal whatever the password: someone guessing from one address cannot lock the
+    /// operator out of theirs, and guessing from many is bounded all the same. A failure
+    /// is counted; a success clears the name's count.
+    pub async fn sign_in(&self, name: &str, password: &str, source: &str) -> Result<Option<Actor>, OperatorError> {
         let now = now_ms();
         let since = now - FAILURE_WINDOW_MS;
-        let (failures, oldest): (i64, Option<i64>) =
-            crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_as(
-                "SELECT COUNT(*), MIN(at_ms) FROM operator_sign_in_failures WHERE name = $1 AND at_ms > $2"
+        let source: String = source.chars().take(MAX_SOURCE).collect();
+        let (here, anywhere, oldest): (i64, i64, Option<i64>) = crate::with_connection!(
+            &mut self.db.read().await?,
+            |c| {
+                sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN source = $3 THEN 1 ELSE 0 END), 0) AS BIGINT), COUNT(*), MIN(at_ms) \
+                 FROM operator_sign_in_failures WHERE name = $1 AND at_ms > $2"
             )
             .bind(name)
             .bind(since)
+            .bind(&source)
             .fetch_one(c)
-            .await)?;
-        if failures >= MAX_FAILURES {
+            .await
+            }
+        )?;
+        if here >= MAX_FAILURES || anywhere >= MAX_FAILURES_ANYWHERE {
             let retry_after_s = (oldest.unwrap_or(now) + FAILURE_WINDOW_MS - now).max(1_000) / 1_000;
             return Err(OperatorError::Throttled {
                 name: name.to_string(),
@@ -226,10 +242,11 @@ impl Operators {
             // A name is kept only as long as an operator's may be.
             let counted: String = name.chars().take(MAX_NAME).collect();
             crate::with_connection!(&mut writing, |c| sqlx::query(
-                "INSERT INTO operator_sign_in_failures (name, at_ms) VALUES ($1, $2)"
+                "INSERT INTO operator_sign_in_failures (name, at_ms, source) VALUES ($1, $2, $3)"
             )
             .bind(counted)
             .bind(now)
+            .bind(source)
             .execute(c)
             .await
             .map(|done| done.rows_affected()))?;
@@ -386,24 +403,34 @@ mod tests {
     async fn too_many_failed_sign_ins_refuse_the_name_for_a_while_whatever_the_password() {
         let (_dir, operators) = operators().await;
         operators.add("ada", Role::Admin, "correct horse").await.expect("added");
+        let guess = |source: &'static str| operators.sign_in("ada", "a wrong guess", source);
         for _ in 0..MAX_FAILURES - 1 {
-            assert_eq!(operators.sign_in("ada", "a wrong guess").await.expect("answered"), None);
+            assert_eq!(guess("10.0.0.9").await.expect("answered"), None);
         }
         // A success clears the count.
         assert!(
             operators
-                .sign_in("ada", "correct horse")
+                .sign_in("ada", "correct horse", "10.0.0.9")
                 .await
                 .expect("answered")
                 .is_some()
         );
         for _ in 0..MAX_FAILURES {
-            assert_eq!(operators.sign_in("ada", "a wrong guess").await.expect("answered"), None);
+            assert_eq!(guess("10.0.0.9").await.expect("answered"), None);
         }
-        let refused = operators.sign_in("ada", "correct horse").await;
+        let refused = operators.sign_in("ada", "correct horse", "10.0.0.9").await;
         assert!(
             matches!(refused, Err(OperatorError::Throttled { retry_after_s, .. }) if retry_after_s > 800),
             "{refused:?}"
+        );
+        // The guesser's address is refused; Ada's own is not.
+        assert!(
+            operators
+                .sign_in("ada", "correct horse", "192.168.1.5")
+                .await
+                .expect("answered")
+                .is_some(),
+            "someone guessing elsewhere does not lock Ada out"
         );
         // Another name is not held up.
         operators
@@ -412,11 +439,31 @@ mod tests {
             .expect("added");
         assert!(
             operators
-                .sign_in("bob", "battery staple")
+                .sign_in("bob", "battery staple", "10.0.0.9")
                 .await
                 .expect("answered")
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn guessing_from_many_addresses_is_bounded_for_the_name() {
+        let (_dir, operators) = operators().await;
+        operators.add("ada", Role::Admin, "correct horse").await.expect("added");
+        let sources: Vec<String> = (0..MAX_FAILURES_ANYWHERE)
+            .map(|n| format!("10.1.{}.{}", n / 250, n % 250))
+            .collect();
+        for source in &sources {
+            assert_eq!(
+                operators
+                    .sign_in("ada", "a wrong guess", source)
+                    .await
+                    .expect("answered"),
+                None
+            );
+        }
+        let refused = operators.sign_in("ada", "correct horse", "192.168.1.5").await;
+        assert!(matches!(refused, Err(OperatorError::Throttled { .. })), "{refused:?}");
     }
 
     #[tokio::test]

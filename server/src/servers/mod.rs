@@ -223,7 +223,14 @@ fn spawn_server(
         stopping: stopping.clone(),
         shared: shared.clone(),
     };
-    let task = crate::serve(tasks, &stopping, id, listener, shared.tls.as_ref(), router(server));
+    let task = crate::serve(
+        tasks,
+        &stopping,
+        id,
+        crate::Accepting::new(listener),
+        shared.tls.as_ref(),
+        router(server),
+    );
     Run { stopping, task }
 }
 
