@@ -530,6 +530,7 @@ impl Delivery {
             tracing::info!("capture SMTP server listening on smtp://{addr}");
             let capture = CaptureServer::new(database.clone());
             capture.spawn(listener, &life.tasks, life.shutdown.clone());
+            life.tasks.spawn(capture.clone().follow_faults(life.shutdown.clone()));
             life.tasks.spawn(
                 capture
                     .clone()
@@ -694,7 +695,17 @@ fn start_dashboard(
         remote,
         servers: pool.clone(),
         queues: delivery.queues.clone(),
-        capture: delivery.capture.as_ref().map(|(capture, _)| capture.clone()),
+        // A dashboard without a capture server of its own, on a cluster's database,
+        // shows (and sets the faults of) the one another process runs.
+        capture: match &delivery.capture {
+            Some((capture, _)) => Some(capture.clone()),
+            None if database.engine().is_shared() => {
+                let view = CaptureServer::view(database.clone());
+                life.tasks.spawn(view.clone().follow_faults(life.shutdown.clone()));
+                Some(view)
+            }
+            None => None,
+        },
         telemetry: observer.telemetry.clone(),
         controls: observer.controls.clone(),
         journeys: observer.journeys.clone(),

@@ -333,6 +333,46 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
             .then_some(())
     })
     .await;
+    // The watcher runs no capture server of its own: it shows the worker's mailbox and
+    // sets the faults the worker's capture server applies, through the database.
+    let mailbox = cluster.dashboard("/api/mailbox").await;
+    assert_eq!(mailbox["total"], 4, "{mailbox}");
+    let faults = format!("http://{}/api/faults", cluster.watcher.dash());
+    let set = cluster
+        .http
+        .put(&faults)
+        .json(&json!({ "smtp5xxRate": 1.0 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(set.status(), 200);
+    assert_eq!(cluster.dashboard("/api/faults").await["smtp5xxRate"], 1.0);
+    // Within a refresh (1 s) the worker's capture server refuses every message.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster
+        .post(
+            "/api/auth/signup",
+            None,
+            json!({ "email": "bob@example.com", "name": "Bob", "password": "long-enough" }),
+        )
+        .await;
+    support::eventually("Bob's welcome is refused", Duration::from_secs(15), || async {
+        (cluster
+            .count("SELECT COUNT(*) FROM jobs WHERE queue = 'mail-dlq' AND state = 'failed'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let clear = cluster
+        .http
+        .put(&faults)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(clear.status(), 200);
+
     let listed = cluster.dashboard("/api/processes").await;
     let dead = listed["processes"]
         .as_array()

@@ -268,7 +268,7 @@ pub async fn mailbox(
     State(dashboard): State<Dashboard>,
     ValidQuery(query): ValidQuery<MailboxQuery>,
 ) -> Result<Json<Mailbox>, ApiError> {
-    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    let capture = running_capture(&dashboard).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let messages = capture.messages(limit).await?;
     let total = capture.count().await?;
@@ -284,10 +284,20 @@ fn capture_off() -> ApiError {
     ApiError::not_found("the embedded capture SMTP server is not running (mail goes to --smtp-url)")
 }
 
+/// The capture server this dashboard shows: its own, or the cluster's if one runs.
+async fn running_capture(dashboard: &Dashboard) -> Result<&crate::smtp::CaptureServer, ApiError> {
+    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    if capture.is_running().await? {
+        Ok(capture)
+    } else {
+        Err(capture_off())
+    }
+}
+
 /// `GET /api/faults`.
 #[utoipa::path(get, path = "/api/faults", responses((status = 200, description = "the capture server's fault knobs", body = wire::Faults), (status = 404, description = "the capture server is not running", body = wire::ErrorBody)), tag = "operations")]
 pub async fn faults(State(dashboard): State<Dashboard>) -> Result<Json<Faults>, ApiError> {
-    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    let capture = running_capture(&dashboard).await?;
     Ok(Json(capture.faults()))
 }
 
@@ -297,12 +307,12 @@ pub async fn set_faults(
     State(dashboard): State<Dashboard>,
     JsonBody(faults): JsonBody<Faults>,
 ) -> Result<Json<Faults>, ApiError> {
-    let capture = dashboard.capture.as_ref().ok_or_else(capture_off)?;
+    let capture = running_capture(&dashboard).await?;
     let problems = crate::smtp::fault_problems(&faults);
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    capture.set_faults(faults);
+    capture.set_faults(faults).await?;
     Ok(Json(faults))
 }
 

@@ -10,7 +10,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -92,11 +95,24 @@ struct Envelope {
     data: Vec<u8>,
 }
 
-/// The capture server's shared state.
+/// How often a capture server (or a dashboard's view of one) reads the faults from the
+/// database, and a running one on a shared database says it runs.
+pub const FAULTS_REFRESH: Duration = Duration::from_secs(1);
+/// A capture server not seen for this long is not running (a dashboard's view answers
+/// 404 then, as without one).
+pub const CAPTURE_DOWN_AFTER: Duration = Duration::from_secs(10);
+
+/// The capture server's shared state; or, in a dashboard process without one, its view
+/// of the cluster's capture server through the database (its mailbox and faults).
 #[derive(Clone)]
 pub struct CaptureServer {
     db: Database,
     faults: Arc<RwLock<Faults>>,
+    /// Counts this process's own changes of the faults, so that a refresh which read the
+    /// database before one does not put the older faults back.
+    changes: Arc<AtomicU64>,
+    /// True for a server that listens here; false for a dashboard's view.
+    listening: bool,
 }
 
 impl CaptureServer {
@@ -104,7 +120,70 @@ impl CaptureServer {
         Self {
             db,
             faults: Arc::new(RwLock::new(Faults::default())),
+            changes: Arc::new(AtomicU64::new(0)),
+            listening: true,
         }
+    }
+
+    /// A dashboard's view of the capture server another process of the cluster runs.
+    pub fn view(db: Database) -> Self {
+        Self {
+            listening: false,
+            ..Self::new(db)
+        }
+    }
+
+    /// Whether a capture server runs: this one, or (for a view) one that said so lately.
+    pub async fn is_running(&self) -> Result<bool, sqlx::Error> {
+        if self.listening {
+            return Ok(true);
+        }
+        let seen: Option<i64> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_scalar(
+            "SELECT seen_at_ms FROM capture_faults WHERE id = 1"
+        )
+        .fetch_optional(c)
+        .await)?;
+        Ok(seen.is_some_and(|seen| now_ms() - seen < CAPTURE_DOWN_AFTER.as_millis() as i64))
+    }
+
+    /// Reads the faults in force from the database; a server on a shared database also
+    /// says it runs.
+    async fn refresh(&self) -> Result<(), sqlx::Error> {
+        let changes = self.changes.load(Ordering::SeqCst);
+        let stored: Option<String> = crate::with_connection!(&mut self.db.read().await?, |c| sqlx::query_scalar(
+            "SELECT faults FROM capture_faults WHERE id = 1"
+        )
+        .fetch_optional(c)
+        .await)?;
+        if let Some(faults) = stored.and_then(|json| serde_json::from_str::<Faults>(&json).ok()) {
+            let mut current = self.faults.write().unwrap_or_else(|poison| poison.into_inner());
+            if self.changes.load(Ordering::SeqCst) == changes {
+                *current = faults;
+            }
+        }
+        if self.listening && self.db.engine().is_shared() {
+            let faults = serde_json::to_string(&self.faults()).expect("faults serialize");
+            crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+                "INSERT INTO capture_faults (id, faults, seen_at_ms) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms"
+            )
+            .bind(faults)
+            .bind(now_ms())
+            .execute(c)
+            .await
+            .map(drop))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the faults at once and every [`FAULTS_REFRESH`] until shutdown.
+    pub async fn follow_faults(self, shutdown: CancellationToken) {
+        crate::every(FAULTS_REFRESH, shutdown, || async {
+            if let Err(error) = self.refresh().await {
+                tracing::debug!(%error, "the capture server's faults could not be read");
+            }
+        })
+        .await;
     }
 
     /// How many re-deliveries of a stored Message-ID were answered 250 and not stored
@@ -122,9 +201,28 @@ impl CaptureServer {
         *self.faults.read().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    pub fn set_faults(&self, faults: Faults) {
-        *self.faults.write().unwrap_or_else(|poison| poison.into_inner()) = faults;
+    /// Sets the faults here and in the database, where every capture server of the
+    /// cluster reads them within [`FAULTS_REFRESH`].
+    pub async fn set_faults(&self, faults: Faults) -> Result<(), sqlx::Error> {
+        // The database first: a refresh that reads it before this write started before
+        // the change below and leaves it alone; one that reads it after finds it.
+        let json = serde_json::to_string(&faults).expect("faults serialize");
+        let seen = if self.listening { now_ms() } else { 0 };
+        crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+            "INSERT INTO capture_faults (id, faults, seen_at_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET faults = excluded.faults"
+        )
+        .bind(json)
+        .bind(seen)
+        .execute(c)
+        .await
+        .map(drop))?;
+        let mut current = self.faults.write().unwrap_or_else(|poison| poison.into_inner());
+        *current = faults;
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        drop(current);
         tracing::info!(?faults, "smtp faults changed");
+        Ok(())
     }
 
     /// Accepts SMTP connections until shutdown.
