@@ -64,6 +64,14 @@ impl TestSystem {
         .await;
     }
 
+    async fn first_user_id(&self) -> String {
+        let mut read = self.running.database.read().await.expect("db");
+        liveview::with_connection!(&mut read, |c| sqlx::query_scalar("SELECT id FROM users LIMIT 1")
+            .fetch_one(c)
+            .await)
+        .expect("a user")
+    }
+
     async fn connect(&self, token: &str, last_seq: Option<i64>) -> (Socket, String) {
         let resume = last_seq.map(|seq| format!("&lastSeq={seq}")).unwrap_or_default();
         let url = format!("ws://{}/api/notifications/ws?token={token}{resume}", self.running.lb());
@@ -155,6 +163,57 @@ async fn stored_notifications_arrive_in_order_then_live_ones_and_acks_mark_them_
             .await,
         3
     );
+    no_frame_within(&mut socket, Duration::from_millis(500)).await;
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_again_of_what_the_client_acked_gets_no_second_frame() {
+    // A worker that handed the client's ack over and died before recording the delivery
+    // (under kill -9 in the cluster test) leaves the notification undelivered; the next
+    // worker pushes it again to the same connection, which must answer with the ack it
+    // already has rather than show the user the receipt twice.
+    let system = TestSystem::start(flags).await;
+    let token = system.user("ada@example.com").await;
+    let (mut socket, _) = system.connect(&token, None).await;
+    for _ in 0..2 {
+        let frame = next_frame(&mut socket).await;
+        ack(&mut socket, &frame).await;
+    }
+    system.purchase(&token).await;
+    let receipt = next_frame(&mut socket).await;
+    ack(&mut socket, &receipt).await;
+    let id = receipt["id"].as_str().expect("id").to_string();
+    support::eventually("the receipt is delivered", Duration::from_secs(5), || async {
+        (system
+            .count("SELECT COUNT(*) FROM notifications WHERE delivered_at_ms IS NOT NULL")
+            .await
+            == 3)
+            .then_some(())
+    })
+    .await;
+    // The state a dead worker leaves: the ack was never recorded.
+    let mut writing = system.running.database.writing().await.expect("db");
+    liveview::with_connection!(&mut writing, |c| sqlx::query(
+        "UPDATE notifications SET delivered_at_ms = NULL WHERE id = $1"
+    )
+    .bind(&id)
+    .execute(c)
+    .await
+    .map(drop))
+    .expect("undelivered again");
+    drop(writing);
+    let frame: liveview::websocket::Frame = serde_json::from_value(receipt).expect("a frame");
+    let user_id = system.first_user_id().await;
+    let (acked, _) = system
+        .running
+        .registry
+        .push(&user_id, frame)
+        .expect("the user is online");
+    tokio::time::timeout(Duration::from_secs(2), acked)
+        .await
+        .expect("answered at once")
+        .expect("as acked");
     no_frame_within(&mut socket, Duration::from_millis(500)).await;
     system.stop().await;
 }

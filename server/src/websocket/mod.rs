@@ -258,6 +258,7 @@ pub async fn user_socket(
             user,
             pushed_up_to: resume.last_seq.unwrap_or(0),
             in_flight: BTreeMap::new(),
+            acked: AckedLately::default(),
         };
         connection
             .run(
@@ -281,6 +282,38 @@ struct UserConnection {
     pushed_up_to: i64,
     /// Pushed and not yet acked, by notification id.
     in_flight: BTreeMap<String, InFlight>,
+    /// The latest notifications the client acked on this connection.
+    acked: AckedLately,
+}
+
+/// The ids of the last [`AckedLately::KEPT`] notifications acked on a connection. A
+/// worker that handed an ack over and died before recording the delivery leaves the
+/// notification undelivered in the database; when another worker pushes it again, the
+/// connection that already has the client's ack answers at once instead of sending the
+/// user a second frame.
+#[derive(Default)]
+struct AckedLately {
+    order: std::collections::VecDeque<String>,
+    ids: std::collections::HashSet<String>,
+}
+
+impl AckedLately {
+    const KEPT: usize = 1024;
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::KEPT
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// A frame pushed on this connection and not yet acked.
@@ -373,6 +406,11 @@ impl UserConnection {
             in_flight.waiters.push(push.acked);
             return Ok(());
         }
+        if self.acked.contains(&push.id) {
+            // The client has it; whoever pushed it before did not live to record that.
+            let _ = push.acked.send(());
+            return Ok(());
+        }
         // Not in flight here: pushed and acked before, or pushed on an earlier connection
         // and never acked. Delivered means done; otherwise push it again.
         let frame = match self.db.read().await {
@@ -462,6 +500,7 @@ impl UserConnection {
         let Some(InFlight { waiters, request_id }) = self.in_flight.remove(&ack) else {
             return;
         };
+        self.acked.insert(ack.clone());
         // A worker waiting for this ack records the delivery in its batch's commit; a
         // frame nobody waits for (store and forward on connect) is recorded here.
         let mut handed_over = false;
