@@ -122,6 +122,16 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_HEALTH_RECOVERIES", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_recoveries: u32,
 
+    /// The currency the business figures report revenue in (ISO 4217); purchases in
+    /// other currencies are reported beside it, never converted.
+    #[arg(long, env = "LIVEVIEW_CURRENCY", value_name = "CODE", default_value = "EUR", value_parser = parse_currency)]
+    pub currency: String,
+
+    /// The time zone of the business figures' days, weeks and months (IANA, such as
+    /// `Europe/Berlin`).
+    #[arg(long, env = "LIVEVIEW_TIMEZONE", value_name = "ZONE", default_value = "UTC", value_parser = parse_timezone)]
+    pub timezone: chrono_tz::Tz,
+
     /// How many messages the embedded capture server keeps (the newest).
     #[arg(long, env = "LIVEVIEW_MAILBOX_KEEP", value_name = "N", default_value_t = 50_000)]
     pub mailbox_keep: u64,
@@ -288,6 +298,14 @@ impl Config {
         }
     }
 
+    /// How the business figures are reported (`--currency`, `--timezone`).
+    pub fn reporting(&self) -> crate::analytics::Reporting {
+        crate::analytics::Reporting {
+            currency: self.currency.clone(),
+            timezone: self.timezone,
+        }
+    }
+
     /// `--dashboard-auth`, or its default for the dashboard's address: `anonymous` is
     /// allowed only on loopback, since it makes everyone who can reach the dashboard an
     /// operator.
@@ -400,6 +418,17 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
         Ok(scale) if scale.is_finite() && scale > 0.0 && scale <= 100.0 => Ok(scale),
         _ => Err("expected a number above 0 and at most 100".into()),
     }
+}
+
+fn parse_currency(text: &str) -> Result<String, String> {
+    (text.len() == 3 && text.chars().all(|c| c.is_ascii_uppercase()))
+        .then(|| text.to_string())
+        .ok_or_else(|| "expected a three-letter ISO 4217 code such as EUR".into())
+}
+
+fn parse_timezone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an IANA time zone (such as UTC or Europe/Berlin)"))
 }
 
 /// Accepts `IP:PORT` or `HOST:PORT` (resolved once, first address wins).

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod analytics;
 pub mod api_error;
 pub mod audit;
 pub mod balancer;
@@ -187,11 +188,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         queues: delivery.queues.clone(),
         registry: delivery.registry.clone(),
         sessions: Default::default(),
+        activity: Default::default(),
+        catalogue: Arc::new(
+            controllers::items::Catalogue::load(&database)
+                .await
+                .map_err(|error| StartError::Config(format!("cannot read the catalogue: {error}")))?,
+        ),
         telemetry: observer.telemetry.clone(),
         controls: observer.controls.clone(),
         public_url: format!("{}://{}", tls::scheme(tls.as_ref()), balancer_addr.unwrap_or(config.lb)),
         tls: tls.clone(),
     };
+    if role.serves() {
+        life.tasks
+            .spawn(shared.activity.clone().run(database.clone(), life.shutdown.clone()));
+    }
     let pool = ServerPool::start_all(listeners.servers, shared, life.shutdown.clone(), life.tasks.clone());
     let servers: Vec<(String, SocketAddr)> = pool.list().into_iter().map(|info| (info.id, info.addr)).collect();
 
@@ -712,6 +723,8 @@ fn start_dashboard(
         audit: crate::audit::Audit::new(database.clone()),
         bus: observer.bus.clone(),
         processes: process,
+        database: database.clone(),
+        reporting: config.reporting(),
         gate: Arc::new(
             crate::access::auth::Gate::new(
                 auth,
@@ -731,6 +744,10 @@ fn start_dashboard(
         dashboard.router(&config.site),
     );
     life.tasks.spawn(probe.run(life.shutdown.clone()));
+    life.tasks.spawn(analytics::figures::keep_recording(
+        database.clone(),
+        life.shutdown.clone(),
+    ));
     dashboard_addr
 }
 

@@ -96,6 +96,7 @@ async fn workers_of_several_processes_claim_each_job_once() {
                 QueueName::Mail,
                 &format!("target-{chunk}-{n}"),
                 None,
+                None,
                 Duration::ZERO,
             );
         }
@@ -196,6 +197,7 @@ async fn one_users_notifications_from_concurrent_transactions_get_a_gapless_seq(
                     title: format!("Receipt {n}"),
                     body: "Thanks".into(),
                 }),
+                subject_id: None,
             };
             liveview::notify::fan_out(&mut batch, &notice, None, Duration::ZERO);
             database.commit(batch).await

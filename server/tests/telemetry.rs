@@ -432,7 +432,7 @@ async fn metrics_reach_the_stream_the_rest_api_and_prometheus() {
     );
     assert_eq!(smtp["lastReply"]["code"], 250);
 
-    let realtime = system.dashboard_json("/api/v1/analytics/realtime-metrics").await;
+    let realtime = system.dashboard_json("/api/live-view/telemetry").await;
     assert_eq!(realtime["telemetry"]["droppedRecords"], 0);
     assert!(realtime["telemetry"]["journeysKept"].as_u64().expect("kept") >= 3);
 

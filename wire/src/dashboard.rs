@@ -273,11 +273,11 @@ pub struct TelemetryHealth {
     pub stream: LiveStats,
 }
 
-/// `GET /api/v1/analytics/realtime-metrics`: the last second's figures, and the
-/// telemetry's own health.
+/// `GET /api/live-view/telemetry`: the last second's figures, and the telemetry's own
+/// health.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RealtimeMetrics {
+pub struct TelemetryReport {
     pub metrics: SystemMetrics,
     pub components: Vec<ComponentMetrics>,
     pub telemetry: TelemetryHealth,

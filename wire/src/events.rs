@@ -18,8 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker, Stage, SystemMetrics,
-    SystemStage, SystemStatus, Timestamp,
+    ActivityEvent, ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker, Stage,
+    SystemMetrics, SystemStage, SystemStatus, Timestamp,
 };
 
 /// One message on the live stream.
@@ -75,6 +75,15 @@ pub enum LiveEvent {
     InAppDelivered(InAppDelivered),
     #[serde(rename = "controls:changed")]
     ControlsChanged(ControlSettings),
+    /// Seed 001's name: a user signed up.
+    #[serde(rename = "new_signup")]
+    NewSignup(ActivityEvent),
+    /// Seed 001's name: a purchase was committed.
+    #[serde(rename = "payment_success")]
+    PaymentSuccess(ActivityEvent),
+    /// Every other item of the activity feed (invitations, logins, password resets).
+    #[serde(rename = "activity:new")]
+    ActivityNew(ActivityEvent),
     /// Boxed: far larger than any other event (the wire form is the same).
     #[serde(rename = "stream:snapshot")]
     Snapshot(Box<LiveSnapshot>),
@@ -86,7 +95,7 @@ pub enum LiveEvent {
 
 impl LiveEvent {
     /// Every topic, as [`topic`](Self::topic) names them (tested to be all of them).
-    pub const TOPICS: [&'static str; 21] = [
+    pub const TOPICS: [&'static str; 24] = [
         "system:status",
         "system:metrics",
         "request:new",
@@ -105,6 +114,9 @@ impl LiveEvent {
         "notification:email:sent",
         "notification:inapp:delivered",
         "controls:changed",
+        "new_signup",
+        "payment_success",
+        "activity:new",
         "stream:snapshot",
         "stream:gap",
         "stream:error",
@@ -131,6 +143,9 @@ impl LiveEvent {
             Self::EmailSent(_) => "notification:email:sent",
             Self::InAppDelivered(_) => "notification:inapp:delivered",
             Self::ControlsChanged(_) => "controls:changed",
+            Self::NewSignup(_) => "new_signup",
+            Self::PaymentSuccess(_) => "payment_success",
+            Self::ActivityNew(_) => "activity:new",
             Self::Snapshot(_) => "stream:snapshot",
             Self::Gap(_) => "stream:gap",
             Self::StreamError(_) => "stream:error",
@@ -344,7 +359,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::parse_frame;
     use crate::{
-        ComponentHealth, ComponentKind, OverallHealth, RequestTracker, SystemStage,
+        ActivityType, ComponentHealth, ComponentKind, OverallHealth, RequestTracker, SystemStage,
         test_support::{at, round_trip},
     };
 
@@ -361,6 +376,20 @@ pub(crate) mod tests {
     }
 
     /// One of every event, with the topic each must carry on the wire.
+    fn activity(kind: ActivityType) -> ActivityEvent {
+        ActivityEvent {
+            id: "a-1".into(),
+            kind,
+            user_id: "u-1".into(),
+            user_name: "Ada".into(),
+            description: "Ada did something".into(),
+            value: (kind == ActivityType::Payment).then_some(12.5),
+            timestamp: at(3),
+            request_id: Some("r-1".into()),
+            metadata: [("email".to_string(), "a***@example.com".to_string())].into(),
+        }
+    }
+
     fn every_event() -> Vec<(LiveEvent, &'static str)> {
         let status = SystemStatus {
             status: OverallHealth::Healthy,
@@ -530,6 +559,12 @@ pub(crate) mod tests {
                 LiveEvent::ControlsChanged(ControlSettings::default()),
                 "controls:changed",
             ),
+            (LiveEvent::NewSignup(activity(ActivityType::Signup)), "new_signup"),
+            (
+                LiveEvent::PaymentSuccess(activity(ActivityType::Payment)),
+                "payment_success",
+            ),
+            (LiveEvent::ActivityNew(activity(ActivityType::Login)), "activity:new"),
             (
                 LiveEvent::Snapshot(Box::new(LiveSnapshot {
                     status: Some(status.clone()),

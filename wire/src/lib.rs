@@ -5,6 +5,7 @@
 //! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
 //! change for both the server and the SPA, and the round-trip tests prove both still read it.
 
+mod analytics;
 mod client;
 mod cluster;
 mod components;
@@ -18,6 +19,7 @@ pub mod rfc3339;
 mod status;
 mod users;
 
+pub use analytics::*;
 pub use client::*;
 pub use cluster::*;
 pub use components::*;

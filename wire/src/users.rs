@@ -10,11 +10,19 @@ use serde::{Deserialize, Serialize};
 /// `POST /api/auth/signup`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Signup {
     pub email: String,
     pub name: String,
     pub password: String,
+    /// The user's segment (`customer` when not given): a lowercase word of at most 32
+    /// letters, digits or dashes, kept for the business figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    /// Where the signup came from (`direct` when not given; a campaign's `utm_source`),
+    /// in the same form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `POST /api/auth/login`.
@@ -53,6 +61,10 @@ pub struct NewPurchase {
     pub amount_cents: i64,
     /// ISO 4217, upper case (`EUR`).
     pub currency: String,
+    /// The catalogue item bought (`GET /api/items`), if it is one: counted in the
+    /// content figures' purchases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
 }
 
 /// `POST /api/friend-requests`.
@@ -100,6 +112,8 @@ pub struct Purchase {
     pub item: String,
     pub amount_cents: i64,
     pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
     pub created_at_ms: i64,
 }
 

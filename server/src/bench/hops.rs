@@ -296,6 +296,7 @@ impl Bench {
             item: format!("item {serial}"),
             amount_cents: 0,
             currency: "EUR".into(),
+            item_id: None,
         };
         let Ok(response) = self
             .http

@@ -443,6 +443,8 @@ async fn run_step(
                     email,
                     name: "New".into(),
                     password: "bench-password".into(),
+                    user_type: None,
+                    source: None,
                 }),
             )
         } else {
@@ -550,6 +552,8 @@ async fn sign_up_users(
             email: email.clone(),
             name: "Bench".into(),
             password: "bench-password".into(),
+            user_type: None,
+            source: None,
         });
         post(http, lb, "/api/auth/signup", None, signup).await?;
         let login = body(&wire::Login {
@@ -573,6 +577,7 @@ fn purchase(tokens: &[String], serial: usize) -> (&'static str, Option<String>, 
         item: format!("item {serial}"),
         amount_cents: 999,
         currency: "EUR".into(),
+        item_id: None,
     });
     ("/api/purchases", Some(token), purchase)
 }

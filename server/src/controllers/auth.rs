@@ -1,11 +1,12 @@
 //! Signup, login and password reset.
 
 use axum::{Json, extract::State, http::StatusCode};
-use wire::{Done, Login, NotificationType, ResetConfirm, ResetRequest, Session, Signup};
+use wire::{ActivityType, Done, Login, NotificationType, ResetConfirm, ResetRequest, Session, Signup};
 
-use super::{RequestId, commit_with_notices, valid_email};
+use super::{RequestId, commit_with_activity, commit_with_notices, valid_email};
 use crate::{
     accounts::{self, User},
+    analytics::activity,
     api_error::ApiError,
     middleware::{
         AppServer,
@@ -26,11 +27,27 @@ fn check_password(errors: &mut FieldErrors, field: &str, password: &str) {
     errors.length(field, password, 8, 128);
 }
 
+/// A segment or source word: lowercase letters, digits and dashes, 1 to 32 of them.
+fn check_word(errors: &mut FieldErrors, field: &str, word: Option<&str>) {
+    let Some(word) = word else {
+        return;
+    };
+    let fits = (1..=32).contains(&word.len())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !fits {
+        errors.add(field, "must be 1 to 32 lowercase letters, digits or dashes");
+    }
+}
+
 impl Validate for Signup {
     fn validate(&self, errors: &mut FieldErrors) {
         check_email(errors, "email", &self.email);
         errors.length("name", self.name.trim(), 1, 100);
         check_password(errors, "password", &self.password);
+        check_word(errors, "userType", self.user_type.as_deref());
+        check_word(errors, "source", self.source.as_deref());
     }
 }
 
@@ -52,16 +69,20 @@ pub async fn signup(
         name,
         created_at_ms: now_ms(),
     };
+    let user_type = body.user_type.unwrap_or_else(|| "customer".into());
+    let source = body.source.unwrap_or_else(|| "direct".into());
     let mut tx = server.shared.db.begin_write().await?;
     let inserted = crate::with_connection!(&mut tx, |c| {
         sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING",
+        "INSERT INTO users (id, email, name, password_hash, created_at_ms, user_type, signup_source) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING",
     )
     .bind(&user.id)
     .bind(&user.email)
     .bind(&user.name)
     .bind(&hash)
     .bind(user.created_at_ms)
+    .bind(&user_type)
+    .bind(&source)
     .execute(c)
     .await.map(|done| done.rows_affected())
     })?;
@@ -80,8 +101,27 @@ pub async fn signup(
             title: "Welcome!".into(),
             body: format!("Glad you are here, {}.", user.name),
         }),
+        subject_id: None,
     };
-    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    let signed_up = activity::event(
+        ActivityType::Signup,
+        (&user.id, &user.name),
+        format!("New {user_type} signed up"),
+        [
+            ("email", activity::mask_email(&user.email)),
+            ("userType", user_type),
+            ("source", source),
+        ],
+    );
+    commit_with_activity(
+        &server,
+        Some(tx),
+        WriteBatch::default(),
+        &[notice],
+        signed_up,
+        &request_id,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -127,8 +167,23 @@ pub async fn login(
             title: "New sign-in".into(),
             body: "Your account was just signed in to.".into(),
         }),
+        subject_id: None,
     };
-    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    let logged_in = activity::event(
+        ActivityType::Login,
+        (&user.id, &user.name),
+        format!("{} signed in", user.name),
+        [("email", activity::mask_email(&user.email))],
+    );
+    commit_with_activity(
+        &server,
+        Some(tx),
+        WriteBatch::default(),
+        &[notice],
+        logged_in,
+        &request_id,
+    )
+    .await?;
     Ok(Json(Session { token, user }))
 }
 
@@ -181,8 +236,15 @@ pub async fn reset_password(
             ),
         }),
         in_app: None,
+        subject_id: None,
     };
-    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    let asked = activity::event(
+        ActivityType::PasswordReset,
+        (&user.id, &user.name),
+        format!("{} asked to reset their password", user.name),
+        [("email", activity::mask_email(&user.email))],
+    );
+    commit_with_activity(&server, Some(tx), WriteBatch::default(), &[notice], asked, &request_id).await?;
     Ok(accepted)
 }
 
@@ -244,6 +306,7 @@ pub async fn confirm_reset(
             title: "Password changed".into(),
             body: "Your password was changed and every other session was signed out.".into(),
         }),
+        subject_id: None,
     };
     commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
     // The deleted sessions must not live on in memory.

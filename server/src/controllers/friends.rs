@@ -6,11 +6,12 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use wire::{FriendRequest, NewFriendRequest, NotificationType};
+use wire::{ActivityType, FriendRequest, NewFriendRequest, NotificationType};
 
-use super::{RequestId, commit_with_notices, valid_email};
+use super::{RequestId, commit_with_activity, valid_email};
 use crate::{
     accounts::{self, new_id},
+    analytics::activity,
     api_error::ApiError,
     middleware::{
         AppServer,
@@ -94,8 +95,27 @@ pub async fn create(
             title: "New friend request".into(),
             body: format!("{} wants to be your friend.", sender.name),
         }),
+        subject_id: None,
     };
-    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    let invited = activity::event(
+        ActivityType::Invitation,
+        (&sender.id, &sender.name),
+        format!("{} sent {} a friend request", sender.name, recipient.name),
+        [
+            ("toUserId", recipient.id.clone()),
+            ("toUserName", recipient.name.clone()),
+            ("friendRequestId", request.id.clone()),
+        ],
+    );
+    commit_with_activity(
+        &server,
+        Some(tx),
+        WriteBatch::default(),
+        &[notice],
+        invited,
+        &request_id,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(request)))
 }
 
@@ -138,8 +158,23 @@ pub async fn accept(
             title: "Friend request accepted".into(),
             body: format!("{} accepted your friend request.", recipient.name),
         }),
+        subject_id: None,
     };
-    commit_with_notices(&server, tx, WriteBatch::default(), &[notice], &request_id).await?;
+    let accepted = activity::event(
+        ActivityType::InvitationAccepted,
+        (&recipient.id, &recipient.name),
+        format!("{} accepted a friend request", recipient.name),
+        [("fromUserId", from_user_id.clone()), ("friendRequestId", id.clone())],
+    );
+    commit_with_activity(
+        &server,
+        Some(tx),
+        WriteBatch::default(),
+        &[notice],
+        accepted,
+        &request_id,
+    )
+    .await?;
     Ok(Json(FriendRequest {
         id,
         from_user_id,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod friends;
+pub mod items;
 pub mod notifications;
 pub mod purchases;
 
@@ -21,6 +22,8 @@ pub mod purchases;
         purchases::create,
         friends::create,
         friends::accept,
+        items::list,
+        items::view,
         notifications::list,
         notifications::mark_read,
     ),
@@ -58,6 +61,8 @@ pub fn router() -> axum::Router<AppServer> {
         .route("/api/purchases", post(purchases::create))
         .route("/api/friend-requests", post(friends::create))
         .route("/api/friend-requests/{id}/accept", post(friends::accept))
+        .route("/api/items", get(items::list))
+        .route("/api/items/{id}", get(items::view))
         .route("/api/notifications", get(notifications::list))
         .route("/api/notifications/{id}/read", post(notifications::mark_read))
 }
@@ -128,15 +133,23 @@ pub async fn commit_with_notices(
     commit(server, Some(tx), batch, notices, request_id).await
 }
 
-/// Like [`commit_with_notices`] for a controller whose writes need no reads: the batch
-/// goes to the group committer and shares a transaction with other requests' batches.
-pub async fn group_commit_with_notices(
+/// Like [`commit_with_notices`], with the action's item of the activity feed: its row
+/// joins the commit, and it is announced on the live stream once committed. Without
+/// `tx` (a controller whose writes need no reads) the batch goes to the group committer
+/// and shares a transaction with other requests' batches.
+pub async fn commit_with_activity(
     server: &AppServer,
-    batch: WriteBatch,
+    tx: Option<WriteTransaction>,
+    mut batch: WriteBatch,
     notices: &[Notice],
+    mut event: wire::ActivityEvent,
     request_id: &RequestId,
 ) -> Result<Vec<FannedOut>, ApiError> {
-    commit(server, None, batch, notices, request_id).await
+    event.request_id = (!request_id.id.is_empty()).then(|| request_id.id.clone());
+    crate::analytics::activity::record(&mut batch, &event);
+    let written = commit(server, tx, batch, notices, request_id).await?;
+    crate::analytics::activity::announce(&server.shared.telemetry, event);
+    Ok(written)
 }
 
 /// The commit itself: in the controller's own transaction, or (`None`) through the

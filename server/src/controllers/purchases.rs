@@ -1,11 +1,15 @@
 //! Purchases: a receipt by email and in-app.
 
 use axum::{Json, extract::State, http::StatusCode};
-use wire::{NewPurchase, NotificationType, Purchase};
+use wire::{ActivityType, NewPurchase, NotificationType, Purchase};
 
-use super::{RequestId, group_commit_with_notices};
+use super::{RequestId, commit_with_activity};
 use crate::{
     accounts::new_id,
+    analytics::{
+        activity,
+        figures::{major, minor_digits},
+    },
     api_error::ApiError,
     middleware::{
         AppServer,
@@ -28,6 +32,9 @@ impl Validate for NewPurchase {
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
             errors.add("currency", "must be a three-letter ISO 4217 code such as EUR");
         }
+        if let Some(item_id) = &self.item_id {
+            errors.length("itemId", item_id, 1, 64);
+        }
     }
 }
 
@@ -39,29 +46,36 @@ pub async fn create(
     request_id: RequestId,
     ValidJson(body): ValidJson<NewPurchase>,
 ) -> Result<(StatusCode, Json<Purchase>), ApiError> {
+    if let Some(item_id) = &body.item_id
+        && server.shared.catalogue.get(item_id).is_none()
+    {
+        return Err(ApiError::invalid([(
+            "itemId",
+            "no such item in the catalogue".to_string(),
+        )]));
+    }
     let purchase = Purchase {
         id: new_id(),
         item: body.item.trim().to_string(),
         amount_cents: body.amount_cents,
         currency: body.currency,
+        item_id: body.item_id,
         created_at_ms: now_ms(),
     };
     // The purchase row, its notifications and their jobs go in one round trip.
     let mut batch = WriteBatch::default();
     batch
-        .statement("INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)")
+        .statement("INSERT INTO purchases (id, user_id, item, amount_cents, currency, item_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(purchase.id.clone())
         .bind(user.id.clone())
         .bind(purchase.item.clone())
         .bind(purchase.amount_cents)
         .bind(purchase.currency.clone())
+        .bind(purchase.item_id.clone())
         .bind(purchase.created_at_ms);
-    let amount = format!(
-        "{}.{:02} {}",
-        purchase.amount_cents / 100,
-        purchase.amount_cents % 100,
-        purchase.currency
-    );
+    let value = major(purchase.amount_cents, &purchase.currency);
+    let digits = minor_digits(&purchase.currency) as usize;
+    let amount = format!("{value:.digits$} {}", purchase.currency);
     let notice = Notice {
         kind: NotificationType::Purchase,
         user_id: Some(user.id.clone()),
@@ -77,7 +91,21 @@ pub async fn create(
             title: "Purchase confirmed".into(),
             body: format!("{} for {amount}", purchase.item),
         }),
+        subject_id: Some(purchase.id.clone()),
     };
-    group_commit_with_notices(&server, batch, &[notice], &request_id).await?;
+    let mut paid = activity::event(
+        ActivityType::Payment,
+        (&user.id, &user.name),
+        format!("{} bought {} for {amount}", user.name, purchase.item),
+        [
+            ("purchaseId", purchase.id.clone()),
+            ("item", purchase.item.clone()),
+            ("currency", purchase.currency.clone()),
+        ]
+        .into_iter()
+        .chain(purchase.item_id.clone().map(|id| ("itemId", id))),
+    );
+    paid.value = Some(value);
+    commit_with_activity(&server, None, batch, &[notice], paid, &request_id).await?;
     Ok((StatusCode::CREATED, Json(purchase)))
 }

@@ -10,8 +10,8 @@ use axum::{
 use serde::Deserialize;
 use wire::{
     ControlSettings, HistoryKept, HistoryWindow, JourneySummary, LiveEvent, LiveStatus, NotificationType,
-    RealtimeMetrics, RequestDetails, RequestMetrics, SimulateRequest, SimulationStarted, StageStatus, StepTokenIssued,
-    Stepped, TelemetryHealth,
+    RequestDetails, RequestMetrics, SimulateRequest, SimulationStarted, StageStatus, StepTokenIssued, Stepped,
+    TelemetryHealth, TelemetryReport,
 };
 
 use super::Dashboard;
@@ -52,12 +52,12 @@ pub async fn status(State(dashboard): State<Dashboard>) -> Json<LiveStatus> {
     })
 }
 
-/// `GET /api/v1/analytics/realtime-metrics`: the last second's figures for clients
-/// without a socket, and the telemetry's own health.
-#[utoipa::path(get, path = "/api/v1/analytics/realtime-metrics", responses((status = 200, description = "the last second's figures and the telemetry's health", body = wire::RealtimeMetrics)), tag = "live-view")]
-pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Json<RealtimeMetrics> {
+/// `GET /api/live-view/telemetry`: the last second's figures for clients without a
+/// socket, and the telemetry's own health.
+#[utoipa::path(get, path = "/api/live-view/telemetry", responses((status = 200, description = "the last second's figures and the telemetry's health", body = wire::TelemetryReport)), tag = "live-view")]
+pub async fn telemetry_report(State(dashboard): State<Dashboard>) -> Json<TelemetryReport> {
     let sample = dashboard.sampler.current().await;
-    Json(RealtimeMetrics {
+    Json(TelemetryReport {
         metrics: sample.metrics,
         components: sample.components,
         telemetry: TelemetryHealth {

@@ -2,6 +2,7 @@
 //! (HTML, or JSON on `Accept: application/json`), the live stream (WebSocket and SSE) and
 //! `/healthz`.
 
+mod business;
 mod live_api;
 mod operations;
 mod operators;
@@ -67,7 +68,8 @@ use crate::{
         operators::add_operator,
         operators::remove_operator,
         live_api::status,
-        live_api::realtime_metrics,
+        live_api::telemetry_report,
+        business::realtime_metrics,
         live_api::series,
         live_api::prometheus,
         live_api::list_requests,
@@ -112,6 +114,10 @@ pub struct Dashboard {
     pub processes: crate::cluster::registry::ProcessRegistry,
     /// Who may do what, and the operators' accounts.
     pub gate: Arc<crate::access::auth::Gate>,
+    /// The source of the business figures.
+    pub database: crate::storage::Database,
+    /// How the business figures are reported (`--currency`, `--timezone`).
+    pub reporting: crate::analytics::Reporting,
 }
 
 impl Dashboard {
@@ -142,7 +148,8 @@ impl Dashboard {
             .route("/api/live-view/history", get(live_api::history))
             .route("/api/live-view/series", get(live_api::series))
             .route("/api/live-view/simulate", post(live_api::simulate))
-            .route("/api/v1/analytics/realtime-metrics", get(live_api::realtime_metrics))
+            .route("/api/live-view/telemetry", get(live_api::telemetry_report))
+            .route("/api/v1/analytics/realtime-metrics", get(business::realtime_metrics))
             .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))
             .route("/api/live-view/requests/{id}", get(live_api::request_details))

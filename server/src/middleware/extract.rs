@@ -217,6 +217,10 @@ fn backticked(message: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub accounts::User);
 
+/// The `active_sessions` id of the request's session, set by [`AuthUser`].
+#[derive(Debug, Clone)]
+pub struct ActiveSession(pub String);
+
 impl FromRequestParts<AppServer> for AuthUser {
     type Rejection = ApiError;
 
@@ -224,7 +228,24 @@ impl FromRequestParts<AppServer> for AuthUser {
         let token =
             bearer_token(parts).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
         match accounts::authenticate(&server.shared.db, &server.shared.sessions, &token).await? {
-            Some(user) => Ok(Self(user)),
+            Some(user) => {
+                if let Some(session) = crate::analytics::sessions::session_id(&token) {
+                    let agent = parts
+                        .headers
+                        .get(header::USER_AGENT)
+                        .and_then(|value| value.to_str().ok());
+                    server.shared.activity.touch(
+                        session.clone(),
+                        &user.id,
+                        crate::analytics::sessions::Touch::Request,
+                        agent,
+                    );
+                    // For the extractors after this one (the in-app socket keeps its
+                    // session active while it is open).
+                    parts.extensions.insert(ActiveSession(session));
+                }
+                Ok(Self(user))
+            }
             None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")),
         }
     }

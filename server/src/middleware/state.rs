@@ -20,6 +20,10 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Session tokens checked moments ago, shared by every app server.
     pub sessions: Arc<SessionCache>,
+    /// The catalogue, as read at start.
+    pub catalogue: Arc<crate::controllers::items::Catalogue>,
+    /// End users' sessions as they are used, gathered for `active_sessions`.
+    pub activity: Arc<crate::analytics::sessions::SessionActivity>,
     /// Where stages are recorded.
     pub telemetry: Telemetry,
     /// What acts on requests: injected delays and step mode.

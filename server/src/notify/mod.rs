@@ -34,6 +34,9 @@ pub struct Notice {
     pub user_id: Option<String>,
     pub email: Option<EmailDraft>,
     pub in_app: Option<InAppDraft>,
+    /// The business row the notice is about, kept on its delivery jobs (a purchase's
+    /// receipts: how far they got is the purchase's state in the business figures).
+    pub subject_id: Option<String>,
 }
 
 /// The ids written, which are also the deliveries' idempotency keys.
@@ -79,6 +82,7 @@ pub fn fan_out(
             QueueName::Mail,
             &id,
             request_id.as_deref(),
+            notice.subject_id.as_deref(),
             hold,
         ));
         out.email_id = Some(id);
@@ -112,6 +116,7 @@ pub fn fan_out(
             QueueName::Inapp,
             &id,
             request_id.as_deref(),
+            notice.subject_id.as_deref(),
             hold,
         ));
         out.notification_id = Some(id);

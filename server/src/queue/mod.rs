@@ -116,6 +116,7 @@ impl Queues {
         queue: QueueName,
         target_id: &str,
         request_id: Option<&str>,
+        subject_id: Option<&str>,
         hold: Duration,
     ) -> String {
         let id = new_id();
@@ -123,14 +124,15 @@ impl Queues {
         let due = now + hold.as_millis() as i64;
         batch
             .statement(
-                "INSERT INTO jobs (id, queue, channel, target_id, request_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?)",
+                "INSERT INTO jobs (id, queue, channel, target_id, request_id, subject_id, state, attempts, run_at_ms, created_at_ms, updated_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?)",
             )
             .bind(id.clone())
             .bind(queue.as_str())
             .bind(queue.channel().as_str())
             .bind(target_id.to_string())
             .bind(request_id.map(str::to_string))
+            .bind(subject_id.map(str::to_string))
             .bind(due)
             .bind(now)
             .bind(now);
@@ -177,7 +179,7 @@ mod tests {
 
     async fn add(db: &Database, queue: QueueName, target: &str) -> String {
         let mut batch = WriteBatch::default();
-        let id = Queues::enqueue(&mut batch, queue, target, Some("req-1"), Duration::ZERO);
+        let id = Queues::enqueue(&mut batch, queue, target, Some("req-1"), None, Duration::ZERO);
         let mut tx = db.begin_write().await.expect("tx");
         batch.execute(&mut tx).await.expect("enqueued");
         tx.commit().await.expect("commit");

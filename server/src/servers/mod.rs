@@ -247,6 +247,8 @@ mod tests {
             queues: Queues::new(db.clone(), 1.0),
             registry: Registry::new(),
             sessions: Default::default(),
+            activity: Default::default(),
+            catalogue: Default::default(),
             telemetry: Telemetry::disabled(),
             controls: Default::default(),
             db,

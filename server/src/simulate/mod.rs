@@ -70,6 +70,11 @@ struct FriendPool {
     next_pair: usize,
 }
 
+/// The segments virtual users sign up as, in turn.
+const SEGMENTS: [&str; 3] = ["customer", "customer", "vendor"];
+/// Where virtual users say they came from, in turn.
+const SOURCES: [&str; 4] = ["direct", "search", "newsletter", "social"];
+
 pub struct Simulator {
     /// `http://<balancer>` (`https` with TLS).
     balancer: String,
@@ -91,6 +96,8 @@ pub struct Simulator {
     newcomers_online: Arc<tokio::sync::Semaphore>,
     /// Permits for [`MAX_IN_FLIGHT`].
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The catalogue (`GET /api/items`), asked for at the first purchase.
+    catalogue: tokio::sync::OnceCell<Vec<wire::Item>>,
 }
 
 /// One fixed run, as asked for.
@@ -128,6 +135,7 @@ impl Simulator {
             shutdown,
             newcomers_online: Arc::new(tokio::sync::Semaphore::new(MAX_NEWCOMERS_ONLINE)),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            catalogue: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -239,10 +247,20 @@ impl Simulator {
             NotificationType::Purchase => {
                 let user = self.user().await?;
                 let number = self.counter.fetch_add(1, Ordering::Relaxed);
-                let body = NewPurchase {
-                    item: format!("Item #{}", number % 50 + 1),
-                    amount_cents: 500 + (number % 20) as i64 * 125,
-                    currency: "EUR".into(),
+                let body = match self.browse(&user, number).await? {
+                    // As a shopper does: a look at an item or two, then one of them.
+                    Some(item) => NewPurchase {
+                        item: item.name,
+                        amount_cents: item.price_cents,
+                        currency: item.currency,
+                        item_id: Some(item.id),
+                    },
+                    None => NewPurchase {
+                        item: format!("Item #{}", number % 50 + 1),
+                        amount_cents: 500 + (number % 20) as i64 * 125,
+                        currency: "EUR".into(),
+                        item_id: None,
+                    },
                 };
                 self.post("/api/purchases", Some(&user.token), Some(&body), traced, step)
                     .await?
@@ -269,11 +287,37 @@ impl Simulator {
     }
 
     fn signup_body(&self, email: &str) -> Signup {
+        let number = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
         Signup {
             email: email.to_string(),
             name: "Virtual User".into(),
             password: PASSWORD.into(),
+            user_type: Some(SEGMENTS[number % SEGMENTS.len()].into()),
+            source: Some(SOURCES[number % SOURCES.len()].into()),
         }
+    }
+
+    /// Views one to three catalogue items as `user` and answers the last one seen (none
+    /// when the catalogue cannot be read: the purchase then names no item).
+    async fn browse(&self, user: &VirtualUser, number: u64) -> anyhow::Result<Option<wire::Item>> {
+        let catalogue = self
+            .catalogue
+            .get_or_try_init(|| async {
+                let response = self.http.get(format!("{}/api/items", self.balancer)).send().await?;
+                anyhow::Ok(response.json::<wire::Items>().await?.items)
+            })
+            .await?;
+        if catalogue.is_empty() {
+            return Ok(None);
+        }
+        let mut seen = None;
+        for look in 0..=(number % 3) {
+            let item = &catalogue[(number as usize + look as usize * 3) % catalogue.len()];
+            let url = format!("{}/api/items/{}", self.balancer, item.id);
+            self.http.get(url).bearer_auth(&user.token).send().await?;
+            seen = Some(item.clone());
+        }
+        Ok(seen)
     }
 
     /// A newly signed-up virtual user does what a person does next: logs in and opens

@@ -36,7 +36,11 @@ use wire::{Room, SocketEvent, SystemStage};
 
 use crate::{
     accounts::User,
-    middleware::{AppServer, extract::AuthUser},
+    analytics::sessions::Touch,
+    middleware::{
+        AppServer,
+        extract::{ActiveSession, AuthUser},
+    },
     now_ms,
     storage::{Database, WriteBatch},
     telemetry::Telemetry,
@@ -243,6 +247,7 @@ pub struct Resume {
 pub async fn user_socket(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
+    session: Option<axum::Extension<ActiveSession>>,
     Query(resume): Query<Resume>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -251,6 +256,21 @@ pub async fn user_socket(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
+        // While the socket is open its user is active, whether or not they send.
+        let open = CancellationToken::new();
+        if let Some(axum::Extension(ActiveSession(session))) = session {
+            let (activity, user_id, open) = (server.shared.activity.clone(), user.id.clone(), open.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::analytics::sessions::SOCKET_TOUCH_EVERY);
+                loop {
+                    tokio::select! {
+                        () = open.cancelled() => return,
+                        _ = every.tick() => activity.touch(session.clone(), &user_id, Touch::Socket, None),
+                    }
+                }
+            });
+        }
+        let _closed = open.drop_guard();
         let connection = UserConnection {
             telemetry: server.shared.telemetry.clone(),
             server: server.id.clone(),
