@@ -725,6 +725,7 @@ fn start_dashboard(
         processes: process,
         database: database.clone(),
         reporting: config.reporting(),
+        feed: analytics::feed::MetricsFeed::new(),
         gate: Arc::new(
             crate::access::auth::Gate::new(
                 auth,
@@ -735,6 +736,11 @@ fn start_dashboard(
             .with_secure_cookies(tls.is_some()),
         ),
     };
+    let (dashboard_feed, dashboard_sampler, dashboard_hub) = (
+        dashboard.feed.clone(),
+        dashboard.sampler.clone(),
+        dashboard.live.hub.clone(),
+    );
     serve(
         &life.tasks,
         &life.shutdown,
@@ -746,6 +752,13 @@ fn start_dashboard(
     life.tasks.spawn(probe.run(life.shutdown.clone()));
     life.tasks.spawn(analytics::figures::keep_recording(
         database.clone(),
+        life.shutdown.clone(),
+    ));
+    life.tasks.spawn(dashboard_feed.run(
+        database.clone(),
+        config.reporting(),
+        dashboard_sampler,
+        dashboard_hub,
         life.shutdown.clone(),
     ));
     dashboard_addr

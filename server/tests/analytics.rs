@@ -285,3 +285,111 @@ async fn bad_segments_and_unknown_items_are_refused_and_change_nothing() {
     );
     system.stop().await;
 }
+
+/// The next `/ws/metrics` message, as JSON.
+async fn next_message(socket: &mut support::clients::Socket) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .expect("a message");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+async fn say(socket: &mut support::clients::Socket, message: Value) {
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(message.to_string()))
+        .await
+        .expect("sent");
+}
+
+#[tokio::test]
+async fn ws_metrics_sends_the_figures_at_once_and_every_5_s_and_the_activity_to_who_asks() {
+    let system = TestSystem::start(|_| {}).await;
+    let url = format!("ws://{}/ws/metrics", system.running.dash());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+
+    // At once on connect, before any feed tick could have made one.
+    let first = next_message(&mut socket).await;
+    assert_eq!(first["type"], "metrics", "{first}");
+    assert_eq!(first["data"]["transactions"]["total"], 0);
+    assert!(first["data"]["revenue"]["byCurrency"].is_object());
+
+    say(&mut socket, json!({ "type": "ping" })).await;
+    assert_eq!(next_message(&mut socket).await, json!({ "type": "pong" }));
+    say(
+        &mut socket,
+        json!({ "type": "subscribe", "channels": ["activity", "metrics"] }),
+    )
+    .await;
+    assert_eq!(
+        next_message(&mut socket).await,
+        json!({ "type": "subscribed", "channels": ["metrics", "activity"] })
+    );
+    say(&mut socket, json!({ "type": "subscribe", "channels": ["gossip"] })).await;
+    let refused = next_message(&mut socket).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    // A signup arrives as activity, and the next snapshot counts its user's purchase.
+    let (_, token) = system.user("ada@example.com", "Ada", json!({})).await;
+    system
+        .buy(&token, json!({ "item": "Tea", "amountCents": 1250, "currency": "EUR" }))
+        .await;
+    let mut kinds = Vec::new();
+    let snapshot = loop {
+        let message = next_message(&mut socket).await;
+        match message["type"].as_str() {
+            Some("activity") => kinds.push(message["data"]["type"].as_str().expect("a type").to_string()),
+            Some("metrics") if message["data"]["transactions"]["total"] == 1 => break message,
+            _ => {}
+        }
+    };
+    assert_eq!(snapshot["data"]["revenue"]["total"], 12.5);
+    assert_eq!(kinds, ["signup", "login", "payment"], "in the order they happened");
+
+    // Only the snapshot for a client that asks for it alone.
+    say(&mut socket, json!({ "type": "subscribe", "channels": ["metrics"] })).await;
+    assert_eq!(next_message(&mut socket).await["type"], "subscribed");
+    system
+        .send("/api/auth/reset-password", None, json!({ "email": "ada@example.com" }))
+        .await;
+    let next = next_message(&mut socket).await;
+    assert_eq!(next["type"], "metrics", "no activity now: {next}");
+
+    // The live stream carries seed 001's system_metrics and active_users, and seed 002's
+    // analytics:update.
+    let mut stream = Sse::open(&system, "", None).await;
+    let mut topics = std::collections::BTreeSet::new();
+    while !["system_metrics", "active_users", "analytics:update"]
+        .iter()
+        .all(|topic| topics.contains(*topic))
+    {
+        topics.insert(stream.next().await.envelope().event.topic().to_string());
+    }
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_figures_follow_the_dashboards_sign_in() {
+    let system = TestSystem::start(|config| config.dashboard_auth = Some(wire::AuthMode::Login)).await;
+    let response = system
+        .http
+        .get(system.dashboard("/api/v1/analytics/realtime-metrics"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let url = format!("ws://{}/ws/metrics", system.running.dash());
+    let refused = tokio_tungstenite::connect_async(url).await.expect_err("no upgrade");
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
+        other => panic!("refused as {other}"),
+    }
+    system.stop().await;
+}

@@ -201,6 +201,46 @@ pub struct ActivityEvent {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// What `/ws/metrics` carries, both ways, as `{"type": …}` objects (seed 004's
+/// protocol): the server sends `metrics` on connect and every 5 s, `activity` for each
+/// new item of the feed to a client subscribed to it, `ping` every 30 s and `pong` to a
+/// client's `ping`; a client may send `subscribe` (answered with `subscribed`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MetricsMessage {
+    Metrics {
+        data: Box<BusinessMetrics>,
+    },
+    Activity {
+        data: Box<ActivityEvent>,
+    },
+    Ping,
+    Pong,
+    /// Replaces the channels the client receives (`metrics` alone until it asks).
+    Subscribe {
+        channels: Vec<MetricsChannel>,
+    },
+    Subscribed {
+        channels: Vec<MetricsChannel>,
+    },
+    /// A client message the server could not use; the socket stays open.
+    Error {
+        error: String,
+    },
+}
+
+/// A channel of `/ws/metrics`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsChannel {
+    /// The snapshot, every 5 s.
+    Metrics,
+    /// Each new item of the activity feed.
+    Activity,
+}
+
 /// An item of the catalogue (`GET /api/items`, `GET /api/items/{id}`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,12 +263,12 @@ pub struct Items {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::test_support::{at, round_trip};
 
-    #[test]
-    fn the_snapshot_has_the_seeds_names() {
+    /// A snapshot with every part filled in.
+    pub(crate) fn snapshot() -> BusinessMetrics {
         let payment = ActivityEvent {
             id: "a1".into(),
             kind: ActivityType::Payment,
@@ -246,7 +286,7 @@ mod tests {
             this_week: 12.5,
             this_month: 12.5,
         };
-        let snapshot = BusinessMetrics {
+        BusinessMetrics {
             revenue: Revenue {
                 currency: "EUR".into(),
                 figures,
@@ -277,8 +317,12 @@ mod tests {
             },
             system_load: SystemLoad::default(),
             timestamp: at(1),
-        };
-        let json = round_trip(&snapshot);
+        }
+    }
+
+    #[test]
+    fn the_snapshot_has_the_seeds_names() {
+        let json = round_trip(&snapshot());
         assert_eq!(json["revenue"]["thisWeek"], 12.5);
         assert_eq!(json["revenue"]["byCurrency"]["EUR"]["thisMonth"], 12.5);
         assert_eq!(json["activeUsers"]["peak24h"], 1);
@@ -288,6 +332,21 @@ mod tests {
         assert_eq!(json["liveActivity"]["payments"][0]["userName"], "Ada");
         assert_eq!(json["liveActivity"]["passwordResets"], serde_json::json!([]));
         assert_eq!(json["systemLoad"]["queueDepth"], 0);
+    }
+
+    #[test]
+    fn metrics_socket_messages_have_seed_004s_names() {
+        let ping = round_trip(&MetricsMessage::Ping);
+        assert_eq!(ping, serde_json::json!({ "type": "ping" }));
+        let subscribe: MetricsMessage =
+            serde_json::from_str(r#"{"type":"subscribe","channels":["metrics","activity"]}"#).expect("reads");
+        assert_eq!(
+            subscribe,
+            MetricsMessage::Subscribe {
+                channels: vec![MetricsChannel::Metrics, MetricsChannel::Activity]
+            }
+        );
+        assert!(serde_json::from_str::<MetricsMessage>(r#"{"type":"subscribe","channels":["gossip"]}"#).is_err());
     }
 
     #[test]

@@ -18,8 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActivityEvent, ComponentMetrics, ComponentStatus, ControlSettings, Flow, NotificationType, RequestTracker, Stage,
-    SystemMetrics, SystemStage, SystemStatus, Timestamp,
+    ActiveUsers, ActivityEvent, BusinessMetrics, ComponentMetrics, ComponentStatus, ControlSettings, Flow,
+    NotificationType, RequestTracker, Stage, SystemLoad, SystemMetrics, SystemStage, SystemStatus, Timestamp,
 };
 
 /// One message on the live stream.
@@ -84,6 +84,15 @@ pub enum LiveEvent {
     /// Every other item of the activity feed (invitations, logins, password resets).
     #[serde(rename = "activity:new")]
     ActivityNew(ActivityEvent),
+    /// Seed 001's name: the system's load, every second.
+    #[serde(rename = "system_metrics")]
+    SystemLoad(SystemLoad),
+    /// Seed 001's name: the active users, every 10 s.
+    #[serde(rename = "active_users")]
+    ActiveUsers(ActiveUsers),
+    /// Seed 002's name: the business figures, every 5 s. Boxed: large.
+    #[serde(rename = "analytics:update")]
+    AnalyticsUpdate(Box<BusinessMetrics>),
     /// Boxed: far larger than any other event (the wire form is the same).
     #[serde(rename = "stream:snapshot")]
     Snapshot(Box<LiveSnapshot>),
@@ -95,7 +104,7 @@ pub enum LiveEvent {
 
 impl LiveEvent {
     /// Every topic, as [`topic`](Self::topic) names them (tested to be all of them).
-    pub const TOPICS: [&'static str; 24] = [
+    pub const TOPICS: [&'static str; 27] = [
         "system:status",
         "system:metrics",
         "request:new",
@@ -117,6 +126,9 @@ impl LiveEvent {
         "new_signup",
         "payment_success",
         "activity:new",
+        "system_metrics",
+        "active_users",
+        "analytics:update",
         "stream:snapshot",
         "stream:gap",
         "stream:error",
@@ -146,6 +158,9 @@ impl LiveEvent {
             Self::NewSignup(_) => "new_signup",
             Self::PaymentSuccess(_) => "payment_success",
             Self::ActivityNew(_) => "activity:new",
+            Self::SystemLoad(_) => "system_metrics",
+            Self::ActiveUsers(_) => "active_users",
+            Self::AnalyticsUpdate(_) => "analytics:update",
             Self::Snapshot(_) => "stream:snapshot",
             Self::Gap(_) => "stream:gap",
             Self::StreamError(_) => "stream:error",
@@ -390,6 +405,10 @@ pub(crate) mod tests {
         }
     }
 
+    fn active_users() -> ActiveUsers {
+        crate::analytics::tests::snapshot().active_users
+    }
+
     fn every_event() -> Vec<(LiveEvent, &'static str)> {
         let status = SystemStatus {
             status: OverallHealth::Healthy,
@@ -565,6 +584,12 @@ pub(crate) mod tests {
                 "payment_success",
             ),
             (LiveEvent::ActivityNew(activity(ActivityType::Login)), "activity:new"),
+            (LiveEvent::SystemLoad(SystemLoad::default()), "system_metrics"),
+            (LiveEvent::ActiveUsers(active_users()), "active_users"),
+            (
+                LiveEvent::AnalyticsUpdate(Box::new(crate::analytics::tests::snapshot())),
+                "analytics:update",
+            ),
             (
                 LiveEvent::Snapshot(Box::new(LiveSnapshot {
                     status: Some(status.clone()),

@@ -178,8 +178,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Some(Role::Operator);
     }
-    let reads_the_system =
-        path == "/status" || path == "/metrics" || (path.starts_with("/api/") && path != "/api/openapi.json");
+    let reads_the_system = path == "/status"
+        || path == "/metrics"
+        || path.starts_with("/ws/")
+        || (path.starts_with("/api/") && path != "/api/openapi.json");
     reads_the_system.then_some(Role::Viewer)
 }
 
@@ -276,6 +278,7 @@ mod tests {
             (Method::GET, "/status", Some(Role::Viewer)),
             (Method::GET, "/metrics", Some(Role::Viewer)),
             (Method::GET, "/api/live-view/ws", Some(Role::Viewer)),
+            (Method::GET, "/ws/metrics", Some(Role::Viewer)),
             (Method::GET, "/api/audit", Some(Role::Viewer)),
             (Method::POST, "/api/servers/1/stop", Some(Role::Operator)),
             (Method::PUT, "/api/live-view/controls", Some(Role::Operator)),

@@ -110,6 +110,18 @@ pub async fn recent(db: &Database, kinds: &[ActivityType], limit: usize) -> Resu
     Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
+/// Every event stamped at or after `since_ms`, oldest first (at most 1,000).
+pub async fn recent_since(db: &Database, since_ms: i64) -> Result<Vec<ActivityEvent>, sqlx::Error> {
+    let rows: Vec<Row> = crate::with_connection!(&mut db.read().await?, |c| sqlx::query_as(
+        "SELECT id, event_type, user_id, user_name, description, value, metadata, request_id, created_at_ms \
+         FROM activity_stream WHERE created_at_ms >= $1 ORDER BY created_at_ms, id LIMIT 1000"
+    )
+    .bind(since_ms)
+    .fetch_all(c)
+    .await)?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
+}
+
 fn from_row(
     (id, kind, user_id, user_name, description, value, metadata, request_id, created_at_ms): Row,
 ) -> Option<ActivityEvent> {

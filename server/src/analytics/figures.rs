@@ -288,7 +288,8 @@ async fn live_activity(db: &Database) -> Result<LiveActivity, sqlx::Error> {
     })
 }
 
-async fn queue_depth(db: &Database) -> Result<u64, sqlx::Error> {
+/// Delivery jobs waiting, delayed or active, over every queue but the dead letters.
+pub async fn queue_depth(db: &Database) -> Result<u64, sqlx::Error> {
     count_rows(
         db,
         "SELECT COUNT(*) FROM jobs WHERE state IN ('waiting', 'delayed', 'active') AND queue NOT LIKE '%-dlq'",

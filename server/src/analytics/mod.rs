@@ -5,12 +5,14 @@
 //! - [`sessions`]: end users' sessions as they are used (`active_sessions`), touched by
 //!   every authenticated request and open in-app socket;
 //! - [`figures`]: the snapshot of `GET /api/v1/analytics/realtime-metrics`, each figure
-//!   a query over those rows and the business rows (purchases, items, jobs).
+//!   a query over those rows and the business rows (purchases, items, jobs);
+//! - [`feed`]: the figures as they change, for the live stream and `/ws/metrics`.
 //!
 //! Nothing here keeps a figure in memory: every process computes the same figures from
 //! the same database, so a dashboard in any process of a cluster shows them.
 
 pub mod activity;
+pub mod feed;
 pub mod figures;
 pub mod sessions;
 

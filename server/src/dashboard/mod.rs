@@ -118,6 +118,8 @@ pub struct Dashboard {
     pub database: crate::storage::Database,
     /// How the business figures are reported (`--currency`, `--timezone`).
     pub reporting: crate::analytics::Reporting,
+    /// The business figures as they change, for this process's viewers.
+    pub feed: Arc<crate::analytics::feed::MetricsFeed>,
 }
 
 impl Dashboard {
@@ -150,6 +152,7 @@ impl Dashboard {
             .route("/api/live-view/simulate", post(live_api::simulate))
             .route("/api/live-view/telemetry", get(live_api::telemetry_report))
             .route("/api/v1/analytics/realtime-metrics", get(business::realtime_metrics))
+            .route("/ws/metrics", get(business::metrics_socket))
             .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))
             .route("/api/live-view/requests/{id}", get(live_api::request_details))

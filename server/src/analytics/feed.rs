@@ -1,0 +1,171 @@
+//! The business figures as they change, for every viewer of this dashboard process:
+//! once a second the system's load (`system_metrics` on the live stream), every 5 s the
+//! whole snapshot (`analytics:update`, and `metrics` on `/ws/metrics`), every 10 s the
+//! active users (`active_users`), and each new item of the activity feed as it is
+//! committed (`activity` on `/ws/metrics`).
+//!
+//! One task per dashboard process computes them for all its viewers. Each dashboard
+//! process of a cluster computes its own from the shared database, so nothing about
+//! them needs the bus.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use wire::{ActivityEvent, BusinessMetrics, LiveEvent, SystemLoad};
+
+use super::{Reporting, activity, figures};
+use crate::{live::LiveHub, storage::Database, telemetry::sampler::Sampler};
+
+/// How often the load is published (and new activity looked for).
+pub const TICK: Duration = Duration::from_secs(1);
+/// How often the snapshot is computed and sent (seed 004: every 5 s).
+pub const SNAPSHOT_EVERY_TICKS: u64 = 5;
+/// How often `active_users` is published (seed 001: every 10 s).
+pub const ACTIVE_USERS_EVERY_TICKS: u64 = 10;
+/// How far back each look for new activity reaches: a row stamped before its commit
+/// became visible is still found.
+const ACTIVITY_LOOKBACK_MS: i64 = 10_000;
+
+/// The latest figures and the activity as it comes, for this process's viewers.
+pub struct MetricsFeed {
+    latest: watch::Sender<Option<Arc<BusinessMetrics>>>,
+    activity: broadcast::Sender<Arc<ActivityEvent>>,
+}
+
+impl MetricsFeed {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            latest: watch::channel(None).0,
+            activity: broadcast::channel(256).0,
+        })
+    }
+
+    /// The latest snapshot (none before the first), and each one after it.
+    pub fn snapshots(&self) -> watch::Receiver<Option<Arc<BusinessMetrics>>> {
+        self.latest.subscribe()
+    }
+
+    /// Each new item of the activity feed from now on.
+    pub fn activity(&self) -> broadcast::Receiver<Arc<ActivityEvent>> {
+        self.activity.subscribe()
+    }
+
+    /// Computes and publishes until shutdown.
+    pub async fn run(
+        self: Arc<Self>,
+        db: Database,
+        reporting: Reporting,
+        sampler: Arc<Sampler>,
+        hub: Arc<LiveHub>,
+        shutdown: CancellationToken,
+    ) {
+        let mut state = Cursor {
+            tick: 0,
+            seen: SeenActivity::default(),
+            since_ms: crate::now_ms(),
+        };
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            state.tick += 1;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                published = self.publish(&db, &reporting, &sampler, &hub, &mut state) => {
+                    if let Err(error) = published {
+                        tracing::warn!(%error, "the business figures could not be computed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        db: &Database,
+        reporting: &Reporting,
+        sampler: &Sampler,
+        hub: &LiveHub,
+        Cursor { tick, seen, since_ms }: &mut Cursor,
+    ) -> Result<(), sqlx::Error> {
+        let tick = *tick;
+        let now = chrono::Utc::now();
+        let load = system_load(sampler).await;
+        if tick.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
+            let snapshot = Arc::new(figures::snapshot(db, reporting, load, now).await?);
+            hub.publish(LiveEvent::SystemLoad(snapshot.system_load));
+            hub.publish(LiveEvent::AnalyticsUpdate(Box::new((*snapshot).clone())));
+            if tick.is_multiple_of(ACTIVE_USERS_EVERY_TICKS) {
+                hub.publish(LiveEvent::ActiveUsers(snapshot.active_users.clone()));
+            }
+            self.latest.send_replace(Some(snapshot));
+        } else {
+            hub.publish(LiveEvent::SystemLoad(SystemLoad {
+                queue_depth: figures::queue_depth(db).await?,
+                ..load
+            }));
+        }
+        let look_from = *since_ms - ACTIVITY_LOOKBACK_MS;
+        let fresh = activity::recent_since(db, look_from).await?;
+        for event in fresh {
+            *since_ms = (*since_ms).max(event.timestamp.timestamp_millis());
+            if seen.first_time(&event.id) {
+                // Nobody listening is no reason to stop.
+                let _ = self.activity.send(Arc::new(event));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the feed is: its tick, and the activity it has sent.
+struct Cursor {
+    tick: u64,
+    seen: SeenActivity,
+    /// The newest activity's stamp sent so far.
+    since_ms: i64,
+}
+
+/// Activity ids already sent, kept for the lookback's reach.
+#[derive(Default)]
+struct SeenActivity {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl SeenActivity {
+    const KEPT: usize = 10_000;
+
+    fn first_time(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > Self::KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        true
+    }
+}
+
+/// The last second's traffic from the telemetry's sample, as seed 001's `systemLoad`
+/// (without the queue depth, which is the database's).
+pub async fn system_load(sampler: &Sampler) -> SystemLoad {
+    let metrics = sampler.current().await.metrics;
+    SystemLoad {
+        requests_per_second: metrics.requests_per_second,
+        avg_response_time: metrics.average_latency,
+        error_rate: (metrics.error_rate * 10_000.0).round() / 100.0,
+        queue_depth: 0,
+    }
+}
