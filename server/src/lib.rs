@@ -752,6 +752,7 @@ fn start_dashboard(
     life.tasks.spawn(probe.run(life.shutdown.clone()));
     life.tasks.spawn(analytics::figures::keep_recording(
         database.clone(),
+        config.timezone,
         life.shutdown.clone(),
     ));
     life.tasks.spawn(dashboard_feed.run(

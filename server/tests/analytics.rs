@@ -393,3 +393,181 @@ async fn the_figures_follow_the_dashboards_sign_in() {
     }
     system.stop().await;
 }
+
+/// `t` as Unix milliseconds.
+fn ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .expect("a time")
+        .timestamp_millis()
+}
+
+impl TestSystem {
+    /// Writes `sql` with `binds`, as the rows of what happened at known times.
+    async fn write(&self, sql: &'static str, binds: &[&dyn ToString]) {
+        let binds: Vec<String> = binds.iter().map(|bind| bind.to_string()).collect();
+        let mut writing = self.running.database.writing().await.expect("db");
+        liveview::with_connection!(&mut writing, |c| {
+            let mut query = sqlx::query(sql);
+            for bind in &binds {
+                query = match bind.parse::<i64>() {
+                    Ok(number) => query.bind(number),
+                    Err(_) => query.bind(bind.clone()),
+                };
+            }
+            query.execute(c).await.map(drop)
+        })
+        .expect("written");
+    }
+
+    async fn series(&self, query: &str) -> Vec<(String, f64, bool)> {
+        let series = self.dashboard_json(&format!("/api/v1/analytics/series?{query}")).await;
+        series["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|point| {
+                (
+                    point["t"].as_str().expect("t").to_string(),
+                    point["value"].as_f64().expect("a value"),
+                    point["partial"].as_bool().expect("partial"),
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn series_count_what_happened_in_each_bucket_of_the_reporting_zone() {
+    let system = TestSystem::start(|config| config.timezone = chrono_tz::Europe::Berlin).await;
+    let insert_purchase = "INSERT INTO purchases (id, user_id, item, amount_cents, currency, created_at_ms) VALUES ($1, 'u1', 'x', $2, $3, $4)";
+    system
+        .write(
+            "INSERT INTO users (id, email, name, password_hash, created_at_ms) VALUES ('u1', 'a@example.com', 'A', 'x', $1)",
+            &[&ms("2026-11-30T10:05:00Z")],
+        )
+        .await;
+    for (id, cents, currency, at) in [
+        ("p1", 1000, "EUR", "2026-11-30T10:15:00Z"),
+        ("p2", 2000, "EUR", "2026-11-30T10:45:00Z"),
+        ("p3", 500, "USD", "2026-11-30T10:50:00Z"),
+        // 00:30 on 1 December in Berlin.
+        ("p4", 3000, "EUR", "2026-11-30T23:30:00Z"),
+    ] {
+        system.write(insert_purchase, &[&id, &cents, &currency, &ms(at)]).await;
+    }
+
+    let hours = system
+        .series("metric=revenue&step=hour&from=2026-11-30T10:00:00Z&to=2026-11-30T12:00:00Z")
+        .await;
+    assert_eq!(
+        hours,
+        [
+            ("2026-11-30T10:00:00Z".to_string(), 30.0, false),
+            ("2026-11-30T11:00:00Z".to_string(), 0.0, false),
+        ]
+    );
+    // Berlin's days: 30 November began at 23:00 UTC the day before.
+    let days = system
+        .series("metric=revenue&step=day&from=2026-11-29T23:00:00Z&to=2026-12-01T23:00:00Z")
+        .await;
+    assert_eq!(
+        days,
+        [
+            ("2026-11-29T23:00:00Z".to_string(), 30.0, false),
+            ("2026-11-30T23:00:00Z".to_string(), 30.0, false),
+        ]
+    );
+    let purchases = system
+        .series("metric=purchases&step=day&from=2026-11-29T23:00:00Z&to=2026-12-01T23:00:00Z")
+        .await;
+    assert_eq!(purchases.iter().map(|point| point.1).collect::<Vec<_>>(), [3.0, 1.0]);
+    let signups = system
+        .series("metric=signups&step=minute&from=2026-11-30T10:04:00Z&to=2026-11-30T10:07:00Z")
+        .await;
+    assert_eq!(signups.iter().map(|point| point.1).collect::<Vec<_>>(), [0.0, 1.0, 0.0]);
+
+    let csv = system
+        .http
+        .get(system.dashboard(
+            "/api/v1/analytics/series?metric=revenue&step=hour&from=2026-11-30T10:00:00Z&to=2026-11-30T12:00:00Z&format=csv",
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.text().await.expect("text"),
+        "bucket,value,partial\n2026-11-30T10:00:00Z,30,false\n2026-11-30T11:00:00Z,0,false\n"
+    );
+
+    // Active users are sampled: each bucket keeps its highest sample.
+    let berlin = chrono_tz::Europe::Berlin;
+    for (users, at) in [
+        (3, "2026-11-30T10:01:00Z"),
+        (5, "2026-11-30T10:59:00Z"),
+        (2, "2026-11-30T11:30:00Z"),
+    ] {
+        liveview::analytics::series::record_active_users(&system.running.database, users, ms(at), berlin)
+            .await
+            .expect("recorded");
+    }
+    let active = system
+        .series("metric=activeUsers&step=hour&from=2026-11-30T10:00:00Z&to=2026-11-30T12:00:00Z")
+        .await;
+    assert_eq!(active.iter().map(|point| point.1).collect::<Vec<_>>(), [5.0, 2.0]);
+
+    // The bucket now is in is still filling; today so far against yesterday.
+    let now = chrono::Utc::now();
+    let recent = system.series("metric=purchases&step=minute").await;
+    assert_eq!(recent.len(), 61, "an hour of minutes, the one now in included");
+    assert!(recent.last().expect("a point").2, "the last is partial");
+    assert!(recent[..60].iter().all(|point| !point.2));
+    let today_start = liveview::analytics::figures::periods(now, berlin).day_ms;
+    if now.timestamp_millis() - today_start > 5_000 {
+        let just_now = now.timestamp_millis() - 2_000;
+        system.write(insert_purchase, &[&"p5", &700, &"EUR", &just_now]).await;
+        system
+            .write(insert_purchase, &[&"p6", &900, &"EUR", &(just_now - 86_400_000)])
+            .await;
+        let compared = system.dashboard_json("/api/v1/analytics/compare?metric=revenue").await;
+        // The fixed purchases above count too when they fall in either window.
+        let yesterday_start = liveview::analytics::figures::periods(
+            chrono::DateTime::from_timestamp_millis(today_start - 1).expect("a time"),
+            berlin,
+        )
+        .day_ms;
+        let so_far = now.timestamp_millis() - today_start;
+        let fixed = |from: i64, to: i64| -> f64 {
+            [
+                (10.0, "2026-11-30T10:15:00Z"),
+                (20.0, "2026-11-30T10:45:00Z"),
+                (30.0, "2026-11-30T23:30:00Z"),
+            ]
+            .iter()
+            .filter(|(_, at)| (from..=to).contains(&ms(at)))
+            .map(|(euros, _)| euros)
+            .sum()
+        };
+        let today = 7.0 + fixed(today_start, now.timestamp_millis());
+        let yesterday = 9.0 + fixed(yesterday_start, yesterday_start + so_far);
+        assert_eq!(compared["todaySoFar"], today, "{compared}");
+        assert_eq!(compared["yesterdayToSameTime"], yesterday, "{compared}");
+    }
+
+    for bad in [
+        "metric=gossip",
+        "metric=revenue&step=fortnight",
+        "metric=revenue&from=2026-11-30T12:00:00Z&to=2026-11-30T10:00:00Z",
+        "metric=revenue&step=minute&from=2026-01-01T00:00:00Z&to=2026-11-30T00:00:00Z",
+        "metric=revenue&format=xml",
+    ] {
+        let response = system
+            .http
+            .get(system.dashboard(&format!("/api/v1/analytics/series?{bad}")))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    system.stop().await;
+}

@@ -241,6 +241,73 @@ pub enum MetricsChannel {
     Activity,
 }
 
+/// A figure over time (`GET /api/v1/analytics/series?metric=`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SeriesMetric {
+    /// Purchases' amounts in `--currency`, major units, summed per bucket.
+    Revenue,
+    /// Purchases made.
+    Purchases,
+    Signups,
+    Logins,
+    /// Friend requests sent and accepted.
+    Invitations,
+    PasswordResets,
+    /// Catalogue items viewed.
+    Views,
+    /// The highest `activeUsers.current` sampled in the bucket.
+    ActiveUsers,
+}
+
+/// A bucket's length; hours and days start on the hour and at midnight in `--timezone`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SeriesStep {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// One bucket of a series.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesPoint {
+    /// Where the bucket starts.
+    #[serde(deserialize_with = "crate::rfc3339::read")]
+    #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub t: Timestamp,
+    pub value: f64,
+    /// The bucket is still filling (now is in it).
+    pub partial: bool,
+}
+
+/// `GET /api/v1/analytics/series`: a figure per bucket, oldest first, every bucket of
+/// the range present (0 where nothing happened).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Series {
+    pub metric: SeriesMetric,
+    pub step: SeriesStep,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// `GET /api/v1/analytics/compare?metric=`: today so far against yesterday up to the
+/// same time of day, in `--timezone`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TodayAgainstYesterday {
+    pub metric: SeriesMetric,
+    pub today_so_far: f64,
+    pub yesterday_to_same_time: f64,
+}
+
 /// An item of the catalogue (`GET /api/items`, `GET /api/items/{id}`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -190,32 +190,16 @@ pub fn minute_of(at_ms: i64) -> i64 {
     at_ms - at_ms.rem_euclid(60_000)
 }
 
-/// Keeps the most users `current` was at in this minute (`realtime_metrics`), for
-/// `peak24h` and `trend`.
-pub async fn record_active_users(db: &Database, current: u64, now_ms: i64) -> Result<(), sqlx::Error> {
-    crate::with_connection!(&mut db.writing().await?, |c| sqlx::query(
-        "INSERT INTO realtime_metrics (metric_name, step, bucket_ms, value) VALUES ($1, 'minute', $2, $3) \
-         ON CONFLICT (metric_name, step, bucket_ms) DO UPDATE SET value = \
-         CASE WHEN excluded.value > realtime_metrics.value THEN excluded.value ELSE realtime_metrics.value END"
-    )
-    .bind(ACTIVE_USERS_METRIC)
-    .bind(minute_of(now_ms))
-    .bind(current as f64)
-    .execute(c)
-    .await
-    .map(drop))
-}
-
 /// How often a dashboard process samples `current` for its minute in
 /// `realtime_metrics` (the minute keeps the highest sample).
 pub const RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often sessions inactive for a day are removed.
 const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Samples active users every [`RECORD_EVERY`] and removes old sessions, until
+/// Samples active users every [`RECORD_EVERY`] and removes old sessions and samples, until
 /// shutdown. Several dashboard processes may do it at once: each minute keeps the
 /// highest sample, which is the same whoever took it.
-pub async fn keep_recording(db: Database, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn keep_recording(db: Database, tz: Tz, shutdown: tokio_util::sync::CancellationToken) {
     let cleaning = {
         let (db, shutdown) = (db.clone(), shutdown.clone());
         crate::every(CLEAN_UP_EVERY, shutdown, move || {
@@ -224,6 +208,9 @@ pub async fn keep_recording(db: Database, shutdown: tokio_util::sync::Cancellati
                 if let Err(error) = super::sessions::clean_up(&db).await {
                     tracing::warn!(%error, "old sessions could not be removed");
                 }
+                if let Err(error) = super::series::clean_up(&db, crate::now_ms()).await {
+                    tracing::warn!(%error, "old samples could not be removed");
+                }
             }
         })
     };
@@ -231,7 +218,7 @@ pub async fn keep_recording(db: Database, shutdown: tokio_util::sync::Cancellati
         let now = crate::now_ms();
         let sampled = async {
             let current = count(&db, ACTIVE_SINCE, now - CURRENT_WINDOW_MS).await?;
-            record_active_users(&db, current, now).await
+            super::series::record_active_users(&db, current, now, tz).await
         };
         if let Err(error) = sampled.await {
             tracing::warn!(%error, "active users could not be recorded");

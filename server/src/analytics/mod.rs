@@ -6,7 +6,8 @@
 //!   every authenticated request and open in-app socket;
 //! - [`figures`]: the snapshot of `GET /api/v1/analytics/realtime-metrics`, each figure
 //!   a query over those rows and the business rows (purchases, items, jobs);
-//! - [`feed`]: the figures as they change, for the live stream and `/ws/metrics`.
+//! - [`feed`]: the figures as they change, for the live stream and `/ws/metrics`;
+//! - [`series`]: the figures over time, per minute, hour or day.
 //!
 //! Nothing here keeps a figure in memory: every process computes the same figures from
 //! the same database, so a dashboard in any process of a cluster shows them.
@@ -14,6 +15,7 @@
 pub mod activity;
 pub mod feed;
 pub mod figures;
+pub mod series;
 pub mod sessions;
 
 use chrono_tz::Tz;

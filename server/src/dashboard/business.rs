@@ -13,13 +13,15 @@ use axum::{
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
-use wire::{BusinessMetrics, MetricsChannel, MetricsMessage};
+use serde::Deserialize;
+use wire::{BusinessMetrics, MetricsChannel, MetricsMessage, Series, SeriesMetric, SeriesStep, TodayAgainstYesterday};
 
 use super::Dashboard;
 use crate::{
     access::auth::{SignedIn, watch_session},
-    analytics::{feed, figures},
+    analytics::{feed, figures, series},
     api_error::ApiError,
+    middleware::extract::ValidQuery,
     sockets::close,
 };
 
@@ -38,6 +40,112 @@ pub async fn realtime_metrics(State(dashboard): State<Dashboard>) -> Result<Json
 async fn snapshot_now(dashboard: &Dashboard) -> Result<BusinessMetrics, sqlx::Error> {
     let load = feed::system_load(&dashboard.sampler).await;
     figures::snapshot(&dashboard.database, &dashboard.reporting, load, chrono::Utc::now()).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeriesQuery {
+    /// `revenue`, `purchases`, `signups`, `logins`, `invitations`, `passwordResets`,
+    /// `views` or `activeUsers`.
+    #[param(value_type = String)]
+    metric: SeriesMetric,
+    /// `minute` (the default), `hour` or `day`.
+    #[param(value_type = Option<String>)]
+    step: Option<SeriesStep>,
+    /// RFC 3339; the default is one hour of minutes, a day of hours or 30 days before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339; now by default.
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// `json` (the default) or `csv`.
+    format: Option<String>,
+}
+
+/// `GET /api/v1/analytics/series`: a figure per minute, hour or day over a range, every
+/// bucket present, the still-filling one marked `partial`; as CSV with `format=csv`.
+#[utoipa::path(get, path = "/api/v1/analytics/series", params(SeriesQuery), responses((status = 200, description = "the figure per bucket, oldest first (text/csv with format=csv)", body = wire::Series), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "analytics")]
+pub async fn series_of(
+    State(dashboard): State<Dashboard>,
+    ValidQuery(query): ValidQuery<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let step = query.step.unwrap_or(SeriesStep::Minute);
+    let to = query.to.unwrap_or(now);
+    let from = query.from.unwrap_or(to - series::default_span(step));
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::invalid([(
+                "format",
+                format!("expected json or csv, got {other:?}"),
+            )]));
+        }
+    };
+    if from >= to {
+        return Err(ApiError::invalid([("from", "must be before to".to_string())]));
+    }
+    let reporting = &dashboard.reporting;
+    let points = series::series(
+        &dashboard.database,
+        query.metric,
+        step,
+        (from, to),
+        (&reporting.currency, reporting.timezone),
+        now,
+    )
+    .await?
+    .map_err(|refused| ApiError::invalid([("step", refused)]))?;
+    if csv {
+        let mut text = String::from("bucket,value,partial\n");
+        for point in &points {
+            text.push_str(&format!(
+                "{},{},{}\n",
+                point.t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                point.value,
+                point.partial
+            ));
+        }
+        return Ok(([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+    }
+    Ok(Json(Series {
+        metric: query.metric,
+        step,
+        points,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CompareQuery {
+    /// As for the series.
+    #[param(value_type = String)]
+    metric: SeriesMetric,
+}
+
+/// `GET /api/v1/analytics/compare`: today so far against yesterday to the same time.
+#[utoipa::path(get, path = "/api/v1/analytics/compare", params(CompareQuery), responses((status = 200, description = "today so far and yesterday to the same time of day", body = wire::TodayAgainstYesterday), (status = 400, description = "invalid input, naming each bad field", body = wire::ErrorBody)), tag = "analytics")]
+pub async fn compare(
+    State(dashboard): State<Dashboard>,
+    ValidQuery(query): ValidQuery<CompareQuery>,
+) -> Result<Json<TodayAgainstYesterday>, ApiError> {
+    let reporting = &dashboard.reporting;
+    let (today_so_far, yesterday_to_same_time) = series::today_against_yesterday(
+        &dashboard.database,
+        query.metric,
+        (&reporting.currency, reporting.timezone),
+        chrono::Utc::now(),
+    )
+    .await?;
+    Ok(Json(TodayAgainstYesterday {
+        metric: query.metric,
+        today_so_far,
+        yesterday_to_same_time,
+    }))
 }
 
 /// `GET /ws/metrics`: the business figures as they change.

@@ -70,6 +70,8 @@ use crate::{
         live_api::status,
         live_api::telemetry_report,
         business::realtime_metrics,
+        business::series_of,
+        business::compare,
         live_api::series,
         live_api::prometheus,
         live_api::list_requests,
@@ -152,6 +154,8 @@ impl Dashboard {
             .route("/api/live-view/simulate", post(live_api::simulate))
             .route("/api/live-view/telemetry", get(live_api::telemetry_report))
             .route("/api/v1/analytics/realtime-metrics", get(business::realtime_metrics))
+            .route("/api/v1/analytics/series", get(business::series_of))
+            .route("/api/v1/analytics/compare", get(business::compare))
             .route("/ws/metrics", get(business::metrics_socket))
             .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))
