@@ -50,7 +50,6 @@ fn as_postgres(program: &Path) -> Command {
 
 impl PostgresServer {
     pub async fn start() -> Self {
-        let port = super::free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         // The postgres user must own its directory (and reach it: tempdirs are 0700).
         let _ = Command::new("chown").arg("postgres").arg(dir.path()).status();
@@ -69,37 +68,70 @@ impl PostgresServer {
             "initdb: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        let child = as_postgres(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ])
-            .arg("-k")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres runs");
-        let server = Self {
-            port,
-            child,
-            data,
-            bin,
-            _dir: dir,
-        };
-        let url = server.url();
-        super::eventually("PostgreSQL accepts connections", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move { sqlx::PgPool::connect(&url).await.ok().map(drop) }
-        })
-        .await;
-        server
+        // A port found free may be taken by another test's PostgreSQL before this one
+        // binds it; then this one exits and the other answers on the port. So the
+        // server that answers must show this one's data directory, or it is tried
+        // again on another port.
+        for _ in 0..5 {
+            let port = super::free_port();
+            let child = as_postgres(&bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                ])
+                .arg("-k")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("postgres runs");
+            let mut server = Self {
+                port,
+                child,
+                data: data.clone(),
+                bin: bin.clone(),
+                _dir: tempfile::tempdir().expect("a placeholder"),
+            };
+            if server.answers_as_itself().await {
+                server._dir = dir;
+                return server;
+            }
+            // Dropping it stops it, if it runs at all.
+        }
+        panic!("PostgreSQL did not start on any of 5 free ports");
+    }
+
+    /// Whether this server (not another on its port) accepts connections within 30 s.
+    async fn answers_as_itself(&mut self) -> bool {
+        let url = self.url();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let ours = self.data.canonicalize().unwrap_or_else(|_| self.data.clone());
+        while std::time::Instant::now() < deadline {
+            if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                let directory: Option<String> = sqlx::query_scalar("SELECT current_setting('data_directory')")
+                    .fetch_one(&pool)
+                    .await
+                    .ok();
+                pool.close().await;
+                if let Some(directory) = directory {
+                    return Path::new(&directory)
+                        .canonicalize()
+                        .unwrap_or_else(|_| directory.into())
+                        == ours;
+                }
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
     }
 
     pub fn url(&self) -> String {
