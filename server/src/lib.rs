@@ -23,6 +23,7 @@ pub mod middleware;
 pub mod notify;
 pub mod operators;
 pub mod queue;
+pub mod recent;
 pub mod servers;
 pub mod simulate;
 pub mod smtp;

@@ -8,18 +8,14 @@
 //! process of a cluster computes its own from the shared database, so nothing about
 //! them needs the bus.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use wire::{ActivityEvent, BusinessMetrics, LiveEvent, SystemLoad};
 
 use super::{Reporting, activity, figures};
-use crate::{live::LiveHub, storage::Database, telemetry::sampler::Sampler};
+use crate::{live::LiveHub, recent::RecentIds, storage::Database, telemetry::sampler::Sampler};
 
 /// How often the load is published (and new activity looked for).
 pub const TICK: Duration = Duration::from_secs(1);
@@ -66,7 +62,7 @@ impl MetricsFeed {
     ) {
         let mut state = Cursor {
             tick: 0,
-            seen: SeenActivity::default(),
+            seen: RecentIds::new(10_000),
             since_ms: crate::now_ms(),
         };
         let mut ticker = tokio::time::interval(TICK);
@@ -117,7 +113,7 @@ impl MetricsFeed {
         let fresh = activity::recent_since(db, look_from).await?;
         for event in fresh {
             *since_ms = (*since_ms).max(event.timestamp.timestamp_millis());
-            if seen.first_time(&event.id) {
+            if seen.insert(&event.id) {
                 // Nobody listening is no reason to stop.
                 let _ = self.activity.send(Arc::new(event));
             }
@@ -129,33 +125,10 @@ impl MetricsFeed {
 /// Where the feed is: its tick, and the activity it has sent.
 struct Cursor {
     tick: u64,
-    seen: SeenActivity,
+    /// Activity ids already sent, kept well beyond the lookback's reach.
+    seen: RecentIds,
     /// The newest activity's stamp sent so far.
     since_ms: i64,
-}
-
-/// Activity ids already sent, kept for the lookback's reach.
-#[derive(Default)]
-struct SeenActivity {
-    order: VecDeque<String>,
-    ids: HashSet<String>,
-}
-
-impl SeenActivity {
-    const KEPT: usize = 10_000;
-
-    fn first_time(&mut self, id: &str) -> bool {
-        if !self.ids.insert(id.to_string()) {
-            return false;
-        }
-        self.order.push_back(id.to_string());
-        if self.order.len() > Self::KEPT
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.ids.remove(&oldest);
-        }
-        true
-    }
 }
 
 /// The last second's traffic from the telemetry's sample, as seed 001's `systemLoad`

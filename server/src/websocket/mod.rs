@@ -42,10 +42,13 @@ use crate::{
         extract::{ActiveSession, AuthUser},
     },
     now_ms,
+    recent::RecentIds,
     storage::{Database, WriteBatch},
     telemetry::Telemetry,
 };
 
+/// How many acks a connection remembers (see `UserConnection::acked`).
+const ACKS_KEPT: usize = 1024;
 /// Pushes waiting for a connection task beyond this are refused (the worker retries later).
 const PUSH_BACKLOG: usize = 256;
 /// What a client sends is acks (`{"ack": id}`, about 50 bytes) and pongs. tungstenite
@@ -278,7 +281,7 @@ pub async fn user_socket(
             user,
             pushed_up_to: resume.last_seq.unwrap_or(0),
             in_flight: BTreeMap::new(),
-            acked: AckedLately::default(),
+            acked: RecentIds::new(ACKS_KEPT),
         };
         connection
             .run(
@@ -302,38 +305,12 @@ struct UserConnection {
     pushed_up_to: i64,
     /// Pushed and not yet acked, by notification id.
     in_flight: BTreeMap<String, InFlight>,
-    /// The latest notifications the client acked on this connection.
-    acked: AckedLately,
-}
-
-/// The ids of the last [`AckedLately::KEPT`] notifications acked on a connection. A
-/// worker that handed an ack over and died before recording the delivery leaves the
-/// notification undelivered in the database; when another worker pushes it again, the
-/// connection that already has the client's ack answers at once instead of sending the
-/// user a second frame.
-#[derive(Default)]
-struct AckedLately {
-    order: std::collections::VecDeque<String>,
-    ids: std::collections::HashSet<String>,
-}
-
-impl AckedLately {
-    const KEPT: usize = 1024;
-
-    fn insert(&mut self, id: String) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
-            if self.order.len() > Self::KEPT
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.ids.remove(&oldest);
-            }
-        }
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
-    }
+    /// The last [`ACKS_KEPT`] notifications the client acked on this connection. A
+    /// worker that handed an ack over and died before recording the delivery leaves the
+    /// notification undelivered in the database; when another worker pushes it again,
+    /// the connection that already has the client's ack answers at once instead of
+    /// sending the user a second frame.
+    acked: RecentIds,
 }
 
 /// A frame pushed on this connection and not yet acked.
@@ -520,7 +497,7 @@ impl UserConnection {
         let Some(InFlight { waiters, request_id }) = self.in_flight.remove(&ack) else {
             return;
         };
-        self.acked.insert(ack.clone());
+        self.acked.insert(&ack);
         // A worker waiting for this ack records the delivery in its batch's commit; a
         // frame nobody waits for (store and forward on connect) is recorded here.
         let mut handed_over = false;
