@@ -751,11 +751,8 @@ fn start_dashboard(
         dashboard.router(&config.site),
     );
     life.tasks.spawn(probe.run(life.shutdown.clone()));
-    life.tasks.spawn(analytics::figures::keep_recording(
-        database.clone(),
-        config.timezone,
-        life.shutdown.clone(),
-    ));
+    life.tasks
+        .spawn(analytics::figures::keep_clean(database.clone(), life.shutdown.clone()));
     life.tasks.spawn(dashboard_feed.run(
         database.clone(),
         config.reporting(),

@@ -1,6 +1,7 @@
 //! The business figures as they change, for every viewer of this dashboard process:
 //! once a second the system's load (`system_metrics` on the live stream), every 5 s the
-//! whole snapshot (`analytics:update`, and `metrics` on `/ws/metrics`), every 10 s the
+//! whole snapshot (`analytics:update`, and `metrics` on `/ws/metrics`; its active users
+//! are also the sample kept in `realtime_metrics`), every 10 s the
 //! active users (`active_users`), and each new item of the activity feed as it is
 //! committed (`activity` on `/ws/metrics`).
 //!
@@ -14,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use wire::{ActivityEvent, BusinessMetrics, LiveEvent, SystemLoad};
 
-use super::{Reporting, activity, figures};
+use super::{Reporting, activity, figures, series};
 use crate::{live::LiveHub, recent::RecentIds, storage::Database, telemetry::sampler::Sampler};
 
 /// How often the load is published (and new activity looked for).
@@ -97,6 +98,15 @@ impl MetricsFeed {
         let load = system_load(sampler).await;
         if tick.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
             let snapshot = Arc::new(figures::snapshot(db, reporting, load, now).await?);
+            // The sample behind peak24h, trend and the active-users series: several
+            // dashboards may take it at once, and each bucket keeps the highest.
+            series::record_active_users(
+                db,
+                snapshot.active_users.current,
+                now.timestamp_millis(),
+                reporting.timezone,
+            )
+            .await?;
             hub.publish(LiveEvent::SystemLoad(snapshot.system_load));
             hub.publish(LiveEvent::AnalyticsUpdate(Box::new((*snapshot).clone())));
             if tick.is_multiple_of(ACTIVE_USERS_EVERY_TICKS) {

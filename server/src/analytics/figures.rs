@@ -190,41 +190,21 @@ pub fn minute_of(at_ms: i64) -> i64 {
     at_ms - at_ms.rem_euclid(60_000)
 }
 
-/// How often a dashboard process samples `current` for its minute in
-/// `realtime_metrics` (the minute keeps the highest sample).
-pub const RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-/// How often sessions inactive for a day are removed.
+/// How often sessions inactive for a day, and samples past their tier, are removed.
 const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Samples active users every [`RECORD_EVERY`] and removes old sessions and samples, until
-/// shutdown. Several dashboard processes may do it at once: each minute keeps the
-/// highest sample, which is the same whoever took it.
-pub async fn keep_recording(db: Database, tz: Tz, shutdown: tokio_util::sync::CancellationToken) {
-    let cleaning = {
-        let (db, shutdown) = (db.clone(), shutdown.clone());
-        crate::every(CLEAN_UP_EVERY, shutdown, move || {
-            let db = db.clone();
-            async move {
-                if let Err(error) = super::sessions::clean_up(&db).await {
-                    tracing::warn!(%error, "old sessions could not be removed");
-                }
-                if let Err(error) = super::series::clean_up(&db, crate::now_ms()).await {
-                    tracing::warn!(%error, "old samples could not be removed");
-                }
-            }
-        })
-    };
-    let recording = crate::every(RECORD_EVERY, shutdown, || async {
-        let now = crate::now_ms();
-        let sampled = async {
-            let current = count(&db, ACTIVE_SINCE, now - CURRENT_WINDOW_MS).await?;
-            super::series::record_active_users(&db, current, now, tz).await
-        };
-        if let Err(error) = sampled.await {
-            tracing::warn!(%error, "active users could not be recorded");
+/// Removes old sessions and samples until shutdown (the samples themselves come from
+/// the feed's snapshots, [`super::feed`]).
+pub async fn keep_clean(db: Database, shutdown: tokio_util::sync::CancellationToken) {
+    crate::every(CLEAN_UP_EVERY, shutdown, || async {
+        if let Err(error) = super::sessions::clean_up(&db).await {
+            tracing::warn!(%error, "old sessions could not be removed");
         }
-    });
-    tokio::join!(cleaning, recording);
+        if let Err(error) = super::series::clean_up(&db, crate::now_ms()).await {
+            tracing::warn!(%error, "old samples could not be removed");
+        }
+    })
+    .await;
 }
 
 async fn transactions(db: &Database) -> Result<Transactions, sqlx::Error> {

@@ -5,7 +5,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderMap, header},
+    http::{header, request::Parts},
 };
 use wire::{Item, Items};
 
@@ -13,7 +13,7 @@ use crate::{
     accounts::{self, new_id},
     analytics::sessions::{Touch, session_id},
     api_error::ApiError,
-    middleware::AppServer,
+    middleware::{AppServer, extract::bearer_token},
     now_ms,
     storage::{Database, WriteBatch},
 };
@@ -54,7 +54,7 @@ pub async fn list(State(server): State<AppServer>) -> Json<Items> {
 pub async fn view(
     State(server): State<AppServer>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    parts: Parts,
 ) -> Result<Json<Item>, ApiError> {
     let item = server
         .shared
@@ -62,16 +62,11 @@ pub async fn view(
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("no such item"))?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
     // A view with a token that is not (or no longer) valid is a view all the same.
-    let user = match token {
-        Some(token) => accounts::authenticate(&server.shared.db, &server.shared.sessions, token)
+    let user = match bearer_token(&parts) {
+        Some(token) => accounts::authenticate(&server.shared.db, &server.shared.sessions, &token)
             .await?
-            .zip(session_id(token)),
+            .zip(session_id(&token)),
         None => None,
     };
     let mut batch = WriteBatch::default();
@@ -83,7 +78,10 @@ pub async fn view(
         .bind(now_ms());
     server.shared.db.commit(batch).await?;
     if let Some((user, session)) = user {
-        let agent = headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok());
+        let agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok());
         server.shared.activity.touch(session, &user.id, Touch::PageView, agent);
     }
     Ok(Json(item))

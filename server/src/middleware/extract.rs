@@ -251,7 +251,8 @@ impl FromRequestParts<AppServer> for AuthUser {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<String> {
+/// The request's bearer token: `Authorization: Bearer …`, or `?token=` (sockets).
+pub fn bearer_token(parts: &Parts) -> Option<String> {
     let header = parts
         .headers
         .get(header::AUTHORIZATION)
