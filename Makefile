@@ -14,13 +14,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # no benefit to us.
 FAST_INSTALL := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 ARGS ?=
+# Read by liveview at run time (its --geoip-db and --world-atlas defaults are these paths).
+GEO_DB := tools/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb
+WORLD_ATLAS := tools/node_modules/world-atlas/countries-110m.json
 
 .PHONY: help setup setup-test build run test lint unit e2e fuzz clean cluster
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
 
-setup: ## Install the build tools that are missing (wasm target, trunk, wasm-bindgen, wasm-opt)
+setup: ## Install the build tools that are missing (wasm target, trunk, wasm-bindgen, wasm-opt) and the geography data
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -31,7 +34,7 @@ setup: ## Install the build tools that are missing (wasm target, trunk, wasm-bin
 	@[ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || \
 	  { echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 5 minutes, once)"; \
 	    $(FAST_INSTALL) cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; }
-	@[ -x $(TOOLS_BIN)/wasm-opt ] || npm ci --prefix tools --no-audit --no-fund
+	@[ -x $(TOOLS_BIN)/wasm-opt ] && [ -f $(GEO_DB) ] && [ -f $(WORLD_ATLAS) ] || npm ci --prefix tools --no-audit --no-fund
 
 setup-test: setup ## Also install what the tests need (Debian's chromium, redis-server and postgresql, the Playwright packages)
 	@missing=""; \

@@ -122,6 +122,46 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_HEALTH_RECOVERIES", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_recoveries: u32,
 
+    /// The proxies whose `X-Forwarded-For` names the client (networks or addresses,
+    /// comma-separated): the balancer's own peers, and for an app server the balancer
+    /// hosts. A header from any other peer is ignored.
+    #[arg(long, env = "LIVEVIEW_TRUSTED_PROXIES", value_name = "NETS", value_delimiter = ',', default_value = "127.0.0.0/8,::1", value_parser = crate::access::proxies::parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The IP-to-country database (MaxMind DB format) that places active users on the
+    /// map. Without it their country is unknown.
+    #[arg(
+        long,
+        env = "LIVEVIEW_GEOIP_DB",
+        value_name = "FILE",
+        default_value = "tools/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
+    )]
+    pub geoip_db: PathBuf,
+
+    /// The countries' shapes (a Natural Earth TopoJSON such as world-atlas's
+    /// countries-110m.json) the monitoring page's map is drawn from.
+    #[arg(
+        long,
+        env = "LIVEVIEW_WORLD_ATLAS",
+        value_name = "FILE",
+        default_value = "tools/node_modules/world-atlas/countries-110m.json"
+    )]
+    pub world_atlas: PathBuf,
+
+    /// Who is emailed `error` and `critical` alerts, through the system's own mail queue
+    /// (comma-separated; none: no email). The default reaches the embedded capture
+    /// server's mailbox; with a real --smtp-url give your team's address.
+    #[arg(long, env = "LIVEVIEW_ALERT_EMAIL", value_name = "ADDRS", value_delimiter = ',', default_value = "operators@liveview.example", value_parser = parse_email)]
+    pub alert_email: Vec<String>,
+
+    /// Where every alert notification is POSTed as Slack-compatible JSON (`{"text": …}`).
+    #[arg(long, env = "LIVEVIEW_ALERT_WEBHOOK", value_name = "URL", hide_env_values = true, value_parser = parse_http_url)]
+    pub alert_webhook: Option<String>,
+
+    /// How often the alert rules are evaluated, in milliseconds.
+    #[arg(long, env = "LIVEVIEW_ALERT_INTERVAL_MS", value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub alert_interval_ms: u64,
+
     /// The currency the business figures report revenue in (ISO 4217); purchases in
     /// other currencies are reported beside it, never converted.
     #[arg(long, env = "LIVEVIEW_CURRENCY", value_name = "CODE", default_value = "EUR", value_parser = parse_currency)]
@@ -298,11 +338,16 @@ impl Config {
         }
     }
 
-    /// How the business figures are reported (`--currency`, `--timezone`).
-    pub fn reporting(&self) -> crate::analytics::Reporting {
+    /// How the business figures are reported (`--currency`, `--timezone`), countries
+    /// named by `geography` (read once, from `--geoip-db` and `--world-atlas`).
+    pub fn reporting(
+        &self,
+        geography: std::sync::Arc<crate::analytics::geo::Geography>,
+    ) -> crate::analytics::Reporting {
         crate::analytics::Reporting {
             currency: self.currency.clone(),
             timezone: self.timezone,
+            geography,
         }
     }
 
@@ -417,6 +462,33 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(scale) if scale.is_finite() && scale > 0.0 && scale <= 100.0 => Ok(scale),
         _ => Err("expected a number above 0 and at most 100".into()),
+    }
+}
+
+fn parse_email(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        // `--alert-email ''`: nobody.
+        return Ok(String::new());
+    }
+    match text.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && text.len() <= 254
+                && !text.contains(char::is_whitespace) =>
+        {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("{text:?} is not an email address")),
+    }
+}
+
+fn parse_http_url(text: &str) -> Result<String, String> {
+    if (text.starts_with("http://") || text.starts_with("https://")) && text.len() <= 2048 {
+        Ok(text.to_string())
+    } else {
+        Err("expected an http:// or https:// URL".into())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod alerts;
 pub mod analytics;
 pub mod api_error;
 pub mod audit;
@@ -184,12 +185,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     // Where end users reach the system: this process's balancer, or the cluster's.
     let balancer_addr = listeners.balancer.as_ref().map(local_addr);
+    let geography = Arc::new(analytics::geo::Geography::open(&config.geoip_db, &config.world_atlas));
+    let trusted_proxies = Arc::new(access::TrustedProxies::new(config.trusted_proxies.clone()));
     let shared = Shared {
         db: database.clone(),
         queues: delivery.queues.clone(),
         registry: delivery.registry.clone(),
         sessions: Default::default(),
-        activity: Default::default(),
+        activity: Arc::new(analytics::sessions::SessionActivity::new(geography.clone())),
+        trusted_proxies: trusted_proxies.clone(),
         catalogue: Arc::new(
             controllers::items::Catalogue::load(&database)
                 .await
@@ -222,6 +226,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             life.tasks.clone(),
             observer.telemetry.clone(),
             observer.controls.clone(),
+            trusted_proxies.clone(),
         );
         serve(
             &life.tasks,
@@ -257,6 +262,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             auth,
             process.clone(),
             tls.as_ref(),
+            config.reporting(geography.clone()),
         )),
         None => {
             // No dashboard here: this process's figures go to the cluster's dashboards.
@@ -636,6 +642,7 @@ fn start_dashboard(
     auth: wire::AuthMode,
     process: ProcessRegistry,
     tls: Option<&tls::Tls>,
+    reporting: analytics::Reporting,
 ) -> SocketAddr {
     // Where end users reach the system: this process's balancer, or the cluster's
     // (`--lb`), which the probe checks and the simulator sends its load to.
@@ -689,6 +696,16 @@ fn start_dashboard(
         life.shutdown.clone(),
     );
     life.tasks.spawn(simulator.clone().run_continuous());
+    let alerting = alerts::Alerting::new(
+        database.clone(),
+        observer.telemetry.clone(),
+        sampler.clone(),
+        process.me().0.clone(),
+        alerts::Destinations {
+            emails: config.alert_email.iter().filter(|to| !to.is_empty()).cloned().collect(),
+            webhook: config.alert_webhook.clone(),
+        },
+    );
     let dashboard = Dashboard {
         history: observer.history.clone(),
         sampler,
@@ -725,7 +742,8 @@ fn start_dashboard(
         bus: observer.bus.clone(),
         processes: process,
         database: database.clone(),
-        reporting: config.reporting(),
+        reporting: reporting.clone(),
+        alerting,
         feed: analytics::feed::MetricsFeed::new(),
         gate: Arc::new(
             crate::access::auth::Gate::new(
@@ -737,6 +755,12 @@ fn start_dashboard(
             .with_secure_cookies(tls.is_some()),
         ),
     };
+    life.tasks.spawn(
+        dashboard
+            .alerting
+            .clone()
+            .run(Duration::from_millis(config.alert_interval_ms), life.shutdown.clone()),
+    );
     let (dashboard_feed, dashboard_sampler, dashboard_hub) = (
         dashboard.feed.clone(),
         dashboard.sampler.clone(),
@@ -755,7 +779,7 @@ fn start_dashboard(
         .spawn(analytics::figures::keep_clean(database.clone(), life.shutdown.clone()));
     life.tasks.spawn(dashboard_feed.run(
         database.clone(),
-        config.reporting(),
+        reporting,
         dashboard_sampler,
         dashboard_hub,
         life.shutdown.clone(),

@@ -249,6 +249,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
         TaskTracker::new(),
         liveview::telemetry::Telemetry::disabled(),
         Default::default(),
+        std::sync::Arc::new(liveview::access::TrustedProxies::new(Vec::new())),
     );
     tokio::spawn(balancer.clone().run_health_checks(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -24,6 +24,9 @@ pub struct BusinessMetrics {
     pub content: ContentFigures,
     pub live_activity: LiveActivity,
     pub system_load: SystemLoad,
+    /// Seed 001's `alerts`: the alerts firing or recovering now, most severe first.
+    #[serde(default)]
+    pub alerts: Vec<crate::RealtimeAlert>,
     #[serde(deserialize_with = "crate::rfc3339::read")]
     #[cfg_attr(not(target_arch = "wasm32"), serde(serialize_with = "crate::rfc3339::write"))]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -72,6 +75,41 @@ pub struct ActiveUsers {
     pub by_segment: BTreeMap<String, u64>,
     /// `current` by the signup source.
     pub by_source: BTreeMap<String, u64>,
+    /// `current` by the country of their sessions' addresses, most users first; a user
+    /// whose address maps to no country is in none.
+    pub locations: Vec<GeoLocation>,
+}
+
+/// Active users in one country.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeoLocation {
+    /// ISO 3166-1 alpha-2 (`DE`).
+    pub country: String,
+    pub name: String,
+    pub users: u64,
+}
+
+/// `GET /api/v1/analytics/world`: the countries' outlines the activity map is drawn
+/// from, in degrees (longitude, latitude), from Natural Earth's 1:110m shapes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorldMap {
+    pub countries: Vec<CountryShape>,
+}
+
+/// One country's outline: rings of `[longitude, latitude]` points (outer rings and holes
+/// alike; an even-odd fill draws both).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountryShape {
+    /// ISO 3166-1 alpha-2; none for a territory without one (Northern Cyprus).
+    pub country: Option<String>,
+    pub name: String,
+    pub rings: Vec<Vec<[f32; 2]>>,
 }
 
 /// Purchases by how far their receipt got.
@@ -366,6 +404,11 @@ pub(crate) mod tests {
                 trend: 1,
                 by_segment: BTreeMap::from([("customer".into(), 1)]),
                 by_source: BTreeMap::from([("direct".into(), 1)]),
+                locations: vec![GeoLocation {
+                    country: "DE".into(),
+                    name: "Germany".into(),
+                    users: 1,
+                }],
             },
             transactions: Transactions {
                 total: 1,
@@ -383,6 +426,7 @@ pub(crate) mod tests {
                 ..LiveActivity::default()
             },
             system_load: SystemLoad::default(),
+            alerts: vec![crate::alerts::tests::sample_alert()],
             timestamp: at(1),
         }
     }

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActiveUsers, ActivityEvent, BusinessMetrics, ComponentMetrics, ComponentStatus, ControlSettings, Flow,
-    NotificationType, RequestTracker, Stage, SystemLoad, SystemMetrics, SystemStage, SystemStatus, Timestamp,
+    NotificationType, RealtimeAlert, RequestTracker, Stage, SystemLoad, SystemMetrics, SystemStage, SystemStatus,
+    Timestamp,
 };
 
 /// One message on the live stream.
@@ -93,6 +94,13 @@ pub enum LiveEvent {
     /// Seed 002's name: the business figures, every 5 s. Boxed: large.
     #[serde(rename = "analytics:update")]
     AnalyticsUpdate(Box<BusinessMetrics>),
+    /// Seed 001's name: an alert fired, resolved or reminds (every signal).
+    #[serde(rename = "system_alert")]
+    SystemAlert(Box<RealtimeAlert>),
+    /// Seed 002's name: the same, for the performance signals (error rate, latency,
+    /// traffic), after its `system_alert`.
+    #[serde(rename = "performance:alert")]
+    PerformanceAlert(Box<RealtimeAlert>),
     /// Boxed: far larger than any other event (the wire form is the same).
     #[serde(rename = "stream:snapshot")]
     Snapshot(Box<LiveSnapshot>),
@@ -104,7 +112,7 @@ pub enum LiveEvent {
 
 impl LiveEvent {
     /// Every topic, as [`topic`](Self::topic) names them (tested to be all of them).
-    pub const TOPICS: [&'static str; 27] = [
+    pub const TOPICS: [&'static str; 29] = [
         "system:status",
         "system:metrics",
         "request:new",
@@ -129,6 +137,8 @@ impl LiveEvent {
         "system_metrics",
         "active_users",
         "analytics:update",
+        "system_alert",
+        "performance:alert",
         "stream:snapshot",
         "stream:gap",
         "stream:error",
@@ -161,6 +171,8 @@ impl LiveEvent {
             Self::SystemLoad(_) => "system_metrics",
             Self::ActiveUsers(_) => "active_users",
             Self::AnalyticsUpdate(_) => "analytics:update",
+            Self::SystemAlert(_) => "system_alert",
+            Self::PerformanceAlert(_) => "performance:alert",
             Self::Snapshot(_) => "stream:snapshot",
             Self::Gap(_) => "stream:gap",
             Self::StreamError(_) => "stream:error",
@@ -589,6 +601,14 @@ pub(crate) mod tests {
             (
                 LiveEvent::AnalyticsUpdate(Box::new(crate::analytics::tests::snapshot())),
                 "analytics:update",
+            ),
+            (
+                LiveEvent::SystemAlert(Box::new(crate::alerts::tests::sample_alert())),
+                "system_alert",
+            ),
+            (
+                LiveEvent::PerformanceAlert(Box::new(crate::alerts::tests::sample_alert())),
+                "performance:alert",
             ),
             (
                 LiveEvent::Snapshot(Box::new(LiveSnapshot {

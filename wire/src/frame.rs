@@ -75,6 +75,8 @@ fn event(topic: &str, payload: &str) -> Result<LiveEvent, serde_json::Error> {
         "system_metrics" => E::SystemLoad(read(payload)?),
         "active_users" => E::ActiveUsers(read(payload)?),
         "analytics:update" => E::AnalyticsUpdate(Box::new(read(payload)?)),
+        "system_alert" => E::SystemAlert(Box::new(read(payload)?)),
+        "performance:alert" => E::PerformanceAlert(Box::new(read(payload)?)),
         "stream:snapshot" => E::Snapshot(Box::new(snapshot(payload)?)),
         "stream:gap" => E::Gap(read(payload)?),
         "stream:error" => E::StreamError(read(payload)?),

@@ -5,6 +5,7 @@
 //! names as `topic` tags (`system:status`, `queue:job:retry`, ...). A change here is a
 //! change for both the server and the SPA, and the round-trip tests prove both still read it.
 
+mod alerts;
 mod analytics;
 mod client;
 mod cluster;
@@ -19,6 +20,7 @@ pub mod rfc3339;
 mod status;
 mod users;
 
+pub use alerts::*;
 pub use analytics::*;
 pub use client::*;
 pub use cluster::*;

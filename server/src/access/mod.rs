@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod origin;
+pub mod proxies;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use axum::{
 };
 
 pub use origin::OriginPolicy;
+pub use proxies::TrustedProxies;
 
 /// The address a connection came from, as the listener saw it (a reverse proxy's, behind
 /// one): every listener records it for its requests (`ConnectInfo<Peer>`), and sign-in

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use wire::{
-    ActiveUsers, ActivityType, BusinessMetrics, ContentFigures, LiveActivity, Revenue, RevenueFigures, SystemLoad,
-    Transactions,
+    ActiveUsers, ActivityType, BusinessMetrics, ContentFigures, GeoLocation, LiveActivity, Revenue, RevenueFigures,
+    SystemLoad, Transactions,
 };
 
 use super::{Reporting, activity};
@@ -79,7 +79,7 @@ pub async fn snapshot(
     let now_ms = now.timestamp_millis();
     Ok(BusinessMetrics {
         revenue: revenue(db, &reporting.currency, periods).await?,
-        active_users: active_users(db, periods, now_ms).await?,
+        active_users: active_users(db, periods, now_ms, &reporting.geography).await?,
         transactions: transactions(db).await?,
         content: content(db).await?,
         live_activity: live_activity(db).await?,
@@ -87,6 +87,7 @@ pub async fn snapshot(
             queue_depth: queue_depth(db).await?,
             ..load
         },
+        alerts: crate::alerts::open(db).await?,
         timestamp: now,
     })
 }
@@ -124,6 +125,11 @@ async fn revenue(db: &Database, currency: &str, periods: Periods) -> Result<Reve
     })
 }
 
+/// `activeUsers.current` as of `now_ms`.
+pub async fn active_now(db: &Database, now_ms: i64) -> Result<u64, sqlx::Error> {
+    count(db, ACTIVE_SINCE, now_ms - CURRENT_WINDOW_MS).await
+}
+
 async fn count(db: &Database, sql: &'static str, bound: i64) -> Result<u64, sqlx::Error> {
     let n: i64 = crate::with_connection!(&mut db.read().await?, |c| sqlx::query_scalar(sql)
         .bind(bound)
@@ -145,7 +151,12 @@ async fn active_by(db: &Database, sql: &'static str, since_ms: i64) -> Result<BT
     Ok(rows.into_iter().map(|(key, n)| (key, n.max(0) as u64)).collect())
 }
 
-async fn active_users(db: &Database, periods: Periods, now_ms: i64) -> Result<ActiveUsers, sqlx::Error> {
+async fn active_users(
+    db: &Database,
+    periods: Periods,
+    now_ms: i64,
+    geography: &super::geo::Geography,
+) -> Result<ActiveUsers, sqlx::Error> {
     let since = now_ms - CURRENT_WINDOW_MS;
     let distinct = ACTIVE_SINCE;
     let current = count(db, distinct, since).await?;
@@ -165,6 +176,22 @@ async fn active_users(db: &Database, periods: Periods, now_ms: i64) -> Result<Ac
         since,
     )
     .await?;
+    let by_country = active_by(
+        db,
+        "SELECT country, COUNT(DISTINCT user_id) FROM active_sessions \
+         WHERE last_activity_ms >= $1 AND country IS NOT NULL GROUP BY country",
+        since,
+    )
+    .await?;
+    let mut locations: Vec<GeoLocation> = by_country
+        .into_iter()
+        .map(|(country, users)| GeoLocation {
+            name: geography.name(&country),
+            country,
+            users,
+        })
+        .collect();
+    locations.sort_by(|a, b| b.users.cmp(&a.users).then_with(|| a.country.cmp(&b.country)));
     let (peak, hour_ago): (Option<f64>, Option<f64>) =
         crate::with_connection!(&mut db.read().await?, |c| sqlx::query_as(
             "SELECT MAX(CASE WHEN bucket_ms >= $2 THEN value END), MAX(CASE WHEN bucket_ms = $3 THEN value END) \
@@ -182,6 +209,7 @@ async fn active_users(db: &Database, periods: Periods, now_ms: i64) -> Result<Ac
         trend: current as i64 - hour_ago.unwrap_or(0.0) as i64,
         by_segment,
         by_source,
+        locations,
     })
 }
 

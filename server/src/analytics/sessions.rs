@@ -8,10 +8,11 @@
 //! pipeline a statement per request for a figure that counts minutes. A crash loses at
 //! most the last second of touches, which moves no figure by more than that second.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, sync::Mutex, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
+use super::geo::Geography;
 use crate::{
     now_ms,
     storage::{Database, WriteBatch},
@@ -36,6 +37,17 @@ struct Touches {
     events: i64,
     page_views: i64,
     user_agent: Option<String>,
+    /// The latest client address, and its country.
+    address: Option<IpAddr>,
+    country: Option<String>,
+}
+
+/// Who touched a session: the client as the request tells it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    pub user_agent: Option<&'a str>,
+    /// The end user's address ([`crate::access::TrustedProxies::client`]).
+    pub address: Option<IpAddr>,
 }
 
 /// What a touch counts.
@@ -50,9 +62,9 @@ pub enum Touch {
 }
 
 /// The touches gathered since the last flush, by session.
-#[derive(Default)]
 pub struct SessionActivity {
     pending: Mutex<HashMap<String, Touches>>,
+    geography: Arc<Geography>,
 }
 
 /// The id a session has in `active_sessions`: from its token's secret, but not the
@@ -64,8 +76,16 @@ pub fn session_id(token: &str) -> Option<String> {
 }
 
 impl SessionActivity {
-    /// Counts a touch of `session` by `user_id`, now.
-    pub fn touch(&self, session: String, user_id: &str, touch: Touch, user_agent: Option<&str>) {
+    /// Places sessions with `geography`.
+    pub fn new(geography: Arc<Geography>) -> Self {
+        Self {
+            pending: Mutex::default(),
+            geography,
+        }
+    }
+
+    /// Counts a touch of `session` by `user_id` from `client`, now.
+    pub fn touch(&self, session: String, user_id: &str, touch: Touch, client: Client<'_>) {
         let now = now_ms();
         let Ok(mut pending) = self.pending.lock() else {
             return;
@@ -80,12 +100,20 @@ impl SessionActivity {
             events: 0,
             page_views: 0,
             user_agent: None,
+            address: None,
+            country: None,
         });
         entry.last_ms = now;
         entry.events += i64::from(touch != Touch::Socket);
         entry.page_views += i64::from(touch == Touch::PageView);
         if entry.user_agent.is_none() {
-            entry.user_agent = user_agent.map(|agent| agent.chars().take(256).collect());
+            entry.user_agent = client.user_agent.map(|agent| agent.chars().take(256).collect());
+        }
+        if let Some(address) = client.address
+            && entry.address != Some(address)
+        {
+            entry.address = Some(address);
+            entry.country = self.geography.country(address);
         }
     }
 
@@ -100,14 +128,16 @@ impl SessionActivity {
         for (session, touches) in &taken {
             batch
                 .statement(
-                    "INSERT INTO active_sessions (session_id, user_id, started_at_ms, last_activity_ms, page_views, events_count, user_agent) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                    "INSERT INTO active_sessions (session_id, user_id, started_at_ms, last_activity_ms, page_views, events_count, user_agent, ip_address, country) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (session_id) DO UPDATE SET \
                      last_activity_ms = CASE WHEN excluded.last_activity_ms > active_sessions.last_activity_ms \
                          THEN excluded.last_activity_ms ELSE active_sessions.last_activity_ms END, \
                      page_views = active_sessions.page_views + excluded.page_views, \
                      events_count = active_sessions.events_count + excluded.events_count, \
-                     user_agent = COALESCE(active_sessions.user_agent, excluded.user_agent)",
+                     user_agent = COALESCE(active_sessions.user_agent, excluded.user_agent), \
+                     ip_address = COALESCE(excluded.ip_address, active_sessions.ip_address), \
+                     country = CASE WHEN excluded.ip_address IS NULL THEN active_sessions.country ELSE excluded.country END",
                 )
                 .bind(session.clone())
                 .bind(touches.user_id.clone())
@@ -115,7 +145,9 @@ impl SessionActivity {
                 .bind(touches.last_ms)
                 .bind(touches.page_views)
                 .bind(touches.events)
-                .bind(touches.user_agent.clone());
+                .bind(touches.user_agent.clone())
+                .bind(touches.address.map(|address| address.to_string()))
+                .bind(touches.country.clone());
         }
         if let Err(error) = db.commit(batch).await {
             let mut pending = self.pending.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -177,19 +209,32 @@ mod tests {
         .await
         .map(drop))
         .expect("user");
-        let activity = SessionActivity::default();
-        activity.touch("s1".into(), "u1", Touch::Request, Some("test-agent"));
-        activity.touch("s1".into(), "u1", Touch::PageView, None);
-        activity.touch("s1".into(), "u1", Touch::Socket, None);
+        let activity = SessionActivity::new(Default::default());
+        let agent = |user_agent| Client {
+            user_agent: Some(user_agent),
+            address: None,
+        };
+        activity.touch("s1".into(), "u1", Touch::Request, agent("test-agent"));
+        activity.touch("s1".into(), "u1", Touch::PageView, Client::default());
+        activity.touch("s1".into(), "u1", Touch::Socket, Client::default());
         activity.flush(&db).await.expect("flush");
-        activity.touch("s1".into(), "u1", Touch::Request, Some("other-agent"));
+        let moved = Client {
+            user_agent: Some("other-agent"),
+            address: Some("198.51.100.7".parse().expect("ip")),
+        };
+        activity.touch("s1".into(), "u1", Touch::Request, moved);
         activity.flush(&db).await.expect("flush again");
-        let row: (i64, i64, Option<String>) = crate::with_connection!(&mut db.read().await.expect("r"), |c| {
-            sqlx::query_as("SELECT page_views, events_count, user_agent FROM active_sessions WHERE session_id = 's1'")
+        activity.touch("s1".into(), "u1", Touch::Socket, Client::default());
+        activity.flush(&db).await.expect("flush a third time");
+        let row: (i64, i64, Option<String>, Option<String>) =
+            crate::with_connection!(&mut db.read().await.expect("r"), |c| {
+                sqlx::query_as(
+                    "SELECT page_views, events_count, user_agent, ip_address FROM active_sessions WHERE session_id = 's1'",
+                )
                 .fetch_one(c)
                 .await
-        })
-        .expect("row");
-        assert_eq!(row, (1, 3, Some("test-agent".into())));
+            })
+            .expect("row");
+        assert_eq!(row, (1, 3, Some("test-agent".into()), Some("198.51.100.7".into())));
     }
 }

@@ -106,6 +106,8 @@ pub struct BalancerState {
     telemetry: Telemetry,
     /// The balancer's injected delay, and where step mode starts.
     controls: Arc<Controls>,
+    /// Whose `X-Forwarded-For` names the client the app servers are told of.
+    trusted_proxies: Arc<crate::access::TrustedProxies>,
 }
 
 /// The balancer's shared state; cheap to clone.
@@ -131,6 +133,7 @@ impl Balancer {
         tunnels: TaskTracker,
         telemetry: Telemetry,
         controls: Arc<Controls>,
+        trusted_proxies: Arc<crate::access::TrustedProxies>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -172,6 +175,7 @@ impl Balancer {
             tunnels,
             telemetry,
             controls,
+            trusted_proxies,
         }))
     }
 

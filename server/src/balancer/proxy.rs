@@ -47,6 +47,20 @@ const HOP_BY_HOP: [&str; 8] = [
 pub async fn proxy(State(balancer): State<Balancer>, request: Request) -> Response {
     let received = std::time::Instant::now();
     let (mut parts, body) = request.into_parts();
+    // The app servers hear of one address, the client's, whatever the request claimed.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::access::Peer>>()
+        .map(|info| info.0.0.ip());
+    if let Some(peer) = peer {
+        let client = balancer.trusted_proxies.client(peer, &parts.headers);
+        parts.headers.insert(
+            &crate::access::proxies::X_FORWARDED_FOR,
+            HeaderValue::from_str(&client.to_string()).expect("an address is a header value"),
+        );
+    } else {
+        parts.headers.remove(&crate::access::proxies::X_FORWARDED_FOR);
+    }
     let request_id = ensure_request_id(&mut parts.headers);
     let upgrade = is_websocket_upgrade(&parts.headers);
     // Business actions are traced as journeys; other requests only get their id.

@@ -5,8 +5,10 @@
 //! ([`crate::controls::step`]), so a token the dashboard issues is good at every
 //! balancer.
 //!
-//! [`registry`] keeps which processes the cluster has.
+//! [`registry`] keeps which processes the cluster has; [`lease`] gives a duty to one of
+//! them at a time.
 
+pub mod lease;
 pub mod registry;
 
 use hmac::{Hmac, KeyInit, Mac};

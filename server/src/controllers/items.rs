@@ -5,7 +5,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{header, request::Parts},
+    http::request::Parts,
 };
 use wire::{Item, Items};
 
@@ -78,11 +78,8 @@ pub async fn view(
         .bind(now_ms());
     server.shared.db.commit(batch).await?;
     if let Some((user, session)) = user {
-        let agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok());
-        server.shared.activity.touch(session, &user.id, Touch::PageView, agent);
+        let client = crate::middleware::extract::client(&parts, &server);
+        server.shared.activity.touch(session, &user.id, Touch::PageView, client);
     }
     Ok(Json(item))
 }

@@ -42,6 +42,15 @@ async fn snapshot_now(dashboard: &Dashboard) -> Result<BusinessMetrics, sqlx::Er
     figures::snapshot(&dashboard.database, &dashboard.reporting, load, chrono::Utc::now()).await
 }
 
+/// `GET /api/v1/analytics/world`: the countries the activity map shades, read once at
+/// start from `--world-atlas` (empty without it). The same for every request, so a
+/// browser may keep it for a day.
+#[utoipa::path(get, path = "/api/v1/analytics/world", responses((status = 200, description = "the countries' outlines in degrees", body = wire::WorldMap)), tag = "analytics")]
+pub async fn world(State(dashboard): State<Dashboard>) -> Response {
+    let cache = [(axum::http::header::CACHE_CONTROL, "max-age=86400")];
+    (cache, Json(dashboard.reporting.geography.world().clone())).into_response()
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

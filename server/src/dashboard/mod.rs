@@ -2,6 +2,7 @@
 //! (HTML, or JSON on `Accept: application/json`), the live stream (WebSocket and SSE) and
 //! `/healthz`.
 
+mod alerts;
 mod business;
 mod live_api;
 mod operations;
@@ -72,6 +73,14 @@ use crate::{
         business::realtime_metrics,
         business::series_of,
         business::compare,
+        business::world,
+        alerts::alert_rules,
+        alerts::set_alert_rules,
+        alerts::list_alerts,
+        alerts::acknowledge,
+        alerts::list_silences,
+        alerts::add_silence,
+        alerts::end_silence,
         live_api::series,
         live_api::prometheus,
         live_api::list_requests,
@@ -122,6 +131,8 @@ pub struct Dashboard {
     pub reporting: crate::analytics::Reporting,
     /// The business figures as they change, for this process's viewers.
     pub feed: Arc<crate::analytics::feed::MetricsFeed>,
+    /// The alert rules' evaluator (evaluating while this process holds the lease).
+    pub alerting: Arc<crate::alerts::Alerting>,
 }
 
 impl Dashboard {
@@ -156,6 +167,21 @@ impl Dashboard {
             .route("/api/v1/analytics/realtime-metrics", get(business::realtime_metrics))
             .route("/api/v1/analytics/series", get(business::series_of))
             .route("/api/v1/analytics/compare", get(business::compare))
+            .route("/api/v1/analytics/world", get(business::world))
+            .route(
+                "/api/v1/alert-rules",
+                get(alerts::alert_rules).put(alerts::set_alert_rules),
+            )
+            .route("/api/v1/alerts", get(alerts::list_alerts))
+            .route("/api/v1/alerts/{id}/ack", axum::routing::post(alerts::acknowledge))
+            .route(
+                "/api/v1/alert-silences",
+                get(alerts::list_silences).post(alerts::add_silence),
+            )
+            .route(
+                "/api/v1/alert-silences/{id}",
+                axum::routing::delete(alerts::end_silence),
+            )
             .route("/ws/metrics", get(business::metrics_socket))
             .route("/metrics", get(live_api::prometheus))
             .route("/api/live-view/requests", get(live_api::list_requests))

@@ -230,15 +230,11 @@ impl FromRequestParts<AppServer> for AuthUser {
         match accounts::authenticate(&server.shared.db, &server.shared.sessions, &token).await? {
             Some(user) => {
                 if let Some(session) = crate::analytics::sessions::session_id(&token) {
-                    let agent = parts
-                        .headers
-                        .get(header::USER_AGENT)
-                        .and_then(|value| value.to_str().ok());
                     server.shared.activity.touch(
                         session.clone(),
                         &user.id,
                         crate::analytics::sessions::Touch::Request,
-                        agent,
+                        client(parts, server),
                     );
                     // For the extractors after this one (the in-app socket keeps its
                     // session active while it is open).
@@ -248,6 +244,22 @@ impl FromRequestParts<AppServer> for AuthUser {
             }
             None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired token")),
         }
+    }
+}
+
+/// The end user behind a request: their browser and, through the balancer, their
+/// address.
+pub fn client<'a>(parts: &'a Parts, server: &AppServer) -> crate::analytics::sessions::Client<'a> {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::access::Peer>>()
+        .map(|info| info.0.0.ip());
+    crate::analytics::sessions::Client {
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok()),
+        address: peer.map(|peer| server.shared.trusted_proxies.client(peer, &parts.headers)),
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Shared {
     pub catalogue: Arc<crate::controllers::items::Catalogue>,
     /// End users' sessions as they are used, gathered for `active_sessions`.
     pub activity: Arc<crate::analytics::sessions::SessionActivity>,
+    /// Whose `X-Forwarded-For` names the client (the balancer's address, by default
+    /// loopback).
+    pub trusted_proxies: Arc<crate::access::TrustedProxies>,
     /// Where stages are recorded.
     pub telemetry: Telemetry,
     /// What acts on requests: injected delays and step mode.

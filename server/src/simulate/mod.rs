@@ -22,7 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wire::NotificationType;
 use wire::{Ack, FriendRequest, InAppFrame, Login, NewFriendRequest, NewPurchase, ResetRequest, Session, Signup};
 
-use crate::controls::Controls;
+use crate::{access::proxies::X_FORWARDED_FOR, controls::Controls};
 
 /// Virtual users kept signed in with a socket open.
 const POOL_SIZE: usize = 8;
@@ -224,7 +224,9 @@ impl Simulator {
             NotificationType::Signup => {
                 let email = self.new_email();
                 let body = self.signup_body(&email);
-                let answer = self.post("/api/auth/signup", None, Some(&body), traced, step).await?;
+                let answer = self
+                    .post("/api/auth/signup", &email, None, Some(&body), traced, step)
+                    .await?;
                 if answer.0 == 201 {
                     self.come_online_for_a_while(email);
                 }
@@ -233,15 +235,18 @@ impl Simulator {
             NotificationType::Login => {
                 let user = self.user().await?;
                 let body = Login {
-                    email: user.email,
+                    email: user.email.clone(),
                     password: PASSWORD.into(),
                 };
-                self.post("/api/auth/login", None, Some(&body), traced, step).await?
+                self.post("/api/auth/login", &user.email, None, Some(&body), traced, step)
+                    .await?
             }
             NotificationType::ResetPassword => {
                 let user = self.user().await?;
-                let body = ResetRequest { email: user.email };
-                self.post("/api/auth/reset-password", None, Some(&body), traced, step)
+                let body = ResetRequest {
+                    email: user.email.clone(),
+                };
+                self.post("/api/auth/reset-password", &user.email, None, Some(&body), traced, step)
                     .await?
             }
             NotificationType::Purchase => {
@@ -262,25 +267,49 @@ impl Simulator {
                         item_id: None,
                     },
                 };
-                self.post("/api/purchases", Some(&user.token), Some(&body), traced, step)
-                    .await?
+                self.post(
+                    "/api/purchases",
+                    &user.email,
+                    Some(&user.token),
+                    Some(&body),
+                    traced,
+                    step,
+                )
+                .await?
             }
             NotificationType::FriendRequest => {
                 let (from, to) = self.two_users().await?;
                 let body = NewFriendRequest { to_email: to.email };
-                self.post("/api/friend-requests", Some(&from.token), Some(&body), traced, step)
-                    .await?
+                self.post(
+                    "/api/friend-requests",
+                    &from.email,
+                    Some(&from.token),
+                    Some(&body),
+                    traced,
+                    step,
+                )
+                .await?
             }
             NotificationType::FriendAccept => {
                 let (from, to) = self.two_users().await?;
                 // The request to accept is sent first, untraced by this run's id.
-                let body = NewFriendRequest { to_email: to.email };
+                let body = NewFriendRequest {
+                    to_email: to.email.clone(),
+                };
                 let (_, created) = self
-                    .post("/api/friend-requests", Some(&from.token), Some(&body), None, false)
+                    .post(
+                        "/api/friend-requests",
+                        &from.email,
+                        Some(&from.token),
+                        Some(&body),
+                        None,
+                        false,
+                    )
                     .await?;
                 let created: FriendRequest = serde_json::from_slice(&created)?;
                 let path = format!("/api/friend-requests/{}/accept", created.id);
-                self.post::<()>(&path, Some(&to.token), None, traced, step).await?
+                self.post::<()>(&path, &to.email, Some(&to.token), None, traced, step)
+                    .await?
             }
         };
         Ok(status)
@@ -314,7 +343,12 @@ impl Simulator {
         for look in 0..=(number % 3) {
             let item = &catalogue[(number as usize + look as usize * 3) % catalogue.len()];
             let url = format!("{}/api/items/{}", self.balancer, item.id);
-            self.http.get(url).bearer_auth(&user.token).send().await?;
+            self.http
+                .get(url)
+                .bearer_auth(&user.token)
+                .header(&X_FORWARDED_FOR, address_of(&user.email).to_string())
+                .send()
+                .await?;
             seen = Some(item.clone());
         }
         Ok(seen)
@@ -343,16 +377,22 @@ impl Simulator {
         });
     }
 
-    /// Posts `body` (none for `None`) and answers the status and the body's bytes.
+    /// Posts `body` (none for `None`) as the virtual user `email` and answers the status
+    /// and the body's bytes.
+    #[allow(clippy::too_many_arguments)]
     async fn post<B: serde::Serialize>(
         &self,
         path: &str,
+        email: &str,
         token: Option<&str>,
         body: Option<&B>,
         request_id: Option<&str>,
         step: bool,
     ) -> anyhow::Result<(u16, bytes::Bytes)> {
-        let mut request = self.http.post(format!("{}{path}", self.balancer));
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.balancer))
+            .header(&X_FORWARDED_FOR, address_of(email).to_string());
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -432,7 +472,8 @@ impl Simulator {
     async fn new_user_until(&self, sockets: CancellationToken) -> anyhow::Result<VirtualUser> {
         let email = self.new_email();
         let signup = self.signup_body(&email);
-        self.post("/api/auth/signup", None, Some(&signup), None, false).await?;
+        self.post("/api/auth/signup", &email, None, Some(&signup), None, false)
+            .await?;
         let token = log_in(&self.http, &self.balancer, &email).await?;
         self.tasks.spawn(acking_client(
             self.socket_base(),
@@ -441,6 +482,25 @@ impl Simulator {
             sockets,
         ));
         Ok(VirtualUser { email, token })
+    }
+}
+
+/// Where the virtual user `email` connects from: a public IPv4 address drawn from the
+/// email's hash, uniformly over the public address space, so that countries appear in
+/// the figures and on the map in proportion to the addresses registered to them. The
+/// same user always has the same address; it reaches the app servers because the
+/// simulator's peer, loopback, is a trusted proxy by default.
+fn address_of(email: &str) -> std::net::IpAddr {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    email.hash(&mut hasher);
+    let mut bits = hasher.finish() as u32;
+    loop {
+        let address = std::net::IpAddr::V4(bits.into());
+        if crate::access::proxies::is_public(address) {
+            return address;
+        }
+        bits = bits.wrapping_mul(2_654_435_761).wrapping_add(1);
     }
 }
 
@@ -465,6 +525,7 @@ async fn log_in(http: &reqwest::Client, balancer: &str, email: &str) -> anyhow::
     };
     let response = http
         .post(format!("{balancer}/api/auth/login"))
+        .header(&X_FORWARDED_FOR, address_of(email).to_string())
         .json(&login)
         .send()
         .await?;
@@ -517,7 +578,21 @@ async fn acking_client(
 
 #[cfg(test)]
 mod tests {
-    use super::nth_pair;
+    use super::{address_of, nth_pair};
+
+    #[test]
+    fn virtual_users_come_from_public_addresses_of_their_own() {
+        let addresses: std::collections::BTreeSet<_> = (0..1000)
+            .map(|n| address_of(&format!("virtual-{n}@liveview.example")))
+            .collect();
+        assert!(addresses.len() > 990, "spread: {} distinct", addresses.len());
+        assert!(
+            addresses
+                .iter()
+                .all(|address| crate::access::proxies::is_public(*address))
+        );
+        assert_eq!(address_of("a@example.com"), address_of("a@example.com"));
+    }
 
     #[test]
     fn pairs_cover_every_two_users_once() {

@@ -268,7 +268,7 @@ pub async fn user_socket(
                 loop {
                     tokio::select! {
                         () = open.cancelled() => return,
-                        _ = every.tick() => activity.touch(session.clone(), &user_id, Touch::Socket, None),
+                        _ = every.tick() => activity.touch(session.clone(), &user_id, Touch::Socket, Default::default()),
                     }
                 }
             });
