@@ -33,7 +33,7 @@ CREATE TABLE alerts (
     last_notified_at_ms BIGINT,
     acknowledged_by TEXT,
     acknowledged_at_ms BIGINT,
-    muted INTEGER NOT NULL DEFAULT 0
+    muted BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX alerts_open ON alerts (state, rule_id);
 CREATE INDEX alerts_started ON alerts (started_at_ms);

@@ -571,3 +571,95 @@ async fn series_count_what_happened_in_each_bucket_of_the_reporting_zone() {
     }
     system.stop().await;
 }
+
+/// The geography files `make setup` installs, where the tests (run in `server/`) find them.
+fn geography(config: &mut liveview::config::Config) {
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules");
+    config.geoip_db = tools.join("@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb");
+    config.world_atlas = tools.join("world-atlas/countries-110m.json");
+}
+
+impl TestSystem {
+    /// Views an item as `token`, from `address` by way of a proxy on loopback.
+    async fn view_from(&self, token: &str, address: &str) {
+        let response = self
+            .http
+            .get(self.lb("/api/items/lamp"))
+            .bearer_auth(token)
+            .header("x-forwarded-for", address)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn active_users_are_placed_by_the_address_their_proxy_names() {
+    let system = TestSystem::start(geography).await;
+    // Deutsche Telekom's and Google's addresses; 10.0.0.5 is private (and, not being a
+    // trusted proxy, is the client): in no country.
+    let (_, ada) = system.user("ada@example.com", "Ada", json!({})).await;
+    let (_, bob) = system.user("bob@example.com", "Bob", json!({})).await;
+    let (_, cy) = system.user("cy@example.com", "Cy", json!({})).await;
+    let (_, dee) = system.user("dee@example.com", "Dee", json!({})).await;
+    system.view_from(&ada, "80.156.1.1").await;
+    system.view_from(&bob, "80.156.200.7").await;
+    // A client that claims an address to a proxy that appends the real one: the proxy's
+    // own entry (the rightmost untrusted) wins.
+    system.view_from(&cy, "80.156.1.1, 8.8.8.8").await;
+    system.view_from(&dee, "10.0.0.5").await;
+    let figures = system
+        .figures_when("four users placed", |figures| {
+            figures["activeUsers"]["current"] == 4
+                && figures["activeUsers"]["locations"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == 2)
+        })
+        .await;
+    assert_eq!(
+        figures["activeUsers"]["locations"],
+        json!([
+            {"country": "DE", "name": "Germany", "users": 2},
+            {"country": "US", "name": "United States of America", "users": 1},
+        ])
+    );
+    let row: (Option<String>, Option<String>) = liveview::with_connection!(
+        &mut system.running.database.read().await.expect("db"),
+        |c| sqlx::query_as("SELECT s.ip_address, s.country FROM active_sessions s JOIN users u ON u.id = s.user_id WHERE u.email = 'dee@example.com'")
+            .fetch_one(c)
+            .await
+    )
+    .expect("row");
+    assert_eq!(row, (Some("10.0.0.5".into()), None));
+
+    let world = system.dashboard_json("/api/v1/analytics/world").await;
+    let countries = world["countries"].as_array().expect("countries");
+    assert!(countries.len() > 170, "{} countries", countries.len());
+    let germany = countries
+        .iter()
+        .find(|shape| shape["country"] == "DE")
+        .expect("Germany");
+    let ring = germany["rings"][0].as_array().expect("a ring");
+    assert!(ring.iter().all(|point| {
+        let (lon, lat) = (point[0].as_f64().expect("lon"), point[1].as_f64().expect("lat"));
+        (5.0..16.0).contains(&lon) && (47.0..56.0).contains(&lat)
+    }));
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn an_address_from_an_untrusted_peer_is_not_believed() {
+    let system = TestSystem::start(|config| {
+        geography(config);
+        config.trusted_proxies = Vec::new();
+    })
+    .await;
+    let (_, ada) = system.user("ada@example.com", "Ada", json!({})).await;
+    system.view_from(&ada, "80.156.1.1").await;
+    let figures = system
+        .figures_when("ada active", |figures| figures["activeUsers"]["current"] == 1)
+        .await;
+    assert_eq!(figures["activeUsers"]["locations"], json!([]));
+    system.stop().await;
+}

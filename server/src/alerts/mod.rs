@@ -242,11 +242,10 @@ impl Alerting {
                             Phase::Recovering { .. } => AlertState::Recovering,
                         });
                         batch
-                            .statement("UPDATE alerts SET state = ?, recovering_since_ms = ?, latest_value = CASE WHEN ? THEN ? ELSE latest_value END, muted = ? WHERE id = ?")
+                            .statement("UPDATE alerts SET state = ?, recovering_since_ms = ?, latest_value = COALESCE(?, latest_value), muted = ? WHERE id = ?")
                             .bind(state)
                             .bind(recovering_since)
-                            .bind(value.is_some())
-                            .bind(shown)
+                            .bind(value)
                             .bind(i64::from(muted))
                             .bind(current.id.clone());
                         let reminder_due = rule.repeat_minutes > 0
@@ -296,12 +295,17 @@ impl Alerting {
                 evaluated_at,
             });
         }
-        // What is left open belongs to rules removed or disabled: it resolves quietly.
+        // What is left open belongs to rules removed or disabled: what fired resolves
+        // quietly, what never fired is dropped.
         for (_, gone) in open {
-            batch
-                .statement("UPDATE alerts SET state = 'resolved', ended_at_ms = ? WHERE id = ?")
-                .bind(now_ms)
-                .bind(gone.id);
+            if matches!(gone.phase, Phase::Pending { .. }) {
+                batch.statement("DELETE FROM alerts WHERE id = ?").bind(gone.id);
+            } else {
+                batch
+                    .statement("UPDATE alerts SET state = 'resolved', ended_at_ms = ? WHERE id = ?")
+                    .bind(now_ms)
+                    .bind(gone.id);
+            }
         }
         batch
             .statement("DELETE FROM alerts WHERE state = 'resolved' AND ended_at_ms < ?")
