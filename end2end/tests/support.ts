@@ -44,6 +44,10 @@ export function liveviewArgs(port: number, dataDir: string): string[] {
     '--smtp-sink', '127.0.0.1:0',
     '--data', dataDir,
     '--site', SITE,
+    '--geoip-db', path.join(root, 'tools/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb'),
+    '--world-atlas', path.join(root, 'tools/node_modules/world-atlas/countries-110m.json'),
+    // Alerts evaluated twice a second, so a spec sees one fire without waiting 5 s.
+    '--alert-interval-ms', '500',
   ];
 }
 

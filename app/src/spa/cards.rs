@@ -4,8 +4,6 @@
 //! or all that match a filter, after a count preview and a confirmation), and the SMTP
 //! fault knobs.
 
-use std::collections::VecDeque;
-
 use leptos::{html::Canvas, prelude::*, task::spawn_local};
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
@@ -145,13 +143,14 @@ fn Sparkline(live: Live, key: String) -> impl IntoView {
     Effect::new(move |_| {
         let samples = samples.get();
         if let Some(canvas) = canvas.get() {
-            draw_sparkline(canvas, &samples);
+            draw_sparkline(canvas, samples.iter().copied().collect::<Vec<_>>().as_slice());
         }
     });
     view! { <canvas class="sparkline" node_ref=canvas width="300" height="56" aria-hidden="true"></canvas> }
 }
 
-fn draw_sparkline(canvas: web_sys::HtmlCanvasElement, samples: &VecDeque<f64>) {
+/// A sparkline of `samples`, oldest first (also the monitoring page's).
+pub(super) fn draw_sparkline(canvas: web_sys::HtmlCanvasElement, samples: &[f64]) {
     let Some(backend) = CanvasBackend::with_canvas_object(canvas) else {
         return;
     };

@@ -104,7 +104,8 @@ pub fn Header(live: Live) -> impl IntoView {
                 <Figure label="errors" testid="error-rate" value=figure(|m| format!("{:.1}%", m.error_rate * 100.0)) />
                 <Figure label="uptime" testid="uptime-header" value=figure(|m| m.uptime.clone()) />
             </div>
-            <a class="nav" href="/status">"Status page"</a>
+            <a class="nav" href="/analytics/realtime" data-testid="to-monitoring">"Business"</a>
+            <a class="nav-plain" href="/status">"Status page"</a>
             <Who live />
             <div
                 class=move || format!("connection connection-{}", connection.get().state())

@@ -1,4 +1,5 @@
-//! The browser application: the header, the flow canvas with its toolbar and component
+//! The browser application: on `/analytics/realtime` the business monitoring page
+//! ([`monitoring`]); everywhere else the live view — the header, the flow canvas with its toolbar and component
 //! list, the side panel (component card, request inspector, recent requests), the control
 //! panel and the component health table.
 //!
@@ -12,6 +13,7 @@ mod cards;
 mod controls;
 mod header;
 mod inspector;
+mod monitoring;
 mod sign_in;
 mod state;
 mod stream;
@@ -40,6 +42,9 @@ pub fn App() -> impl IntoView {
         sign_in::Who::Unreachable(error) => {
             view! { <p class="waiting" data-testid="unreachable">{format!("The dashboard does not answer ({error}); trying again…")}</p> }
                 .into_any()
+        }
+        sign_in::Who::Known(session) if monitoring::is_monitoring_path() => {
+            view! { <monitoring::MonitoringPage session /> }.into_any()
         }
         sign_in::Who::Known(session) => view! { <Dashboard session /> }.into_any(),
     }

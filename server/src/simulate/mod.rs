@@ -40,6 +40,11 @@ const MAX_NEWCOMERS_ONLINE: usize = 256;
 pub const MAX_COUNT: u32 = 10_000;
 pub const MAX_INTERVAL_MS: u64 = 60_000;
 
+/// Virtual users' names, numbered so each is told apart in the activity feed.
+const FIRST_NAMES: [&str; 12] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Tim", "Frances", "Linus",
+];
+
 #[derive(Clone)]
 struct VirtualUser {
     email: String,
@@ -319,7 +324,7 @@ impl Simulator {
         let number = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
         Signup {
             email: email.to_string(),
-            name: "Virtual User".into(),
+            name: format!("{} {}", FIRST_NAMES[number % FIRST_NAMES.len()], number),
             password: PASSWORD.into(),
             user_type: Some(SEGMENTS[number % SEGMENTS.len()].into()),
             source: Some(SOURCES[number % SOURCES.len()].into()),
@@ -371,7 +376,7 @@ impl Simulator {
             let Ok(token) = log_in(&http, &balancer, &email).await else {
                 return;
             };
-            let online = acking_client(base, tls, token, shutdown);
+            let online = acking_client(base, tls, token, address_of(&email), shutdown);
             // Dropping the client closes its socket.
             let _ = tokio::time::timeout(NEWCOMER_ONLINE, online).await;
         });
@@ -479,6 +484,7 @@ impl Simulator {
             self.socket_base(),
             self.sockets.clone(),
             token.clone(),
+            address_of(&email),
             sockets,
         ));
         Ok(VirtualUser { email, token })
@@ -534,20 +540,28 @@ async fn log_in(http: &reqwest::Client, balancer: &str, email: &str) -> anyhow::
     Ok(response.json::<Session>().await?.token)
 }
 
-/// A virtual user's in-app socket: acks every frame, reconnects (resuming after the
-/// last seq) if the socket drops, until shutdown.
+/// A virtual user's in-app socket from `address`: acks every frame, reconnects (resuming
+/// after the last seq) if the socket drops, until shutdown.
 async fn acking_client(
     base: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     token: String,
+    address: std::net::IpAddr,
     shutdown: CancellationToken,
 ) {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
     let mut last_seq = 0;
     while !shutdown.is_cancelled() {
         let url = format!("{base}/api/notifications/ws?token={token}&lastSeq={last_seq}");
+        let Ok(mut request) = url.into_client_request() else {
+            return;
+        };
+        if let Ok(address) = HeaderValue::from_str(&address.to_string()) {
+            request.headers_mut().insert("x-forwarded-for", address);
+        }
         let config = Some(crate::websocket::client_config());
         let connector = tls.clone().map(tokio_tungstenite::Connector::Rustls);
-        let connected = tokio_tungstenite::connect_async_tls_with_config(url, config, true, connector).await;
+        let connected = tokio_tungstenite::connect_async_tls_with_config(request, config, true, connector).await;
         if let Ok((mut socket, _)) = connected {
             loop {
                 let message = tokio::select! {
