@@ -600,6 +600,8 @@ impl Delivery {
             queues.clone(),
             ledger,
             observer.controls.clone(),
+            // Real time, not --time-scale's: it waits for a server to come back.
+            Arc::default(),
             &life.tasks,
             life.shutdown.clone(),
         )

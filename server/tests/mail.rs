@@ -215,3 +215,66 @@ async fn paused_queues_hold_their_jobs_until_resumed_and_bad_knobs_are_refused()
     assert_eq!(not_dlq.status(), 400);
     system.stop().await;
 }
+
+/// The SMTP circuit of `/api/live-view/status`'s SMTP metrics.
+async fn circuit(system: &TestSystem) -> Value {
+    let status = system.get("/api/live-view/status").await;
+    status["componentMetrics"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["component"] == "smtp")
+        .map(|smtp| smtp["circuit"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_failing_smtp_server_opens_the_circuit_and_mail_waits_until_it_recovers() {
+    // Retry tiers of 3 s and 18 s; the breaker keeps real time (5 s open).
+    let system = TestSystem::start(|config| {
+        config.servers = 1;
+        config.time_scale = 0.01;
+    })
+    .await;
+    system.faults(json!({ "smtp4xxRate": 1.0 })).await;
+    for n in 0..20 {
+        system.signup(&format!("user-{n}@example.com")).await;
+    }
+    support::eventually("the circuit opens", Duration::from_secs(20), || async {
+        (circuit(&system).await == "open").then_some(())
+    })
+    .await;
+    // Open: nobody hammers the server. The failures stop growing while mail waits.
+    let failed = |status: Value| {
+        status["componentMetrics"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .find(|component| component["component"] == "smtp")
+            .map_or(0, |smtp| smtp["failed"].as_u64().expect("failed"))
+    };
+    let before = failed(system.get("/api/live-view/status").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = failed(system.get("/api/live-view/status").await);
+    assert_eq!(before, after, "no SMTP attempt while the circuit is open");
+    assert!(
+        after < 20,
+        "{after} attempts: the circuit opened before every email was tried"
+    );
+
+    system.faults(json!({})).await;
+    support::eventually("every welcome delivered", Duration::from_secs(60), || async {
+        (system.get("/api/mailbox").await["total"] == 20).then_some(())
+    })
+    .await;
+    support::eventually("the circuit shows closed", Duration::from_secs(5), || async {
+        (circuit(&system).await == "closed").then_some(())
+    })
+    .await;
+    assert_eq!(
+        system.count("SELECT COUNT(*) FROM jobs WHERE queue = 'mail-dlq'").await,
+        0,
+        "waiting behind the circuit cost no email its delivery"
+    );
+    system.stop().await;
+}

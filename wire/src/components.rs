@@ -171,6 +171,30 @@ pub struct SmtpReply {
     pub at: Timestamp,
 }
 
+/// The mail workers' circuit breaker in front of the SMTP server.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CircuitState {
+    /// Mail is sent.
+    #[default]
+    Closed,
+    /// One send is let through to see whether the server is back.
+    HalfOpen,
+    /// The server failed too often: mail waits in its queue.
+    Open,
+}
+
+impl CircuitState {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half-open",
+            Self::Open => "open",
+        }
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -184,6 +208,9 @@ pub struct SmtpMetrics {
     pub failed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<SmtpReply>,
+    /// The most open of the mail workers' breakers (of every process).
+    #[serde(default)]
+    pub circuit: CircuitState,
 }
 
 /// The payload of `component:metrics`, tagged by the component it measures.
@@ -281,6 +308,7 @@ pub(crate) mod tests {
                     message: "OK".into(),
                     at: at(4),
                 }),
+                circuit: CircuitState::HalfOpen,
             }),
         ]
     }

@@ -51,6 +51,9 @@ pub fn figure(node: &NodeId, components: &BTreeMap<String, ComponentMetrics>) ->
                 "{:.0} r/s · {:.0} w/s",
                 database.reads_per_second, database.writes_per_second
             )),
+            ComponentMetrics::Smtp(smtp) if smtp.circuit != crate::wire::CircuitState::Closed => {
+                Some(format!("circuit {}", smtp.circuit.label()))
+            }
             ComponentMetrics::Smtp(smtp) => Some(format!("{:.1} sent/s", smtp.sent_per_second)),
             ComponentMetrics::Websocket(socket) => Some(format!("{} sockets", socket.total_connections)),
         },

@@ -493,6 +493,7 @@ fn SmtpCard(live: Live) -> impl IntoView {
     let figures = move || match metrics.get() {
         Some(ComponentMetrics::Smtp(smtp)) => facts(vec![
             ("sent/s", format!("{:.1}", smtp.sent_per_second)),
+            ("circuit", smtp.circuit.label().to_string()),
             ("success", percent(smtp.success_rate)),
             ("failure", percent(smtp.failure_rate)),
             ("sent", smtp.sent.to_string()),

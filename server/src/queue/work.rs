@@ -153,6 +153,20 @@ impl Queues {
         }
     }
 
+    /// A job claimed and not attempted (the SMTP circuit is open): back where it was, due
+    /// as before, its claim not counted as an attempt.
+    pub async fn put_back(&self, job: &Job) -> Result<(), sqlx::Error> {
+        crate::with_connection!(&mut self.db.writing().await?, |c| sqlx::query(
+            "UPDATE jobs SET state = 'waiting', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 WHERE id = $2 AND state = 'active'",
+        )
+        .bind(now_ms())
+        .bind(&job.id)
+        .execute(c)
+        .await
+        .map(drop))
+    }
+
     /// A failure that will not pass: the job moves to its dead-letter queue.
     pub async fn dead_letter(&self, job: &Job, reason: &str) -> Result<Failure, sqlx::Error> {
         let queue = job.queue.dead_letter();

@@ -60,6 +60,8 @@ pub struct Meters {
     windows: Mutex<HashMap<String, Window>>,
     queue_windows: Mutex<HashMap<String, QueueWindow>>,
     last_reply: Mutex<Option<SmtpReply>>,
+    /// The mail workers' circuit breaker, as they last saw it.
+    smtp_circuit: Mutex<wire::CircuitState>,
     /// In-app frames pushed to a user's socket.
     pub inapp_pushes: IntCounter,
     /// Busy mail / in-app workers right now.
@@ -199,6 +201,7 @@ impl Meters {
             windows: Mutex::new(HashMap::new()),
             queue_windows: Mutex::new(HashMap::new()),
             last_reply: Mutex::new(None),
+            smtp_circuit: Mutex::default(),
             inapp_pushes,
             mail_busy: AtomicI64::new(0),
             inapp_busy: AtomicI64::new(0),
@@ -272,6 +275,14 @@ impl Meters {
     pub fn smtp_totals(&self) -> (u64, u64) {
         let count = |outcome: &str| self.smtp_attempts.with_label_values(&[outcome]).get();
         (count("sent"), count("transient") + count("permanent"))
+    }
+
+    pub fn set_smtp_circuit(&self, state: wire::CircuitState) {
+        *self.smtp_circuit.lock().unwrap_or_else(|poison| poison.into_inner()) = state;
+    }
+
+    pub fn smtp_circuit(&self) -> wire::CircuitState {
+        *self.smtp_circuit.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn last_reply(&self) -> Option<SmtpReply> {

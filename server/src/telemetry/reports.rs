@@ -199,6 +199,7 @@ pub fn merge(own: Sample, others: &[Sample], smtp_before: Option<(u64, u64)>) ->
                 sum.sent_per_second += part.sent_per_second;
                 sum.sent += part.sent;
                 sum.failed += part.failed;
+                sum.circuit = sum.circuit.max(part.circuit);
                 if part.last_reply.as_ref().map(|reply| reply.at) > sum.last_reply.as_ref().map(|reply| reply.at) {
                     sum.last_reply = part.last_reply.clone();
                 }

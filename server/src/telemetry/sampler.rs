@@ -285,6 +285,7 @@ impl Sampler {
             sent,
             failed,
             last_reply: meters.last_reply(),
+            circuit: meters.smtp_circuit(),
         }));
         previous.smtp_sent = sent;
         previous.smtp_failed = failed;

@@ -27,6 +27,7 @@ use wire::{EmailSent, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use super::{
     DeliveryError,
+    breaker::{Permit, SmtpBreaker},
     ledger::{self, SentLedger},
 };
 use crate::{
@@ -52,6 +53,7 @@ pub fn spawn_pool(
     queues: Arc<Queues>,
     ledger: Arc<SentLedger>,
     controls: Arc<Controls>,
+    breaker: Arc<SmtpBreaker>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -66,6 +68,7 @@ pub fn spawn_pool(
             ledger: ledger.clone(),
             tasks: tasks.clone(),
             controls: controls.clone(),
+            breaker: breaker.clone(),
         };
         tasks.spawn(worker.run(shutdown.clone()));
     }
@@ -241,6 +244,8 @@ struct MailWorker {
     tasks: TaskTracker,
     /// Injected delays and step boundaries.
     controls: Arc<Controls>,
+    /// Shared by the process's mail workers: no sending while the SMTP server is down.
+    breaker: Arc<SmtpBreaker>,
 }
 
 /// The email row a job delivers.
@@ -262,16 +267,28 @@ impl MailWorker {
             return;
         };
         let mut busy = false;
-        while let Some(jobs) = super::next_jobs(
-            &self.queues,
-            &QueueName::MAIL_WORK,
-            Channel::Email,
-            &self.id,
-            &shutdown,
-            &mut busy,
-        )
-        .await
-        {
+        loop {
+            // While the circuit is open the mail waits in its queue, unclaimed.
+            while let Some(wait) = self.breaker.waiting() {
+                self.queues.telemetry().meters().set_smtp_circuit(self.breaker.state());
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait.min(Duration::from_millis(250))) => {}
+                }
+            }
+            self.queues.telemetry().meters().set_smtp_circuit(self.breaker.state());
+            let Some(jobs) = super::next_jobs(
+                &self.queues,
+                &QueueName::MAIL_WORK,
+                Channel::Email,
+                &self.id,
+                &shutdown,
+                &mut busy,
+            )
+            .await
+            else {
+                return;
+            };
             let jobs = super::split_stepped(jobs, &self.controls, &self.tasks, &shutdown, |job| {
                 let worker = self.clone();
                 async move {
@@ -365,6 +382,17 @@ impl MailWorker {
             }
             // In step mode the attempt is a step of its own, after the pickup's.
             self.controls.worker_boundary(request_id).await;
+            if let Permit::Wait(_) = self.breaker.permit() {
+                // The circuit opened while this batch was under way: the job goes back
+                // unattempted instead of failing against a server that is down.
+                if let Err(error) = self.queues.put_back(job).await {
+                    return LaneOutcome {
+                        delivered,
+                        error: Some(error),
+                    };
+                }
+                continue;
+            }
             let masked = mask_email(&email.to_address);
             let attempt = telemetry
                 .stage(request_id, SystemStage::SmtpAttempt, &self.id)
@@ -372,7 +400,14 @@ impl MailWorker {
                 .meta("attempt", job.attempts);
             attempt.announce();
             self.controls.inject(DelayPoint::EmailDelivery).await;
-            match self.send(&email, smtp).await {
+            let sent = self.send(&email, smtp).await;
+            match &sent {
+                Err(DeliveryError::Transient(_)) => self.breaker.failed(),
+                // Any answer, a refusal included, shows the server is up.
+                Ok(_) | Err(DeliveryError::Permanent(_)) => self.breaker.succeeded(),
+            }
+            telemetry.meters().set_smtp_circuit(self.breaker.state());
+            match sent {
                 Ok(Accepted { code, reply }) => {
                     match self.ledger.record(&email.id) {
                         Ok(entry) => delivered.entries.push(entry),

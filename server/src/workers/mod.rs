@@ -2,6 +2,7 @@
 //! to the user's socket. Each worker claims a batch of jobs with a lease, so a worker
 //! that dies leaves nothing stuck: its job is claimed again when the lease runs out.
 
+pub mod breaker;
 pub mod inapp;
 pub mod ledger;
 pub mod mail;
