@@ -122,6 +122,15 @@ pub struct Config {
     #[arg(long, env = "LIVEVIEW_HEALTH_RECOVERIES", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub health_recoveries: u32,
 
+    /// Start and stop app servers with the load, between MIN and MAX running (`1..4`):
+    /// the process binds MAX servers and runs MIN at first (replaces --servers).
+    #[arg(long, env = "LIVEVIEW_AUTOSCALE", value_name = "MIN..MAX")]
+    pub autoscale: Option<crate::autoscale::ScaleRange>,
+
+    /// How often the autoscaler evaluates the load, in milliseconds.
+    #[arg(long, env = "LIVEVIEW_AUTOSCALE_EVERY_MS", value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub autoscale_every_ms: u64,
+
     /// The proxies whose `X-Forwarded-For` names the client (networks or addresses,
     /// comma-separated): the balancer's own peers, and for an app server the balancer
     /// hosts. A header from any other peer is ignored.
@@ -432,7 +441,8 @@ impl Config {
             (role, _) if !role.serves() => return Ok(Vec::new()),
             _ => {}
         }
-        (0..self.servers)
+        let count = self.autoscale.map_or(self.servers, |range| range.max);
+        (0..count)
             .map(|index| {
                 let port = if self.server_port_base == 0 {
                     Some(0)

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod api_error;
 pub mod audit;
+pub mod autoscale;
 pub mod balancer;
 #[cfg(feature = "bench")]
 pub mod bench;
@@ -321,6 +322,11 @@ fn check_role(config: &Config) -> Result<(), StartError> {
     let role = config.role;
     if role == ProcessRole::All {
         return Ok(());
+    }
+    if config.autoscale.is_some() {
+        return Err(StartError::Config(format!(
+            "--autoscale starts and stops this process's own app servers: it needs --role all, not {role}"
+        )));
     }
     let shared = config
         .database_url
@@ -690,6 +696,17 @@ fn start_dashboard(
         inapp_workers: if config.role.works() { config.inapp_workers } else { 0 },
     });
     life.tasks.spawn(sampler.clone().run(life.shutdown.clone()));
+    if let Some(range) = config.autoscale {
+        let scaler = autoscale::Autoscaler::new(
+            pool.clone(),
+            sampler.clone(),
+            database.clone(),
+            observer.telemetry.clone(),
+            range,
+        );
+        life.tasks
+            .spawn(scaler.run(Duration::from_millis(config.autoscale_every_ms), life.shutdown.clone()));
+    }
     let simulator = Simulator::new(
         balancer_addr,
         tls,

@@ -185,16 +185,20 @@ pub enum ActivityType {
     InvitationAccepted,
     Login,
     PasswordReset,
+    /// The autoscaler started or stopped an app server (no user; the reason in the
+    /// description).
+    Autoscale,
 }
 
 impl ActivityType {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Signup,
         Self::Payment,
         Self::Invitation,
         Self::InvitationAccepted,
         Self::Login,
         Self::PasswordReset,
+        Self::Autoscale,
     ];
 
     /// The name stored in `activity_stream.event_type` and sent as `type`.
@@ -206,6 +210,7 @@ impl ActivityType {
             Self::InvitationAccepted => "invitation_accepted",
             Self::Login => "login",
             Self::PasswordReset => "password_reset",
+            Self::Autoscale => "autoscale",
         }
     }
 

@@ -573,7 +573,14 @@ async fn dead_letters(db: &Database, now_ms: i64) -> Result<u64, sqlx::Error> {
 /// The usual active users for this hour: the mean of the hourly peaks of the same
 /// weekday and hour in the four weeks before (those there are).
 async fn baseline(db: &Database, now_ms: i64) -> Result<Option<f64>, sqlx::Error> {
-    let hour = now_ms - now_ms.rem_euclid(3_600_000);
+    usual_active_users(db, now_ms).await
+}
+
+/// The usual active users of the hour `at_ms` is in: the mean of the hourly peaks of the
+/// same weekday and hour in the four weeks before (those there are); also the
+/// autoscaler's prediction.
+pub async fn usual_active_users(db: &Database, at_ms: i64) -> Result<Option<f64>, sqlx::Error> {
+    let hour = at_ms - at_ms.rem_euclid(3_600_000);
     let week = 7 * 24 * 3_600_000;
     let mean: Option<f64> = crate::with_connection!(&mut db.read().await?, |c| {
         sqlx::query_scalar(

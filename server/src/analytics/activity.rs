@@ -56,7 +56,8 @@ pub fn record(batch: &mut WriteBatch, event: &ActivityEvent) {
         )
         .bind(event.id.clone())
         .bind(event.kind.as_str())
-        .bind(event.user_id.clone())
+        // A system event (the autoscaler's) has no user.
+        .bind((!event.user_id.is_empty()).then(|| event.user_id.clone()))
         .bind(event.user_name.clone())
         .bind(event.description.clone())
         .bind(event.value)

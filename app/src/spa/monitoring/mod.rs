@@ -498,6 +498,7 @@ fn kind_label(kind: ActivityType) -> &'static str {
         ActivityType::InvitationAccepted => "accepted",
         ActivityType::Login => "login",
         ActivityType::PasswordReset => "password reset",
+        ActivityType::Autoscale => "autoscale",
     }
 }
 
