@@ -115,7 +115,23 @@ test('a critical alert gets a toast and shows in the health bar', async ({ page,
     await expect(toast).toBeVisible({ timeout: 20_000 });
     await expect(toast).toContainText('Critical alert: Any traffic');
     await expect(page.getByTestId('health-alerts')).toHaveClass(/bad/);
+    // The alert list: links to the component and to the minute before it fired.
+    const alert = page.getByTestId('alert').first();
+    await expect(alert).toHaveAttribute('data-severity', 'critical');
+    await expect(alert.getByTestId('alert-component')).toHaveAttribute('href', '/#component=load-balancer');
+    await expect(alert.getByTestId('alert-replay')).toHaveAttribute('href', /^\/#replay=\d+-\d+$/);
     await page.screenshot({ path: 'test-results/monitoring-alert.png', fullPage: true });
+    await alert.getByTestId('alert-ack').click();
+    await expect(alert).toContainText('acknowledged');
+    const listed = await (await request.get('/api/v1/alerts')).json();
+    expect(listed.alerts[0].acknowledgedBy).toBe('anonymous');
+    // On the canvas: the live view opens the balancer's card.
+    await alert.getByTestId('alert-component').click();
+    await expect(page.getByTestId('node-load-balancer')).toHaveClass(/selected/);
+    // The minute before it fired, replayed.
+    await page.goto('/analytics/realtime');
+    await page.getByTestId('alert-replay').first().click();
+    await expect(page.getByTestId('replay-badge')).toBeVisible();
   } finally {
     expect((await request.put('/api/v1/alert-rules', { data: { rules: saved.rules } })).status()).toBe(200);
   }

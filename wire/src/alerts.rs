@@ -71,7 +71,8 @@ impl AlertSignal {
     pub fn component(self) -> &'static str {
         match self {
             Self::ErrorRate | Self::P99Latency | Self::RequestsPerSecond => "load-balancer",
-            Self::QueueDepth | Self::DeadLetters => "mail-queue",
+            Self::QueueDepth => "queue:mail",
+            Self::DeadLetters => "queue:mail-dlq",
             Self::SmtpFailures => "smtp",
             Self::ActiveUsers => "websocket",
         }

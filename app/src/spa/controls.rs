@@ -447,6 +447,28 @@ fn MinuteInput(
     }
 }
 
+/// Loads the live view's history from `from` to `to` and plays it on the canvas (the
+/// replay panel's Load, and a `#replay=FROM-TO` link, as an alert's "the minute before").
+pub(super) fn load_replay(live: Live, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) {
+    spawn_local(async move {
+        let path = format!(
+            "/api/live-view/history?from={}&to={}&topics=request:progress&limit=50000",
+            from.timestamp_millis(),
+            to.timestamp_millis()
+        );
+        match api::get::<HistoryWindow>(&path).await {
+            Ok(history) => {
+                with_engine(|engine| {
+                    engine.scene.clear();
+                    engine.replay = Some(Replay::new(envelopes(&history), from, to));
+                });
+                live.replaying.set(true);
+            }
+            Err(error) => live.notice.set(Some(format!("History not loaded: {error}"))),
+        }
+    });
+}
+
 #[component]
 fn ReplayPanel(live: Live) -> impl IntoView {
     let minutes = RwSignal::new(5u32);
@@ -489,23 +511,7 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 (to - chrono::Duration::minutes(i64::from(minutes.get_untracked())), to)
             }
         };
-        spawn_local(async move {
-            let path = format!(
-                "/api/live-view/history?from={}&to={}&topics=request:progress&limit=50000",
-                from.timestamp_millis(),
-                to.timestamp_millis()
-            );
-            match api::get::<HistoryWindow>(&path).await {
-                Ok(history) => {
-                    with_engine(|engine| {
-                        engine.scene.clear();
-                        engine.replay = Some(Replay::new(envelopes(&history), from, to));
-                    });
-                    live.replaying.set(true);
-                }
-                Err(error) => live.notice.set(Some(format!("History not loaded: {error}"))),
-            }
-        });
+        load_replay(live, from, to);
     };
     // Runs an action on the loaded replay, if any.
     let with_replay = |action: fn(&mut Replay, &mut crate::flow::Scene, &crate::flow::Layout)| {

@@ -86,11 +86,14 @@ fn Dashboard(session: crate::wire::SessionInfo) -> impl IntoView {
         }
     });
     let keys = window_event_listener(leptos::ev::keydown, move |event| on_key(live, &event));
+    // A link to a component or a window of history (an alert's) once the canvas runs.
+    set_timeout(move || follow_link(live), std::time::Duration::from_millis(300));
     // A pasted or followed link to a request opens it without a reload.
     let links = window_event_listener(leptos::ev::hashchange, move |_| {
         if let Some(id) = inspector::request_from_location() {
             live.selected_request.set(Some(id));
         }
+        follow_link(live);
     });
     on_cleanup(move || {
         keys.remove();
@@ -132,6 +135,32 @@ fn Dashboard(session: crate::wire::SessionInfo) -> impl IntoView {
         <div class="notice" role="status" aria-live="polite" data-testid="notice">
             {move || live.notice.get()}
         </div>
+    }
+}
+
+/// `#component=KEY` opens that component's card and brings it into view;
+/// `#replay=FROM-TO` (Unix milliseconds) replays that window of history.
+fn follow_link(live: Live) {
+    let hash = window().location().hash().unwrap_or_default();
+    if let Some(key) = hash.strip_prefix("#component=") {
+        let key: String = js_sys::decode_uri_component(key).map(String::from).unwrap_or_default();
+        if let Some(node) = NodeId::from_key(&key) {
+            with_engine(|engine| engine.focus(&node));
+            live.selected_node.set(Some(node));
+        }
+    } else if let Some(window) = hash.strip_prefix("#replay=") {
+        let ends = window
+            .split_once('-')
+            .and_then(|(from, to)| Some((from.parse::<i64>().ok()?, to.parse::<i64>().ok()?)));
+        if let Some((from, to)) = ends
+            && from < to
+            && let (Some(from), Some(to)) = (
+                chrono::DateTime::from_timestamp_millis(from),
+                chrono::DateTime::from_timestamp_millis(to),
+            )
+        {
+            controls::load_replay(live, from, to);
+        }
     }
 }
 

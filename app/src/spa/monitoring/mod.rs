@@ -212,6 +212,10 @@ impl Business {
             for item in items {
                 feed.push_front(item);
             }
+            // Newest first, whichever way an item came (the snapshot's recent ones may
+            // arrive after the socket's newer ones).
+            feed.make_contiguous()
+                .sort_by_key(|item| std::cmp::Reverse(item.timestamp));
             while feed.len() > FEED_KEPT {
                 feed.pop_back();
             }
@@ -294,6 +298,7 @@ pub fn MonitoringPage(session: crate::wire::SessionInfo) -> impl IntoView {
                 <charts::TrendChart business title="Active users" metric=SeriesMetric::ActiveUsers testid="chart-active-users"
                     live=|metrics: &BusinessMetrics| metrics.active_users.current as f64 />
             </div>
+            <AlertList business />
             <div class="monitoring-grid">
                 <Feed business />
                 <map::ActivityMap business />
@@ -553,6 +558,76 @@ fn Feed(business: Business) -> impl IntoView {
                     }
                 </For>
             </ol>
+        </section>
+    }
+}
+
+/// The alerts firing or recovering, most severe first: each links to its component on
+/// the canvas and to a replay of the minute before it fired, and may be acknowledged.
+#[component]
+fn AlertList(business: Business) -> impl IntoView {
+    let alerts = move || {
+        business.metrics.with(|metrics| {
+            metrics
+                .as_ref()
+                .map(|metrics| metrics.alerts.clone())
+                .unwrap_or_default()
+        })
+    };
+    let acknowledged = RwSignal::new(HashSet::<String>::new());
+    view! {
+        <section class="panel alert-list" aria-label="Alerts" data-testid="alert-list">
+            <div class="panel-head"><h2>"Alerts"</h2><a class="small-link" href="/api/v1/alerts">"history (JSON)"</a></div>
+            {move || {
+                let alerts = alerts();
+                if alerts.is_empty() {
+                    return view! { <p class="hint">"Nothing is firing."</p> }.into_any();
+                }
+                view! {
+                    <ul class="alerts">
+                        {alerts.into_iter().map(|alert| {
+                            let fired = alert.timestamp.timestamp_millis();
+                            let replay = format!("/#replay={}-{}", fired - 60_000, fired);
+                            let component = format!("/#component={}", super::api::encode(&alert.component));
+                            let id = alert.id.clone();
+                            let acked = alert.acknowledged_by.is_some() || acknowledged.with(|acked| acked.contains(&id));
+                            let ack = {
+                                let id = id.clone();
+                                move |_| {
+                                    let id = id.clone();
+                                    spawn_local(async move {
+                                        let path = format!("/api/v1/alerts/{}/ack", super::api::encode(&id));
+                                        // 204: no body to read, so the answer is read as text.
+                                        let answer = gloo_net::http::Request::post(&path).send().await;
+                                        match answer {
+                                            Ok(response) if response.ok() => acknowledged.update(|acked| {
+                                                acked.insert(id);
+                                            }),
+                                            Ok(response) => business.toast("critical", format!("Not acknowledged: HTTP {}", response.status())),
+                                            Err(error) => business.toast("critical", format!("Not acknowledged: {error}")),
+                                        }
+                                    });
+                                }
+                            };
+                            let severity = alert.severity.name();
+                            view! {
+                                <li class=format!("alert severity-{severity}") data-testid="alert" data-severity=severity data-state=format!("{:?}", alert.state).to_lowercase()>
+                                    <span class=format!("feed-kind severity-{severity}")>{severity}</span>
+                                    <span class="alert-text">{alert.message.clone()}</span>
+                                    <a href=component data-testid="alert-component">"on the canvas"</a>
+                                    <a href=replay data-testid="alert-replay">"the minute before"</a>
+                                    {if acked {
+                                        view! { <span class="hint">"acknowledged"</span> }.into_any()
+                                    } else {
+                                        view! { <button class="small" data-testid="alert-ack" on:click=ack>"Acknowledge"</button> }.into_any()
+                                    }}
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }
+                .into_any()
+            }}
         </section>
     }
 }
