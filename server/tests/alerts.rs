@@ -58,27 +58,18 @@ impl TestSystem {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
+    /// The first alert in `state`, once there is one (within `within`).
+    async fn alert_in(&self, state: &str, within: Duration) -> Value {
+        eventually(&format!("an alert {state}"), within, || async {
+            self.alerts().await.into_iter().find(|alert| alert["state"] == state)
+        })
+        .await
+    }
+
     /// A purchase every 50 ms (each sends a receipt by email) until `stop`.
     async fn keep_buying(&self, stop: CancellationToken) {
-        let signup = json!({"email": "buyer@example.com", "name": "Buyer", "password": "s3cret-pass"});
-        self.http
-            .post(self.lb("/api/auth/signup"))
-            .json(&signup)
-            .send()
-            .await
-            .expect("signup");
-        let login = json!({"email": "buyer@example.com", "password": "s3cret-pass"});
-        let session: Value = self
-            .http
-            .post(self.lb("/api/auth/login"))
-            .json(&login)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        let token = session["token"].as_str().expect("token").to_string();
+        let lb = self.running.lb().to_string();
+        let token = support::clients::signed_in_users(&lb, 1).await.remove(0);
         let (http, url) = (self.http.clone(), self.lb("/api/purchases"));
         tokio::spawn(async move {
             while !stop.is_cancelled() {
@@ -105,14 +96,7 @@ async fn smtp_faults_fire_an_alert_and_their_end_resolves_it_telling_everyone_on
     system.keep_buying(buying.clone()).await;
 
     system.faults(1.0).await;
-    let fired = eventually("the alert fires", Duration::from_secs(20), || async {
-        system
-            .alerts()
-            .await
-            .into_iter()
-            .find(|alert| alert["state"] == "firing")
-    })
-    .await;
+    let fired = system.alert_in("firing", Duration::from_secs(20)).await;
     assert_eq!(fired["ruleId"], "smtp");
     assert_eq!(fired["severity"], "error");
     assert_eq!(fired["component"], "smtp");
@@ -203,14 +187,7 @@ async fn faults_toggled_quickly_give_one_alert_not_many() {
     let buying = CancellationToken::new();
     system.keep_buying(buying.clone()).await;
     system.faults(1.0).await;
-    eventually("the alert fires", Duration::from_secs(20), || async {
-        system
-            .alerts()
-            .await
-            .into_iter()
-            .find(|alert| alert["state"] == "firing")
-    })
-    .await;
+    system.alert_in("firing", Duration::from_secs(20)).await;
     for _ in 0..5 {
         system.faults(0.0).await;
         tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -218,14 +195,7 @@ async fn faults_toggled_quickly_give_one_alert_not_many() {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
     }
     system.faults(0.0).await;
-    eventually("it resolves", Duration::from_secs(30), || async {
-        system
-            .alerts()
-            .await
-            .into_iter()
-            .find(|alert| alert["state"] == "resolved")
-    })
-    .await;
+    system.alert_in("resolved", Duration::from_secs(30)).await;
     let alerts = system.alerts().await;
     assert_eq!(alerts.len(), 1, "one alert for the whole wobble: {alerts:?}");
     assert_eq!(system.count("SELECT COUNT(*) FROM alerts").await, 1);

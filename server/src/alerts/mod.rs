@@ -204,12 +204,12 @@ impl Alerting {
                 match step {
                     Step::Quiet => {}
                     Step::Opens(Phase::Pending { since_ms }) => {
-                        rule_state = rule_state.max_with(AlertState::Pending);
+                        rule_state = worse(rule_state, AlertState::Pending);
                         insert(&mut batch, since_ms, None);
                     }
                     Step::Opens(_) => {}
                     Step::Fires(Phase::Firing { fired_ms }) => {
-                        rule_state = rule_state.max_with(AlertState::Firing);
+                        rule_state = worse(rule_state, AlertState::Firing);
                         let id = match &current {
                             Some(open) => {
                                 batch
@@ -236,11 +236,14 @@ impl Alerting {
                             Phase::Firing { .. } => ("firing", None),
                             Phase::Recovering { since_ms, .. } => ("recovering", Some(since_ms)),
                         };
-                        rule_state = rule_state.max_with(match phase {
-                            Phase::Pending { .. } => AlertState::Pending,
-                            Phase::Firing { .. } => AlertState::Firing,
-                            Phase::Recovering { .. } => AlertState::Recovering,
-                        });
+                        rule_state = worse(
+                            rule_state,
+                            match phase {
+                                Phase::Pending { .. } => AlertState::Pending,
+                                Phase::Firing { .. } => AlertState::Firing,
+                                Phase::Recovering { .. } => AlertState::Recovering,
+                            },
+                        );
                         batch
                             .statement("UPDATE alerts SET state = ?, recovering_since_ms = ?, latest_value = COALESCE(?, latest_value), muted = ? WHERE id = ?")
                             .bind(state)
@@ -307,16 +310,16 @@ impl Alerting {
                     .bind(gone.id);
             }
         }
-        batch
-            .statement("DELETE FROM alerts WHERE state = 'resolved' AND ended_at_ms < ?")
-            .bind(now_ms - KEEP_RESOLVED_MS);
         for (id, _) in &news {
             batch
                 .statement("UPDATE alerts SET last_notified_at_ms = ? WHERE id = ?")
                 .bind(now_ms)
                 .bind(id.clone());
         }
-        self.db.commit(batch).await?;
+        // Most evaluations change nothing: no write transaction for them.
+        if batch.statements() > 0 {
+            self.db.commit(batch).await?;
+        }
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
         for (id, what) in news {
             if let Some(alert) = one(&self.db, &id).await? {
@@ -391,7 +394,7 @@ impl Alerting {
         let reading = readings.get(&rule.signal).cloned().unwrap_or(Reading::NoData);
         match (rule.mode, reading) {
             (AlertMode::Threshold, reading) => reading,
-            (AlertMode::Anomaly, Reading::Value(value)) => match baseline(&self.db, now_ms).await {
+            (AlertMode::Anomaly, Reading::Value(value)) => match usual_active_users(&self.db, now_ms).await {
                 Ok(Some(baseline)) if baseline > 0.0 => Reading::Value(value / baseline * 100.0),
                 Ok(_) => Reading::NoData,
                 Err(error) => Reading::Failed(error.to_string()),
@@ -467,22 +470,16 @@ impl Alerting {
     }
 }
 
-trait Worst {
-    fn max_with(self, other: AlertState) -> AlertState;
-}
-
-impl Worst for AlertState {
-    /// The more alarming of two rule states (a rule shows its most advanced level).
-    fn max_with(self, other: AlertState) -> AlertState {
-        let rank = |state: AlertState| match state {
-            AlertState::Normal | AlertState::Resolved => 0,
-            AlertState::NoData | AlertState::Error => 1,
-            AlertState::Pending => 2,
-            AlertState::Recovering => 3,
-            AlertState::Firing => 4,
-        };
-        if rank(other) > rank(self) { other } else { self }
-    }
+/// The more alarming of two rule states (a rule shows its most advanced level).
+fn worse(a: AlertState, b: AlertState) -> AlertState {
+    let rank = |state: AlertState| match state {
+        AlertState::Normal | AlertState::Resolved => 0,
+        AlertState::NoData | AlertState::Error => 1,
+        AlertState::Pending => 2,
+        AlertState::Recovering => 3,
+        AlertState::Firing => 4,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 fn message(rule: &AlertRule, threshold: f64, value: f64) -> String {
@@ -568,12 +565,6 @@ async fn dead_letters(db: &Database, now_ms: i64) -> Result<u64, sqlx::Error> {
     .await
     })?;
     Ok(n.max(0) as u64)
-}
-
-/// The usual active users for this hour: the mean of the hourly peaks of the same
-/// weekday and hour in the four weeks before (those there are).
-async fn baseline(db: &Database, now_ms: i64) -> Result<Option<f64>, sqlx::Error> {
-    usual_active_users(db, now_ms).await
 }
 
 /// The usual active users of the hour `at_ms` is in: the mean of the hourly peaks of the
@@ -787,6 +778,18 @@ pub async fn acknowledge(db: &Database, id: &str, by: &str) -> Result<Acknowledg
         Some(_) => Acknowledged::AlreadyResolved,
         None => Acknowledged::NoSuchAlert,
     })
+}
+
+/// Removes alerts resolved more than [`KEEP_RESOLVED_MS`] ago (with the other old rows,
+/// [`crate::analytics::figures::keep_clean`]); how many.
+pub async fn clean_up(db: &Database, now_ms: i64) -> Result<u64, sqlx::Error> {
+    crate::with_connection!(&mut db.writing().await?, |c| sqlx::query(
+        "DELETE FROM alerts WHERE state = 'resolved' AND ended_at_ms < $1"
+    )
+    .bind(now_ms - KEEP_RESOLVED_MS)
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))
 }
 
 /// The silences in force at `now_ms`.

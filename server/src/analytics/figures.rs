@@ -158,10 +158,9 @@ async fn active_users(
     geography: &super::geo::Geography,
 ) -> Result<ActiveUsers, sqlx::Error> {
     let since = now_ms - CURRENT_WINDOW_MS;
-    let distinct = ACTIVE_SINCE;
-    let current = count(db, distinct, since).await?;
+    let current = active_now(db, now_ms).await?;
     // A session's last activity only moves forward: active today ⇔ last active today.
-    let today = count(db, distinct, periods.day_ms).await?;
+    let today = count(db, ACTIVE_SINCE, periods.day_ms).await?;
     let by_segment = active_by(
         db,
         "SELECT u.user_type, COUNT(DISTINCT s.user_id) FROM active_sessions s JOIN users u ON u.id = s.user_id \
@@ -221,7 +220,7 @@ pub fn minute_of(at_ms: i64) -> i64 {
 /// How often sessions inactive for a day, and samples past their tier, are removed.
 const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Removes old sessions and samples until shutdown (the samples themselves come from
+/// Removes old sessions, samples and resolved alerts until shutdown (the samples themselves come from
 /// the feed's snapshots, [`super::feed`]).
 pub async fn keep_clean(db: Database, shutdown: tokio_util::sync::CancellationToken) {
     crate::every(CLEAN_UP_EVERY, shutdown, || async {
@@ -230,6 +229,9 @@ pub async fn keep_clean(db: Database, shutdown: tokio_util::sync::CancellationTo
         }
         if let Err(error) = super::series::clean_up(&db, crate::now_ms()).await {
             tracing::warn!(%error, "old samples could not be removed");
+        }
+        if let Err(error) = crate::alerts::clean_up(&db, crate::now_ms()).await {
+            tracing::warn!(%error, "old alerts could not be removed");
         }
     })
     .await;
