@@ -1,22 +1,34 @@
-//! Scaling that acts (`--autoscale MIN..MAX`): the process binds MAX app servers, runs
-//! MIN, and every evaluation reads the load — this process's CPU and memory, the
-//! balancer's response time and error rate (seed 001's thresholds: 70 %, 80 %, 2 s,
-//! 2 %) and a prediction from the stored rollups (the usual active users of the coming
-//! hour, same weekday, against now) — and starts or stops one server.
+//! Scaling that acts (`--autoscale MIN..MAX`). Every evaluation reads the load — the
+//! CPU and memory of the busiest process that runs app servers, the balancer's response
+//! time and error rate (seed 001's thresholds: 70 %, 80 %, 2 s, 2 %) and a prediction
+//! from the stored rollups (the usual active users of the coming hour, same weekday,
+//! against now) — and may change the count of servers to run by one; then it starts or
+//! stops servers until that many run. In `--role all` they are this process's own (it
+//! binds MAX and runs MIN at first); in a cluster, the `dashboard` that holds the
+//! autoscale lease asks the `app` processes that run them, over the bus.
 //!
 //! It never oscillates: scaling up needs a reason held for [`UP_AFTER`] evaluations,
 //! scaling down needs every figure well under its threshold (a band of its own, not just
 //! under the up threshold) for [`DOWN_AFTER`] evaluations, and after any change nothing
-//! changes for [`COOLDOWN`] evaluations. Each decision is in the activity feed (type
-//! `autoscale`, with its reason) and the log; the canvas shows the server start or stop.
+//! changes for [`COOLDOWN`] evaluations. Each start and stop is in the activity feed
+//! (type `autoscale`, with its reason) and the log; the canvas shows the server start or
+//! stop.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio_util::sync::CancellationToken;
 use wire::ActivityType;
 
 use crate::{
-    servers::ServerPool,
+    cluster::lease::Lease,
+    servers::{
+        ServerPool,
+        remote::{Action, Outcome, Remote},
+    },
     storage::{Database, WriteBatch},
     telemetry::{Telemetry, sampler::Sampler},
 };
@@ -175,111 +187,205 @@ impl Hysteresis {
     }
 }
 
-/// This process's CPU time so far, from `/proc/self/stat` (Linux; clock ticks of 1/100 s).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command may hold spaces: the fields after it start past the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) / 100.0)
-}
+/// How long an action's effect is taken for granted before the sample shows it (the
+/// samples, the cluster's reports among them, are up to a second or two behind).
+const EXPECT_FOR: Duration = Duration::from_secs(10);
+/// The lease that makes one dashboard of a cluster the autoscaler.
+const LEASE: &str = "autoscale";
+const LEASE_FOR: Duration = Duration::from_secs(15);
 
-/// This process's resident memory as a percent of the machine's.
-fn memory_percent() -> Option<f64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let resident_pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let total_kb: f64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(resident_pages * 4.0 / total_kb * 100.0)
-}
-
+/// The autoscaler of a dashboard process (`--role all`, or `dashboard` in a cluster,
+/// where the app servers it starts and stops run in `app` processes it asks over the
+/// bus). It keeps a count of servers to run, in the database: hysteresis changes the
+/// count, and every evaluation brings the running servers to it — so a process that
+/// comes back with all its servers up, or a server stopped by hand, is corrected too.
 pub struct Autoscaler {
     pool: ServerPool,
+    remote: Remote,
     sampler: Arc<Sampler>,
     db: Database,
     telemetry: Telemetry,
     range: ScaleRange,
+    /// This process, as the lease's holder.
+    holder: String,
 }
 
+/// The app servers as the autoscaler sees them: id and whether it runs.
+type Fleet = Vec<(String, bool)>;
+
 impl Autoscaler {
-    pub fn new(pool: ServerPool, sampler: Arc<Sampler>, db: Database, telemetry: Telemetry, range: ScaleRange) -> Self {
+    pub fn new(
+        pool: ServerPool,
+        remote: Remote,
+        sampler: Arc<Sampler>,
+        db: Database,
+        telemetry: Telemetry,
+        range: ScaleRange,
+        holder: String,
+    ) -> Self {
         Self {
             pool,
+            remote,
             sampler,
             db,
             telemetry,
             range,
+            holder,
         }
     }
 
-    fn running(&self) -> Vec<String> {
-        self.pool
-            .list()
-            .into_iter()
-            .filter(|server| server.running)
-            .map(|server| server.id)
-            .collect()
-    }
-
-    /// Stops the servers beyond MIN at once, then evaluates every `every` until shutdown.
+    /// Evaluates every `every`, while this process holds the autoscale lease, until
+    /// shutdown.
     pub async fn run(self, every: Duration, shutdown: CancellationToken) {
-        let running = self.running();
-        for id in running.iter().skip(usize::from(self.range.min)) {
-            let _ = self.pool.stop(id).await;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         let mut hysteresis = Hysteresis::default();
-        let mut before = (std::time::Instant::now(), cpu_seconds().unwrap_or(0.0));
+        let mut expected: HashMap<String, (bool, Instant)> = HashMap::new();
+        let mut lease = Lease::new(LEASE, self.holder.clone(), LEASE_FOR.max(every * 3));
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let elapsed = before.0.elapsed().as_secs_f64().max(0.001);
-            let cpu_now = cpu_seconds().unwrap_or(before.1);
-            let cpu = (cpu_now - before.1) / elapsed / cores * 100.0;
-            before = (std::time::Instant::now(), cpu_now);
-            let metrics = self.sampler.current().await.metrics;
-            let load = Load {
-                cpu,
-                memory: memory_percent().unwrap_or(0.0),
-                latency_ms: metrics.average_latency,
-                error_rate: metrics.error_rate * 100.0,
-                predicted: self.predicted().await,
-            };
-            let running = self.running();
-            let count = u16::try_from(running.len()).unwrap_or(u16::MAX);
-            match hysteresis.decide(&load, count, self.range) {
-                Verdict::Hold => {}
-                Verdict::Up(reason) => {
-                    let stopped = self.pool.list().into_iter().find(|server| !server.running);
-                    if let Some(server) = stopped
-                        && self.pool.start(&server.id).await.is_ok()
-                    {
-                        let what = format!("Started {} ({count} → {} servers): {reason}", server.id, count + 1);
-                        self.announce(&what, &server.id).await;
-                    }
+            match lease.held(&self.db).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    hysteresis = Hysteresis::default();
+                    continue;
                 }
-                Verdict::Down(reason) => {
-                    if let Some(id) = running.last()
-                        && self.pool.stop(id).await.is_ok()
-                    {
-                        let what = format!("Stopped {id} ({count} → {} servers): {reason}", count - 1);
-                        self.announce(&what, id).await;
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, "the autoscale lease could not be read");
+                    continue;
                 }
             }
+            if let Err(error) = self.evaluate(&mut hysteresis, &mut expected).await {
+                tracing::warn!(%error, "the autoscaler could not evaluate");
+            }
         }
+        let _ = lease.release(&self.db).await;
+    }
+
+    async fn evaluate(
+        &self,
+        hysteresis: &mut Hysteresis,
+        expected: &mut HashMap<String, (bool, Instant)>,
+    ) -> Result<(), sqlx::Error> {
+        let sample = self.sampler.current().await;
+        let fleet = fleet(&sample, expected);
+        if fleet.is_empty() {
+            // No app process has reported yet.
+            return Ok(());
+        }
+        let count = running(&fleet);
+        let load = Load {
+            cpu: sample.load.cpu,
+            memory: sample.load.memory,
+            latency_ms: sample.metrics.average_latency,
+            error_rate: sample.metrics.error_rate * 100.0,
+            predicted: self.predicted().await,
+        };
+        let stored = self.wanted().await?;
+        let mut want = stored.unwrap_or(self.range.min).clamp(self.range.min, self.range.max);
+        let reason = match hysteresis.decide(&load, count, self.range) {
+            Verdict::Hold => None,
+            Verdict::Up(reason) => {
+                want = (count + 1).min(self.range.max);
+                Some(reason)
+            }
+            Verdict::Down(reason) => {
+                want = count.saturating_sub(1).max(self.range.min);
+                Some(reason)
+            }
+        };
+        if stored != Some(want) {
+            self.want(want).await?;
+        }
+        self.reconcile(fleet, want, reason, expected).await;
+        Ok(())
+    }
+
+    /// Starts or stops servers until `want` run; each change is announced with
+    /// `reason` (the decision's), or as keeping the count.
+    async fn reconcile(
+        &self,
+        mut fleet: Fleet,
+        want: u16,
+        reason: Option<String>,
+        expected: &mut HashMap<String, (bool, Instant)>,
+    ) {
+        let why = |count: u16| {
+            reason
+                .clone()
+                .unwrap_or_else(|| format!("keeping the autoscaler's count of {want}, not {count}"))
+        };
+        loop {
+            let count = running(&fleet);
+            let (start, pick) = match count.cmp(&want) {
+                std::cmp::Ordering::Equal => return,
+                // The first stopped one, or the last running one.
+                std::cmp::Ordering::Less => (true, fleet.iter().position(|(_, up)| !up)),
+                std::cmp::Ordering::Greater => (false, fleet.iter().rposition(|(_, up)| *up)),
+            };
+            let Some(index) = pick else {
+                return;
+            };
+            let server = fleet[index].0.clone();
+            let action = if start {
+                Action::Start { server: server.clone() }
+            } else {
+                Action::Stop { server: server.clone() }
+            };
+            match crate::servers::remote::on_server(&self.pool, &self.remote, action).await {
+                Some(Outcome::Done) => {
+                    let (verb, after) = if start {
+                        ("Started", count + 1)
+                    } else {
+                        ("Stopped", count - 1)
+                    };
+                    self.announce(
+                        &format!("{verb} {server} ({count} → {after} servers): {}", why(count)),
+                        &server,
+                    )
+                    .await;
+                }
+                // Already so: the sample was behind.
+                Some(Outcome::AlreadyRunning | Outcome::AlreadyStopped) => {}
+                Some(Outcome::BindFailed { reason }) => {
+                    tracing::warn!(%server, %reason, "the autoscaler could not start a server");
+                    return;
+                }
+                None => {
+                    tracing::warn!(%server, "no process answered the autoscaler");
+                    return;
+                }
+            }
+            fleet[index].1 = start;
+            expected.insert(server, (start, Instant::now()));
+        }
+    }
+
+    /// The count of servers to run, as last decided.
+    async fn wanted(&self) -> Result<Option<u16>, sqlx::Error> {
+        let servers: Option<i64> = crate::with_connection!(&mut self.db.read().await?, |c| {
+            sqlx::query_scalar("SELECT servers FROM autoscale WHERE id = 1")
+                .fetch_optional(c)
+                .await
+        })?;
+        Ok(servers.and_then(|servers| u16::try_from(servers).ok()))
+    }
+
+    async fn want(&self, servers: u16) -> Result<(), sqlx::Error> {
+        crate::with_connection!(&mut self.db.writing().await?, |c| {
+            sqlx::query(
+                "INSERT INTO autoscale (id, servers, decided_at_ms) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET servers = excluded.servers, decided_at_ms = excluded.decided_at_ms",
+            )
+            .bind(i64::from(servers))
+            .bind(crate::now_ms())
+            .execute(c)
+            .await
+            .map(drop)
+        })
     }
 
     /// The usual active users of the coming hour (the mean of the same weekday and hour
@@ -309,6 +415,33 @@ impl Autoscaler {
         }
         crate::analytics::activity::announce(&self.telemetry, event);
     }
+}
+
+/// The servers of the sample (every process's, in a cluster), with what was just done
+/// to them taken as true until the sample shows it or [`EXPECT_FOR`] has passed.
+fn fleet(sample: &wire::Sample, expected: &mut HashMap<String, (bool, Instant)>) -> Fleet {
+    let fleet: Fleet = sample
+        .components
+        .iter()
+        .filter_map(|component| match component {
+            wire::ComponentMetrics::Server(server) => Some((server.id.clone(), server.running)),
+            _ => None,
+        })
+        .collect();
+    expected.retain(|server, (running, at)| {
+        at.elapsed() < EXPECT_FOR && fleet.iter().any(|(id, up)| id == server && up != running)
+    });
+    fleet
+        .into_iter()
+        .map(|(id, up)| {
+            let up = expected.get(&id).map_or(up, |(running, _)| *running);
+            (id, up)
+        })
+        .collect()
+}
+
+fn running(fleet: &Fleet) -> u16 {
+    u16::try_from(fleet.iter().filter(|(_, up)| *up).count()).unwrap_or(u16::MAX)
 }
 
 #[cfg(test)]
@@ -405,14 +538,12 @@ mod tests {
     }
 
     #[test]
-    fn a_predicted_peak_is_a_reason_and_the_machine_readings_work() {
+    fn a_predicted_peak_is_a_reason() {
         let peak = Load {
             predicted: Some(2.0),
             ..Load::default()
         };
         assert!(pressure(&peak).expect("a reason").contains("peak predicted"));
         assert!(!quiet(&peak));
-        assert!(cpu_seconds().is_some_and(|seconds| seconds >= 0.0));
-        assert!(memory_percent().is_some_and(|percent| percent > 0.0 && percent < 100.0));
     }
 }

@@ -323,9 +323,9 @@ fn check_role(config: &Config) -> Result<(), StartError> {
     if role == ProcessRole::All {
         return Ok(());
     }
-    if config.autoscale.is_some() {
+    if config.autoscale.is_some() && role != ProcessRole::Dashboard {
         return Err(StartError::Config(format!(
-            "--autoscale starts and stops this process's own app servers: it needs --role all, not {role}"
+            "--autoscale decides in a process with a dashboard: --role all or dashboard, not {role}"
         )));
     }
     let shared = config
@@ -699,10 +699,12 @@ fn start_dashboard(
     if let Some(range) = config.autoscale {
         let scaler = autoscale::Autoscaler::new(
             pool.clone(),
+            remote.clone(),
             sampler.clone(),
             database.clone(),
             observer.telemetry.clone(),
             range,
+            process.me().0.clone(),
         );
         life.tasks
             .spawn(scaler.run(Duration::from_millis(config.autoscale_every_ms), life.shutdown.clone()));

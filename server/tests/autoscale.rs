@@ -80,9 +80,19 @@ async fn slow_responses_add_a_server_and_quiet_gives_it_back() {
     .await;
     let decisions = eventually("the decision recorded", Duration::from_secs(30), || async {
         let decisions = autoscale_activity(&system).await;
-        (!decisions.is_empty()).then_some(decisions)
+        (decisions.len() > 2).then_some(decisions)
     })
     .await;
+    // At first, from the MAX bound down to MIN, each stop in the feed.
+    assert_eq!(
+        decisions[..2],
+        [
+            "Stopped server-3 (3 → 2 servers): keeping the autoscaler's count of 1, not 3",
+            "Stopped server-2 (2 → 1 servers): keeping the autoscaler's count of 1, not 2",
+        ],
+        "{decisions:?}"
+    );
+    let decisions = &decisions[2..];
     assert!(
         decisions[0].starts_with("Started server-2 (1 → 2 servers): response time"),
         "{decisions:?}"
@@ -94,11 +104,13 @@ async fn slow_responses_add_a_server_and_quiet_gives_it_back() {
         system.dashboard_put("/api/live-view/controls", &none).await.status(),
         200
     );
-    eventually("back to one", Duration::from_secs(30), || async {
-        (running(&system).await == 1).then_some(())
+    // Each stop is announced once it is done: wait for as many stops as starts.
+    let decisions = eventually("back to one", Duration::from_secs(30), || async {
+        let decisions = autoscale_activity(&system).await.split_off(2);
+        let stops = decisions.iter().filter(|d| d.starts_with("Stopped")).count();
+        (running(&system).await == 1 && 2 * stops >= decisions.len()).then_some(decisions)
     })
     .await;
-    let decisions = autoscale_activity(&system).await;
     assert!(
         decisions.last().expect("a decision").starts_with("Stopped server-"),
         "{decisions:?}"
@@ -121,7 +133,7 @@ async fn slow_responses_add_a_server_and_quiet_gives_it_back() {
 }
 
 #[tokio::test]
-async fn autoscale_needs_the_process_that_runs_its_servers() {
+async fn autoscale_runs_in_a_process_with_a_dashboard() {
     let dir = tempfile::tempdir().expect("dir");
     let mut config = liveview::config::Config::ephemeral(dir.path());
     config.role = wire::ProcessRole::Lb;

@@ -6,7 +6,8 @@
 //! process and their servers, folds journeys from the lb, app and worker processes, and
 //! stops and starts an app server in its own process. Then a worker
 //! process that stopped heartbeating holding a lease: the workers that are left release
-//! it at once.
+//! it at once. And a dashboard with `--autoscale` starting and stopping the servers of
+//! the app processes.
 
 use std::time::Duration;
 
@@ -54,27 +55,39 @@ async fn process(
     liveview::start(&config).await.expect("the process starts")
 }
 
+/// Two app processes, each running one server on a free port, and an lb process
+/// balancing over them.
+async fn apps_behind_a_balancer(
+    postgres: &PostgresServer,
+    redis: &RedisServer,
+    dirs: &mut Vec<tempfile::TempDir>,
+) -> (Vec<Running>, Running) {
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        apps.push(
+            process(postgres, redis, dirs, ProcessRole::App, |config| {
+                config.listen = Some(loopback);
+            })
+            .await,
+        );
+    }
+    let backends: Vec<_> = apps.iter().map(|app| app.servers[0].1).collect();
+    let lb = process(postgres, redis, dirs, ProcessRole::Lb, |config| {
+        config.backends = backends;
+        config.health_interval_ms = 200;
+    })
+    .await;
+    (apps, lb)
+}
+
 impl Cluster {
     async fn start() -> Self {
         let postgres = PostgresServer::start().await;
         let redis = RedisServer::start().await;
         let mut dirs = Vec::new();
         let loopback = "127.0.0.1:0".parse().expect("address");
-        let mut apps = Vec::new();
-        for _ in 0..2 {
-            apps.push(
-                process(&postgres, &redis, &mut dirs, ProcessRole::App, |config| {
-                    config.listen = Some(loopback);
-                })
-                .await,
-            );
-        }
-        let backends: Vec<_> = apps.iter().map(|app| app.servers[0].1).collect();
-        let lb = process(&postgres, &redis, &mut dirs, ProcessRole::Lb, |config| {
-            config.backends = backends;
-            config.health_interval_ms = 200;
-        })
-        .await;
+        let (apps, lb) = apps_behind_a_balancer(&postgres, &redis, &mut dirs).await;
         // The first worker runs the capture SMTP server both send to.
         let worker = process(&postgres, &redis, &mut dirs, ProcessRole::Worker, |config| {
             config.smtp_sink = Some(loopback);
@@ -515,4 +528,120 @@ async fn processes_in_roles_share_the_work_through_postgresql_and_redis() {
     );
     acking.abort();
     cluster.stop().await;
+}
+
+/// `--autoscale` in a cluster: the dashboard decides from the reports of the app
+/// processes and the lb, and asks the app process that runs a server to stop or start
+/// it over the bus.
+#[tokio::test]
+async fn a_dashboard_autoscales_the_app_processes_it_does_not_run() {
+    let postgres = PostgresServer::start().await;
+    let redis = RedisServer::start().await;
+    let mut dirs = Vec::new();
+    let (apps, lb) = apps_behind_a_balancer(&postgres, &redis, &mut dirs).await;
+    let lb_addr = lb.lb();
+    let scaler = process(&postgres, &redis, &mut dirs, ProcessRole::Dashboard, |config| {
+        config.lb = lb_addr;
+        config.autoscale = Some("1..2".parse().expect("range"));
+        config.autoscale_every_ms = 200;
+    })
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let running_apps = || apps.iter().filter(|app| app.pool.list()[0].running).count();
+    let decisions = || async {
+        liveview::with_connection!(&mut scaler.database.read().await.expect("db"), |c| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT description FROM activity_stream WHERE event_type = 'autoscale' ORDER BY created_at_ms",
+            )
+            .fetch_all(c)
+            .await
+        })
+        .expect("rows")
+    };
+
+    // Both app processes start their server; the autoscaler brings them to MIN (and
+    // announces each stop once it is done).
+    let first = support::eventually("one app server stopped", Duration::from_secs(15), || async {
+        let all = decisions().await;
+        (running_apps() == 1 && !all.is_empty()).then_some(all)
+    })
+    .await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].starts_with("Stopped app@127.0.0.1:")
+            && first[0].ends_with("(2 → 1 servers): keeping the autoscaler's count of 1, not 2"),
+        "{first:?}"
+    );
+
+    // Slow responses at the app processes (the delay reaches them over the bus): the
+    // autoscaler asks the stopped one to start.
+    let ada = json!({"email": "ada@example.com", "name": "Ada", "password": "s3cret-pass"});
+    let signed_up = http
+        .post(format!("http://{lb_addr}/api/auth/signup"))
+        .json(&ada)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signed_up.status(), 201);
+    let put = |delay: u64| {
+        http.put(format!("http://{}/api/live-view/controls", scaler.dash()))
+            .json(&json!({"delays": {"databaseOperation": delay}}))
+            .send()
+    };
+    assert_eq!(put(2_500).await.expect("controls").status(), 200);
+    let load = tokio_util::sync::CancellationToken::new();
+    for _ in 0..3 {
+        let (http, stop) = (http.clone(), load.clone());
+        tokio::spawn(async move {
+            let login = json!({"email": "ada@example.com", "password": "s3cret-pass"});
+            while !stop.is_cancelled() {
+                let _ = http
+                    .post(format!("http://{lb_addr}/api/auth/login"))
+                    .json(&login)
+                    .send()
+                    .await;
+            }
+        });
+    }
+    support::eventually("the stopped app server started", Duration::from_secs(30), || async {
+        (running_apps() == 2).then_some(())
+    })
+    .await;
+    let started = support::eventually("the start recorded", Duration::from_secs(5), || async {
+        let all = decisions().await;
+        (all.len() == 2).then_some(all)
+    })
+    .await;
+    assert!(
+        started[1].starts_with("Started app@127.0.0.1:") && started[1].contains("(1 → 2 servers): response time"),
+        "{started:?}"
+    );
+
+    // Quiet again: one goes back.
+    load.cancel();
+    assert_eq!(put(0).await.expect("controls").status(), 200);
+    support::eventually("back to one", Duration::from_secs(40), || async {
+        (running_apps() == 1).then_some(())
+    })
+    .await;
+    // The stop is announced once it is done.
+    let after = support::eventually("the stop recorded", Duration::from_secs(5), || async {
+        let all = decisions().await;
+        (all.len() >= 3).then_some(all)
+    })
+    .await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after[2].contains("(2 → 1 servers): quiet"), "{after:?}");
+    let count: i64 = liveview::with_connection!(&mut scaler.database.read().await.expect("db"), |c| {
+        sqlx::query_scalar("SELECT servers FROM autoscale").fetch_one(c).await
+    })
+    .expect("the count");
+    assert_eq!(count, 1, "the count of servers to run is in the database");
+
+    scaler.shutdown().await;
+    lb.shutdown().await;
+    for app in apps {
+        app.shutdown().await;
+    }
+    drop(dirs);
 }

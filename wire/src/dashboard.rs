@@ -241,6 +241,21 @@ pub struct LiveStatus {
 pub struct Sample {
     pub metrics: SystemMetrics,
     pub components: Vec<ComponentMetrics>,
+    /// The CPU and memory of the process that sampled; in a dashboard's merged sample,
+    /// of the busiest process that runs app servers (what the autoscaler reads).
+    #[serde(default)]
+    pub load: ProcessLoad,
+}
+
+/// A process's share of its machine over the last second.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessLoad {
+    /// CPU time used, percent of all the machine's cores.
+    pub cpu: f64,
+    /// Resident memory, percent of the machine's.
+    pub memory: f64,
 }
 
 /// The live stream's own counters.

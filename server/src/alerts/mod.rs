@@ -118,8 +118,14 @@ impl Alerting {
 
     /// Evaluates every `every` while this process holds the lease, until shutdown.
     pub async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let lease = tokio::sync::Mutex::new(crate::cluster::lease::Lease::new(
+            LEASE,
+            self.holder.clone(),
+            LEASE_FOR.max(every * 3),
+        ));
         crate::every(every, shutdown, || async {
-            match crate::cluster::lease::hold(&self.db, LEASE, &self.holder, LEASE_FOR.max(every * 3)).await {
+            let held = lease.lock().await.held(&self.db).await;
+            match held {
                 Ok(true) => {
                     if let Err(error) = self.evaluate(now_ms()).await {
                         tracing::warn!(%error, "alerts could not be evaluated");
@@ -130,7 +136,7 @@ impl Alerting {
             }
         })
         .await;
-        let _ = crate::cluster::lease::release(&self.db, LEASE, &self.holder).await;
+        let _ = lease.into_inner().release(&self.db).await;
     }
 
     /// Each rule's state as of this process's last evaluation.

@@ -41,6 +41,45 @@ pub async fn release(db: &Database, name: &str, holder: &str) -> Result<(), sqlx
     .map(drop))
 }
 
+/// A lease as its would-be holder keeps it: it writes to the database only when a third
+/// of the time it took has passed, so a duty run every 200 ms does not queue a write
+/// behind every other one (SQLite's writer may be held seconds by a delay under test).
+#[derive(Debug)]
+pub struct Lease {
+    name: &'static str,
+    holder: String,
+    hold: Duration,
+    renewed: Option<std::time::Instant>,
+}
+
+impl Lease {
+    pub fn new(name: &'static str, holder: String, hold: Duration) -> Self {
+        Self {
+            name,
+            holder,
+            hold,
+            renewed: None,
+        }
+    }
+
+    /// Whether `holder` holds it now, taking or renewing it when due.
+    pub async fn held(&mut self, db: &Database) -> Result<bool, sqlx::Error> {
+        if let Some(at) = self.renewed
+            && at.elapsed() < self.hold / 3
+        {
+            return Ok(true);
+        }
+        let held = hold(db, self.name, &self.holder, self.hold).await?;
+        self.renewed = held.then(std::time::Instant::now);
+        Ok(held)
+    }
+
+    /// Gives it up, at a clean stop.
+    pub async fn release(self, db: &Database) -> Result<(), sqlx::Error> {
+        release(db, self.name, &self.holder).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +97,15 @@ mod tests {
         assert!(hold(&db, "alerts", "b", Duration::ZERO).await.expect("b takes"));
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(hold(&db, "alerts", "a", long).await.expect("b's ran out"));
+
+        // Kept: renewed once, then trusted for a third of its time without a write.
+        let mut kept = Lease::new("alerts", "a".into(), long);
+        assert!(kept.held(&db).await.expect("a holds"));
+        release(&db, "alerts", "a").await.expect("gone behind its back");
+        assert!(kept.held(&db).await.expect("not asked again yet"));
+        let mut other = Lease::new("alerts", "b".into(), long);
+        assert!(other.held(&db).await.expect("b takes the released row"));
+        assert!(!Lease::new("alerts", "a".into(), long).held(&db).await.expect("a asks"));
+        other.release(&db).await.expect("release");
     }
 }

@@ -16,10 +16,7 @@ use crate::{
     api_error::ApiError,
     middleware::extract::{JsonBody, ValidQuery},
     queue::QueueName,
-    servers::{
-        PoolError,
-        remote::{Action, Outcome},
-    },
+    servers::remote::{Action, Outcome},
 };
 
 #[utoipa::path(get, path = "/api/balancer", responses((status = 200, description = "the balancer's figures", body = wire::LoadBalancerMetrics), (status = 404, description = "no balancer runs in the cluster", body = wire::ErrorBody)), tag = "operations")]
@@ -146,21 +143,9 @@ pub async fn server_action(
             return Err(ApiError::not_found(format!("no action {action:?}; use stop or start")));
         }
     };
-    let outcome =
-        if dashboard.servers.has(&id) || !dashboard.remote.reaches_others() {
-            let result = match act {
-                Action::Start { .. } => dashboard.servers.start(&id).await,
-                _ => dashboard.servers.stop(&id).await,
-            };
-            match result {
-                Err(PoolError::NotFound(_)) => return Err(ApiError::not_found(format!("no app server named {id}"))),
-                result => crate::servers::remote::outcome(result),
-            }
-        } else {
-            dashboard.remote.act(act).await.ok_or_else(|| {
-                ApiError::not_found(format!("no process of the cluster runs an app server named {id}"))
-            })?
-        };
+    let outcome = crate::servers::remote::on_server(&dashboard.servers, &dashboard.remote, act)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no app server named {id} runs in the cluster")))?;
     match outcome {
         Outcome::Done => Ok(Json(ServerState {
             id,

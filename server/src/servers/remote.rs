@@ -173,6 +173,26 @@ pub async fn obey(pool: ServerPool, balancer: Option<Balancer>, bus: Bus, shutdo
     .await;
 }
 
+/// Stops or starts `server` wherever it runs: in this process's `pool`, or by asking the
+/// cluster. `None` when no process runs a server of that name.
+pub async fn on_server(pool: &ServerPool, remote: &Remote, action: Action) -> Option<Outcome> {
+    let (Action::Stop { server } | Action::Start { server }) = &action else {
+        return remote.act(action).await;
+    };
+    if pool.has(server) || !remote.reaches_others() {
+        let result = match action {
+            Action::Start { ref server } => pool.start(server).await,
+            Action::Stop { ref server } => pool.stop(server).await,
+            Action::Algorithm { .. } => unreachable!("matched above"),
+        };
+        return match result {
+            Err(PoolError::NotFound(_)) => None,
+            result => Some(outcome(result)),
+        };
+    }
+    remote.act(action).await
+}
+
 /// A pool's answer as an [`Outcome`].
 pub fn outcome(result: Result<(), PoolError>) -> Outcome {
     match result {

@@ -14,6 +14,7 @@
 //! when a stepped request's journey has ended, so its step gates can be let go.
 
 pub mod journeys;
+pub mod load;
 pub mod meters;
 pub mod reports;
 pub mod sampler;

@@ -234,5 +234,21 @@ pub fn merge(own: Sample, others: &[Sample], smtp_before: Option<(u64, u64)>) ->
         metrics.average_latency = latency_weight / metrics.requests_per_second;
         metrics.error_rate = errors_weight / metrics.requests_per_second;
     }
-    Sample { metrics, components }
+    // The busiest process that runs app servers; in a cluster without them, this one.
+    let load = all
+        .iter()
+        .filter(|sample| {
+            sample
+                .components
+                .iter()
+                .any(|c| matches!(c, ComponentMetrics::Server(_)))
+        })
+        .map(|sample| sample.load)
+        .max_by(|a, b| a.cpu.total_cmp(&b.cpu))
+        .unwrap_or(own.load);
+    Sample {
+        metrics,
+        components,
+        load,
+    }
 }

@@ -72,6 +72,7 @@ struct Previous {
     dropped: u64,
     resyncs: u64,
     too_slow: u64,
+    load: super::load::LoadMeter,
 }
 
 impl Sampler {
@@ -339,8 +340,13 @@ impl Sampler {
             timestamp: chrono::Utc::now(),
         };
         previous.at = Some(now);
+        let load = previous.load.read();
         *self.previous.write().unwrap_or_else(|poison| poison.into_inner()) = previous;
-        Sample { metrics, components }
+        Sample {
+            metrics,
+            components,
+            load,
+        }
     }
 }
 
