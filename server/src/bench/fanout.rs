@@ -7,6 +7,11 @@
 //! deliveries per second, event-to-client latency (creation, before the aggregator's
 //! batching, to received and parsed), the hub's resyncs and too-slow closes, and the CPU
 //! both processes spent.
+//!
+//! With `--socket metrics` the viewers watch the business socket `/ws/metrics` instead,
+//! subscribed to the snapshots and the activity feed; the probes are activity items
+//! committed to the database as the controllers commit theirs (the feed finds them
+//! there, as it finds every process's), and the snapshot every 5 s is timed too.
 
 use std::{
     sync::{
@@ -19,9 +24,9 @@ use std::{
 use super::{
     Arrivals, client, cores, cpu_seconds, kernel_kib, post_accepted, purchase, resyncs_and_closes, rss_kib,
     sign_up_users, start_system, tcp_kernel_kib,
-    viewers::{ViewerProcess, probe},
+    viewers::{Socket, ViewerProcess, probe, probe_label},
 };
-use crate::Running;
+use crate::{Running, storage::WriteBatch};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
@@ -49,6 +54,9 @@ pub struct FanoutArgs {
     /// Seconds idle viewers are left alone before their memory is measured.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
+    /// The socket the viewers watch.
+    #[arg(long, value_enum, default_value_t = Socket::Live)]
+    pub socket: Socket,
 }
 
 /// Seconds after publishing stops for what is in flight to arrive.
@@ -59,7 +67,8 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let http = client()?;
     let lb = running.lb().to_string();
     println!(
-        "liveview bench fanout: probes {}/s, purchases {}/s, {} s per viewer count, cores={}",
+        "liveview bench fanout: {}, probes {}/s, purchases {}/s, {} s per viewer count, cores={}",
+        args.socket.path(),
         args.rate,
         args.pipeline_rate,
         args.seconds,
@@ -92,8 +101,16 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         "probe p50",
         "probe p99",
         "probe max",
-        "pipe p50",
-        "pipe p99",
+        if args.socket == Socket::Live {
+            "pipe p50"
+        } else {
+            "snap p50"
+        },
+        if args.socket == Socket::Live {
+            "pipe p99"
+        } else {
+            "snap p99"
+        },
         "resync",
         "srv/view",
         "cli/view",
@@ -105,7 +122,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let mut serial = 0usize;
     let mut notes = Vec::new();
     for &count in &counts {
-        let mut viewers = ViewerProcess::spawn(running.dash(), count, args.sample_every).await?;
+        let mut viewers = ViewerProcess::spawn(running.dash(), args.socket, count, args.sample_every).await?;
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
         let rss_idle = rss_kib();
         let kernel_idle = kernel_kib();
@@ -128,14 +145,23 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         let client_cpu = viewers.cpu_seconds() - client_cpu_before;
         let rss_after = rss_kib();
 
-        let events = stats.last_seq - stats_before.last_seq;
+        let (events, got) = match args.socket {
+            Socket::Live => (stats.last_seq - stats_before.last_seq, report.expected),
+            // Every viewer is due every probe.
+            Socket::Metrics => (probes, probes * ready.connected as u64),
+        };
         println!(
             "{:>7} {:>7.0} {:>8.0} {:>9.0} {:>5.1}% {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5.1} KiB {:>4.1} KiB {:>4.1} KiB {:>7.0}% {:>7.0}% {:>6.1} µs",
             ready.connected,
             events as f64 / seconds,
             report.frames as f64 / seconds,
             report.deliveries as f64 / seconds,
-            100.0 * report.deliveries as f64 / report.expected.max(1) as f64,
+            100.0
+                * match args.socket {
+                    Socket::Live => report.deliveries,
+                    Socket::Metrics => report.probes.count,
+                } as f64
+                / got.max(1) as f64,
             report.probes.p50(),
             report.probes.p99(),
             report.probes.max(),
@@ -178,7 +204,8 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         println!("{note}");
     }
     println!(
-        "got: events received / events due (each viewer's span of seqs while counting); srv/view, cli/view: resident memory per idle \
+        "got: events received / events due (live: each viewer's span of seqs while counting; metrics: the probes \
+         published, to every viewer); snap: a /ws/metrics snapshot from its computation to its arrival; srv/view, cli/view: resident memory per idle \
          viewer of this process (the server) and of the viewers' process; krn/view: the kernel's \
          unreclaimable slab (socket objects; system-wide) per viewer, both ends; cpu: % of one core; \
          srv/deliv: server process CPU per delivery"
@@ -230,7 +257,19 @@ async fn publish(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for _ in 0..u64::from(args.rate) * args.seconds {
             ticker.tick().await;
-            running.telemetry.event(probe());
+            match args.socket {
+                Socket::Live => running.telemetry.event(probe()),
+                Socket::Metrics => {
+                    let probe =
+                        crate::analytics::activity::event(wire::ActivityType::Login, ("", "bench"), probe_label(), []);
+                    let mut batch = WriteBatch::default();
+                    crate::analytics::activity::record(&mut batch, &probe);
+                    if running.database.commit(batch).await.is_err() {
+                        continue;
+                    }
+                    crate::analytics::activity::announce(&running.telemetry, probe);
+                }
+            }
             published += 1;
         }
     } else {

@@ -172,7 +172,13 @@ pub async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mut watching = None;
     if args.viewers > 0 {
         // About ten of them time every pipeline event they get.
-        let viewers = ViewerProcess::spawn(running.dash(), args.viewers, (args.viewers / 10).max(1)).await?;
+        let viewers = ViewerProcess::spawn(
+            running.dash(),
+            viewers::Socket::Live,
+            args.viewers,
+            (args.viewers / 10).max(1),
+        )
+        .await?;
         println!(
             "{} live viewers open ({} failed) in {:.1} s",
             viewers.ready.connected, viewers.ready.failed, viewers.ready.seconds

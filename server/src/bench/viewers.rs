@@ -1,6 +1,7 @@
 //! Live-stream viewers for the benchmarks, in a process of their own: `liveview bench
-//! viewers` (hidden) holds N WebSocket clients of `/api/live-view/ws`, counts what they
-//! receive and times it. Its own process so that the server's memory per viewer is
+//! viewers` (hidden) holds N WebSocket clients of `/api/live-view/ws` (or, with
+//! `--socket metrics`, of the business socket `/ws/metrics`), counts what they receive
+//! and times it. Its own process so that the server's memory per viewer is
 //! measured alone and both ends of 10,000 sockets fit the descriptor limit (20,000 here).
 //! [`ViewerProcess`] starts it and drives it over stdin and stdout, one line each way.
 //!
@@ -11,6 +12,11 @@
 //!   telemetry channel, so the aggregator's batching and the hub are included;
 //! - pipeline events: `request:progress` whose stage has ended; the stage's `endTime` is
 //!   the instant the component recorded it, again before the aggregator.
+//!
+//! On `/ws/metrics` the probes are activity items whose description is
+//! [`PROBE_PREFIX`] followed by their creation time, committed to `activity_stream` as the controllers commit
+//! theirs; the snapshots (`metrics`, every 5 s) are timed from their `timestamp`, the
+//! instant the feed computed them (milliseconds).
 
 use std::{
     sync::{
@@ -29,7 +35,7 @@ use tokio::{
     sync::{Semaphore, mpsc},
 };
 use tokio_tungstenite::tungstenite::Message;
-use wire::{LiveEvent, WorkerIdle, WorkerKind, parse_frame};
+use wire::{LiveEvent, MetricsMessage, WorkerIdle, WorkerKind, parse_frame};
 
 use super::{Latencies, cpu_seconds, rss_kib};
 
@@ -55,6 +61,27 @@ pub struct ViewersArgs {
     /// viewer records every probe.
     #[arg(long, default_value_t = 10)]
     pub sample_every: usize,
+    /// Which socket `--url` is.
+    #[arg(long, value_enum, default_value_t = Socket::Live)]
+    pub socket: Socket,
+}
+
+/// The sockets the viewers can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Socket {
+    /// `/api/live-view/ws`: the Live View's event stream.
+    Live,
+    /// `/ws/metrics`: the business figures and the activity feed.
+    Metrics,
+}
+
+impl Socket {
+    pub fn path(self) -> &'static str {
+        match self {
+            Socket::Live => "/api/live-view/ws",
+            Socket::Metrics => "/ws/metrics",
+        }
+    }
 }
 
 /// The child's first line: its viewers are open and each has its snapshot.
@@ -94,14 +121,20 @@ pub struct Report {
 /// A probe event created now.
 pub fn probe() -> LiveEvent {
     LiveEvent::WorkerIdle(WorkerIdle {
-        worker_id: format!("{PROBE_PREFIX}{}", unix_nanos()),
+        worker_id: probe_label(),
         kind: WorkerKind::Mail,
     })
 }
 
-/// When a probe was created (Unix nanoseconds), from its `workerId`; `None` for real workers.
-fn probe_created(worker_id: &str) -> Option<i64> {
-    worker_id.strip_prefix(PROBE_PREFIX)?.parse().ok()
+/// A probe's label: [`PROBE_PREFIX`] and the time now.
+pub fn probe_label() -> String {
+    format!("{PROBE_PREFIX}{}", unix_nanos())
+}
+
+/// When a probe was created (Unix nanoseconds), from its label (a `workerId`, or an
+/// activity's description); `None` for real workers and real activity.
+fn probe_created(label: &str) -> Option<i64> {
+    label.strip_prefix(PROBE_PREFIX)?.parse().ok()
 }
 
 fn unix_nanos() -> i64 {
@@ -207,6 +240,7 @@ pub async fn viewers(args: ViewersArgs) -> anyhow::Result<()> {
         let sample_pipeline = index % args.sample_every.max(1) == 0;
         tokio::spawn(viewer(
             args.url.clone(),
+            args.socket,
             sample_pipeline,
             counters.clone(),
             connecting.clone(),
@@ -268,6 +302,7 @@ fn say(value: &impl Serialize) -> anyhow::Result<()> {
 /// and times everything until the socket closes.
 async fn viewer(
     url: String,
+    kind: Socket,
     sample_pipeline: bool,
     counters: Arc<Counters>,
     connecting: Arc<Semaphore>,
@@ -286,6 +321,9 @@ async fn viewer(
     };
     let mut ready = Some((ready, permit));
     let shard = &counters.samples[next_shard()];
+    if kind == Socket::Metrics {
+        return watch_metrics(socket, &counters, shard, ready).await;
+    }
     // The counting window this viewer last saw, and the last seq it got in it.
     let mut epoch = 0;
     let mut last_seq: Option<u64> = None;
@@ -363,6 +401,72 @@ async fn viewer(
     counters.closed.fetch_add(1, Relaxed);
 }
 
+type ClientSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A viewer of `/ws/metrics`: subscribes to the snapshots and the activity, then counts
+/// both, timing the probes and the snapshots, until the socket closes.
+async fn watch_metrics(
+    mut socket: ClientSocket,
+    counters: &Counters,
+    shard: &Mutex<Samples>,
+    mut ready: Option<(
+        mpsc::Sender<bool>,
+        Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+    )>,
+) {
+    use futures_util::SinkExt;
+    let subscribe = r#"{"type":"subscribe","channels":["metrics","activity"]}"#;
+    if socket.send(Message::Text(subscribe.into())).await.is_err() {
+        if let Some((ready, _permit)) = ready.take() {
+            let _ = ready.send(false).await;
+        }
+        return;
+    }
+    while let Some(message) = socket.next().await {
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let at = unix_nanos();
+        let parsed = serde_json::from_str::<MetricsMessage>(&text);
+        // Ready once subscribed (the snapshot sent on connect came before).
+        if matches!(parsed, Ok(MetricsMessage::Subscribed { .. }))
+            && let Some((ready, _permit)) = ready.take()
+        {
+            let _ = ready.send(true).await;
+        }
+        let Ok(message) = parsed else {
+            counters.parse_errors.fetch_add(1, Relaxed);
+            continue;
+        };
+        if !counters.measuring.load(Relaxed) {
+            continue;
+        }
+        counters.frames.fetch_add(1, Relaxed);
+        match message {
+            MetricsMessage::Activity { data } => {
+                counters.deliveries.fetch_add(1, Relaxed);
+                if let Some(created) = probe_created(&data.description) {
+                    counters.expected.fetch_add(1, Relaxed);
+                    lock(shard).probes.push(micros(at - created));
+                }
+            }
+            MetricsMessage::Metrics { data } => {
+                counters.deliveries.fetch_add(1, Relaxed);
+                counters.snapshots.fetch_add(1, Relaxed);
+                let computed = data.timestamp.timestamp_nanos_opt().unwrap_or(at);
+                lock(shard).pipeline.push(micros(at - computed));
+            }
+            _ => {}
+        }
+    }
+    if let Some((ready, _permit)) = ready.take() {
+        let _ = ready.send(false).await;
+    }
+    counters.closed.fetch_add(1, Relaxed);
+}
+
 fn micros(nanos: i64) -> u32 {
     u32::try_from(nanos.max(0) / 1000).unwrap_or(u32::MAX)
 }
@@ -382,14 +486,24 @@ pub struct ViewerProcess {
 }
 
 impl ViewerProcess {
-    /// Starts the child with `count` viewers of the dashboard at `dashboard` and waits
-    /// until they are open.
-    pub async fn spawn(dashboard: std::net::SocketAddr, count: usize, sample_every: usize) -> anyhow::Result<Self> {
+    /// Starts the child with `count` viewers of `socket` of the dashboard at
+    /// `dashboard` and waits until they are open.
+    pub async fn spawn(
+        dashboard: std::net::SocketAddr,
+        socket: Socket,
+        count: usize,
+        sample_every: usize,
+    ) -> anyhow::Result<Self> {
+        let kind = match socket {
+            Socket::Live => "live",
+            Socket::Metrics => "metrics",
+        };
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .args([
                 "bench".to_string(),
                 "viewers".into(),
-                format!("--url=ws://{dashboard}/api/live-view/ws"),
+                format!("--url=ws://{dashboard}{}", socket.path()),
+                format!("--socket={kind}"),
                 format!("--count={count}"),
                 format!("--sample-every={sample_every}"),
             ])
