@@ -5,6 +5,12 @@
 //! active users (`active_users`), and each new item of the activity feed as it is
 //! committed (`activity` on `/ws/metrics`).
 //!
+//! An item reaches the feed the moment its announcement reaches this dashboard's live
+//! hub (from any process: announcements cross on the bus); every second the feed also
+//! looks in `activity_stream` for what it did not hear of (an announcement lost to a
+//! Redis outage, or skipped by a feed that lagged), so nothing committed is missed and
+//! nothing is sent twice.
+//!
 //! One task per dashboard process computes them for all its viewers. Each dashboard
 //! process of a cluster computes its own from the shared database, so nothing about
 //! them needs the bus.
@@ -16,7 +22,12 @@ use tokio_util::sync::CancellationToken;
 use wire::{ActivityEvent, BusinessMetrics, LiveEvent, SystemLoad};
 
 use super::{Reporting, activity, figures, series};
-use crate::{live::LiveHub, recent::RecentIds, storage::Database, telemetry::sampler::Sampler};
+use crate::{
+    live::{LiveHub, Published},
+    recent::RecentIds,
+    storage::Database,
+    telemetry::sampler::Sampler,
+};
 
 /// How often the load is published (and new activity looked for).
 pub const TICK: Duration = Duration::from_secs(1);
@@ -68,10 +79,20 @@ impl MetricsFeed {
         };
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut announced = hub.subscribe();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
+                published = announced.recv() => {
+                    match published {
+                        Ok(published) => self.forward(&published, &mut state.seen),
+                        // The next look at the database finds what was skipped.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                    continue;
+                }
             }
             state.tick += 1;
             tokio::select! {
@@ -129,6 +150,28 @@ impl MetricsFeed {
             }
         }
         Ok(())
+    }
+}
+
+impl MetricsFeed {
+    /// Sends the activity items among events just published on the live hub.
+    fn forward(&self, published: &Published, seen: &mut RecentIds) {
+        for encoded in &published.events {
+            if !matches!(encoded.tags.topic, "new_signup" | "payment_success" | "activity:new") {
+                continue;
+            }
+            let Ok(envelopes) = wire::parse_frame(encoded.json()) else {
+                continue;
+            };
+            for envelope in envelopes {
+                if let LiveEvent::NewSignup(event) | LiveEvent::PaymentSuccess(event) | LiveEvent::ActivityNew(event) =
+                    envelope.event
+                    && seen.insert(&event.id)
+                {
+                    let _ = self.activity.send(Arc::new(event));
+                }
+            }
+        }
     }
 }
 
