@@ -125,21 +125,27 @@ test('clicking a bubble opens its journey', async ({ page, request }) => {
   // Slow playback: the bubble is easy to hit while it moves.
   await page.getByTestId('speed').fill('0.25');
   await expect(page.getByTestId('speed-badge')).toHaveText('0.25×');
-  const [id] = await simulate(request, 'purchase');
-  const bubble = () => page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id);
-  await expect.poll(bubble, { timeout: 30_000, message: `a bubble for ${id}` }).not.toBeNull();
-  // Pause where the bubble is clear of every other one (two can wait on the same node).
+  // Pause where the bubble is clear of every other one (two can wait on the same node,
+  // and a retry left by an earlier spec may pass by). A bubble that ends its journey
+  // before such a moment is replaced by a new purchase.
   const pause = page.getByTestId('pause');
+  let id = '';
   let at: [number, number] | null = null;
-  for (let attempt = 0; attempt < 40 && at === null; attempt++) {
-    await pause.click();
-    at = await page.evaluate((r) => {
-      const lv = (window as any).__liveview;
-      const center = lv.bubbleCenter(r);
-      return center && lv.bubbleAt(center[0], center[1]) === r ? center : null;
-    }, id);
-    if (at === null) {
+  for (let purchase = 0; purchase < 5 && at === null; purchase++) {
+    [id] = await simulate(request, 'purchase');
+    const bubble = () => page.evaluate((r) => (window as any).__liveview.bubbleCenter(r), id);
+    await expect.poll(bubble, { timeout: 30_000, message: `a bubble for ${id}` }).not.toBeNull();
+    for (;;) {
       await pause.click();
+      const seen: { gone: boolean; clear: [number, number] | null } = await page.evaluate((r) => {
+        const lv = (window as any).__liveview;
+        const center = lv.bubbleCenter(r);
+        return { gone: center === null, clear: center && lv.bubbleAt(center[0], center[1]) === r ? center : null };
+      }, id);
+      at = seen.clear;
+      if (at !== null) break;
+      await pause.click();
+      if (seen.gone) break;
       // Let the bubbles move on before the next try.
       await page.waitForTimeout(150);
     }

@@ -150,6 +150,9 @@ pub struct LiveActivity {
     pub invitations: Vec<ActivityEvent>,
     pub logins: Vec<ActivityEvent>,
     pub password_resets: Vec<ActivityEvent>,
+    /// What the system did on its own: the autoscaler's starts and stops.
+    #[serde(default)]
+    pub system: Vec<ActivityEvent>,
 }
 
 impl LiveActivity {

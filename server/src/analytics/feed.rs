@@ -76,6 +76,7 @@ impl MetricsFeed {
             tick: 0,
             seen: RecentIds::new(10_000),
             since_ms: crate::now_ms(),
+            sampling: None,
         };
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,7 +113,12 @@ impl MetricsFeed {
         reporting: &Reporting,
         sampler: &Sampler,
         hub: &LiveHub,
-        Cursor { tick, seen, since_ms }: &mut Cursor,
+        Cursor {
+            tick,
+            seen,
+            since_ms,
+            sampling,
+        }: &mut Cursor,
     ) -> Result<(), sqlx::Error> {
         let tick = *tick;
         let now = chrono::Utc::now();
@@ -120,14 +126,18 @@ impl MetricsFeed {
         if tick.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
             let snapshot = Arc::new(figures::snapshot(db, reporting, load, now).await?);
             // The sample behind peak24h, trend and the active-users series: several
-            // dashboards may take it at once, and each bucket keeps the highest.
-            series::record_active_users(
-                db,
-                snapshot.active_users.current,
-                now.timestamp_millis(),
-                reporting.timezone,
-            )
-            .await?;
+            // dashboards may take it at once, and each bucket keeps the highest. It is a
+            // write, so it waits behind the other writers: in its own task, so that a
+            // slow database delays the sample and not the figures; while one is still
+            // waiting the next is skipped (a bucket keeps its highest sample anyway).
+            if sampling.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                let (db, current, tz) = (db.clone(), snapshot.active_users.current, reporting.timezone);
+                *sampling = Some(tokio::spawn(async move {
+                    if let Err(error) = series::record_active_users(&db, current, now.timestamp_millis(), tz).await {
+                        tracing::warn!(%error, "the active-users sample could not be recorded");
+                    }
+                }));
+            }
             hub.publish(LiveEvent::SystemLoad(snapshot.system_load));
             hub.publish(LiveEvent::AnalyticsUpdate(Box::new((*snapshot).clone())));
             if tick.is_multiple_of(ACTIVE_USERS_EVERY_TICKS) {
@@ -182,6 +192,8 @@ struct Cursor {
     seen: RecentIds,
     /// The newest activity's stamp sent so far.
     since_ms: i64,
+    /// The active-users sample being written, if any.
+    sampling: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The last second's traffic from the telemetry's sample, as seed 001's `systemLoad`

@@ -289,6 +289,7 @@ async fn live_activity(db: &Database) -> Result<LiveActivity, sqlx::Error> {
         invitations: activity::recent(db, &[ActivityType::Invitation, ActivityType::InvitationAccepted], kept).await?,
         logins: activity::recent(db, &[ActivityType::Login], kept).await?,
         password_resets: activity::recent(db, &[ActivityType::PasswordReset], kept).await?,
+        system: activity::recent(db, &[ActivityType::Autoscale], kept).await?,
     })
 }
 

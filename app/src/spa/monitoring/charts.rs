@@ -245,6 +245,11 @@ fn draw_trend(canvas: web_sys::HtmlCanvasElement, points: &[Point]) {
         .y_label_formatter(&|value| {
             if *value >= 1_000.0 {
                 format!("{:.1}k", value / 1_000.0)
+            } else if top < 10.0 {
+                // Small ranges have ticks between whole numbers (0.5): one decimal,
+                // dropped where it is zero.
+                let label = format!("{value:.1}");
+                label.strip_suffix(".0").map(str::to_string).unwrap_or(label)
             } else {
                 format!("{value:.0}")
             }

@@ -140,6 +140,7 @@ impl Business {
             &metrics.live_activity.invitations,
             &metrics.live_activity.logins,
             &metrics.live_activity.password_resets,
+            &metrics.live_activity.system,
         ]
         .into_iter()
         .flatten()
@@ -440,15 +441,17 @@ fn Ticker(business: Business) -> impl IntoView {
     view! {
         <div class="ticker" aria-label="Newest signups" data-testid="ticker">
             <span class="ticker-label">"New:"</span>
-            <div class="ticker-track">
-                {move || {
-                    let names = names();
-                    if names.is_empty() {
-                        view! { <span class="hint">"no signups yet"</span> }.into_any()
-                    } else {
-                        names.into_iter().map(|name| view! { <span class="ticker-item">{name}</span> }).collect_view().into_any()
-                    }
-                }}
+            <div class="ticker-window">
+                <div class="ticker-track">
+                    {move || {
+                        let names = names();
+                        if names.is_empty() {
+                            view! { <span class="hint">"no signups yet"</span> }.into_any()
+                        } else {
+                            names.into_iter().map(|name| view! { <span class="ticker-item">{name}</span> }).collect_view().into_any()
+                        }
+                    }}
+                </div>
             </div>
         </div>
     }
