@@ -192,6 +192,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         db: database.clone(),
         queues: delivery.queues.clone(),
         registry: delivery.registry.clone(),
+        rooms: delivery.rooms.clone(),
         sessions: Default::default(),
         activity: Arc::new(analytics::sessions::SessionActivity::new(geography.clone())),
         trusted_proxies: trusted_proxies.clone(),
@@ -523,6 +524,7 @@ impl Observer {
 struct Delivery {
     queues: Arc<Queues>,
     registry: Arc<Registry>,
+    rooms: websocket::rooms::Rooms,
     capture: Option<(CaptureServer, SocketAddr)>,
     smtp_url: String,
 }
@@ -542,12 +544,14 @@ impl Delivery {
             observer.bus.me().clone(),
         );
         let registry = Registry::new();
+        let rooms = websocket::rooms::Rooms::new(registry.clone(), observer.bus.clone());
         if config.role.serves() && observer.bus.crosses_processes() {
             life.tasks.spawn(websocket::relay::relay(
                 registry.clone(),
                 observer.bus.clone(),
                 life.shutdown.clone(),
             ));
+            life.tasks.spawn(rooms.clone().follow(life.shutdown.clone()));
         }
         let capture = smtp_listener.map(|listener| {
             let addr = local_addr(&listener);
@@ -570,6 +574,7 @@ impl Delivery {
             return Ok(Self {
                 queues,
                 registry,
+                rooms,
                 capture,
                 smtp_url: smtp_url.unwrap_or_default(),
             });
@@ -629,6 +634,7 @@ impl Delivery {
         Ok(Self {
             queues,
             registry,
+            rooms,
             capture,
             smtp_url,
         })

@@ -94,10 +94,13 @@ pub enum SystemStage {
     InappPush,
     ClientAck,
     Read,
+    /// A delivery its worker did not make, because the user switched that category off
+    /// for that channel (`channel`, `reason` in the metadata). It ends the delivery.
+    Skipped,
 }
 
 impl SystemStage {
-    pub const ALL: [SystemStage; 16] = [
+    pub const ALL: [SystemStage; 17] = [
         Self::LbReceived,
         Self::LbForwarded,
         Self::ServerReceived,
@@ -114,6 +117,7 @@ impl SystemStage {
         Self::InappPush,
         Self::ClientAck,
         Self::Read,
+        Self::Skipped,
     ];
 
     /// The wire name (`lb-received`, …), without going through serde: log lines and
@@ -136,6 +140,7 @@ impl SystemStage {
             Self::InappPush => "inapp-push",
             Self::ClientAck => "client-ack",
             Self::Read => "read",
+            Self::Skipped => "skipped",
         }
     }
 }
@@ -413,6 +418,7 @@ mod tests {
             S::InappPush,
             S::ClientAck,
             S::Read,
+            S::Skipped,
         ] {
             round_trip(&stage);
         }

@@ -140,11 +140,18 @@ pub struct Notification {
     /// Counts the user's notifications without gaps.
     pub seq: i64,
     pub kind: String,
+    /// `account`, `purchases`, `social`, `messages` or `system` ([`crate::NotificationCategory`]).
+    pub category: String,
     pub title: String,
     pub body: String,
     pub created_at_ms: i64,
     pub delivered_at_ms: Option<i64>,
+    /// When a list showed it; unseen until then.
+    pub seen_at_ms: Option<i64>,
     pub read_at_ms: Option<i64>,
+    pub archived_at_ms: Option<i64>,
+    /// Out of the inbox until then.
+    pub snoozed_until_ms: Option<i64>,
 }
 
 /// `GET /api/notifications`: newest first; `nextBefore` is the `before` of the next page.
@@ -153,8 +160,12 @@ pub struct Notification {
 #[serde(rename_all = "camelCase")]
 pub struct NotificationPage {
     pub notifications: Vec<Notification>,
+    /// Unread notifications in the inbox (neither archived nor snoozed), as of
+    /// `inboxVersion` and `upToSeq` (see `notification:update`).
     pub unread_count: i64,
     pub next_before: Option<i64>,
+    pub inbox_version: i64,
+    pub up_to_seq: i64,
 }
 
 /// `POST /api/notifications/{id}/read`: when it was first read.
@@ -164,6 +175,9 @@ pub struct NotificationPage {
 pub struct ReadReceipt {
     pub id: String,
     pub read_at_ms: i64,
+    /// The unread count after, as of `inboxVersion` (see `notification:update`).
+    pub unread_count: i64,
+    pub inbox_version: i64,
 }
 
 /// What the in-app socket pushes: one notification. The client acks it with [`Ack`].

@@ -300,6 +300,11 @@ impl Scene {
             }
             SystemStage::InappPush => (Lane::InApp, vec![NodeId::WebSocketService], None),
             SystemStage::ClientAck | SystemStage::Read => (Lane::InApp, vec![NodeId::Client], None),
+            // The delivery stops at its worker.
+            SystemStage::Skipped => match text("channel").as_deref() {
+                Some("in-app") => (Lane::InApp, vec![NodeId::InAppWorker], None),
+                _ => (Lane::Email, vec![NodeId::MailWorker], None),
+            },
         };
         let tint = if failed { Some(Tint::Failed) } else { tint };
         let key = (progress.request_id.clone(), lane);

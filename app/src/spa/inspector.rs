@@ -230,6 +230,7 @@ fn stage_row(index: usize, stage: &Stage, current: bool) -> impl IntoView + use<
     let note = match stage.stage {
         SystemStage::RetryScheduled => " (retry)",
         SystemStage::DeadLetter => " (dead-lettered)",
+        SystemStage::Skipped => " (not sent: the user's preference)",
         _ => "",
     };
     let metadata = stage

@@ -49,6 +49,10 @@ pub enum Channel {
     Commands,
     /// Step mode: a request entering it, a step, its response, its end.
     Steps,
+    /// Frames for end users' sockets by room (`user:{id}`, `system`), to the processes
+    /// that hold them. At most once: a client that misses one sees the gap in its
+    /// versions or seqs and asks again.
+    Rooms,
 }
 
 impl Channel {
@@ -61,6 +65,7 @@ impl Channel {
             Channel::Reports => "liveview:reports",
             Channel::Commands => "liveview:commands",
             Channel::Steps => "liveview:steps",
+            Channel::Rooms => "liveview:rooms",
         }
     }
 

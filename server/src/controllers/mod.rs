@@ -26,6 +26,12 @@ pub mod purchases;
         items::view,
         notifications::list,
         notifications::mark_read,
+        notifications::change_one,
+        notifications::snooze,
+        notifications::read_all,
+        notifications::seen_all,
+        notifications::preferences,
+        notifications::set_preferences,
     ),
     modifiers(&BearerAuth)
 )]
@@ -64,7 +70,15 @@ pub fn router() -> axum::Router<AppServer> {
         .route("/api/items", get(items::list))
         .route("/api/items/{id}", get(items::view))
         .route("/api/notifications", get(notifications::list))
+        .route("/api/notifications/read-all", post(notifications::read_all))
+        .route("/api/notifications/seen-all", post(notifications::seen_all))
+        .route(
+            "/api/notifications/preferences",
+            get(notifications::preferences).put(notifications::set_preferences),
+        )
         .route("/api/notifications/{id}/read", post(notifications::mark_read))
+        .route("/api/notifications/{id}/snooze", post(notifications::snooze))
+        .route("/api/notifications/{id}/{change}", post(notifications::change_one))
 }
 
 use std::time::Instant;

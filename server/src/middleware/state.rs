@@ -18,6 +18,8 @@ pub struct Shared {
     pub queues: Arc<Queues>,
     /// End users' open sockets, across every app server.
     pub registry: Arc<Registry>,
+    /// Frames to rooms of end users' sockets, in every process.
+    pub rooms: crate::websocket::rooms::Rooms,
     /// Session tokens checked moments ago, shared by every app server.
     pub sessions: Arc<SessionCache>,
     /// The catalogue, as read at start.

@@ -39,6 +39,23 @@ pub struct Notice {
     pub subject_id: Option<String>,
 }
 
+/// SQL for "the user of this `table` row (`emails` or `notifications`) switched its
+/// category off for `channel`, and it is not critical" (critical ones are delivered
+/// whatever the preferences say), as a boolean column.
+pub fn muted_sql(table: &str, channel: wire::Flow) -> String {
+    let critical: Vec<String> = NotificationType::ALL
+        .into_iter()
+        .filter(|kind| kind.critical())
+        .map(|kind| format!("'{}'", kind.name()))
+        .collect();
+    format!(
+        "(EXISTS (SELECT 1 FROM notification_mutes m WHERE m.user_id = {table}.user_id AND m.category = {table}.category \
+         AND m.channel = '{}') AND {table}.kind NOT IN ({}))",
+        channel.name(),
+        critical.join(", ")
+    )
+}
+
 /// The ids written, which are also the deliveries' idempotency keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FannedOut {
@@ -60,6 +77,7 @@ pub fn fan_out(
     hold: std::time::Duration,
 ) -> FannedOut {
     let kind = notice.kind.name();
+    let category = notice.kind.category().as_str();
     let now = now_ms();
     let request_id = request_id.map(str::to_string);
     let mut out = FannedOut::default();
@@ -67,11 +85,12 @@ pub fn fan_out(
         let id = new_id();
         batch
             .statement(
-                "INSERT INTO emails (id, user_id, kind, to_address, subject, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO emails (id, user_id, kind, category, to_address, subject, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.clone())
             .bind(notice.user_id.clone())
             .bind(kind)
+            .bind(category)
             .bind(email.to.clone())
             .bind(email.subject.clone())
             .bind(email.body.clone())
@@ -100,13 +119,14 @@ pub fn fan_out(
             .bind(user_id.clone());
         batch
             .statement(
-                "INSERT INTO notifications (id, user_id, seq, kind, title, body, request_id, created_at_ms) \
-                 VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE user_id = ?), ?, ?, ?, ?, ?)",
+                "INSERT INTO notifications (id, user_id, seq, kind, category, title, body, request_id, created_at_ms) \
+                 VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE user_id = ?), ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.clone())
             .bind(user_id.clone())
             .bind(user_id.clone())
             .bind(kind)
+            .bind(category)
             .bind(message.title.clone())
             .bind(message.body.clone())
             .bind(request_id.clone())

@@ -245,6 +245,7 @@ mod tests {
         let db = Database::open(&url).await.expect("db");
         let shared = Shared {
             queues: Queues::new(db.clone(), 1.0),
+            rooms: crate::websocket::rooms::Rooms::new(Registry::new(), crate::bus::Bus::local()),
             registry: Registry::new(),
             sessions: Default::default(),
             activity: std::sync::Arc::new(crate::analytics::sessions::SessionActivity::new(Default::default())),

@@ -238,6 +238,7 @@ fn track_outcome(journey: &mut Journey, stage: &Stage) {
         }
         SystemStage::SmtpAttempt if stage.status == StageStatus::Completed => journey.deliveries_ended += 1,
         SystemStage::ClientAck if stage.status == StageStatus::Completed => journey.deliveries_ended += 1,
+        SystemStage::Skipped if stage.status == StageStatus::Completed => journey.deliveries_ended += 1,
         SystemStage::DeadLetter if ended => {
             journey.deliveries_ended += 1;
             let reason = stage.metadata.get("reason").and_then(serde_json::Value::as_str);

@@ -3,7 +3,12 @@
 //! through. Its ping schedule and close codes are the live stream's too
 //! ([`crate::sockets`]).
 //!
-//! Every push to a user goes through that user's connection task, which pushes in `seq`
+//! A user may hold several sockets (tabs, devices): each gets every push and every
+//! frame, and the first ack delivers the notification. Frames that need no ack (the
+//! notification center's updates, later messages and presence) reach every socket of a
+//! user in every process through [`rooms::Rooms`].
+//!
+//! Every push to a connection goes through that connection's task, which pushes in `seq`
 //! order: a request to deliver `seq` N first pushes every undelivered notification up to
 //! N. A frame is delivered when the client acks it (`{"ack": id}`); only then is
 //! `delivered_at` set (by the waiting worker, with its batch, or here for frames
@@ -13,6 +18,7 @@
 //! [`relay`] carries pushes to sockets held by other processes of a cluster.
 
 pub mod relay;
+pub mod rooms;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -75,26 +81,65 @@ use wire::Ack;
 /// The frame a user receives: the notification itself.
 pub use wire::InAppFrame as Frame;
 
-/// A worker's request to deliver one notification; answered when the client acks it.
+/// A worker's request to deliver one notification; answered when a client acks it.
 struct Push {
     frame: Frame,
-    acked: oneshot::Sender<()>,
+    acked: Arc<AckWaiter>,
+}
+
+/// The worker waiting for a notification's first ack, shared by every socket of the
+/// user it was pushed to.
+struct AckWaiter {
+    waiting: Mutex<Option<oneshot::Sender<()>>>,
+    /// Whether the worker had the ack (it then records the delivery).
+    handed_over: std::sync::atomic::AtomicBool,
+}
+
+impl AckWaiter {
+    fn new(acked: oneshot::Sender<()>) -> Arc<Self> {
+        Arc::new(Self {
+            waiting: Mutex::new(Some(acked)),
+            handed_over: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A client acked: tells the worker if it is the first. True when the worker has
+    /// (or, from another socket, already had) the ack.
+    fn resolve(&self) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poison| poison.into_inner());
+        match waiting.take() {
+            Some(acked) => {
+                let handed_over = acked.send(()).is_ok();
+                self.handed_over.store(handed_over, Ordering::Relaxed);
+                handed_over
+            }
+            None => self.handed_over.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A push whose frame is not the next in order, waiting on a flush.
 struct Pending {
     id: String,
     seq: i64,
-    acked: oneshot::Sender<()>,
+    acked: Arc<AckWaiter>,
 }
+
+/// Frames waiting for a connection task beyond this close the connection: a client
+/// that does not read them is resynced by its reconnect instead of holding memory.
+const FRAME_BACKLOG: usize = 256;
 
 struct Connection {
     id: u64,
     server: String,
     pushes: mpsc::Sender<Push>,
+    /// Frames that need no ack, already encoded (one encoding for every socket).
+    frames: mpsc::Sender<Arc<str>>,
     /// Cancelled when the user opened more than [`MAX_SOCKETS_PER_USER`] sockets and
     /// this is the oldest.
     evicted: CancellationToken,
+    /// Cancelled when its client fell [`FRAME_BACKLOG`] frames behind.
+    behind: CancellationToken,
 }
 
 /// Who is connected where, in this process: the app servers and the in-app workers share
@@ -124,20 +169,45 @@ impl Registry {
         Arc::new(Self::default())
     }
 
-    /// Hands a push to the user's newest connection. The receiver resolves when the
-    /// client acks; it is dropped if the connection closes first.
+    /// Hands a push to every connection of the user here. The receiver resolves when
+    /// the first client acks; it is dropped if every connection closes first. Answers
+    /// the app server of the newest connection that took it.
     pub fn push(&self, user_id: &str, frame: Frame) -> Result<(oneshot::Receiver<()>, String), PushError> {
         let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
-        let connection = users
-            .get(user_id)
-            .and_then(|connections| connections.last())
-            .ok_or(PushError::Offline)?;
+        let connections = users.get(user_id).ok_or(PushError::Offline)?;
         let (acked, receiver) = oneshot::channel();
-        connection
-            .pushes
-            .try_send(Push { frame, acked })
-            .map_err(|_| PushError::Busy)?;
-        Ok((receiver, connection.server.clone()))
+        let acked = AckWaiter::new(acked);
+        let mut taken_by = None;
+        for connection in connections.iter().rev() {
+            let push = Push {
+                frame: frame.clone(),
+                acked: acked.clone(),
+            };
+            if connection.pushes.try_send(push).is_ok() && taken_by.is_none() {
+                taken_by = Some(connection.server.clone());
+            }
+        }
+        taken_by.map(|server| (receiver, server)).ok_or(PushError::Busy)
+    }
+
+    /// Sends an encoded frame to every connection of the user here; returns how many
+    /// took it. A connection too far behind to take it is closed (its client reconnects
+    /// and resyncs), so that it slows no one.
+    pub fn send_to_user(&self, user_id: &str, text: &Arc<str>) -> usize {
+        let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        users.get(user_id).map_or(0, |connections| {
+            connections.iter().filter(|connection| connection.send(text)).count()
+        })
+    }
+
+    /// Sends an encoded frame to every connection here (the `system` room).
+    pub fn send_to_everyone(&self, text: &Arc<str>) -> usize {
+        let users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
+        users
+            .values()
+            .flatten()
+            .filter(|connection| connection.send(text))
+            .count()
     }
 
     /// One room per app server: the users whose socket it holds.
@@ -182,10 +252,12 @@ impl Registry {
         (users.len(), users.values().map(Vec::len).sum())
     }
 
-    fn register(self: &Arc<Self>, user_id: &str, server: &str) -> (Registration, mpsc::Receiver<Push>) {
+    fn register(self: &Arc<Self>, user_id: &str, server: &str) -> (Registration, Inbound) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (pushes, receiver) = mpsc::channel(PUSH_BACKLOG);
+        let (pushes, push_receiver) = mpsc::channel(PUSH_BACKLOG);
+        let (frames, frame_receiver) = mpsc::channel(FRAME_BACKLOG);
         let evicted = CancellationToken::new();
+        let behind = CancellationToken::new();
         let mut users = self.users.lock().unwrap_or_else(|poison| poison.into_inner());
         let connections = users.entry(user_id.to_string()).or_default();
         if connections.len() >= MAX_SOCKETS_PER_USER {
@@ -197,7 +269,9 @@ impl Registry {
             id,
             server: server.to_string(),
             pushes,
+            frames,
             evicted: evicted.clone(),
+            behind: behind.clone(),
         });
         drop(users);
         self.note("connect", user_id);
@@ -207,10 +281,33 @@ impl Registry {
                 user_id: user_id.to_string(),
                 id,
                 evicted,
+                behind,
             },
-            receiver,
+            Inbound {
+                pushes: push_receiver,
+                frames: frame_receiver,
+            },
         )
     }
+}
+
+impl Connection {
+    fn send(&self, text: &Arc<str>) -> bool {
+        match self.frames.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.behind.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// What a connection task receives from the rest of the process.
+struct Inbound {
+    pushes: mpsc::Receiver<Push>,
+    frames: mpsc::Receiver<Arc<str>>,
 }
 
 /// Removes a connection from the registry when its task ends, however it ends.
@@ -219,6 +316,7 @@ struct Registration {
     user_id: String,
     id: u64,
     evicted: CancellationToken,
+    behind: CancellationToken,
 }
 
 impl Drop for Registration {
@@ -317,7 +415,7 @@ struct UserConnection {
 #[derive(Default)]
 struct InFlight {
     /// Workers waiting for the ack (none for a frame forwarded from storage).
-    waiters: Vec<oneshot::Sender<()>>,
+    waiters: Vec<Arc<AckWaiter>>,
     /// The request that created a forwarded frame, read with it: its journey ends with
     /// the ack, and the ack should not cost another query to find it.
     request_id: Option<String>,
@@ -340,7 +438,7 @@ impl UserConnection {
         stopping: CancellationToken,
         last_seq: Option<i64>,
     ) {
-        let (registration, mut pushes) = registry.register(&self.user.id, server);
+        let (registration, mut inbound) = registry.register(&self.user.id, server);
         if let Some(last_seq) = last_seq
             && let Err(error) = self.client_has_up_to(last_seq).await
         {
@@ -364,8 +462,18 @@ impl UserConnection {
                     let _ = socket.send(Message::Close(Some(frame))).await;
                     return;
                 }
-                Some(push) = pushes.recv() => {
+                () = registration.behind.cancelled() => {
+                    let frame = CloseFrame { code: crate::sockets::close::POLICY, reason: "too far behind; reconnect".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+                Some(push) = inbound.pushes.recv() => {
                     if self.deliver(&mut socket, push).await.is_err() {
+                        return;
+                    }
+                }
+                Some(text) = inbound.frames.recv() => {
+                    if socket.send(Message::Text((*text).into())).await.is_err() {
                         return;
                     }
                 }
@@ -405,7 +513,7 @@ impl UserConnection {
         }
         if self.acked.contains(&push.id) {
             // The client has it; whoever pushed it before did not live to record that.
-            let _ = push.acked.send(());
+            push.acked.resolve();
             return Ok(());
         }
         // Not in flight here: pushed and acked before, or pushed on an earlier connection
@@ -440,7 +548,7 @@ impl UserConnection {
             });
         match frame {
             Some((Some(_), _)) => {
-                let _ = push.acked.send(());
+                push.acked.resolve();
             }
             Some((None, frame)) => {
                 self.send_frame(socket, &frame).await?;
@@ -453,8 +561,7 @@ impl UserConnection {
     }
 
     async fn send_frame(&mut self, socket: &mut WebSocket, frame: &Frame) -> Result<(), axum::Error> {
-        let text = serde_json::to_string(frame).unwrap_or_default();
-        socket.send(Message::Text(text.into())).await?;
+        socket.send(Message::Text(notification_new(frame).into())).await?;
         self.pushed_up_to = self.pushed_up_to.max(frame.seq);
         Ok(())
     }
@@ -463,10 +570,12 @@ impl UserConnection {
     async fn flush(&mut self, socket: &mut WebSocket, up_to: i64) -> Result<(), axum::Error> {
         let stored = match self.db.read().await {
             Ok(mut read) => crate::with_connection!(&mut read, |c| {
-                sqlx::query_as::<_, Stored>(
+                sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(format!(
                     "SELECT id, seq, kind, title, body, created_at_ms, request_id FROM notifications \
-                     WHERE user_id = $1 AND delivered_at_ms IS NULL AND seq > $2 AND seq <= $3 ORDER BY seq",
-                )
+                     WHERE user_id = $1 AND delivered_at_ms IS NULL AND skipped IS NULL AND NOT {} \
+                     AND seq > $2 AND seq <= $3 ORDER BY seq",
+                    crate::notify::muted_sql("notifications", wire::Flow::InApp)
+                )))
                 .bind(&self.user.id)
                 .bind(self.pushed_up_to)
                 .bind(up_to)
@@ -502,7 +611,7 @@ impl UserConnection {
         // frame nobody waits for (store and forward on connect) is recorded here.
         let mut handed_over = false;
         for waiter in waiters {
-            handed_over |= waiter.send(()).is_ok();
+            handed_over |= waiter.resolve();
         }
         if handed_over {
             return;
@@ -541,9 +650,74 @@ impl UserConnection {
     }
 }
 
+/// `frame` as a `notification:new` ([`wire::UserFrame::NotificationNew`]), encoded
+/// without copying the frame: its own JSON with the tag in front.
+fn notification_new(frame: &Frame) -> String {
+    let json = serde_json::to_string(frame).unwrap_or_default();
+    format!(
+        "{{\"type\":\"notification:new\",{}",
+        json.strip_prefix('{').unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_notification_frame_is_a_tagged_user_frame() {
+        let frame = Frame {
+            id: "n1".into(),
+            seq: 4,
+            kind: "login".into(),
+            title: "New \"sign-in\"".into(),
+            body: "{}".into(),
+            created_at: 1_790_000_000_250,
+        };
+        let parsed: wire::UserFrame = serde_json::from_str(&notification_new(&frame)).expect("a user frame");
+        assert_eq!(parsed, wire::UserFrame::NotificationNew(frame));
+    }
+
+    #[tokio::test]
+    async fn every_socket_of_a_user_gets_the_push_and_the_first_ack_delivers() {
+        let registry = Registry::new();
+        let (_phone, mut phone) = registry.register("u1", "server-1");
+        let (_laptop, mut laptop) = registry.register("u1", "server-2");
+        let frame = Frame {
+            id: "n1".into(),
+            seq: 1,
+            kind: "login".into(),
+            title: "t".into(),
+            body: "b".into(),
+            created_at: 0,
+        };
+        let (acked, server) = registry.push("u1", frame).expect("taken");
+        assert_eq!(server, "server-2", "the newest socket answers");
+        let on_phone = phone.pushes.try_recv().expect("the phone has it");
+        let on_laptop = laptop.pushes.try_recv().expect("the laptop has it");
+        assert!(on_laptop.acked.resolve(), "the first ack reaches the worker");
+        assert!(on_phone.acked.resolve(), "a second ack finds it handed over");
+        acked.await.expect("the worker had its ack");
+        assert_eq!(registry.push("u2", on_phone.frame).err(), Some(PushError::Offline));
+    }
+
+    #[tokio::test]
+    async fn frames_reach_every_socket_and_a_socket_too_far_behind_is_closed() {
+        let registry = Registry::new();
+        let (slow, _slow_inbound) = registry.register("u1", "server-1");
+        let (_fast, mut fast) = registry.register("u1", "server-1");
+        let (_other, mut other) = registry.register("u2", "server-1");
+        let text: Arc<str> = Arc::from("{}");
+        for sent in 0..FRAME_BACKLOG {
+            assert_eq!(registry.send_to_user("u1", &text), 2, "frame {sent}");
+            fast.frames.try_recv().expect("read at once");
+        }
+        assert!(!slow.behind.is_cancelled());
+        assert_eq!(registry.send_to_user("u1", &text), 1, "the slow one could not take it");
+        assert!(slow.behind.is_cancelled(), "and is closed");
+        assert_eq!(registry.send_to_everyone(&text), 2, "every socket but the one behind");
+        assert!(other.frames.try_recv().is_ok());
+    }
 
     // Regression: a user could open any number of sockets, each held in the registry.
     #[test]

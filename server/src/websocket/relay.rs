@@ -86,15 +86,50 @@ impl Pusher {
         }
     }
 
-    /// Hands `frame` to the user's newest connection, wherever it is; the receiver
-    /// resolves when the client acks. Answers the app server that took it.
+    /// Hands `frame` to every connection of the user, wherever they are; the receiver
+    /// resolves when the first client acks. Answers the app server that took it (here,
+    /// if any here did).
     pub async fn push(&self, user_id: &str, frame: Frame) -> Result<(oneshot::Receiver<()>, String), PushError> {
         if !self.bus.crosses_processes() {
             return self.registry.push(user_id, frame);
         }
         match self.registry.push(user_id, frame.clone()) {
             Err(PushError::Offline) => self.push_remote(user_id, frame).await,
-            local => local,
+            Ok((here, server)) => {
+                // The user's other devices may be on other processes: they get it too,
+                // and whichever acks first delivers it.
+                let this = self.clone();
+                let user_id = user_id.to_string();
+                let (mut first, acked) = oneshot::channel();
+                tokio::spawn(async move {
+                    // True once some client acked; a side with no socket never does.
+                    let there = async {
+                        match this.push_remote(&user_id, frame).await {
+                            Ok((acked, _)) => acked.await.is_ok(),
+                            Err(_) => false,
+                        }
+                    };
+                    let here = async { here.await.is_ok() };
+                    let either = async {
+                        let (here, there) = (std::pin::pin!(here), std::pin::pin!(there));
+                        match futures_util::future::select(here, there).await {
+                            futures_util::future::Either::Left((true, _))
+                            | futures_util::future::Either::Right((true, _)) => true,
+                            futures_util::future::Either::Left((false, other)) => other.await,
+                            futures_util::future::Either::Right((false, other)) => other.await,
+                        }
+                    };
+                    tokio::select! {
+                        // The worker stopped waiting (its ack timeout).
+                        () = first.closed() => {}
+                        acked = either => if acked {
+                            let _ = first.send(());
+                        },
+                    }
+                });
+                Ok((acked, server))
+            }
+            busy => busy,
         }
     }
 

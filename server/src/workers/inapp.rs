@@ -8,7 +8,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use wire::{InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
+use wire::{Flow, InAppDelivered, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use crate::{
     controls::Controls,
@@ -50,8 +50,18 @@ pub fn spawn_pool(
 struct NotificationRow {
     user_id: String,
     delivered_at_ms: Option<i64>,
+    /// Its user switched its category off in the app (and it is not critical).
+    muted: bool,
     #[sqlx(flatten)]
     frame: Frame,
+}
+
+/// A job's notification, as [`InAppWorker::load`] reads it.
+struct Loaded {
+    user_id: String,
+    frame: Frame,
+    delivered_at_ms: Option<i64>,
+    muted: bool,
 }
 
 #[derive(Clone)]
@@ -109,21 +119,38 @@ impl InAppWorker {
         let telemetry = self.queues.telemetry();
         let mut completed: Vec<&str> = Vec::new();
         let mut waiting = Vec::new();
+        let mut skipped: Vec<&str> = Vec::new();
         self.controls.inject(DelayPoint::WorkerProcessing).await;
         super::record_pickups(telemetry, &self.controls, jobs, &self.id, WorkerKind::Inapp, started).await;
         let pushing = std::time::Instant::now();
         // Inside the push stage, so the injected delay shows in its duration.
         self.controls.inject(DelayPoint::WebSocketDelivery).await;
         for job in jobs {
-            let Some((user_id, frame, delivered)) = rows.remove(&job.target_id) else {
+            let Some(Loaded {
+                user_id,
+                frame,
+                delivered_at_ms,
+                muted,
+            }) = rows.remove(&job.target_id)
+            else {
                 self.queues.dead_letter(job, "the notification row is missing").await?;
                 continue;
             };
-            if delivered.is_some() {
+            if delivered_at_ms.is_some() {
                 completed.push(&job.id);
                 continue;
             }
             let request_id = job.request_id.as_deref().unwrap_or_default();
+            if muted {
+                telemetry
+                    .stage_since(request_id, SystemStage::Skipped, &self.id, pushing)
+                    .meta("channel", Flow::InApp.name())
+                    .meta("reason", "preference")
+                    .done();
+                completed.push(&job.id);
+                skipped.push(&job.target_id);
+                continue;
+            }
             // In step mode the push is a step of its own, after the pickup's.
             self.controls.worker_boundary(request_id).await;
             let push = telemetry
@@ -209,15 +236,26 @@ impl InAppWorker {
                 batch.bind(id.to_string());
             }
         }
+        if !skipped.is_empty() {
+            let sql = format!(
+                "UPDATE notifications SET skipped = 'preference' WHERE delivered_at_ms IS NULL AND id IN ({})",
+                placeholders(skipped.len())
+            );
+            batch.statement_owned(sql);
+            for id in skipped {
+                batch.bind(id.to_string());
+            }
+        }
         Queues::complete_all(&mut batch, &completed);
         self.db.commit(batch).await
     }
 
     /// Each job's notification: its user, the frame to push, and whether it was
     /// delivered already.
-    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, (String, Frame, Option<i64>)>, sqlx::Error> {
+    async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, Loaded>, sqlx::Error> {
         let sql = format!(
-            "SELECT user_id, delivered_at_ms, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id IN ({})",
+            "SELECT user_id, delivered_at_ms, {} AS muted, id, seq, kind, title, body, created_at_ms FROM notifications WHERE id IN ({})",
+            crate::notify::muted_sql("notifications", Flow::InApp),
             placeholders(jobs.len())
         );
         let sql = crate::storage::numbered(&sql);
@@ -230,7 +268,17 @@ impl InAppWorker {
         })?;
         Ok(rows
             .into_iter()
-            .map(|row| (row.frame.id.clone(), (row.user_id, row.frame, row.delivered_at_ms)))
+            .map(|row| {
+                (
+                    row.frame.id.clone(),
+                    Loaded {
+                        user_id: row.user_id,
+                        frame: row.frame,
+                        delivered_at_ms: row.delivered_at_ms,
+                        muted: row.muted,
+                    },
+                )
+            })
             .collect())
     }
 

@@ -23,7 +23,7 @@ use lettre::{
 };
 use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use wire::{EmailSent, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
+use wire::{EmailSent, Flow, LiveEvent, QueueJobCompleted, SystemStage, WorkerKind};
 
 use super::{
     DeliveryError,
@@ -99,6 +99,8 @@ const SMTP_LANES: usize = 4;
 struct Delivered<'j> {
     completed: Vec<&'j str>,
     sent: Vec<(String, String)>,
+    /// Emails not sent because their user switched their category off for email.
+    skipped: Vec<String>,
     /// The sent ledger's entries for `sent`, settled once the batch is committed.
     entries: Vec<ledger::Entry>,
 }
@@ -256,6 +258,8 @@ struct Email {
     subject: String,
     body: String,
     sent_at_ms: Option<i64>,
+    /// Its user switched its category off for email (and it is not critical).
+    muted: bool,
 }
 
 impl MailWorker {
@@ -340,10 +344,13 @@ impl MailWorker {
         for outcome in outcomes {
             delivered.completed.extend(outcome.delivered.completed);
             delivered.sent.extend(outcome.delivered.sent);
+            delivered.skipped.extend(outcome.delivered.skipped);
             delivered.entries.extend(outcome.delivered.entries);
             first_error = first_error.or(outcome.error);
         }
-        let committed = self.record_sent(&delivered.completed, &delivered.sent).await;
+        let committed = self
+            .record_sent(&delivered.completed, &delivered.sent, &delivered.skipped)
+            .await;
         // Settled even if the commit failed: those emails' jobs run again anyway (their
         // leases run out), and an entry never settled would keep the ledger from rotating.
         delivered
@@ -378,6 +385,16 @@ impl MailWorker {
             if email.sent_at_ms.is_some() {
                 // Delivered by an earlier attempt whose completion was not recorded.
                 delivered.completed.push(&job.id);
+                continue;
+            }
+            if email.muted {
+                telemetry
+                    .stage_since(request_id, SystemStage::Skipped, &self.id, picked_up)
+                    .meta("channel", Flow::Email.name())
+                    .meta("reason", "preference")
+                    .done();
+                delivered.completed.push(&job.id);
+                delivered.skipped.push(email.id);
                 continue;
             }
             // In step mode the attempt is a step of its own, after the pickup's.
@@ -463,7 +480,8 @@ impl MailWorker {
 
     async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, Email>, sqlx::Error> {
         let sql = format!(
-            "SELECT id, to_address, subject, body, sent_at_ms FROM emails WHERE id IN ({})",
+            "SELECT id, to_address, subject, body, sent_at_ms, {} AS muted FROM emails WHERE id IN ({})",
+            crate::notify::muted_sql("emails", Flow::Email),
             placeholders(jobs.len())
         );
         let sql = crate::storage::numbered(&sql);
@@ -478,7 +496,12 @@ impl MailWorker {
     }
 
     /// Marks the emails sent and completes their jobs, together.
-    async fn record_sent(&self, completed: &[&str], sent: &[(String, String)]) -> Result<(), sqlx::Error> {
+    async fn record_sent(
+        &self,
+        completed: &[&str],
+        sent: &[(String, String)],
+        skipped: &[String],
+    ) -> Result<(), sqlx::Error> {
         if completed.is_empty() {
             return Ok(());
         }
@@ -489,6 +512,11 @@ impl MailWorker {
                 .statement("UPDATE emails SET sent_at_ms = ?, smtp_reply = ? WHERE id = ? AND sent_at_ms IS NULL")
                 .bind(now)
                 .bind(reply.clone())
+                .bind(email_id.clone());
+        }
+        for email_id in skipped {
+            batch
+                .statement("UPDATE emails SET skipped = 'preference' WHERE id = ? AND sent_at_ms IS NULL")
                 .bind(email_id.clone());
         }
         Queues::complete_all(&mut batch, completed);
@@ -596,6 +624,7 @@ mod tests {
             subject: "Hi".into(),
             body: "Body".into(),
             sent_at_ms: None,
+            muted: false,
         };
         let message = build_message(&email).expect("builds");
         let text = String::from_utf8(message.formatted()).expect("utf-8");
