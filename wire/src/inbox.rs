@@ -169,9 +169,6 @@ pub struct InboxUpdate {
     pub inbox_version: i64,
 }
 
-/// `POST /api/notifications/{id}/…` and `read-all`: what changed and the count after.
-pub type InboxChanged = InboxUpdate;
-
 /// One frame on a user's socket (`/api/notifications/ws`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]

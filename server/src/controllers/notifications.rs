@@ -128,6 +128,31 @@ struct InboxCount {
     version: i64,
 }
 
+impl InboxCount {
+    /// The update a change of `ids` makes, with this count after it.
+    fn update(&self, ids: Vec<String>, change: InboxChange, snoozed_until_ms: Option<i64>) -> InboxUpdate {
+        InboxUpdate {
+            ids,
+            change,
+            snoozed_until_ms,
+            unread_count: self.unread,
+            up_to_seq: self.up_to_seq,
+            inbox_version: self.version,
+        }
+    }
+}
+
+/// One more inbox version for the user: their state changed (within its transaction).
+async fn bump_version(tx: &mut WriteTransaction, user_id: &str) -> Result<(), sqlx::Error> {
+    crate::with_connection!(tx, |c| sqlx::query(
+        "UPDATE users SET inbox_version = inbox_version + 1 WHERE id = $1"
+    )
+    .bind(user_id)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
 /// Counts in one statement, so the three agree (inside a write transaction, with the
 /// change just made).
 async fn inbox_count(on: &mut impl Connect, user_id: &str) -> Result<InboxCount, sqlx::Error> {
@@ -234,25 +259,12 @@ async fn apply(
         }
     };
     if !changed.is_empty() {
-        crate::with_connection!(&mut tx, |c| sqlx::query(
-            "UPDATE users SET inbox_version = inbox_version + 1 WHERE id = $1"
-        )
-        .bind(user_id)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+        bump_version(&mut tx, user_id).await?;
     }
     let count = inbox_count(&mut tx, user_id).await?;
     tx.commit().await?;
     let (ids, requests): (Vec<String>, Vec<Option<String>>) = changed.into_iter().unzip();
-    let update = InboxUpdate {
-        ids,
-        change,
-        snoozed_until_ms: (change == InboxChange::Snoozed).then_some(value),
-        unread_count: count.unread,
-        up_to_seq: count.up_to_seq,
-        inbox_version: count.version,
-    };
+    let update = count.update(ids, change, (change == InboxChange::Snoozed).then_some(value));
     if !update.ids.is_empty() {
         server
             .shared
@@ -376,6 +388,15 @@ pub struct AllUpTo {
     category: Option<NotificationCategory>,
 }
 
+impl AllUpTo {
+    fn target(&self) -> Target<'static> {
+        Target::UpTo {
+            seq: self.up_to_seq.unwrap_or(i64::MAX),
+            category: self.category,
+        }
+    }
+}
+
 impl Validate for AllUpTo {
     fn validate(&self, errors: &mut FieldErrors) {
         if self.up_to_seq.is_some_and(|seq| seq < 0) {
@@ -392,11 +413,7 @@ pub async fn read_all(
     commit: CommitPoint,
     ValidJson(body): ValidJson<AllUpTo>,
 ) -> Result<Json<InboxUpdate>, ApiError> {
-    let target = Target::UpTo {
-        seq: body.up_to_seq.unwrap_or(i64::MAX),
-        category: body.category,
-    };
-    let (update, requests) = apply(&server, &user.id, InboxChange::Read, target, None, &commit).await?;
+    let (update, requests) = apply(&server, &user.id, InboxChange::Read, body.target(), None, &commit).await?;
     record_reads(&server, &update.ids, &requests);
     Ok(Json(update))
 }
@@ -409,11 +426,7 @@ pub async fn seen_all(
     commit: CommitPoint,
     ValidJson(body): ValidJson<AllUpTo>,
 ) -> Result<Json<InboxUpdate>, ApiError> {
-    let target = Target::UpTo {
-        seq: body.up_to_seq.unwrap_or(i64::MAX),
-        category: body.category,
-    };
-    let (update, _) = apply(&server, &user.id, InboxChange::Seen, target, None, &commit).await?;
+    let (update, _) = apply(&server, &user.id, InboxChange::Seen, body.target(), None, &commit).await?;
     Ok(Json(update))
 }
 
@@ -499,23 +512,10 @@ pub async fn set_preferences(
         }
     }
     // What the app shows may have changed: every device asks again.
-    crate::with_connection!(&mut tx, |c| sqlx::query(
-        "UPDATE users SET inbox_version = inbox_version + 1 WHERE id = $1"
-    )
-    .bind(&user.id)
-    .execute(c)
-    .await
-    .map(|_| ()))?;
+    bump_version(&mut tx, &user.id).await?;
     let count = inbox_count(&mut tx, &user.id).await?;
     tx.commit().await?;
-    let update = InboxUpdate {
-        ids: Vec::new(),
-        change: InboxChange::Preferences,
-        snoozed_until_ms: None,
-        unread_count: count.unread,
-        up_to_seq: count.up_to_seq,
-        inbox_version: count.version,
-    };
+    let update = count.update(Vec::new(), InboxChange::Preferences, None);
     server
         .shared
         .rooms
