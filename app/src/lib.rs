@@ -9,7 +9,10 @@ pub mod backoff;
 pub mod clock;
 pub mod components;
 pub mod flow;
+pub mod inbox;
 pub use wire;
 
+#[cfg(feature = "csr")]
+pub mod client;
 #[cfg(feature = "csr")]
 pub mod spa;

@@ -28,6 +28,7 @@ pub mod queue;
 pub mod recent;
 pub mod servers;
 pub mod simulate;
+pub mod site;
 pub mod smtp;
 pub mod sockets;
 pub mod storage;
@@ -236,7 +237,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             "load balancer",
             Accepting::new(listener),
             tls.as_ref(),
-            balancer.clone().router(),
+            balancer.clone().router(&config.site),
         );
         life.tasks
             .spawn(balancer.clone().run_health_checks(life.shutdown.clone()));

@@ -207,7 +207,7 @@ async fn echo_backend(name: &'static str) -> (SocketAddr, CancellationToken) {
     }
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/ws", get(socket))
+        .route("/api/ws", get(socket))
         .with_state(name);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -255,10 +255,10 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let lb = listener.local_addr().expect("addr");
     let routed = balancer.clone();
-    tokio::spawn(async move { axum::serve(listener, routed.router()).await });
+    tokio::spawn(async move { axum::serve(listener, routed.router(std::path::Path::new("no-site"))).await });
 
     // Plain traffic alternates, but one user's sockets always land on the same server.
-    let user = format!("ws://{lb}/ws?token=u1.secret");
+    let user = format!("ws://{lb}/api/ws?token=u1.secret");
     let first = ask(&user).await.expect("tunnel works");
     let home = first.split(':').next().expect("server name").to_string();
     assert_eq!(first, format!("{home}:hi"));
@@ -267,7 +267,7 @@ async fn websocket_users_stick_to_one_server_and_move_when_it_goes_down() {
     }
     let mut homes = std::collections::BTreeSet::new();
     for other in 2..6 {
-        let reply = ask(&format!("ws://{lb}/ws?token=u{other}.secret"))
+        let reply = ask(&format!("ws://{lb}/api/ws?token=u{other}.secret"))
             .await
             .expect("tunnel works");
         homes.insert(reply.split(':').next().expect("server name").to_string());

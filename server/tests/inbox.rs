@@ -51,6 +51,11 @@ impl TestSystem {
             .await
             .expect("signup");
         assert_eq!(response.status(), StatusCode::CREATED);
+        self.user_login(email).await
+    }
+
+    /// A new session of a user [`TestSystem::user`] made.
+    async fn user_login(&self, email: &str) -> String {
         let login = json!({ "email": email, "password": "long-enough" });
         let session: Value = self
             .http
@@ -457,5 +462,62 @@ async fn bad_notification_center_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(after["inboxVersion"], version, "nothing changed");
     assert_eq!(after["unreadCount"], page["unreadCount"]);
     assert_eq!(system.count("SELECT COUNT(*) FROM notification_mutes").await, 0);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_checks_its_token_signs_out_and_finds_its_friends() {
+    let system = TestSystem::start(flags).await;
+    let ada = system.user("ada@example.com", "Ada").await;
+    let bob = system.user("bob@example.com", "Bob").await;
+    let me = system.get_as("/api/auth/me", &ada).await;
+    assert_eq!(me["name"], "Ada");
+    assert!(me.get("passwordHash").is_none() && me["email"] == "ada@example.com");
+
+    // A request one way: outgoing for Ada, incoming for Bob, no friends yet.
+    let (status, request) = system
+        .post_as("/api/friend-requests", &ada, json!({ "toEmail": "bob@example.com" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let ada_friends = system.get_as("/api/friends", &ada).await;
+    assert_eq!(ada_friends["outgoing"][0]["person"]["name"], "Bob");
+    assert_eq!(ada_friends["incoming"], json!([]));
+    assert_eq!(ada_friends["friends"], json!([]));
+    let bob_friends = system.get_as("/api/friends", &bob).await;
+    assert_eq!(bob_friends["incoming"][0]["id"], request["id"]);
+    assert_eq!(bob_friends["incoming"][0]["person"]["name"], "Ada");
+    assert!(
+        bob_friends["incoming"][0]["person"].get("email").is_none(),
+        "no address shown"
+    );
+
+    // Accepted: friends both ways, nothing pending.
+    let accept = format!("/api/friend-requests/{}/accept", request["id"].as_str().expect("id"));
+    let (status, _) = system.post_as(&accept, &bob, json!(null)).await;
+    assert_eq!(status, StatusCode::OK);
+    for (token, friend) in [(&ada, "Bob"), (&bob, "Ada")] {
+        let friends = system.get_as("/api/friends", token).await;
+        assert_eq!(friends["friends"].as_array().map(Vec::len), Some(1));
+        assert_eq!(friends["friends"][0]["name"], friend);
+        assert_eq!(friends["incoming"], json!([]));
+        assert_eq!(friends["outgoing"], json!([]));
+    }
+
+    // Signing out ends this token only, at once (the same process's cache forgets it).
+    let second = system.user_login("ada@example.com").await;
+    let (status, done) = system.post_as("/api/auth/logout", &ada, json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    for path in ["/api/auth/me", "/api/notifications", "/api/friends"] {
+        let (status, body) = system.call(reqwest::Method::GET, path, &ada, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        assert!(body["error"].is_string());
+    }
+    let (status, _) = system.post_as("/api/auth/logout", &ada, json!(null)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an ended session cannot sign out twice"
+    );
+    assert_eq!(system.get_as("/api/auth/me", &second).await["name"], "Ada");
     system.stop().await;
 }

@@ -264,6 +264,32 @@ async fn spa_files_are_served_with_types_and_cache_headers() {
         .expect("deep link");
     assert_eq!(deep.status(), 200);
     assert!(deep.text().await.expect("body").contains("<title>spa</title>"));
+    assert!(
+        !index.text().await.expect("body").contains("liveview-surface"),
+        "the dashboard's index is the Live View's"
+    );
+
+    // The balancer serves the same build as the end users' client: its index carries the
+    // marker, on `/` and on the reset link's path; the assets are the same files; the
+    // API still goes to the app servers (a JSON 404, not the index).
+    let lb = format!("http://{}", running.lb());
+    for path in ["/", "/reset-password?token=abc", "/index.html"] {
+        let page = http.get(format!("{lb}{path}")).send().await.expect("client index");
+        assert_eq!(page.status(), 200, "{path}");
+        assert_eq!(page.headers()["cache-control"], "no-cache", "{path}");
+        let html = page.text().await.expect("body");
+        assert!(html.contains(liveview::site::CLIENT_MARKER), "{path}: {html}");
+    }
+    let wasm = http
+        .get(format!("{lb}/frontend-0123456789abcdef_bg.wasm"))
+        .send()
+        .await
+        .expect("wasm");
+    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert_eq!(wasm.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let api = http.get(format!("{lb}/api/nope")).send().await.expect("api");
+    assert_eq!(api.status(), 404);
+    assert!(api.json::<serde_json::Value>().await.expect("JSON")["error"].is_string());
     system.stop().await;
 }
 

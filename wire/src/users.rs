@@ -75,6 +75,37 @@ pub struct NewFriendRequest {
     pub to_email: String,
 }
 
+/// Someone as other users see them: no address, no dates.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+/// A friend request still waiting, with the person on its other side.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingFriendRequest {
+    pub id: String,
+    pub person: Person,
+    pub created_at_ms: i64,
+}
+
+/// `GET /api/friends`: friends (a request accepted either way), by name; requests
+/// waiting for the user's answer (`incoming`) and for the other's (`outgoing`), newest
+/// first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Friends {
+    pub friends: Vec<Person>,
+    pub incoming: Vec<PendingFriendRequest>,
+    pub outgoing: Vec<PendingFriendRequest>,
+}
+
 /// A user as the API shows them (never their password hash).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,9 +206,11 @@ pub struct NotificationPage {
 pub struct ReadReceipt {
     pub id: String,
     pub read_at_ms: i64,
-    /// The unread count after, as of `inboxVersion` (see `notification:update`).
+    /// The unread count after, as of `inboxVersion` and `upToSeq` (see
+    /// `notification:update`).
     pub unread_count: i64,
     pub inbox_version: i64,
+    pub up_to_seq: i64,
 }
 
 /// What the in-app socket pushes: one notification. The client acks it with [`Ack`].

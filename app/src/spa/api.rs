@@ -15,12 +15,18 @@ async fn read<T: DeserializeOwned>(response: Result<Response, gloo_net::Error>) 
             .await
             .map_err(|error| format!("unexpected answer: {error}"));
     }
-    let status = response.status();
     // The session ended (expired, signed out in another tab, removed): back to the
     // sign-in page. A failed sign-in is answered 401 too, and is the sign-in page's.
-    if status == 401 && !response.url().ends_with("/api/session") {
+    if response.status() == 401 && !response.url().ends_with("/api/session") {
         super::sign_in::reload();
     }
+    Err(failure(response).await)
+}
+
+/// A failed answer as one line: its status and the server's message, naming each bad
+/// field (`400: invalid input (email must be an email address)`).
+pub(crate) async fn failure(response: Response) -> String {
+    let status = response.status();
     let message = match response.json::<crate::wire::ErrorBody>().await {
         Ok(body) if body.fields.is_empty() => body.error,
         Ok(body) => {
@@ -33,7 +39,7 @@ async fn read<T: DeserializeOwned>(response: Result<Response, gloo_net::Error>) 
         }
         Err(_) => String::new(),
     };
-    Err(format!("{status}: {message}"))
+    format!("{status}: {message}")
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {

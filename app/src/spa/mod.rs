@@ -7,14 +7,14 @@
 //! one animation-frame loop that applies it ([`state::Live::apply_batch`]) and draws.
 //! Keyboard: space pauses, → steps the stepped request, + and − change speed, f fits.
 
-mod api;
+pub(crate) mod api;
 mod canvas;
 mod cards;
 mod controls;
 mod header;
 mod inspector;
 mod monitoring;
-mod sign_in;
+pub(crate) mod sign_in;
 mod state;
 mod stream;
 
@@ -33,9 +33,12 @@ use stream::Stream;
 /// page knows who it is, or the sign-in page.
 #[component]
 pub fn App() -> impl IntoView {
+    if crate::client::is_client_surface() {
+        return view! { <crate::client::ClientApp /> }.into_any();
+    }
     let who = RwSignal::new(sign_in::Who::Asking);
     spawn_local(sign_in::ask(who));
-    move || {
+    (move || {
         match who.get() {
         sign_in::Who::Asking => view! { <p class="waiting">"Connecting…"</p> }.into_any(),
         sign_in::Who::Nobody => view! { <sign_in::SignInPage who /> }.into_any(),
@@ -48,7 +51,8 @@ pub fn App() -> impl IntoView {
         }
         sign_in::Who::Known(session) => view! { <Dashboard session /> }.into_any(),
     }
-    }
+    })
+    .into_any()
 }
 
 /// Everything the signed-in (or anonymous) person sees.

@@ -70,6 +70,13 @@ impl SessionCache {
         );
     }
 
+    /// Forgets one token (its session ended here).
+    pub fn forget(&self, secret_digest: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.entries.remove(secret_digest);
+        }
+    }
+
     /// Forgets every token of `user_id` and refuses lookups begun before now.
     pub fn revoke_user(&self, user_id: &str) {
         let Ok(mut inner) = self.inner.lock() else {

@@ -179,13 +179,16 @@ impl Balancer {
         }))
     }
 
-    /// The balancer's listener: its own `/healthz`, and everything else proxied.
-    pub fn router(self) -> Router {
+    /// The balancer's listener: its own `/healthz`, the API (`/api/…`, sockets included)
+    /// proxied to the app servers, and everything else the end users' client from
+    /// `site` ([`crate::site`]), served here at the edge without a hop to a server.
+    pub fn router(self, site: &std::path::Path) -> Router {
         Router::new()
             .route("/healthz", get(own_health))
-            .route("/", any(proxy::proxy))
-            .route("/{*path}", any(proxy::proxy))
+            .route("/api", any(proxy::proxy))
+            .route("/api/{*path}", any(proxy::proxy))
             .with_state(self)
+            .fallback_service(crate::site::spa(site, crate::site::Surface::Client))
     }
 
     pub fn algorithm(&self) -> BalancerAlgorithm {

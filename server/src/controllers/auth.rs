@@ -10,7 +10,7 @@ use crate::{
     api_error::ApiError,
     middleware::{
         AppServer,
-        extract::{FieldErrors, ValidJson, Validate},
+        extract::{AuthUser, FieldErrors, ValidJson, Validate, bearer_token},
     },
     notify::{EmailDraft, InAppDraft, Notice},
     now_ms,
@@ -313,5 +313,39 @@ pub async fn confirm_reset(
     server.shared.sessions.revoke_user(&user_id);
     Ok(Json(Done {
         status: "password changed".into(),
+    }))
+}
+
+/// `GET /api/auth/me` (auth): who the token belongs to; a client checks a kept token with it.
+#[utoipa::path(get, path = "/api/auth/me", responses((status = 200, description = "the token's user", body = wire::User), (status = 401, description = "no valid bearer token", body = wire::ErrorBody)), tag = "accounts")]
+pub async fn me(AuthUser(user): AuthUser) -> Json<User> {
+    Json(user)
+}
+
+/// `POST /api/auth/logout` (auth): ends this session (the token), not the user's others.
+/// Other processes' caches hold a token at most `session_cache::TTL` (10 s) longer.
+#[utoipa::path(post, path = "/api/auth/logout", responses((status = 200, description = "the session is ended", body = wire::Done), (status = 401, description = "no valid bearer token", body = wire::ErrorBody)), tag = "accounts")]
+pub async fn logout(
+    State(server): State<AppServer>,
+    AuthUser(user): AuthUser,
+    request: axum::extract::Request,
+) -> Result<Json<Done>, ApiError> {
+    let (parts, _) = request.into_parts();
+    let token = bearer_token(&parts).unwrap_or_default();
+    let secret = token.split_once('.').map(|(_, secret)| secret).unwrap_or_default();
+    let secret_digest = accounts::digest(secret);
+    let mut tx = server.shared.db.begin_write().await?;
+    crate::with_connection!(&mut tx, |c| sqlx::query(
+        "DELETE FROM sessions WHERE secret_hash = $1 AND user_id = $2"
+    )
+    .bind(&secret_digest)
+    .bind(&user.id)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    tx.commit().await?;
+    server.shared.sessions.forget(&secret_digest);
+    Ok(Json(Done {
+        status: "signed out".into(),
     }))
 }

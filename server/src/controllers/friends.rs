@@ -6,7 +6,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use wire::{ActivityType, FriendRequest, NewFriendRequest, NotificationType};
+use wire::{ActivityType, FriendRequest, Friends, NewFriendRequest, NotificationType, PendingFriendRequest, Person};
 
 use super::{RequestId, commit_with_activity, valid_email};
 use crate::{
@@ -182,4 +182,48 @@ pub async fn accept(
         status: "accepted".into(),
         created_at_ms,
     }))
+}
+
+/// `GET /api/friends` (auth): friends and pending requests both ways.
+#[utoipa::path(get, path = "/api/friends", responses((status = 200, description = "friends, and requests waiting on either side", body = wire::Friends), (status = 401, description = "no valid bearer token", body = wire::ErrorBody)), tag = "friends")]
+pub async fn list(State(server): State<AppServer>, AuthUser(user): AuthUser) -> Result<Json<Friends>, ApiError> {
+    // Both directions of every request, with the other person's name; a user has few.
+    let rows: Vec<(String, String, String, String, i64, bool)> = crate::with_connection!(
+        &mut server.shared.db.read().await?,
+        |c| {
+            sqlx::query_as(
+            "SELECT r.id, r.status, u.id, u.name, r.created_at_ms, r.from_user_id = $1 \
+             FROM friend_requests r JOIN users u ON u.id = CASE WHEN r.from_user_id = $2 THEN r.to_user_id ELSE r.from_user_id END \
+             WHERE r.from_user_id = $3 OR r.to_user_id = $4 ORDER BY r.created_at_ms DESC LIMIT 1000",
+        )
+        .bind(&user.id)
+        .bind(&user.id)
+        .bind(&user.id)
+        .bind(&user.id)
+        .fetch_all(c)
+        .await
+        }
+    )?;
+    let mut friends = Friends::default();
+    for (id, status, person_id, name, created_at_ms, sent) in rows {
+        let person = Person { id: person_id, name };
+        match (status.as_str(), sent) {
+            ("accepted", _) => friends.friends.push(person),
+            (_, true) => friends.outgoing.push(PendingFriendRequest {
+                id,
+                person,
+                created_at_ms,
+            }),
+            (_, false) => friends.incoming.push(PendingFriendRequest {
+                id,
+                person,
+                created_at_ms,
+            }),
+        }
+    }
+    friends
+        .friends
+        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    friends.friends.dedup_by(|a, b| a.id == b.id);
+    Ok(Json(friends))
 }

@@ -19,9 +19,12 @@ pub mod purchases;
         auth::login,
         auth::reset_password,
         auth::confirm_reset,
+        auth::me,
+        auth::logout,
         purchases::create,
         friends::create,
         friends::accept,
+        friends::list,
         items::list,
         items::view,
         notifications::list,
@@ -64,6 +67,9 @@ pub fn router() -> axum::Router<AppServer> {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/reset-password", post(auth::reset_password))
         .route("/api/auth/reset-password/confirm", post(auth::confirm_reset))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/friends", get(friends::list))
         .route("/api/purchases", post(purchases::create))
         .route("/api/friend-requests", post(friends::create))
         .route("/api/friend-requests/{id}/accept", post(friends::accept))

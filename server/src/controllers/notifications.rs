@@ -312,6 +312,7 @@ pub async fn mark_read(
         read_at_ms: read_at,
         unread_count: update.unread_count,
         inbox_version: update.inbox_version,
+        up_to_seq: update.up_to_seq,
     }))
 }
 

@@ -15,16 +15,11 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::{self, Next},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use leptos::prelude::*;
-use tower_http::{
-    compression::CompressionLayer,
-    services::{ServeDir, ServeFile},
-};
 
 use crate::{
     balancer::Balancer,
@@ -217,61 +212,12 @@ impl Dashboard {
             .merge(api)
             // axum's own answers (wrong method, body over the limit) in the JSON shape too.
             .layer(axum::middleware::from_fn(crate::middleware::json_errors))
-            .fallback_service(spa(site))
+            .fallback_service(crate::site::spa(site, crate::site::Surface::Dashboard))
             .layer(axum::middleware::from_fn_with_state(
                 gate,
                 crate::access::auth::authorize,
             ))
             .layer(axum::middleware::from_fn_with_state(origins, crate::access::guard))
-    }
-}
-
-/// Serves the SPA with long-lived caching for Trunk's content-hashed files and
-/// revalidation for everything else; unknown paths get `index.html` so client-side
-/// links work.
-fn spa(site: &Path) -> Router {
-    let index = site.join("index.html");
-    if !index.is_file() {
-        tracing::warn!(site = %site.display(), "the SPA is not built here; `/` will say so (run `make build`)");
-        return Router::new().fallback(|| async {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CACHE_CONTROL, "no-store")],
-                "The Live View SPA is not built. Run `make build` (or `make run`), or point --site at Trunk's output.\n",
-            )
-        });
-    }
-    let files = ServeDir::new(site).fallback(ServeFile::new(index));
-    Router::new()
-        .fallback_service(files)
-        .layer(middleware::from_fn(cache_headers))
-        .layer(CompressionLayer::new())
-}
-
-async fn cache_headers(request: Request, next: Next) -> Response {
-    let policy = cache_policy(request.uri().path());
-    let mut response = next.run(request).await;
-    if response.status().is_success() {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
-    }
-    response
-}
-
-/// Trunk names built assets `name-<hash>[_bg].ext`, the hash a 64-bit number in hex
-/// without leading zeros (so up to 16 digits, fewer one build in 16); those never change
-/// and may be cached for a year. Everything else (index.html above all) is revalidated.
-fn cache_policy(path: &str) -> &'static str {
-    let file = path.rsplit('/').next().unwrap_or_default();
-    let stem = file.split('.').next().unwrap_or_default().trim_end_matches("_bg");
-    let hashed = stem
-        .rsplit_once('-')
-        .is_some_and(|(_, hash)| (8..=16).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit()));
-    if hashed {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
     }
 }
 
@@ -313,20 +259,6 @@ fn wants_json(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashed_trunk_assets_are_immutable_and_the_rest_revalidates() {
-        let immutable = "public, max-age=31536000, immutable";
-        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54_bg.wasm"), immutable);
-        assert_eq!(cache_policy("/frontend-3f2a9c1d0b7e6a54.js"), immutable);
-        assert_eq!(cache_policy("/main-0123456789abcdef.css"), immutable);
-        // A hash with a leading zero is printed one digit shorter (seen: 15 digits).
-        assert_eq!(cache_policy("/frontend-6fb5a138611071a_bg.wasm"), immutable);
-        assert_eq!(cache_policy("/"), "no-cache");
-        assert_eq!(cache_policy("/index.html"), "no-cache");
-        assert_eq!(cache_policy("/public/favicon.svg"), "no-cache");
-        assert_eq!(cache_policy("/live-view-dashboard.js"), "no-cache");
-    }
 
     #[test]
     fn json_only_when_asked_for_without_html() {
