@@ -62,7 +62,7 @@ lint: setup ## cargo fmt --check, clippy -D warnings on the host crates and on t
 
 # The integration tests that start the system and touch storage: `make unit` runs them
 # on SQLite and again on PostgreSQL.
-POSTGRES_TESTS = --test alerts --test analytics --test autoscale --test controllers --test inapp --test live_stream --test mail --test operators --test system --test telemetry
+POSTGRES_TESTS = --test alerts --test analytics --test autoscale --test controllers --test inapp --test inbox --test live_stream --test mail --test messaging --test operators --test system --test telemetry
 
 unit: setup-test ## Unit and integration tests (real listeners, real SQLite, a real Redis they start), then the storage-touching integration tests again on a real PostgreSQL each test starts
 	cargo test -p wire -p app -p server

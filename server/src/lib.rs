@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod health;
 pub mod history;
 pub mod live;
+pub mod messaging;
 pub mod middleware;
 pub mod notify;
 pub mod operators;
@@ -194,6 +195,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         queues: delivery.queues.clone(),
         registry: delivery.registry.clone(),
         rooms: delivery.rooms.clone(),
+        messaging: messaging::Messaging::new(database.clone(), delivery.rooms.clone()),
         sessions: Default::default(),
         activity: Arc::new(analytics::sessions::SessionActivity::new(geography.clone())),
         trusted_proxies: trusted_proxies.clone(),

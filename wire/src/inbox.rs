@@ -178,6 +178,21 @@ pub enum UserFrame {
     NotificationNew(InAppFrame),
     #[serde(rename = "notification:update")]
     NotificationUpdate(InboxUpdate),
+    /// A message in one of the user's conversations (theirs too, from another device);
+    /// ack it with `message:ack`.
+    #[serde(rename = "message:new")]
+    MessageNew(crate::Message),
+    /// A message edited or deleted.
+    #[serde(rename = "message:update")]
+    MessageUpdate(crate::Message),
+    /// A participant's delivered and read horizons moved.
+    #[serde(rename = "conversation.state_update")]
+    StateUpdate(crate::StateUpdate),
+    #[serde(rename = "conversation.typing")]
+    Typing(crate::Typing),
+    /// Created, someone joined or left, or renamed.
+    #[serde(rename = "conversation.update_participant")]
+    ConversationChange(crate::ConversationChange),
     /// A client message the server refused, and why; repeated ones close the socket.
     #[serde(rename = "error")]
     Error(FrameError),
@@ -186,9 +201,12 @@ pub enum UserFrame {
 /// Why a client's message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameError {
-    /// `malformed`, `rate-limited`, …
+    /// `malformed`, `rate-limited`, `forbidden`, `not-found`, `invalid`, `too-large`.
     pub code: String,
     pub message: String,
+    /// The `clientId` of the message refused, when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientId")]
+    pub client_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! notifications in one transaction, and wakes the workers after the commit.
 
 pub mod auth;
+pub mod conversations;
 pub mod friends;
 pub mod items;
 pub mod notifications;
@@ -35,6 +36,16 @@ pub mod purchases;
         notifications::seen_all,
         notifications::preferences,
         notifications::set_preferences,
+        conversations::create,
+        conversations::list,
+        conversations::messages,
+        conversations::send,
+        conversations::edit,
+        conversations::delete,
+        conversations::read,
+        conversations::rename,
+        conversations::add_participant,
+        conversations::leave,
     ),
     modifiers(&BearerAuth)
 )]
@@ -60,7 +71,7 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 
 /// The controllers' routes: the notification system's API.
 pub fn router() -> axum::Router<AppServer> {
-    use axum::routing::{get, post};
+    use axum::routing::{delete, get, patch, post};
     axum::Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/auth/signup", post(auth::signup))
@@ -85,6 +96,25 @@ pub fn router() -> axum::Router<AppServer> {
         .route("/api/notifications/{id}/read", post(notifications::mark_read))
         .route("/api/notifications/{id}/snooze", post(notifications::snooze))
         .route("/api/notifications/{id}/{change}", post(notifications::change_one))
+        .route(
+            "/api/conversations",
+            get(conversations::list).post(conversations::create),
+        )
+        .route("/api/conversations/{id}", patch(conversations::rename))
+        .route(
+            "/api/conversations/{id}/messages",
+            get(conversations::messages).post(conversations::send),
+        )
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            patch(conversations::edit).delete(conversations::delete),
+        )
+        .route("/api/conversations/{id}/read", post(conversations::read))
+        .route(
+            "/api/conversations/{id}/participants",
+            post(conversations::add_participant),
+        )
+        .route("/api/conversations/{id}/participants/me", delete(conversations::leave))
 }
 
 use std::time::Instant;

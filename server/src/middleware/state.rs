@@ -20,6 +20,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Frames to rooms of end users' sockets, in every process.
     pub rooms: crate::websocket::rooms::Rooms,
+    /// Conversations and their messages (stored, then sent to the members' rooms).
+    pub messaging: crate::messaging::Messaging,
     /// Session tokens checked moments ago, shared by every app server.
     pub sessions: Arc<SessionCache>,
     /// The catalogue, as read at start.

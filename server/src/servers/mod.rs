@@ -243,9 +243,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = crate::storage::resolve_url(dir.path(), None).expect("url");
         let db = Database::open(&url).await.expect("db");
+        let rooms = crate::websocket::rooms::Rooms::new(Registry::new(), crate::bus::Bus::local());
         let shared = Shared {
             queues: Queues::new(db.clone(), 1.0),
-            rooms: crate::websocket::rooms::Rooms::new(Registry::new(), crate::bus::Bus::local()),
+            messaging: crate::messaging::Messaging::new(db.clone(), rooms.clone()),
+            rooms,
             registry: Registry::new(),
             sessions: Default::default(),
             activity: std::sync::Arc::new(crate::analytics::sessions::SessionActivity::new(Default::default())),

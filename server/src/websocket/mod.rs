@@ -374,6 +374,8 @@ pub async fn user_socket(
         let _closed = open.drop_guard();
         let connection = UserConnection {
             telemetry: server.shared.telemetry.clone(),
+            messaging: server.shared.messaging.clone(),
+            limiter: ClientLimiter::new(),
             server: server.id.clone(),
             db: server.shared.db.clone(),
             user,
@@ -395,6 +397,10 @@ pub async fn user_socket(
 
 struct UserConnection {
     telemetry: Telemetry,
+    /// Where `message:*` frames go (the same rules as the REST routes).
+    messaging: crate::messaging::Messaging,
+    /// What this connection may still send (see [`Inbound`]'s rate limit).
+    limiter: ClientLimiter,
     /// The app server holding the socket.
     server: String,
     db: Database,
@@ -445,7 +451,7 @@ impl UserConnection {
             tracing::warn!(%error, "could not record a client's lastSeq");
         }
         // Store and forward: everything that waited while the user was away, in order.
-        if self.flush(&mut socket, i64::MAX).await.is_err() {
+        if self.flush(&mut socket, i64::MAX).await.is_err() || self.forward_messages(&mut socket).await.is_err() {
             return;
         }
         let mut ping = tokio::time::interval(crate::sockets::PING_INTERVAL);
@@ -478,7 +484,20 @@ impl UserConnection {
                     }
                 }
                 incoming = socket.recv() => match incoming {
-                    Some(Ok(Message::Text(text))) => self.acked(&text).await,
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reply) = self.received(&text).await {
+                            let close = reply.code == "malformed" && self.limiter.too_many_malformed();
+                            let frame = serde_json::to_string(&wire::UserFrame::Error(reply)).unwrap_or_default();
+                            if socket.send(Message::Text(frame.into())).await.is_err() {
+                                return;
+                            }
+                            if close {
+                                let frame = CloseFrame { code: crate::sockets::close::POLICY, reason: "too many malformed messages".into() };
+                                let _ = socket.send(Message::Close(Some(frame))).await;
+                                return;
+                            }
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                     Some(Ok(_)) => {}
                 },
@@ -598,11 +617,146 @@ impl UserConnection {
         Ok(())
     }
 
-    async fn acked(&mut self, text: &str) {
-        let Ok(Ack { ack }) = serde_json::from_str::<Ack>(text) else {
-            tracing::debug!(user = %self.user.id, "ignored a malformed client message");
-            return;
+    /// A client message: a notification ack, or a [`wire::ClientFrame`]. What it
+    /// answers with, when it refuses it (an `error` frame).
+    async fn received(&mut self, text: &str) -> Option<wire::FrameError> {
+        if !self.limiter.take() {
+            return self.limiter.say_limited();
+        }
+        if let Ok(Ack { ack }) = serde_json::from_str::<Ack>(text) {
+            self.limiter.well_formed();
+            self.acked(ack).await;
+            return None;
+        }
+        let frame = match serde_json::from_str::<wire::ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::debug!(user = %self.user.id, %error, "a malformed client message");
+                return Some(refusal(
+                    "malformed",
+                    format!("not a message this socket takes: {error}"),
+                    None,
+                ));
+            }
         };
+        self.limiter.well_formed();
+        let (result, client_id) = match frame {
+            wire::ClientFrame::MessageAck {
+                conversation_id,
+                up_to_seq,
+            } => (
+                self.messaging
+                    .horizon(
+                        &self.user,
+                        &conversation_id,
+                        crate::messaging::Horizon::Delivered,
+                        up_to_seq,
+                    )
+                    .await
+                    .map(drop),
+                None,
+            ),
+            wire::ClientFrame::MessageRead {
+                conversation_id,
+                up_to_seq,
+            } => (
+                self.messaging
+                    .horizon(&self.user, &conversation_id, crate::messaging::Horizon::Read, up_to_seq)
+                    .await
+                    .map(drop),
+                None,
+            ),
+            wire::ClientFrame::MessageSend {
+                conversation_id,
+                client_id,
+                body,
+            } => {
+                let message = wire::NewMessage {
+                    client_id: client_id.clone(),
+                    body,
+                };
+                let sent = self.messaging.send(&self.user, &conversation_id, &message).await;
+                (sent.map(drop), Some(client_id))
+            }
+            wire::ClientFrame::Typing {
+                conversation_id,
+                is_typing,
+            } => (self.typing(conversation_id, is_typing).await, None),
+        };
+        result.err().map(|error| {
+            let code = match error.status.as_u16() {
+                400 => "invalid",
+                403 => "forbidden",
+                404 => "not-found",
+                409 => "conflict",
+                413 => "too-large",
+                _ => "internal",
+            };
+            let fields: Vec<String> = error
+                .fields
+                .iter()
+                .map(|(field, why)| format!("{field} {why}"))
+                .collect();
+            let message = if fields.is_empty() {
+                error.error
+            } else {
+                format!("{} ({})", error.error, fields.join("; "))
+            };
+            refusal(code, message, client_id)
+        })
+    }
+
+    /// `conversation.typing` from this user: to the conversation's members when the user
+    /// is one, at most once a second per conversation (a stop always goes through).
+    async fn typing(&mut self, conversation_id: String, is_typing: bool) -> Result<(), crate::api_error::ApiError> {
+        if is_typing && !self.limiter.typing_due(&conversation_id) {
+            return Ok(());
+        }
+        let members = self.messaging.members_of(&conversation_id).await?;
+        if !members.contains(&self.user.id) {
+            return Err(crate::api_error::ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "you are not in this conversation",
+            ));
+        }
+        let frame = wire::UserFrame::Typing(wire::Typing {
+            conversation_id: conversation_id.clone(),
+            user_id: self.user.id.clone(),
+            is_typing,
+        });
+        self.messaging.relay(&conversation_id, members, &frame).await;
+        Ok(())
+    }
+
+    /// Store and forward for conversations: every message after the user's delivered
+    /// horizon, in order per conversation, however many.
+    async fn forward_messages(&mut self, socket: &mut WebSocket) -> Result<(), axum::Error> {
+        let mut after: Option<(String, i64)> = None;
+        loop {
+            let batch = match self
+                .messaging
+                .waiting(&self.user.id, after.as_ref().map(|(id, seq)| (id.as_str(), *seq)))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the messages waiting for a user");
+                    return Ok(());
+                }
+            };
+            let full = batch.len() as i64 >= crate::messaging::FORWARD_BATCH;
+            for message in batch {
+                after = Some((message.conversation_id.clone(), message.seq));
+                let frame = serde_json::to_string(&wire::UserFrame::MessageNew(message)).unwrap_or_default();
+                socket.send(Message::Text(frame.into())).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn acked(&mut self, ack: String) {
         let Some(InFlight { waiters, request_id }) = self.in_flight.remove(&ack) else {
             return;
         };
@@ -647,6 +801,105 @@ impl UserConnection {
             .bind(&self.user.id)
             .bind(last_seq);
         self.db.commit(batch).await
+    }
+}
+
+fn refusal(code: &str, message: impl Into<String>, client_id: Option<String>) -> wire::FrameError {
+    wire::FrameError {
+        code: code.to_string(),
+        message: message.into(),
+        client_id,
+    }
+}
+
+/// How much one connection may send: a token bucket over every client message
+/// ([`CLIENT_BURST`], refilled at [`CLIENT_RATE`] a second), typing at most once a second
+/// per conversation, and a count of malformed messages in a row. A flood is refused with
+/// `rate-limited` (said at most once a second) and costs no one else anything: the
+/// refused messages are never parsed.
+struct ClientLimiter {
+    tokens: f64,
+    refilled: std::time::Instant,
+    said_limited: Option<std::time::Instant>,
+    typing: HashMap<String, std::time::Instant>,
+    malformed_in_a_row: u32,
+}
+
+/// Client messages a connection may send at once.
+const CLIENT_BURST: f64 = 60.0;
+/// And a second, on average.
+const CLIENT_RATE: f64 = 20.0;
+/// Malformed messages in a row that close the socket (1008).
+const MALFORMED_LIMIT: u32 = 5;
+/// Typing frames of one conversation are relayed at most this often.
+const TYPING_EVERY: std::time::Duration = std::time::Duration::from_millis(900);
+
+impl ClientLimiter {
+    fn new() -> Self {
+        Self {
+            tokens: CLIENT_BURST,
+            refilled: std::time::Instant::now(),
+            said_limited: None,
+            typing: HashMap::new(),
+            malformed_in_a_row: 0,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * CLIENT_RATE).min(CLIENT_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The `rate-limited` error, unless it was said less than a second ago.
+    fn say_limited(&mut self) -> Option<wire::FrameError> {
+        let now = std::time::Instant::now();
+        if self
+            .said_limited
+            .is_some_and(|said| now.duration_since(said) < std::time::Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.said_limited = Some(now);
+        Some(refusal(
+            "rate-limited",
+            format!("more than {CLIENT_RATE} messages a second; some were dropped"),
+            None,
+        ))
+    }
+
+    fn well_formed(&mut self) {
+        self.malformed_in_a_row = 0;
+    }
+
+    /// One more malformed message; whether that makes too many in a row.
+    fn too_many_malformed(&mut self) -> bool {
+        self.malformed_in_a_row += 1;
+        self.malformed_in_a_row >= MALFORMED_LIMIT
+    }
+
+    fn typing_due(&mut self, conversation_id: &str) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .typing
+            .get(conversation_id)
+            .is_some_and(|last| now.duration_since(*last) < TYPING_EVERY)
+        {
+            return false;
+        }
+        // A connection types in few conversations; forget the old ones now and then.
+        if self.typing.len() > 64 {
+            self.typing.retain(|_, last| now.duration_since(*last) < TYPING_EVERY);
+        }
+        self.typing.insert(conversation_id.to_string(), now);
+        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! Rooms on the end users' sockets: a frame for a room reaches every socket in it, in
 //! every process. `user:{id}` is every socket of one user (their tabs and devices);
-//! `system` is every socket (operators' announcements).
+//! `conversation:{id}` every socket of its members; `system` is every socket
+//! (operators' announcements).
 //!
 //! A frame is encoded once, handed to the sockets this process holds, and — when the
 //! bus crosses processes — published on [`Channel::Rooms`] for the others, whose
@@ -22,6 +23,10 @@ use crate::bus::{Bus, Channel};
 pub enum Room {
     /// Every socket of one user.
     User(String),
+    /// Every socket of a conversation's members. The sender read them from the database
+    /// (the source of truth) and they travel with the frame, so no process keeps a
+    /// conversation's membership in memory.
+    Conversation { id: String, members: Vec<String> },
     /// Every socket.
     System,
 }
@@ -31,6 +36,7 @@ impl Room {
     pub fn name(&self) -> String {
         match self {
             Room::User(id) => format!("user:{id}"),
+            Room::Conversation { id, .. } => format!("conversation:{id}"),
             Room::System => "system".to_string(),
         }
     }
@@ -82,6 +88,10 @@ impl Rooms {
     fn deliver(&self, room: &Room, text: &Arc<str>) -> usize {
         match room {
             Room::User(id) => self.registry.send_to_user(id, text),
+            Room::Conversation { members, .. } => members
+                .iter()
+                .map(|member| self.registry.send_to_user(member, text))
+                .sum(),
             Room::System => self.registry.send_to_everyone(text),
         }
     }
@@ -107,5 +117,10 @@ mod tests {
     fn rooms_have_the_protocols_names() {
         assert_eq!(Room::User("u1".into()).name(), "user:u1");
         assert_eq!(Room::System.name(), "system");
+        let conversation = Room::Conversation {
+            id: "c1".into(),
+            members: vec!["u1".into()],
+        };
+        assert_eq!(conversation.name(), "conversation:c1");
     }
 }

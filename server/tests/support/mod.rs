@@ -8,6 +8,7 @@ pub mod clients;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod users;
 
 use std::path::Path;
 
