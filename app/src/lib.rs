@@ -10,6 +10,7 @@ pub mod clock;
 pub mod components;
 pub mod flow;
 pub mod inbox;
+pub mod messages;
 pub use wire;
 
 #[cfg(feature = "csr")]

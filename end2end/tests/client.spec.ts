@@ -116,7 +116,8 @@ test('the notification center stays in agreement across two tabs, live', async (
   await page.getByTestId('panel-friends').click();
   await expect(page.getByTestId('incoming-request')).toHaveCount(3);
   await page.getByTestId('incoming-request').filter({ hasText: 'Bob' }).getByTestId('accept').click();
-  await expect(page.getByTestId('friend')).toHaveText(['Bob']);
+  await expect(page.getByTestId('friend')).toHaveCount(1);
+  await expect(page.getByTestId('friend')).toContainText('Bob');
   await expect(page.getByTestId('incoming-request')).toHaveCount(2);
 
   // Social switched off in the app: a new request is stored but never shown or counted.

@@ -3,11 +3,11 @@
 
 use leptos::{prelude::*, task::spawn_local};
 
-use super::{api, center::Center};
+use super::{Panel, api, center::Center, chat::Chat};
 use crate::wire::{FriendRequest, Friends, NewFriendRequest};
 
 #[component]
-pub fn FriendsPanel(center: Center) -> impl IntoView {
+pub fn FriendsPanel(center: Center, chat: Chat, panel: RwSignal<Panel>) -> impl IntoView {
     let friends = RwSignal::new(Friends::default());
     let said = RwSignal::new(None::<String>);
     let email = RwSignal::new(String::new());
@@ -73,7 +73,18 @@ pub fn FriendsPanel(center: Center) -> impl IntoView {
             </ul>
             <h2>"Friends"</h2>
             <ul class="people" data-testid="friend-list">
-                {move || friends.get().friends.into_iter().map(|person| view! { <li data-testid="friend">{person.name}</li> }).collect_view()}
+                {move || friends.get().friends.into_iter().map(|person| {
+                    let id = person.id.clone();
+                    view! {
+                        <li data-testid="friend">
+                            <span>{person.name}</span>
+                            <button type="button" data-testid="message-friend" on:click=move |_| {
+                                chat.start(vec![id.clone()], None);
+                                panel.set(Panel::Messages);
+                            }>"Message"</button>
+                        </li>
+                    }
+                }).collect_view()}
             </ul>
             <h2>"Asked"</h2>
             <ul class="people" data-testid="outgoing">

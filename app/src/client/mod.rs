@@ -7,6 +7,7 @@
 mod account;
 mod api;
 mod center;
+mod chat;
 mod friends;
 mod socket;
 
@@ -77,8 +78,9 @@ fn error_line(error: RwSignal<Option<String>>) -> impl IntoView {
 
 /// Which panel the signed-in page shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Panel {
+pub enum Panel {
     Notifications,
+    Messages,
     Friends,
     Preferences,
 }
@@ -86,8 +88,9 @@ enum Panel {
 #[component]
 fn Home(user: User) -> impl IntoView {
     let center = Center::new();
+    let chat = chat::Chat::new(&user);
     let link = RwSignal::new(Link::Connecting);
-    spawn_local(socket::stay_connected(center, link));
+    spawn_local(socket::stay_connected(center, chat, link));
     let panel = RwSignal::new(Panel::Notifications);
     let tab = move |which: Panel, label: &'static str, id: &'static str| tab(panel, which, label, id);
     let unread = move || center.inbox.with(|inbox| inbox.unread());
@@ -124,12 +127,14 @@ fn Home(user: User) -> impl IntoView {
         <main class="client">
             <nav class="tabs panels" role="tablist">
                 {tab(Panel::Notifications, "Notifications", "panel-notifications")}
+                {tab(Panel::Messages, "Messages", "panel-messages")}
                 {tab(Panel::Friends, "Friends", "panel-friends")}
                 {tab(Panel::Preferences, "Preferences", "panel-preferences")}
             </nav>
             {move || match panel.get() {
                 Panel::Notifications => view! { <center::NotificationList center /> }.into_any(),
-                Panel::Friends => view! { <friends::FriendsPanel center /> }.into_any(),
+                Panel::Messages => view! { <chat::ChatPanel chat /> }.into_any(),
+                Panel::Friends => view! { <friends::FriendsPanel center chat panel /> }.into_any(),
                 Panel::Preferences => view! { <center::PreferencesPanel /> }.into_any(),
             }}
         </main>

@@ -8,18 +8,47 @@
 //! A closed socket is reopened after an exponential delay with jitter
 //! ([`crate::backoff`]); a 401 on the list ends the session (see `api`).
 
-use std::{cell::Cell, rc::Rc};
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use wasm_bindgen::{JsCast, closure::Closure};
 use web_sys::{MessageEvent, WebSocket};
 
-use super::center::Center;
+use super::{center::Center, chat::Chat};
 use crate::{
     backoff,
-    wire::{Ack, UserFrame},
+    wire::{Ack, ClientFrame, UserFrame},
 };
+
+thread_local! {
+    /// The socket while it is open: what [`send`] writes to.
+    static OPEN: RefCell<Option<WebSocket>> = const { RefCell::new(None) };
+}
+
+/// Sends a frame on the open socket; false when there is none (it is not kept: what
+/// must not be lost goes through the outbox and the REST API).
+pub fn send(frame: &ClientFrame) -> bool {
+    let text = serde_json::to_string(frame).unwrap_or_default();
+    OPEN.with(|open| {
+        open.borrow()
+            .as_ref()
+            .filter(|socket| socket.ready_state() == WebSocket::OPEN)
+            .is_some_and(|socket| socket.send_with_str(&text).is_ok())
+    })
+}
+
+/// Whether the socket is open now.
+pub fn is_open() -> bool {
+    OPEN.with(|open| {
+        open.borrow()
+            .as_ref()
+            .is_some_and(|socket| socket.ready_state() == WebSocket::OPEN)
+    })
+}
 
 /// The socket as the connection indicator shows it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,12 +89,16 @@ impl Link {
 const POLL_MS: u32 = 200;
 
 /// Keeps the socket open while the page lives.
-pub async fn stay_connected(center: Center, link: RwSignal<Link>) {
+pub async fn stay_connected(center: Center, chat: Chat, link: RwSignal<Link>) {
     let mut attempt = 0u32;
     loop {
         link.set(Link::Connecting);
-        let opened = match center.reload().await {
-            Ok(()) => run(&center, link).await,
+        let reloaded = match center.reload().await {
+            Ok(()) => chat.reload().await,
+            Err(error) => Err(error),
+        };
+        let opened = match reloaded {
+            Ok(()) => run(&center, chat, link).await,
             Err(_) => false,
         };
         attempt = if opened { 1 } else { attempt.saturating_add(1) };
@@ -76,7 +109,7 @@ pub async fn stay_connected(center: Center, link: RwSignal<Link>) {
 }
 
 /// One connection, until it closes. Whether it opened.
-async fn run(center: &Center, link: RwSignal<Link>) -> bool {
+async fn run(center: &Center, chat: Chat, link: RwSignal<Link>) -> bool {
     let Some(token) = super::api::token() else {
         return false;
     };
@@ -92,10 +125,13 @@ async fn run(center: &Center, link: RwSignal<Link>) -> bool {
     let opened = Rc::new(Cell::new(false));
     let closed = Rc::new(Cell::new(false));
     let on_open = {
-        let opened = opened.clone();
+        let (opened, socket) = (opened.clone(), socket.clone());
         Closure::<dyn FnMut()>::new(move || {
             opened.set(true);
+            OPEN.with(|open| *open.borrow_mut() = Some(socket.clone()));
             link.set(Link::Live);
+            // What was composed while offline goes now, in order.
+            chat.flush();
         })
     };
     let on_close = {
@@ -106,7 +142,7 @@ async fn run(center: &Center, link: RwSignal<Link>) -> bool {
         let (center, socket) = (*center, socket.clone());
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(text) = event.data().as_string() {
-                receive(&center, &socket, &text);
+                receive(&center, chat, &socket, &text);
             }
         })
     };
@@ -117,6 +153,7 @@ async fn run(center: &Center, link: RwSignal<Link>) -> bool {
     while !closed.get() {
         TimeoutFuture::new(POLL_MS).await;
     }
+    OPEN.with(|open| *open.borrow_mut() = None);
     socket.set_onopen(None);
     socket.set_onclose(None);
     socket.set_onerror(None);
@@ -125,7 +162,7 @@ async fn run(center: &Center, link: RwSignal<Link>) -> bool {
     opened.get()
 }
 
-fn receive(center: &Center, socket: &WebSocket, text: &str) {
+fn receive(center: &Center, chat: Chat, socket: &WebSocket, text: &str) {
     match serde_json::from_str::<UserFrame>(text) {
         Ok(UserFrame::NotificationNew(frame)) => {
             let ack = serde_json::to_string(&Ack { ack: frame.id.clone() }).unwrap_or_default();
@@ -133,6 +170,13 @@ fn receive(center: &Center, socket: &WebSocket, text: &str) {
             center.on_new(&frame);
         }
         Ok(UserFrame::NotificationUpdate(update)) => center.on_update(&update),
+        Ok(UserFrame::MessageNew(message)) => chat.on_message(message),
+        Ok(UserFrame::MessageUpdate(message)) => chat.chats.update(|chats| chats.on_amended(message)),
+        Ok(UserFrame::StateUpdate(update)) => chat.chats.update(|chats| chats.on_state(&update)),
+        Ok(UserFrame::Typing(typing)) => chat
+            .chats
+            .update(|chats| chats.on_typing(&typing, js_sys::Date::now() as i64)),
+        Ok(UserFrame::ConversationChange(change)) => chat.chats.update(|chats| chats.upsert(change.conversation)),
         Ok(UserFrame::Error(error)) => leptos::logging::warn!("the server refused a message: {}", error.message),
         Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
     }
