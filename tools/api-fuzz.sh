@@ -3,6 +3,10 @@
 # (PyPI): the balancer's API (as a signed-in user) and the dashboard's. A run fails on
 # any 5xx and on any response outside its documented schema.
 #
+# Left out of the balancer's run: `POST /api/auth/logout`, which would end the fuzzer's
+# own session and leave every later authenticated call at its 401 (as a run did); the
+# integration tests cover it.
+#
 # Left out of the dashboard's run: `POST /api/live-view/simulate` and
 # `PUT /api/live-view/controls`. Both start work that outlives the request (thousands of
 # argon2 signups, a continuous load of up to 1,000 requests a second, 30-second delays in
@@ -44,6 +48,6 @@ fuzz() {
     --max-examples 20 --workers 1 --request-timeout 15 --seed 1 --no-color "${@:2}"
 }
 echo "== the notification system's API, through the balancer ($lb)"
-fuzz "$lb" -H "Authorization: Bearer $token"
+fuzz "$lb" -H "Authorization: Bearer $token" --exclude-path /api/auth/logout
 echo "== the dashboard's API ($dashboard)"
 fuzz "$dashboard" --exclude-path /api/live-view/simulate --exclude-path /api/live-view/controls

@@ -157,7 +157,8 @@ impl Inbox {
         let counted_up_to = self.counted_up_to;
         self.fresh_unread.retain(|seq, _| *seq > counted_up_to);
         self.newest_seq = self.newest_seq.max(update.up_to_seq);
-        if missed || update.change == InboxChange::Preferences {
+        // What the list should now show is not all in it: ask again.
+        if missed || matches!(update.change, InboxChange::Preferences | InboxChange::Returned) {
             return Applied::Gap;
         }
         let view = self.view;
@@ -173,7 +174,7 @@ impl Inbox {
                 InboxChange::Archived => item.archived_at_ms = Some(now_ms),
                 InboxChange::Unarchived => item.archived_at_ms = None,
                 InboxChange::Snoozed => item.snoozed_until_ms = update.snoozed_until_ms,
-                InboxChange::Preferences => {}
+                InboxChange::Preferences | InboxChange::Returned => {}
             }
         }
         // What moved out of this view leaves the list.
@@ -245,6 +246,7 @@ fn plural(kind: &str) -> &'static str {
         Some(NotificationType::Purchase) => "purchase receipts",
         Some(NotificationType::FriendRequest) => "friend requests",
         Some(NotificationType::FriendAccept) => "accepted friend requests",
+        Some(NotificationType::Message) => "messages",
         None => "notifications",
     }
 }
@@ -393,6 +395,12 @@ mod tests {
             inbox.on_update(&update(6, InboxChange::Preferences, &[], 0, 3), 0),
             Applied::Gap
         );
+        // A snoozed one came back: it is not in the list, so the list is asked again.
+        assert_eq!(
+            inbox.on_update(&update(7, InboxChange::Returned, &["n9"], 1, 3), 0),
+            Applied::Gap
+        );
+        assert_eq!(inbox.unread(), 1);
     }
 
     #[test]

@@ -41,3 +41,7 @@ CREATE TABLE messages (
     UNIQUE (conversation_id, seq),
     UNIQUE (sender_id, client_id)
 );
+
+-- An email that goes only if this message is still unread by its recipient when its
+-- (delayed) job runs: messaging's reminder. Skipped with `skipped = 'read'` otherwise.
+ALTER TABLE emails ADD COLUMN unless_read TEXT;

@@ -556,6 +556,13 @@ impl Delivery {
             ));
             life.tasks.spawn(rooms.clone().follow(life.shutdown.clone()));
         }
+        if config.role.serves() {
+            life.tasks.spawn(controllers::notifications::return_snoozed(
+                database.clone(),
+                rooms.clone(),
+                life.shutdown.clone(),
+            ));
+        }
         let capture = smtp_listener.map(|listener| {
             let addr = local_addr(&listener);
             tracing::info!("capture SMTP server listening on smtp://{addr}");
@@ -751,6 +758,7 @@ fn start_dashboard(
             )),
         },
         balancer: balancer.cloned(),
+        rooms: delivery.rooms.clone(),
         remote,
         servers: pool.clone(),
         queues: delivery.queues.clone(),

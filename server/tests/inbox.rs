@@ -432,3 +432,110 @@ async fn a_client_checks_its_token_signs_out_and_finds_its_friends() {
     assert_eq!(system.get_as("/api/auth/me", &second).await["name"], "Ada");
     system.stop().await;
 }
+
+#[tokio::test]
+async fn an_operators_announcement_reaches_every_socket_and_stays_a_week() {
+    let system = TestSystem::start(flags).await;
+    let ada = system.user("ada@example.com", "Ada").await;
+    let bob = system.user("bob@example.com", "Bob").await;
+    let mut ada_device = system.device(&ada).await;
+    let mut bob_device = system.device(&bob).await;
+
+    for bad in [
+        json!({ "title": "", "body": "something" }),
+        json!({ "title": "Maintenance", "body": "x".repeat(1001) }),
+        json!({ "title": "Maintenance" }),
+    ] {
+        let response = system.dashboard_post("/api/announcements", &bad).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(system.count("SELECT COUNT(*) FROM announcements").await, 0);
+
+    let said = json!({ "title": "Maintenance tonight", "body": "From 22:00 UTC, for ten minutes." });
+    let response = system.dashboard_post("/api/announcements", &said).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let stored: Value = response.json().await.expect("json");
+    for device in [&mut ada_device, &mut bob_device] {
+        let frame = next_of(device, "system:announcement").await;
+        assert_eq!(frame["id"], stored["id"]);
+        assert_eq!(frame["title"], "Maintenance tonight");
+    }
+    // A client that was not connected finds it in the list.
+    let list = system.get_as("/api/announcements", &bob).await;
+    assert_eq!(list["announcements"][0]["body"], "From 22:00 UTC, for ten minutes.");
+    // An end user's token is not an operator's: the dashboard is elsewhere, and the
+    // balancer has no such POST.
+    let (status, _) = system.post_as("/api/announcements", &ada, said.clone()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let audit = system.dashboard_json("/api/audit?limit=5").await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|entry| entry["path"] == "/api/announcements" && entry["status"] == 201),
+        "{audit}"
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_snoozed_notification_comes_back_on_time_and_every_device_counts_it() {
+    let system = TestSystem::start(flags).await;
+    let ada = system.user("ada@example.com", "Ada").await;
+    let mut phone = system.device(&ada).await;
+    let page = system.get_as("/api/notifications", &ada).await;
+    let login = page["notifications"][0]["id"].as_str().expect("id").to_string();
+    let (status, snoozed) = system
+        .post_as(
+            &format!("/api/notifications/{login}/snooze"),
+            &ada,
+            json!({ "minutes": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{snoozed}");
+    assert_eq!(next_of(&mut phone, "notification:update").await["change"], "snoozed");
+    // The clock moves on: the snooze ends a moment from now rather than in a minute.
+    liveview::with_connection!(&mut system.running.database.writing().await.expect("db"), |c| {
+        sqlx::query("UPDATE notifications SET snoozed_until_ms = $1 WHERE id = $2")
+            .bind(liveview::now_ms() + 300)
+            .bind(&login)
+            .execute(c)
+            .await
+            .map(|_| ())
+    })
+    .expect("moved");
+    // Checked every 5 s, so this waits longer than next_of's 5 s.
+    let back = tokio::time::timeout(Duration::from_secs(15), async {
+        use futures_util::StreamExt;
+        loop {
+            let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = phone.next().await else {
+                panic!("the socket closed");
+            };
+            let frame: Value = serde_json::from_str(&text).expect("JSON");
+            if frame["type"] == "notification:update" {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("back within the check's period");
+    assert_eq!(back["change"], "returned");
+    assert_eq!(back["ids"], json!([login]));
+    assert_eq!(back["unreadCount"], snoozed["unreadCount"].as_i64().expect("count") + 1);
+    assert_eq!(
+        back["inboxVersion"],
+        snoozed["inboxVersion"].as_i64().expect("version") + 1
+    );
+    let inbox = system.get_as("/api/notifications", &ada).await;
+    assert_eq!(inbox["unreadCount"], back["unreadCount"]);
+    assert_eq!(inbox["inboxVersion"], back["inboxVersion"]);
+    assert!(
+        inbox["notifications"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|item| item["id"] == login.as_str())
+    );
+    system.stop().await;
+}

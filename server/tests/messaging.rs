@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use support::{
     TestSystem,
     clients::Socket,
+    eventually,
     users::{EndUsers, next_of},
 };
 use tokio_tungstenite::tungstenite::Message;
@@ -594,5 +595,145 @@ async fn a_flood_from_one_socket_is_throttled_and_others_are_served() {
     // Someone else still sends at once.
     let (status, _) = send(&system, &bob, &conversation, "b-1", "still fast").await;
     assert_eq!(status, StatusCode::CREATED);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_message_notifies_in_the_app_and_by_email_only_while_unread() {
+    // Ten minutes unread become six seconds.
+    let system = TestSystem::start(|config| {
+        flags(config);
+        config.time_scale = 0.01;
+    })
+    .await;
+    let (ada, bob, _) = three(&system).await;
+    let conversation = conversation_with(&system, &ada, &[&bob]).await;
+
+    // Through the balancer, the send is a journey of its own kind.
+    let response = system
+        .http
+        .post(system.lb(&format!("/api/conversations/{conversation}/messages")))
+        .bearer_auth(&ada.token)
+        .json(&json!({ "clientId": "a-1", "body": "are you there?" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let request_id = response.headers()["x-request-id"].to_str().expect("id").to_string();
+    let unread: Value = response.json().await.expect("json");
+    let journey = system
+        .dashboard_json(&format!("/api/live-view/requests/{request_id}"))
+        .await;
+    assert_eq!(journey["request"]["type"], "message", "{journey}");
+
+    // Bob's notification center has it, under messages.
+    let notifications = eventually("Bob's message notification", Duration::from_secs(10), || async {
+        let page = system.get_as("/api/notifications?category=messages", &bob.token).await;
+        (page["notifications"].as_array().map(Vec::len) == Some(1)).then_some(page)
+    })
+    .await;
+    assert_eq!(notifications["notifications"][0]["title"], "New message from Ada");
+    assert_eq!(notifications["notifications"][0]["body"], "are you there?");
+
+    // Unread when its time comes: the reminder goes, a real email.
+    eventually("the first reminder is sent", Duration::from_secs(30), || async {
+        let sent = system
+            .count("SELECT COUNT(*) FROM emails WHERE kind = 'message' AND sent_at_ms IS NOT NULL")
+            .await;
+        (sent == 1).then_some(())
+    })
+    .await;
+    let mailbox = system.dashboard_json("/api/mailbox?limit=50").await;
+    let reminder = mailbox["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|mail| mail["subject"] == "Ada sent you a message")
+        .cloned()
+        .expect("the reminder in the mailbox");
+    assert!(
+        reminder["rcptTo"]
+            .as_str()
+            .is_some_and(|to| to.contains("bob@example.com"))
+    );
+    assert!(unread["id"].is_string());
+
+    // One Bob reads at once: its reminder is skipped, and says why.
+    let (_, read) = send(&system, &ada, &conversation, "a-2", "never mind").await;
+    let (status, _) = system
+        .post_as(
+            &format!("/api/conversations/{conversation}/read"),
+            &bob.token,
+            json!({ "upToSeq": read["seq"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the read reminder is skipped", Duration::from_secs(30), || async {
+        let skipped = system
+            .count("SELECT COUNT(*) FROM emails WHERE kind = 'message' AND skipped = 'read'")
+            .await;
+        (skipped == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM emails WHERE kind = 'message' AND sent_at_ms IS NOT NULL")
+            .await,
+        1
+    );
+
+    // Email for messages switched off: none at all, the in-app one still comes.
+    let (status, _) = system
+        .call(
+            Method::PUT,
+            "/api/notifications/preferences",
+            &bob.token,
+            Some(json!({ "categories": [{ "category": "messages", "email": false, "inApp": true }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send(&system, &ada, &conversation, "a-3", "one more").await;
+    eventually("the muted reminder is skipped", Duration::from_secs(30), || async {
+        let skipped = system
+            .count("SELECT COUNT(*) FROM emails WHERE kind = 'message' AND skipped = 'preference'")
+            .await;
+        (skipped == 1).then_some(())
+    })
+    .await;
+    let page = system.get_as("/api/notifications?category=messages", &bob.token).await;
+    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(3));
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_simulator_sends_messages_as_journeys_of_their_own_type() {
+    let system = TestSystem::start(flags).await;
+    let response = system
+        .dashboard_post("/api/live-view/simulate", &json!({ "type": "message", "count": 2 }))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let started: Value = response.json().await.expect("json");
+    let ids: Vec<String> = started["requestIds"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    eventually("both messages stored", Duration::from_secs(20), || async {
+        (system.count("SELECT COUNT(*) FROM messages").await == 2).then_some(())
+    })
+    .await;
+    for id in ids {
+        let journey = system.dashboard_json(&format!("/api/live-view/requests/{id}")).await;
+        assert_eq!(journey["request"]["type"], "message", "{journey}");
+    }
+    // Each recipient has the in-app notification of it, under messages.
+    assert_eq!(
+        system
+            .count("SELECT COUNT(*) FROM notifications WHERE kind = 'message' AND category = 'messages'")
+            .await,
+        2
+    );
     system.stop().await;
 }

@@ -65,6 +65,7 @@ impl NotificationType {
             Self::Signup | Self::Login | Self::ResetPassword => NotificationCategory::Account,
             Self::Purchase => NotificationCategory::Purchases,
             Self::FriendRequest | Self::FriendAccept => NotificationCategory::Social,
+            Self::Message => NotificationCategory::Messages,
         }
     }
 
@@ -122,16 +123,20 @@ pub enum InboxChange {
     /// The preferences changed which categories the app shows (no ids): ask for the
     /// list again.
     Preferences,
+    /// Snoozed ones whose time came: back in the inbox (and unread if they were); ask
+    /// for the list again to show them.
+    Returned,
 }
 
 impl InboxChange {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Seen,
         Self::Read,
         Self::Archived,
         Self::Unarchived,
         Self::Snoozed,
         Self::Preferences,
+        Self::Returned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +147,7 @@ impl InboxChange {
             Self::Unarchived => "unarchived",
             Self::Snoozed => "snoozed",
             Self::Preferences => "preferences",
+            Self::Returned => "returned",
         }
     }
 
@@ -193,9 +199,42 @@ pub enum UserFrame {
     /// Created, someone joined or left, or renamed.
     #[serde(rename = "conversation.update_participant")]
     ConversationChange(crate::ConversationChange),
+    /// The operators said something to everyone.
+    #[serde(rename = "system:announcement")]
+    Announcement(Announcement),
     /// A client message the server refused, and why; repeated ones close the socket.
     #[serde(rename = "error")]
     Error(FrameError),
+}
+
+/// An operators' announcement to every end user (the room `system`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Announcement {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub created_at_ms: i64,
+}
+
+/// `POST /api/announcements` on the dashboard (operators).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAnnouncement {
+    /// 1 to 100 characters.
+    pub title: String,
+    /// 1 to 1,000 characters.
+    pub body: String,
+}
+
+/// `GET /api/announcements` on the balancer: the last week's, newest first (at most 10).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Announcements {
+    pub announcements: Vec<Announcement>,
 }
 
 /// Why a client's message was refused.

@@ -17,16 +17,20 @@ pub enum NotificationType {
     Purchase,
     FriendRequest,
     FriendAccept,
+    /// A message in a conversation (its sending is the journey; the recipients get an
+    /// in-app notification, and an email when it stays unread).
+    Message,
 }
 
 impl NotificationType {
-    pub const ALL: [NotificationType; 6] = [
+    pub const ALL: [NotificationType; 7] = [
         Self::Signup,
         Self::Login,
         Self::ResetPassword,
         Self::Purchase,
         Self::FriendRequest,
         Self::FriendAccept,
+        Self::Message,
     ];
 
     /// The wire name (`friend-request`), without going through serde.
@@ -38,6 +42,7 @@ impl NotificationType {
             Self::Purchase => "purchase",
             Self::FriendRequest => "friend-request",
             Self::FriendAccept => "friend-accept",
+            Self::Message => "message",
         }
     }
 }

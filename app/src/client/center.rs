@@ -10,8 +10,8 @@ use super::api;
 use crate::{
     inbox::{Applied, Group, Inbox, View, ago, category_label},
     wire::{
-        CategoryPreference, InAppFrame, InboxChange, InboxUpdate, Notification, NotificationCategory, NotificationPage,
-        Preferences, ReadReceipt,
+        Announcement, Announcements, CategoryPreference, InAppFrame, InboxChange, InboxUpdate, Notification,
+        NotificationCategory, NotificationPage, Preferences, ReadReceipt,
     },
 };
 
@@ -39,6 +39,19 @@ pub struct Center {
     pub error: RwSignal<Option<String>>,
     /// Bumped when a social notification arrives: the friends panel reloads.
     pub social: RwSignal<u32>,
+    /// The newest operators' announcement this browser has not dismissed.
+    pub announcement: RwSignal<Option<Announcement>>,
+}
+
+/// The `localStorage` key of the newest announcement dismissed (its time).
+const DISMISSED_KEY: &str = "liveview-announcement-dismissed";
+
+fn dismissed_at() -> i64 {
+    web_sys::window()
+        .and_then(|window| window.local_storage().ok().flatten())
+        .and_then(|storage| storage.get_item(DISMISSED_KEY).ok().flatten())
+        .and_then(|at| at.parse().ok())
+        .unwrap_or(0)
 }
 
 fn now_ms() -> i64 {
@@ -63,6 +76,27 @@ impl Center {
             toasts: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             social: RwSignal::new(0),
+            announcement: RwSignal::new(None),
+        }
+    }
+
+    /// An announcement, live or from the list: shown unless dismissed here before.
+    pub fn on_announcement(&self, announcement: Announcement) {
+        let newer = self.announcement.with_untracked(|held| {
+            held.as_ref()
+                .is_none_or(|held| held.created_at_ms < announcement.created_at_ms)
+        });
+        if newer && announcement.created_at_ms > dismissed_at() {
+            self.announcement.set(Some(announcement));
+        }
+    }
+
+    fn dismiss_announcement(self) {
+        if let Some(announcement) = self.announcement.get_untracked() {
+            if let Some(storage) = web_sys::window().and_then(|window| window.local_storage().ok().flatten()) {
+                let _ = storage.set_item(DISMISSED_KEY, &announcement.created_at_ms.to_string());
+            }
+            self.announcement.set(None);
         }
     }
 
@@ -73,7 +107,14 @@ impl Center {
     /// Asks for the first page of the current view again.
     pub async fn reload(&self) -> Result<(), String> {
         let (view, category) = self.inbox.with_untracked(|inbox| (inbox.view, inbox.category));
-        self.show(view, category).await
+        self.show(view, category).await?;
+        // What the operators said while this page was away.
+        if let Ok(list) = api::get::<Announcements>("/api/announcements").await
+            && let Some(newest) = list.announcements.into_iter().next()
+        {
+            self.on_announcement(newest);
+        }
+        Ok(())
     }
 
     /// Switches the list to `view` and `category`.
@@ -459,5 +500,21 @@ pub fn PreferencesPanel() -> impl IntoView {
             <p class="hint">"Password resets and new sign-in notices are always sent: they are how you keep your account yours."</p>
             {move || said.get().map(|message| view! { <p class="muted" role="status" data-testid="preferences-said">{message}</p> })}
         </section>
+    }
+}
+
+/// The operators' newest announcement, until dismissed.
+#[component]
+pub fn AnnouncementBanner(center: Center) -> impl IntoView {
+    move || {
+        center.announcement.get().map(|announcement| {
+            view! {
+                <div class="announcement" role="status" data-testid="announcement">
+                    <strong>{announcement.title}</strong>
+                    <span>{announcement.body}</span>
+                    <button type="button" class="close" aria-label="Dismiss" data-testid="dismiss-announcement" on:click=move |_| center.dismiss_announcement()>"×"</button>
+                </div>
+            }
+        })
     }
 }

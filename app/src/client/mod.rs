@@ -125,6 +125,7 @@ fn Home(user: User) -> impl IntoView {
             <button type="button" data-testid="sign-out" on:click=move |_| account::sign_out()>"Sign out"</button>
         </header>
         <main class="client">
+            <center::AnnouncementBanner center />
             <nav class="tabs panels" role="tablist">
                 {tab(Panel::Notifications, "Notifications", "panel-notifications")}
                 {tab(Panel::Messages, "Messages", "panel-messages")}

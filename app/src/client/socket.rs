@@ -177,6 +177,7 @@ fn receive(center: &Center, chat: Chat, socket: &WebSocket, text: &str) {
             .chats
             .update(|chats| chats.on_typing(&typing, js_sys::Date::now() as i64)),
         Ok(UserFrame::ConversationChange(change)) => chat.chats.update(|chats| chats.upsert(change.conversation)),
+        Ok(UserFrame::Announcement(announcement)) => center.on_announcement(announcement),
         Ok(UserFrame::Error(error)) => leptos::logging::warn!("the server refused a message: {}", error.message),
         Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
     }

@@ -51,6 +51,8 @@ impl Lane {
 pub enum Tint {
     /// A request not yet fanned out into deliveries.
     Request,
+    /// A message's sending, before it fans out: messaging's own colour.
+    Message,
     Email,
     InApp,
     Retry,
@@ -62,6 +64,7 @@ impl Tint {
     pub fn color(self) -> &'static str {
         match self {
             Self::Request => "#E2E8F0",
+            Self::Message => "#A855F7",
             Self::Email => "#3B82F6",
             Self::InApp => "#10B981",
             Self::Retry => "#F59E0B",
@@ -321,7 +324,10 @@ impl Scene {
                 lane,
                 kind: progress.kind,
                 server: None,
-                tint: Tint::of_lane(lane),
+                tint: match (lane, progress.kind) {
+                    (Lane::Request, NotificationType::Message) => Tint::Message,
+                    _ => Tint::of_lane(lane),
+                },
                 from,
                 from_xy,
                 to: None,
@@ -648,6 +654,26 @@ mod tests {
             scene.bubble("r1", Lane::InApp).expect("in-app").at(),
             &NodeId::Queue("inapp".into())
         );
+    }
+
+    #[test]
+    fn a_message_has_its_own_colour_until_it_fans_out() {
+        let layout = layout();
+        let mut scene = Scene::default();
+        let mut sent = progress("m1", SystemStage::LbReceived, "load-balancer", &[]);
+        sent.kind = NotificationType::Message;
+        scene.on_progress(&sent, &layout);
+        assert_eq!(scene.bubble("m1", Lane::Request).expect("bubble").tint, Tint::Message);
+        assert_eq!(Tint::Message.color(), "#A855F7");
+        let mut queued = progress(
+            "m1",
+            SystemStage::QueueAdd,
+            "queue-manager",
+            &[("queue", "inapp".into())],
+        );
+        queued.kind = NotificationType::Message;
+        scene.on_progress(&queued, &layout);
+        assert_eq!(scene.bubble("m1", Lane::InApp).expect("delivery").tint, Tint::InApp);
     }
 
     #[test]

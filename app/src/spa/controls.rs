@@ -152,6 +152,7 @@ pub fn ControlPanel(live: Live) -> impl IntoView {
             <Filters live />
             <Simulation live />
             <ReplayPanel live />
+            <Announce live />
             <AuditPanel live />
         </section>
     }
@@ -594,6 +595,43 @@ fn ReplayPanel(live: Live) -> impl IntoView {
                 }
             })}
         </div>
+    }
+}
+
+/// Says something to every end user (`POST /api/announcements`): a banner in their
+/// client, live, and for a week to those who come later.
+#[component]
+fn Announce(live: Live) -> impl IntoView {
+    let title = RwSignal::new(String::new());
+    let body = RwSignal::new(String::new());
+    let submit = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let announcement = crate::wire::NewAnnouncement {
+            title: title.get_untracked(),
+            body: body.get_untracked(),
+        };
+        spawn_local(async move {
+            match api::post::<crate::wire::Announcement>("/api/announcements", &announcement).await {
+                Ok(sent) => {
+                    title.set(String::new());
+                    body.set(String::new());
+                    live.notice.set(Some(format!("Announced: {}", sent.title)));
+                }
+                Err(error) => live.notice.set(Some(format!("Could not announce: {error}"))),
+            }
+        });
+    };
+    view! {
+        <form class="control-group announce" data-testid="announce" on:submit=submit>
+            <fieldset prop:disabled=move || !live.can_act()>
+                <h3>"Announce to end users"</h3>
+                <input placeholder="Title" maxlength="100" required data-testid="announce-title"
+                    prop:value=move || title.get() on:input=move |event| title.set(event_target_value(&event)) />
+                <input placeholder="What to say" maxlength="1000" required data-testid="announce-body"
+                    prop:value=move || body.get() on:input=move |event| body.set(event_target_value(&event)) />
+                <button type="submit" data-testid="announce-send">"Announce"</button>
+            </fieldset>
+        </form>
     }
 }
 

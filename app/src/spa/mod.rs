@@ -222,6 +222,7 @@ fn Toolbar(live: Live) -> impl IntoView {
             </span>
             {move || live.paused.get().then(|| view! { <span class="paused-badge" data-testid="paused">"paused"</span> })}
             <span class="legend" aria-label="Bubble colors">
+                <i class="swatch message"></i>"message"
                 <i class="swatch email"></i>"email"
                 <i class="swatch inapp"></i>"in-app"
                 <i class="swatch retry"></i>"retry"

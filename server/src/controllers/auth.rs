@@ -93,6 +93,7 @@ pub async fn signup(
         kind: NotificationType::Signup,
         user_id: Some(user.id.clone()),
         email: Some(EmailDraft {
+            unless_read: None,
             to: user.email.clone(),
             subject: "Welcome to Live View".into(),
             body: format!("Hello {},\n\nyour account is ready.\n", user.name),
@@ -156,6 +157,7 @@ pub async fn login(
         kind: NotificationType::Login,
         user_id: Some(user.id.clone()),
         email: Some(EmailDraft {
+            unless_read: None,
             to: user.email.clone(),
             subject: "New sign-in to your account".into(),
             body: format!(
@@ -228,6 +230,7 @@ pub async fn reset_password(
         kind: NotificationType::ResetPassword,
         user_id: Some(user.id.clone()),
         email: Some(EmailDraft {
+            unless_read: None,
             to: user.email.clone(),
             subject: "Reset your password".into(),
             body: format!(

@@ -13,14 +13,24 @@ use wire::{
     NewMessage, NewParticipant, StateUpdate,
 };
 
+use super::{RequestId, commit_with_notices};
 use crate::{
+    accounts::User,
     api_error::ApiError,
-    messaging,
+    messaging::{self, Prepared, Recipient, Sent},
     middleware::{
         AppServer,
         extract::{AuthUser, FieldErrors, ValidJson, ValidQuery, Validate},
     },
+    notify::{EmailDraft, InAppDraft, Notice, UnlessRead},
+    storage::WriteBatch,
 };
+
+/// How long a message stays unread before its recipient gets an email about it (scaled
+/// by `--time-scale`, like the retry tiers).
+pub const UNREAD_EMAIL_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How much of a message its notification and email quote.
+const PREVIEW_CHARS: usize = 140;
 
 /// The rules are `messaging`'s, applied where the socket applies them too.
 macro_rules! checked_there {
@@ -96,10 +106,11 @@ pub async fn messages(
 pub async fn send(
     State(server): State<AppServer>,
     AuthUser(user): AuthUser,
+    request_id: RequestId,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<NewMessage>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let sent = server.shared.messaging.send(&user, &id, &body).await?;
+    let sent = send_message(&server, &user, &id, &body, &request_id).await?;
     let status = if sent.created {
         StatusCode::CREATED
     } else {
@@ -189,4 +200,77 @@ pub async fn leave(
 ) -> Result<Json<Conversation>, ApiError> {
     let conversation = server.shared.messaging.leave(&user, &id).await?;
     Ok(Json(conversation))
+}
+
+/// Sends a message (the `POST` and the socket's `message:send`): stored with its
+/// recipients' notifications in one commit — an in-app notification now, an email that
+/// waits [`UNREAD_EMAIL_AFTER`] and goes only if the message is still unread (both as
+/// their preferences for `messages` say) — then announced to the members.
+pub async fn send_message(
+    server: &AppServer,
+    sender: &User,
+    conversation_id: &str,
+    body: &NewMessage,
+    request_id: &RequestId,
+) -> Result<Sent, ApiError> {
+    match server
+        .shared
+        .messaging
+        .prepare_send(sender, conversation_id, body)
+        .await?
+    {
+        Prepared::Existing(message) => Ok(Sent {
+            message,
+            created: false,
+        }),
+        Prepared::New {
+            tx,
+            message,
+            members,
+            recipients,
+        } => {
+            let after = server.shared.queues.scaled(UNREAD_EMAIL_AFTER);
+            let notices: Vec<Notice> = recipients
+                .iter()
+                .map(|recipient| message_notice(server, sender, &message, recipient, after))
+                .collect();
+            commit_with_notices(server, tx, WriteBatch::default(), &notices, request_id).await?;
+            server.shared.messaging.announce_message(&message, members).await;
+            Ok(Sent { message, created: true })
+        }
+    }
+}
+
+fn message_notice(
+    server: &AppServer,
+    sender: &User,
+    message: &Message,
+    recipient: &Recipient,
+    after: std::time::Duration,
+) -> Notice {
+    let mut preview: String = message.body.chars().take(PREVIEW_CHARS).collect();
+    if message.body.chars().count() > PREVIEW_CHARS {
+        preview.push('…');
+    }
+    Notice {
+        kind: wire::NotificationType::Message,
+        user_id: Some(recipient.id.clone()),
+        email: Some(EmailDraft {
+            to: recipient.email.clone(),
+            subject: format!("{} sent you a message", sender.name),
+            body: format!(
+                "Hello {},\n\n{} wrote to you:\n\n{preview}\n\nAnswer at {}/\n",
+                recipient.name, sender.name, server.shared.public_url
+            ),
+            unless_read: Some(UnlessRead {
+                message_id: message.id.clone(),
+                after,
+            }),
+        }),
+        in_app: Some(InAppDraft {
+            title: format!("New message from {}", sender.name),
+            body: preview,
+        }),
+        subject_id: Some(message.id.clone()),
+    }
 }

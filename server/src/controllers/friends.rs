@@ -84,6 +84,7 @@ pub async fn create(
         kind: NotificationType::FriendRequest,
         user_id: Some(recipient.id.clone()),
         email: Some(EmailDraft {
+            unless_read: None,
             to: recipient.email.clone(),
             subject: format!("{} wants to be your friend", sender.name),
             body: format!(

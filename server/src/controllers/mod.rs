@@ -1,6 +1,7 @@
 //! The controllers: each handles one business action, writes its rows and its
 //! notifications in one transaction, and wakes the workers after the commit.
 
+pub mod announcements;
 pub mod auth;
 pub mod conversations;
 pub mod friends;
@@ -46,6 +47,7 @@ pub mod purchases;
         conversations::rename,
         conversations::add_participant,
         conversations::leave,
+        announcements::list,
     ),
     modifiers(&BearerAuth)
 )]
@@ -81,6 +83,7 @@ pub fn router() -> axum::Router<AppServer> {
         .route("/api/auth/me", get(auth::me))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/friends", get(friends::list))
+        .route("/api/announcements", get(announcements::list))
         .route("/api/purchases", post(purchases::create))
         .route("/api/friend-requests", post(friends::create))
         .route("/api/friend-requests/{id}/accept", post(friends::accept))

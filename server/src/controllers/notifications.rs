@@ -204,7 +204,9 @@ async fn apply(
         InboxChange::Archived => "archived_at_ms = $1",
         InboxChange::Unarchived => "archived_at_ms = NULL, snoozed_until_ms = NULL",
         InboxChange::Snoozed => "snoozed_until_ms = $1",
-        InboxChange::Preferences => return Err(ApiError::internal("preferences are not a notification's state")),
+        InboxChange::Preferences | InboxChange::Returned => {
+            return Err(ApiError::internal("not a change a request makes"));
+        }
     };
     // Only rows whose state this changes, so the ids are what changed.
     let unchanged = match change {
@@ -212,7 +214,7 @@ async fn apply(
         InboxChange::Read => "read_at_ms IS NULL",
         InboxChange::Archived => "archived_at_ms IS NULL",
         InboxChange::Unarchived => "archived_at_ms IS NOT NULL",
-        InboxChange::Snoozed | InboxChange::Preferences => "archived_at_ms IS NULL",
+        InboxChange::Snoozed | InboxChange::Preferences | InboxChange::Returned => "archived_at_ms IS NULL",
     };
     let value = snoozed_until_ms.unwrap_or(now);
     let mut tx: WriteTransaction = server.shared.db.begin_write().await?;
@@ -276,6 +278,70 @@ async fn apply(
             .await;
     }
     Ok((update, requests))
+}
+
+/// How often the snoozed notifications whose time came are brought back.
+const RETURN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Notifications brought back in one pass at most.
+const RETURN_BATCH: i64 = 500;
+
+/// In every process that serves: brings snoozed notifications back when their time
+/// comes, with one more inbox version and a `notification:update` (`returned`) to every
+/// device of their user, so the badges count them at once. Each row is taken by one
+/// process only (the update re-checks it is still snoozed), so none is announced twice.
+pub async fn return_snoozed(
+    db: crate::storage::Database,
+    rooms: crate::websocket::rooms::Rooms,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(RETURN_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match return_due(&db).await {
+            Ok(updates) => {
+                for (user_id, update) in updates {
+                    rooms
+                        .send(Room::User(user_id), &UserFrame::NotificationUpdate(update))
+                        .await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not bring back snoozed notifications"),
+        }
+    }
+}
+
+/// One pass: the notifications due, back in the inbox; each user's update.
+async fn return_due(db: &crate::storage::Database) -> Result<Vec<(String, InboxUpdate)>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let returned: Vec<(String, String)> = crate::with_connection!(&mut tx, |c| {
+        sqlx::query_as(
+        "UPDATE notifications SET snoozed_until_ms = NULL WHERE snoozed_until_ms IS NOT NULL AND id IN \
+         (SELECT id FROM notifications WHERE snoozed_until_ms IS NOT NULL AND snoozed_until_ms <= $1 ORDER BY snoozed_until_ms LIMIT $2) \
+         RETURNING id, user_id"
+    )
+    .bind(now_ms())
+    .bind(RETURN_BATCH)
+    .fetch_all(c)
+    .await
+    })?;
+    if returned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_user: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for (id, user_id) in returned {
+        by_user.entry(user_id).or_default().push(id);
+    }
+    let mut updates = Vec::with_capacity(by_user.len());
+    for (user_id, ids) in by_user {
+        bump_version(&mut tx, &user_id).await?;
+        let count = inbox_count(&mut tx, &user_id).await?;
+        updates.push((user_id, count.update(ids, InboxChange::Returned, None)));
+    }
+    tx.commit().await?;
+    Ok(updates)
 }
 
 /// The read receipts end the journeys that created the notifications.

@@ -80,6 +80,7 @@ pub async fn create(
         kind: NotificationType::Purchase,
         user_id: Some(user.id.clone()),
         email: Some(EmailDraft {
+            unless_read: None,
             to: user.email.clone(),
             subject: format!("Your receipt for {}", purchase.item),
             body: format!(

@@ -3,6 +3,7 @@
 //! `/healthz`.
 
 mod alerts;
+mod announcements;
 mod business;
 mod live_api;
 mod operations;
@@ -47,6 +48,7 @@ use crate::{
         status,
         operations::balancer_metrics,
         operations::update_balancer,
+        announcements::announce,
         operations::list_servers,
         operations::server_action,
         operations::queue_counts,
@@ -128,6 +130,8 @@ pub struct Dashboard {
     pub feed: Arc<crate::analytics::feed::MetricsFeed>,
     /// The alert rules' evaluator (evaluating while this process holds the lease).
     pub alerting: Arc<crate::alerts::Alerting>,
+    /// End users' sockets, in every process (announcements).
+    pub rooms: crate::websocket::rooms::Rooms,
 }
 
 impl Dashboard {
@@ -153,6 +157,7 @@ impl Dashboard {
             .route("/api/queues/{name}/jobs", get(operations::queue_jobs))
             .route("/api/queues/{name}/{action}", post(operations::queue_action))
             .route("/api/mailbox", get(operations::mailbox))
+            .route("/api/announcements", post(announcements::announce))
             .route("/api/faults", get(operations::faults).put(operations::set_faults))
             .route("/api/live-view/status", get(live_api::status))
             .route("/api/live-view/history", get(live_api::history))

@@ -18,7 +18,7 @@ use crate::{
     accounts::{User, new_id},
     api_error::ApiError,
     now_ms,
-    storage::{Connect, Database},
+    storage::{Connect, Database, WriteTransaction},
     websocket::rooms::{Room, Rooms},
 };
 
@@ -49,11 +49,33 @@ struct Membership {
     last_seq: i64,
 }
 
-/// What a change of messages answers with: the stored message, and whether this call
-/// made it (a resend did not).
+/// What a send answers with: the stored message, and whether this call made it (a
+/// resend did not).
 pub struct Sent {
     pub message: Message,
     pub created: bool,
+}
+
+/// A send's first half ([`Messaging::prepare_send`]).
+pub enum Prepared {
+    /// This `clientId` made it before: nothing to commit.
+    Existing(Message),
+    /// Written in `tx`, not yet committed: the caller adds the notifications for
+    /// `recipients` and commits, then announces it to `members`.
+    New {
+        tx: WriteTransaction,
+        message: Message,
+        members: Vec<String>,
+        recipients: Vec<Recipient>,
+    },
+}
+
+/// Someone a message is for: who they are and where their reminder goes.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Recipient {
+    pub id: String,
+    pub name: String,
+    pub email: String,
 }
 
 /// The messaging service of one process.
@@ -75,6 +97,13 @@ fn no_conversation() -> ApiError {
 pub fn check_body(body: &str) -> Result<(), ApiError> {
     if body.trim().is_empty() {
         return Err(ApiError::invalid([("body", "must not be empty".to_string())]));
+    }
+    // PostgreSQL's text cannot hold NUL; no person types one.
+    if body.contains('\0') {
+        return Err(ApiError::invalid([(
+            "body",
+            "must not contain NUL characters".to_string(),
+        )]));
     }
     if body.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::new(
@@ -422,9 +451,16 @@ impl Messaging {
         })
     }
 
-    /// `POST /api/conversations/{id}/messages` and `message:send`: stores the message
-    /// (or finds the one this `clientId` already made) and sends it to every member.
-    pub async fn send(&self, sender: &User, conversation_id: &str, body: &NewMessage) -> Result<Sent, ApiError> {
+    /// `POST /api/conversations/{id}/messages` and `message:send`, first half: the
+    /// message written in a transaction the caller commits with the recipients'
+    /// notifications (the outbox), or the one this `clientId` already made. The second
+    /// half, once committed, is [`Self::announce_message`].
+    pub async fn prepare_send(
+        &self,
+        sender: &User,
+        conversation_id: &str,
+        body: &NewMessage,
+    ) -> Result<Prepared, ApiError> {
         check_client_id(&body.client_id)?;
         check_body(&body.body)?;
         let mut tx = self.db.begin_write().await?;
@@ -441,10 +477,7 @@ impl Messaging {
                     "this clientId was used for a message in another conversation",
                 ));
             }
-            return Ok(Sent {
-                message,
-                created: false,
-            });
+            return Ok(Prepared::Existing(message));
         }
         Self::active_membership(&mut tx, conversation_id, &sender.id).await?;
         let now = now_ms();
@@ -490,10 +523,7 @@ impl Messaging {
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 drop(tx);
                 return match self.by_client_id(&sender.id, &body.client_id).await? {
-                    Some(message) if message.conversation_id == conversation_id => Ok(Sent {
-                        message,
-                        created: false,
-                    }),
+                    Some(message) if message.conversation_id == conversation_id => Ok(Prepared::Existing(message)),
                     _ => Err(ApiError::conflict("this clientId was used for another message")),
                 };
             }
@@ -513,13 +543,29 @@ impl Messaging {
         .map(|_| ())
         })?;
         let members = Self::active_members(&mut tx, conversation_id).await?;
-        tx.commit().await?;
+        let recipients: Vec<Recipient> = crate::with_connection!(&mut tx, |c| sqlx::query_as(
+            "SELECT u.id, u.name, u.email FROM conversation_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.conversation_id = $1 AND m.left_at_ms IS NULL AND m.user_id <> $2 ORDER BY u.id"
+        )
+        .bind(conversation_id)
+        .bind(&sender.id)
+        .fetch_all(c)
+        .await)?;
+        Ok(Prepared::New {
+            tx,
+            message,
+            members,
+            recipients,
+        })
+    }
+
+    /// A committed message to every member's sockets (the sender's other devices too).
+    pub async fn announce_message(&self, message: &Message, members: Vec<String>) {
         let room = Room::Conversation {
-            id: conversation_id.to_string(),
+            id: message.conversation_id.clone(),
             members,
         };
         self.rooms.send(room, &UserFrame::MessageNew(message.clone())).await;
-        Ok(Sent { message, created: true })
     }
 
     async fn by_client_id(&self, sender_id: &str, client_id: &str) -> Result<Option<Message>, sqlx::Error> {

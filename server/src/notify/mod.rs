@@ -17,6 +17,16 @@ pub struct EmailDraft {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// Sent later, and only if a message is still unread then.
+    pub unless_read: Option<UnlessRead>,
+}
+
+/// Messaging's reminder: the email waits `after` (already scaled by `--time-scale`) and
+/// is skipped if its recipient read `message_id` meanwhile.
+#[derive(Debug, Clone)]
+pub struct UnlessRead {
+    pub message_id: String,
+    pub after: std::time::Duration,
 }
 
 /// A message for the user's notification center.
@@ -38,6 +48,11 @@ pub struct Notice {
     /// receipts: how far they got is the purchase's state in the business figures).
     pub subject_id: Option<String>,
 }
+
+/// SQL for "this email waited to see whether its message would be read, and it was".
+pub const READ_ALREADY_SQL: &str = "(emails.unless_read IS NOT NULL AND EXISTS (SELECT 1 FROM messages msg \
+     JOIN conversation_members cm ON cm.conversation_id = msg.conversation_id AND cm.user_id = emails.user_id \
+     WHERE msg.id = emails.unless_read AND cm.read_seq >= msg.seq))";
 
 /// SQL for "the user of this `table` row (`emails` or `notifications`) switched its
 /// category off for `channel`, and it is not critical" (critical ones are delivered
@@ -85,7 +100,7 @@ pub fn fan_out(
         let id = new_id();
         batch
             .statement(
-                "INSERT INTO emails (id, user_id, kind, category, to_address, subject, body, request_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO emails (id, user_id, kind, category, to_address, subject, body, request_id, created_at_ms, unless_read) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.clone())
             .bind(notice.user_id.clone())
@@ -95,14 +110,19 @@ pub fn fan_out(
             .bind(email.subject.clone())
             .bind(email.body.clone())
             .bind(request_id.clone())
-            .bind(now);
+            .bind(now)
+            .bind(email.unless_read.as_ref().map(|unless| unless.message_id.clone()));
+        let after = email
+            .unless_read
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |unless| unless.after);
         out.email_job_id = Some(Queues::enqueue(
             batch,
             QueueName::Mail,
             &id,
             request_id.as_deref(),
             notice.subject_id.as_deref(),
-            hold,
+            hold + after,
         ));
         out.email_id = Some(id);
     }

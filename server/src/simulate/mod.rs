@@ -297,13 +297,23 @@ impl Simulator {
             }
             NotificationType::FriendAccept => {
                 let (from, to) = self.two_users().await?;
-                // The request to accept is sent first, untraced by this run's id.
-                let body = NewFriendRequest {
-                    to_email: to.email.clone(),
+                self.befriend(&from, &to, traced, step)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("the two were asked to be friends before"))?
+            }
+            NotificationType::Message => {
+                let (from, to) = self.two_users().await?;
+                // Befriended (unless they are) and the conversation found or made first,
+                // untraced: the message is the journey.
+                self.befriend(&from, &to, None, false).await?;
+                let to_id = to.token.split('.').next().unwrap_or_default().to_string();
+                let body = wire::NewConversation {
+                    participants: vec![to_id],
+                    title: None,
                 };
-                let (_, created) = self
+                let (_, conversation) = self
                     .post(
-                        "/api/friend-requests",
+                        "/api/conversations",
                         &from.email,
                         Some(&from.token),
                         Some(&body),
@@ -311,13 +321,51 @@ impl Simulator {
                         false,
                     )
                     .await?;
-                let created: FriendRequest = serde_json::from_slice(&created)?;
-                let path = format!("/api/friend-requests/{}/accept", created.id);
-                self.post::<()>(&path, &to.email, Some(&to.token), None, traced, step)
+                let conversation: wire::Conversation = serde_json::from_slice(&conversation)?;
+                let number = self.counter.fetch_add(1, Ordering::Relaxed);
+                let body = wire::NewMessage {
+                    client_id: format!("sim-{}-{number}", self.run_tag),
+                    body: format!("Message {number} from the simulation"),
+                };
+                let path = format!("/api/conversations/{}/messages", conversation.id);
+                self.post(&path, &from.email, Some(&from.token), Some(&body), traced, step)
                     .await?
             }
         };
         Ok(status)
+    }
+
+    /// `from` asks `to` to be friends (untraced) and `to` accepts, traced as `traced`
+    /// says: the accept's answer, or none when the request was refused (asked before).
+    async fn befriend(
+        &self,
+        from: &VirtualUser,
+        to: &VirtualUser,
+        traced: Option<&str>,
+        step: bool,
+    ) -> anyhow::Result<Option<(u16, bytes::Bytes)>> {
+        let body = NewFriendRequest {
+            to_email: to.email.clone(),
+        };
+        let (status, created) = self
+            .post(
+                "/api/friend-requests",
+                &from.email,
+                Some(&from.token),
+                Some(&body),
+                None,
+                false,
+            )
+            .await?;
+        if status != 201 {
+            return Ok(None);
+        }
+        let created: FriendRequest = serde_json::from_slice(&created)?;
+        let path = format!("/api/friend-requests/{}/accept", created.id);
+        let answer = self
+            .post::<()>(&path, &to.email, Some(&to.token), None, traced, step)
+            .await?;
+        Ok(Some(answer))
     }
 
     fn signup_body(&self, email: &str) -> Signup {

@@ -354,6 +354,7 @@ pub fn kind_of_route(method: &str, path: &str) -> Option<NotificationType> {
         _ if path.starts_with("/api/friend-requests/") && path.ends_with("/accept") => {
             Some(NotificationType::FriendAccept)
         }
+        _ if path.starts_with("/api/conversations/") && path.ends_with("/messages") => Some(NotificationType::Message),
         _ => None,
     }
 }

@@ -375,6 +375,7 @@ pub async fn user_socket(
         let connection = UserConnection {
             telemetry: server.shared.telemetry.clone(),
             messaging: server.shared.messaging.clone(),
+            app: server.clone(),
             limiter: ClientLimiter::new(),
             server: server.id.clone(),
             db: server.shared.db.clone(),
@@ -399,6 +400,8 @@ struct UserConnection {
     telemetry: Telemetry,
     /// Where `message:*` frames go (the same rules as the REST routes).
     messaging: crate::messaging::Messaging,
+    /// The app server holding the socket, for sends (they commit like a `POST`).
+    app: AppServer,
     /// What this connection may still send (see [`Inbound`]'s rate limit).
     limiter: ClientLimiter,
     /// The app server holding the socket.
@@ -675,7 +678,21 @@ impl UserConnection {
                     client_id: client_id.clone(),
                     body,
                 };
-                let sent = self.messaging.send(&self.user, &conversation_id, &message).await;
+                // Not a journey: only requests through the balancer are traced.
+                let untraced = crate::controllers::RequestId {
+                    id: String::new(),
+                    traced: false,
+                    handler_started: std::time::Instant::now(),
+                    commit: Default::default(),
+                };
+                let sent = crate::controllers::conversations::send_message(
+                    &self.app,
+                    &self.user,
+                    &conversation_id,
+                    &message,
+                    &untraced,
+                )
+                .await;
                 (sent.map(drop), Some(client_id))
             }
             wire::ClientFrame::Typing {

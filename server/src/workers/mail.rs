@@ -99,8 +99,9 @@ const SMTP_LANES: usize = 4;
 struct Delivered<'j> {
     completed: Vec<&'j str>,
     sent: Vec<(String, String)>,
-    /// Emails not sent because their user switched their category off for email.
-    skipped: Vec<String>,
+    /// Emails not sent, and why: `preference` (their user switched their category off
+    /// for email) or `read` (a message reminder whose message was read meanwhile).
+    skipped: Vec<(String, String)>,
     /// The sent ledger's entries for `sent`, settled once the batch is committed.
     entries: Vec<ledger::Entry>,
 }
@@ -258,8 +259,9 @@ struct Email {
     subject: String,
     body: String,
     sent_at_ms: Option<i64>,
-    /// Its user switched its category off for email (and it is not critical).
-    muted: bool,
+    /// Why it is not to be sent: its user switched its category off for email (and it
+    /// is not critical), `preference`; a message reminder whose message was read, `read`.
+    skip: Option<String>,
 }
 
 impl MailWorker {
@@ -387,14 +389,14 @@ impl MailWorker {
                 delivered.completed.push(&job.id);
                 continue;
             }
-            if email.muted {
+            if let Some(reason) = email.skip {
                 telemetry
                     .stage_since(request_id, SystemStage::Skipped, &self.id, picked_up)
                     .meta("channel", Flow::Email.name())
-                    .meta("reason", "preference")
+                    .meta("reason", reason.as_str())
                     .done();
                 delivered.completed.push(&job.id);
-                delivered.skipped.push(email.id);
+                delivered.skipped.push((email.id, reason));
                 continue;
             }
             // In step mode the attempt is a step of its own, after the pickup's.
@@ -480,8 +482,10 @@ impl MailWorker {
 
     async fn load(&self, jobs: &[Job]) -> Result<HashMap<String, Email>, sqlx::Error> {
         let sql = format!(
-            "SELECT id, to_address, subject, body, sent_at_ms, {} AS muted FROM emails WHERE id IN ({})",
+            "SELECT id, to_address, subject, body, sent_at_ms, \
+             CASE WHEN {} THEN 'preference' WHEN {} THEN 'read' END AS skip FROM emails WHERE id IN ({})",
             crate::notify::muted_sql("emails", Flow::Email),
+            crate::notify::READ_ALREADY_SQL,
             placeholders(jobs.len())
         );
         let sql = crate::storage::numbered(&sql);
@@ -500,7 +504,7 @@ impl MailWorker {
         &self,
         completed: &[&str],
         sent: &[(String, String)],
-        skipped: &[String],
+        skipped: &[(String, String)],
     ) -> Result<(), sqlx::Error> {
         if completed.is_empty() {
             return Ok(());
@@ -514,9 +518,10 @@ impl MailWorker {
                 .bind(reply.clone())
                 .bind(email_id.clone());
         }
-        for email_id in skipped {
+        for (email_id, reason) in skipped {
             batch
-                .statement("UPDATE emails SET skipped = 'preference' WHERE id = ? AND sent_at_ms IS NULL")
+                .statement("UPDATE emails SET skipped = ? WHERE id = ? AND sent_at_ms IS NULL")
+                .bind(reason.clone())
                 .bind(email_id.clone());
         }
         Queues::complete_all(&mut batch, completed);
@@ -624,7 +629,7 @@ mod tests {
             subject: "Hi".into(),
             body: "Body".into(),
             sent_at_ms: None,
-            muted: false,
+            skip: None,
         };
         let message = build_message(&email).expect("builds");
         let text = String::from_utf8(message.formatted()).expect("utf-8");
