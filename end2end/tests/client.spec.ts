@@ -208,3 +208,30 @@ test('a wrong password is refused and a reset link sets a new one', async ({ pag
   await expect(page.getByTestId('who')).toHaveText('Rita');
   await expect(page.getByText('Password changed')).toBeVisible();
 });
+
+test('an operator announces from the dashboard and the client shows it until dismissed', async ({ page, browser, request }) => {
+  const lb = await balancer(request);
+  const email = `ann-${Date.now()}@example.com`;
+  const client = await (await browser.newContext()).newPage();
+  await signUp(client, lb, 'Ann', email, 'ann has a long password');
+  await expect(client.getByTestId('client-connection')).toHaveAttribute('data-state', 'live');
+
+  await page.goto('/');
+  const form = page.getByTestId('announce');
+  await form.getByTestId('announce-title').fill('Maintenance tonight');
+  await form.getByTestId('announce-body').fill('From 22:00 UTC, for ten minutes.');
+  await form.getByTestId('announce-send').click();
+  await expect(page.getByTestId('audit-entry').filter({ hasText: '/api/announcements' }).first()).toBeVisible();
+
+  const banner = client.getByTestId('announcement');
+  await expect(banner).toContainText('Maintenance tonight');
+  await expect(banner).toContainText('From 22:00 UTC');
+  await client.screenshot({ path: '../docs/client-announcement.png' });
+  await client.getByTestId('dismiss-announcement').click();
+  await expect(banner).toHaveCount(0);
+  await client.reload();
+  await expect(client.getByTestId('who')).toHaveText('Ann');
+  await expect(client.getByTestId('notification').first()).toBeVisible();
+  await expect(banner).toHaveCount(0);
+  await client.context().close();
+});
