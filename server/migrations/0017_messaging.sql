@@ -45,3 +45,8 @@ CREATE TABLE messages (
 -- An email that goes only if this message is still unread by its recipient when its
 -- (delayed) job runs: messaging's reminder. Skipped with `skipped = 'read'` otherwise.
 ALTER TABLE emails ADD COLUMN unless_read TEXT;
+
+-- What a notification is about (a message's notification: that message), so reading the
+-- message reads its notification too.
+ALTER TABLE notifications ADD COLUMN subject_id TEXT;
+CREATE INDEX notifications_subject ON notifications (user_id, subject_id);

@@ -668,6 +668,17 @@ async fn a_new_message_notifies_in_the_app_and_by_email_only_while_unread() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Reading the messages read their notifications: the bell agrees with the thread.
+    let page = system.get_as("/api/notifications?category=messages", &bob.token).await;
+    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(2));
+    assert!(
+        page["notifications"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|item| item["readAtMs"].is_i64()),
+        "{page}"
+    );
     eventually("the read reminder is skipped", Duration::from_secs(30), || async {
         let skipped = system
             .count("SELECT COUNT(*) FROM emails WHERE kind = 'message' AND skipped = 'read'")

@@ -41,6 +41,8 @@ pub struct Center {
     pub social: RwSignal<u32>,
     /// The newest operators' announcement this browser has not dismissed.
     pub announcement: RwSignal<Option<Announcement>>,
+    /// The messages panel is showing: messages need no toast there.
+    pub in_chat: RwSignal<bool>,
 }
 
 /// The `localStorage` key of the newest announcement dismissed (its time).
@@ -77,6 +79,7 @@ impl Center {
             error: RwSignal::new(None),
             social: RwSignal::new(0),
             announcement: RwSignal::new(None),
+            in_chat: RwSignal::new(false),
         }
     }
 
@@ -155,6 +158,9 @@ impl Center {
         };
         if item.category == NotificationCategory::Social.as_str() {
             self.social.update(|bumped| *bumped += 1);
+        }
+        if item.kind == crate::wire::NotificationType::Message.name() && self.in_chat.get_untracked() {
+            return;
         }
         let toast = Toast {
             id: item.id.clone(),

@@ -93,6 +93,7 @@ fn Home(user: User) -> impl IntoView {
     spawn_local(socket::stay_connected(center, chat, link));
     let panel = RwSignal::new(Panel::Notifications);
     let tab = move |which: Panel, label: &'static str, id: &'static str| tab(panel, which, label, id);
+    Effect::new(move |_| center.in_chat.set(panel.get() == Panel::Messages));
     let unread = move || center.inbox.with(|inbox| inbox.unread());
     view! {
         <header class="client-bar">

@@ -122,7 +122,7 @@ pub async fn list(
 }
 
 /// The unread count with what it is as of.
-struct InboxCount {
+pub(crate) struct InboxCount {
     unread: i64,
     up_to_seq: i64,
     version: i64,
@@ -130,7 +130,7 @@ struct InboxCount {
 
 impl InboxCount {
     /// The update a change of `ids` makes, with this count after it.
-    fn update(&self, ids: Vec<String>, change: InboxChange, snoozed_until_ms: Option<i64>) -> InboxUpdate {
+    pub(crate) fn update(&self, ids: Vec<String>, change: InboxChange, snoozed_until_ms: Option<i64>) -> InboxUpdate {
         InboxUpdate {
             ids,
             change,
@@ -143,7 +143,7 @@ impl InboxCount {
 }
 
 /// One more inbox version for the user: their state changed (within its transaction).
-async fn bump_version(tx: &mut WriteTransaction, user_id: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn bump_version(tx: &mut WriteTransaction, user_id: &str) -> Result<(), sqlx::Error> {
     crate::with_connection!(tx, |c| sqlx::query(
         "UPDATE users SET inbox_version = inbox_version + 1 WHERE id = $1"
     )
@@ -155,7 +155,7 @@ async fn bump_version(tx: &mut WriteTransaction, user_id: &str) -> Result<(), sq
 
 /// Counts in one statement, so the three agree (inside a write transaction, with the
 /// change just made).
-async fn inbox_count(on: &mut impl Connect, user_id: &str) -> Result<InboxCount, sqlx::Error> {
+pub(crate) async fn inbox_count(on: &mut impl Connect, user_id: &str) -> Result<InboxCount, sqlx::Error> {
     let sql = format!(
         "SELECT (SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at_ms IS NULL AND {}), \
          (SELECT COALESCE(MAX(seq), 0) FROM notifications WHERE user_id = $1), \

@@ -680,6 +680,12 @@ impl Messaging {
         .await
         .map(|_| ())
         })?;
+        // Read messages read their notifications too, so the bell agrees with the thread.
+        let inbox = if read > member.read_seq {
+            Self::read_notifications(&mut tx, &reader.id, conversation_id, read).await?
+        } else {
+            None
+        };
         let members = Self::active_members(&mut tx, conversation_id).await?;
         tx.commit().await?;
         let room = Room::Conversation {
@@ -687,7 +693,41 @@ impl Messaging {
             members,
         };
         self.rooms.send(room, &UserFrame::StateUpdate(update.clone())).await;
+        if let Some(inbox) = inbox {
+            self.rooms
+                .send(Room::User(reader.id.clone()), &UserFrame::NotificationUpdate(inbox))
+                .await;
+        }
         Ok(update)
+    }
+
+    /// Marks read the reader's notifications of the conversation's messages up to `seq`;
+    /// the notification center's update when any changed (its version bumped).
+    async fn read_notifications(
+        tx: &mut WriteTransaction,
+        reader_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<Option<wire::InboxUpdate>, sqlx::Error> {
+        let now = now_ms();
+        let ids: Vec<String> = crate::with_connection!(tx, |c| sqlx::query_scalar(
+            "UPDATE notifications SET read_at_ms = $1, seen_at_ms = COALESCE(seen_at_ms, $2) \
+             WHERE user_id = $3 AND kind = 'message' AND read_at_ms IS NULL \
+             AND subject_id IN (SELECT id FROM messages WHERE conversation_id = $4 AND seq <= $5) RETURNING id"
+        )
+        .bind(now)
+        .bind(now)
+        .bind(reader_id)
+        .bind(conversation_id)
+        .bind(seq)
+        .fetch_all(c)
+        .await)?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        crate::controllers::notifications::bump_version(tx, reader_id).await?;
+        let count = crate::controllers::notifications::inbox_count(tx, reader_id).await?;
+        Ok(Some(count.update(ids, wire::InboxChange::Read, None)))
     }
 
     /// `POST /api/conversations/{id}/participants`: a member adds a friend of theirs,

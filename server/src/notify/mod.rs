@@ -139,8 +139,8 @@ pub fn fan_out(
             .bind(user_id.clone());
         batch
             .statement(
-                "INSERT INTO notifications (id, user_id, seq, kind, category, title, body, request_id, created_at_ms) \
-                 VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE user_id = ?), ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO notifications (id, user_id, seq, kind, category, title, body, request_id, created_at_ms, subject_id) \
+                 VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE user_id = ?), ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.clone())
             .bind(user_id.clone())
@@ -150,7 +150,8 @@ pub fn fan_out(
             .bind(message.title.clone())
             .bind(message.body.clone())
             .bind(request_id.clone())
-            .bind(now);
+            .bind(now)
+            .bind(notice.subject_id.clone());
         out.inapp_job_id = Some(Queues::enqueue(
             batch,
             QueueName::Inapp,
