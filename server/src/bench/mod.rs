@@ -11,15 +11,18 @@
 //!
 //! `liveview bench fanout` ([`fanout`]) measures the live stream itself, `liveview
 //! bench telemetry` ([`telemetry`]) the telemetry's own work per request, and `liveview
-//! bench hops` ([`hops`]) what a purchase's network hops cost without the work behind them.
+//! bench hops` ([`hops`]) what a purchase's network hops cost without the work behind them,
+//! and `liveview bench messages` ([`messages`]) messaging's delivery and receipts.
 
 mod fanout;
 mod hops;
+mod messages;
 mod telemetry;
 mod viewers;
 
 pub use fanout::{FanoutArgs, fanout};
 pub use hops::{HopsArgs, hops};
+pub use messages::{MessagesArgs, messages};
 pub use telemetry::{TelemetryArgs, telemetry};
 pub use viewers::{ViewersArgs, viewers};
 
@@ -50,6 +53,9 @@ pub enum Bench {
     /// Sends a purchase's network hops (HTTP through the balancer, an SMTP conversation,
     /// an in-app frame and its ack) without the work behind them, and measures their CPU.
     Hops(HopsArgs),
+    /// Sends messages between pairs of friends at rising rates and measures delivery to
+    /// the recipient and the delivered receipt back to the sender.
+    Messages(MessagesArgs),
     /// Holds N live-stream viewers for `fanout` and `pipeline --viewers` (their child process).
     #[command(hide = true)]
     Viewers(ViewersArgs),
@@ -62,6 +68,7 @@ impl Bench {
             Self::Fanout(args) => fanout(args).await,
             Self::Telemetry(args) => telemetry(args).await,
             Self::Hops(args) => hops(args).await,
+            Self::Messages(args) => messages(args).await,
             Self::Viewers(args) => viewers(args).await,
         }
     }

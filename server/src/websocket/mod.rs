@@ -623,13 +623,15 @@ impl UserConnection {
     /// A client message: a notification ack, or a [`wire::ClientFrame`]. What it
     /// answers with, when it refuses it (an `error` frame).
     async fn received(&mut self, text: &str) -> Option<wire::FrameError> {
-        if !self.limiter.take() {
-            return self.limiter.say_limited();
-        }
+        // A notification's ack is not counted: one comes for every frame pushed, and one
+        // for no frame in flight costs a lookup and nothing more.
         if let Ok(Ack { ack }) = serde_json::from_str::<Ack>(text) {
             self.limiter.well_formed();
             self.acked(ack).await;
             return None;
+        }
+        if !self.limiter.take() {
+            return self.limiter.say_limited();
         }
         let frame = match serde_json::from_str::<wire::ClientFrame>(text) {
             Ok(frame) => frame,
